@@ -1,0 +1,51 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layout (see Docs/ARCHITECTURE.md):
+//   CStasisABI      header-only: the image's C layout and raw syscalls, shared by every part
+//   CStasisShim     C half of libStasisAgent.so: constructor, signal entry, stack switch
+//   StasisAgent     Swift half of libStasisAgent.so: freeze window, /proc walk, image writer
+//   StasisImage     pure Swift: records, encode/decode, validation (no syscalls)
+//   StasisSystem    typed syscall wrappers for the launcher and tests
+//   CStasisSpawn    C for the launcher: clone3 with set_tid, fd plan, exec of the restorer
+//   stasis-restorer freestanding static-pie C: remaps memory and sigreturns into the program
+//   stasis          the launcher (Launcher/)
+let package = Package(
+    name: "Stasis",
+    products: [
+        .executable(name: "stasis", targets: ["stasis"]),
+        .executable(name: "stasis-restorer", targets: ["stasis-restorer"]),
+        .library(name: "StasisAgent", type: .dynamic, targets: ["StasisAgent"]),
+    ],
+    targets: [
+        .target(name: "CStasisABI"),
+        .target(name: "CStasisShim", dependencies: ["CStasisABI"]),
+        .target(name: "CStasisSpawn", dependencies: ["CStasisABI"]),
+        .target(name: "StasisImage"),
+        .target(name: "StasisSystem", dependencies: ["CStasisSpawn"]),
+        .target(
+            name: "StasisAgent",
+            dependencies: ["CStasisShim", "CStasisABI"],
+            // -wmo: the freeze-window checks (@_noAllocation) need every function body visible.
+            swiftSettings: [.unsafeFlags(["-wmo", "-num-threads", "1"])],
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        ),
+        .executableTarget(
+            name: "stasis-restorer",
+            dependencies: ["CStasisABI"],
+            cSettings: [.unsafeFlags(["-ffreestanding", "-fno-stack-protector", "-fno-builtin", "-fPIC",
+                                      "-fno-jump-tables", "-O2", "-mno-red-zone", "-fno-asynchronous-unwind-tables"])],
+            linkerSettings: [.unsafeFlags(["-enable-experimental-feature", "Embedded", "-nostartfiles", "-Xclang-linker", "-nostdlib",
+                                           "-Xclang-linker", "-static-pie", "-Xclang-linker", "-fuse-ld=lld",
+                                           "-Xclang-linker", "-Wl,-e,rst_entry", "-Xclang-linker", "-Wl,-N",
+                                           "-Xclang-linker", "-Wl,--no-dynamic-linker"])]
+        ),
+        .executableTarget(
+            name: "stasis",
+            dependencies: ["StasisImage", "StasisSystem", "CStasisSpawn", "CStasisABI"],
+            path: "Launcher"
+        ),
+        .testTarget(name: "StasisImageTests", dependencies: ["StasisImage", "CStasisABI"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["StasisImage", "StasisSystem"]),
+    ]
+)

@@ -1,0 +1,218 @@
+/* stasis_image_abi.h: the on-disk layout of a Stasis image.
+ *
+ * One definition of the format for every part: the agent writes these structs
+ * byte for byte, the restorer reads them, and StasisImage decodes the same
+ * fields in the same order (Tests/StasisImageTests checks the offsets).
+ * Docs/IMAGE-FORMAT.md is the normative description. Append fields only; a
+ * change of meaning bumps STASIS_IMAGE_VERSION.
+ *
+ *   IMAGE   ::= HEADER PROGRAM-PATH { RECORD } END-RECORD
+ *   RECORD  ::= stasis_record_header PAYLOAD [pad to 8] [pad to page DATA]
+ *
+ * All integers little-endian. Every record starts 8-byte aligned. A record
+ * with bulk data (page contents) stores it at data_offset, which is the first
+ * page boundary after the payload; the next record starts right after it.
+ */
+#ifndef STASIS_IMAGE_ABI_H
+#define STASIS_IMAGE_ABI_H
+
+#include <stdint.h>
+
+#define STASIS_IMAGE_MAGIC "STASIS\0\x01"
+#define STASIS_IMAGE_MAGIC_BYTES 8
+#define STASIS_IMAGE_VERSION 1
+#define STASIS_ARCH_X86_64 62 /* ELF e_machine EM_X86_64 */
+#define STASIS_PAGE_SIZE 4096
+#define STASIS_MAX_PATH 4096
+#define STASIS_MAX_XSAVE 16384
+
+typedef struct stasis_image_header {
+    char magic[8];             /* STASIS_IMAGE_MAGIC */
+    uint32_t version;          /* STASIS_IMAGE_VERSION */
+    uint32_t header_bytes;     /* sizeof(stasis_image_header_t) */
+    uint32_t arch;             /* STASIS_ARCH_X86_64 */
+    uint32_t page_size;        /* 4096 */
+    uint64_t xcr0;             /* xsave features enabled where the image was taken */
+    uint32_t xsave_size;       /* bytes of each thread's xsave area (incl. FP_XSTATE_MAGIC2) */
+    uint32_t thread_count;
+    int32_t pid;               /* pid of the checkpointed process */
+    uint32_t uid;              /* real uid of the checkpointed process */
+    uint64_t sequence;         /* checkpoint number within this process, from 1 */
+    uint64_t time_ns;          /* CLOCK_REALTIME at the checkpoint */
+    char kernel_release[72];   /* uname -r, NUL padded */
+    uint32_t program_bytes;    /* length of the program path that follows the header */
+    uint32_t reserved;
+} stasis_image_header_t;
+_Static_assert(sizeof(stasis_image_header_t) == 144, "image ABI: stasis_image_header_t");
+
+/* Record kinds. Written to disk: append, never renumber. */
+enum {
+    STASIS_RECORD_END = 0,
+    STASIS_RECORD_PROCESS = 1,
+    STASIS_RECORD_MEMORY_AREA = 2,
+    STASIS_RECORD_THREAD = 3,
+    STASIS_RECORD_SIGNAL_ACTIONS = 4,
+    STASIS_RECORD_FILE_DESCRIPTOR = 5,
+    STASIS_RECORD_AGENT = 6,
+};
+
+typedef struct stasis_record_header {
+    uint32_t kind;          /* STASIS_RECORD_* */
+    uint32_t payload_bytes; /* bytes of payload after this header, before padding to 8 */
+    uint64_t data_offset;   /* absolute file offset of bulk data (page aligned), or 0 */
+    uint64_t data_bytes;    /* bytes of bulk data; multiple of the page size */
+} stasis_record_header_t;
+_Static_assert(sizeof(stasis_record_header_t) == 24, "image ABI: stasis_record_header_t");
+
+/* END: the last record. Its presence and counts prove the file is complete. */
+typedef struct stasis_end_record {
+    uint64_t record_count;  /* records before this one */
+    uint64_t end_offset;    /* file offset of this record's header */
+    uint64_t magic;         /* STASIS_END_MAGIC */
+} stasis_end_record_t;
+#define STASIS_END_MAGIC 0x444E454953415453ull /* "STASIEND" */
+_Static_assert(sizeof(stasis_end_record_t) == 24, "image ABI: stasis_end_record_t");
+
+/* PROCESS: whole-process state. Followed by cwd, exe path, then auxv bytes. */
+typedef struct stasis_process_record {
+    int32_t pid, ppid;
+    uint32_t uid, gid, euid, egid;
+    uint32_t umask;
+    uint32_t personality;
+    char comm[16];          /* process name (prctl PR_GET_NAME) */
+    /* mm layout for prctl(PR_SET_MM_MAP), from /proc/self/stat and brk(0) */
+    uint64_t start_code, end_code, start_data, end_data;
+    uint64_t start_brk, brk, start_stack;
+    uint64_t arg_start, arg_end, env_start, env_end;
+    uint32_t cwd_bytes;
+    uint32_t exe_bytes;
+    uint32_t auxv_bytes;
+    uint32_t reserved;
+} stasis_process_record_t;
+_Static_assert(sizeof(stasis_process_record_t) == 152, "image ABI: stasis_process_record_t");
+
+/* MEMORY_AREA flags */
+enum {
+    STASIS_AREA_SHARED = 1 << 0,      /* MAP_SHARED */
+    STASIS_AREA_ANONYMOUS = 1 << 1,   /* no backing file (incl. shared anonymous) */
+    STASIS_AREA_HEAP = 1 << 2,        /* [heap] */
+    STASIS_AREA_STACK = 1 << 3,       /* [stack]: restored MAP_GROWSDOWN */
+    STASIS_AREA_VDSO = 1 << 4,        /* [vdso]: not stored, the new one is moved here */
+    STASIS_AREA_VVAR = 1 << 5,        /* [vvar]: not stored, moved with the vdso */
+    STASIS_AREA_VVAR_VCLOCK = 1 << 6, /* [vvar_vclock]: not stored, moved with the vdso */
+    STASIS_AREA_VSYSCALL = 1 << 7,    /* [vsyscall]: fixed by the kernel, skipped */
+    STASIS_AREA_SCRATCH = 1 << 8,     /* agent scratch: mapped, contents not stored */
+};
+
+/* MEMORY_AREA: one line of /proc/self/maps. Followed by run_count runs, then
+ * the path (path_bytes). Bulk data: the pages of each run, in order. */
+typedef struct stasis_memory_area_record {
+    uint64_t start, end;    /* page aligned, end exclusive */
+    uint64_t file_offset;   /* pgoff * page size, for file mappings */
+    uint32_t prot;          /* PROT_READ | PROT_WRITE | PROT_EXEC */
+    uint32_t flags;         /* STASIS_AREA_* */
+    uint64_t device, inode; /* of the mapped file (st_dev, st_ino), else 0 */
+    uint64_t file_size;     /* st_size at checkpoint, for change detection */
+    int64_t file_mtime_ns;  /* st_mtim at checkpoint */
+    uint32_t run_count;     /* stored page runs */
+    uint32_t path_bytes;
+} stasis_memory_area_record_t;
+_Static_assert(sizeof(stasis_memory_area_record_t) == 72, "image ABI: stasis_memory_area_record_t");
+
+/* A run of stored pages inside an area: pages [first_page, first_page + page_count). */
+typedef struct stasis_page_run {
+    uint64_t first_page;
+    uint64_t page_count;
+} stasis_page_run_t;
+_Static_assert(sizeof(stasis_page_run_t) == 16, "image ABI: stasis_page_run_t");
+
+/* General registers in the kernel's struct sigcontext order (= glibc REG_*). */
+enum {
+    STASIS_REG_R8 = 0, STASIS_REG_R9, STASIS_REG_R10, STASIS_REG_R11, STASIS_REG_R12, STASIS_REG_R13,
+    STASIS_REG_R14, STASIS_REG_R15, STASIS_REG_RDI, STASIS_REG_RSI, STASIS_REG_RBP, STASIS_REG_RBX,
+    STASIS_REG_RDX, STASIS_REG_RAX, STASIS_REG_RCX, STASIS_REG_RSP, STASIS_REG_RIP, STASIS_REG_EFL,
+    STASIS_REG_CSGSFS, STASIS_REG_ERR, STASIS_REG_TRAPNO, STASIS_REG_OLDMASK, STASIS_REG_CR2,
+    STASIS_REG_COUNT
+};
+
+/* THREAD: one thread's state as captured by itself in its signal handler.
+ * Followed by xsave_bytes of xsave area (the signal frame's fpstate, with the
+ * software-reserved bytes and FP_XSTATE_MAGIC2). */
+typedef struct stasis_thread_record {
+    int32_t tid;
+    uint32_t xsave_bytes;
+    uint64_t gregs[STASIS_REG_COUNT]; /* interrupted context */
+    uint64_t uc_flags;                /* ucontext uc_flags from the frame */
+    uint64_t sigmask;                 /* blocked signals of the interrupted context */
+    uint64_t fs_base, gs_base;
+    uint64_t clear_child_tid;         /* PR_GET_TID_ADDRESS: glibc's struct pthread tid field */
+    uint64_t robust_list, robust_list_len;
+    uint64_t rseq_address;            /* 0: none registered */
+    uint32_t rseq_length, rseq_signature;
+    uint64_t altstack_sp, altstack_size;
+    int32_t altstack_flags;
+    int32_t in_syscall;               /* nonzero: interrupted in a system call (orig rax follows) */
+    int64_t syscall_number;
+    char name[16];                    /* thread name */
+} stasis_thread_record_t;
+_Static_assert(sizeof(stasis_thread_record_t) == 312, "image ABI: stasis_thread_record_t");
+
+/* SIGNAL_ACTIONS: the kernel's struct sigaction for signals 1..64. */
+typedef struct stasis_signal_action {
+    uint64_t handler;   /* SIG_DFL = 0, SIG_IGN = 1, else an address */
+    uint64_t flags;     /* SA_* */
+    uint64_t restorer;
+    uint64_t mask;
+} stasis_signal_action_t;
+#define STASIS_SIGNAL_COUNT 64
+typedef struct stasis_signal_actions_record {
+    stasis_signal_action_t actions[STASIS_SIGNAL_COUNT]; /* index = signal number - 1 */
+} stasis_signal_actions_record_t;
+_Static_assert(sizeof(stasis_signal_actions_record_t) == 2048, "image ABI: stasis_signal_actions_record_t");
+
+/* FILE_DESCRIPTOR kinds */
+enum {
+    STASIS_FD_INHERIT = 0,  /* fd 0-2 on a terminal, pipe or socket: takes restart's own */
+    STASIS_FD_REGULAR = 1,  /* regular file, reopened by path at its offset */
+    STASIS_FD_DEVICE = 2,   /* a stateless character device such as /dev/null, reopened by path */
+};
+
+/* FILE_DESCRIPTOR: one open descriptor. Followed by the path (path_bytes). */
+typedef struct stasis_file_descriptor_record {
+    int32_t fd;
+    uint32_t kind;           /* STASIS_FD_* */
+    uint32_t status_flags;   /* fcntl F_GETFL (O_ACCMODE, O_APPEND, O_NONBLOCK, ...) */
+    uint32_t fd_flags;       /* fcntl F_GETFD (FD_CLOEXEC) */
+    int64_t offset;          /* lseek(fd, 0, SEEK_CUR), -1 if not seekable */
+    uint64_t device, inode;
+    uint64_t size;
+    int64_t mtime_ns;
+    uint32_t mode;           /* st_mode */
+    uint32_t path_bytes;
+} stasis_file_descriptor_record_t;
+_Static_assert(sizeof(stasis_file_descriptor_record_t) == 64, "image ABI: stasis_file_descriptor_record_t");
+
+/* AGENT: where the agent's restore hooks live in the program's memory. */
+typedef struct stasis_agent_record {
+    uint64_t restore_tail;   /* stasis_restore_tail: munmap(restorer) + rt_sigreturn */
+    uint64_t state_address;  /* stasis_agent_state_t, updated by the restorer */
+    int32_t trigger_signal;
+    uint32_t reserved;
+} stasis_agent_record_t;
+_Static_assert(sizeof(stasis_agent_record_t) == 24, "image ABI: stasis_agent_record_t");
+
+/* The agent's state that a restore must change, at stasis_agent_record.state_address. */
+typedef struct stasis_agent_state {
+    uint64_t magic;               /* STASIS_AGENT_STATE_MAGIC */
+    volatile int32_t busy;        /* a checkpoint is being written; the restorer clears it */
+    int32_t restored_count;       /* restores of this process image so far */
+    uint64_t sequence;            /* last checkpoint number */
+} stasis_agent_state_t;
+#define STASIS_AGENT_STATE_MAGIC 0x5354415445414753ull
+
+/* x86-64 xsave signal-frame magics (defined here: the kernel header clashes with glibc's). */
+#define STASIS_FP_XSTATE_MAGIC1 0x46505853u
+#define STASIS_FP_XSTATE_MAGIC2 0x46505845u
+#define STASIS_FP_SW_BYTES_OFFSET 464
+
+#endif

@@ -1,0 +1,68 @@
+/* constructor.c: runs when libStasisAgent.so is loaded.
+ *
+ * Only C runs here: the statically linked Swift runtime's own initializers
+ * may not have run yet (design-notes.md). Everything the freeze window needs
+ * is mapped now, so the handler never has to allocate. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "stasis_shim.h"
+#include "stasis_syscall.h"
+
+stasis_agent_config_t stasis_config;
+stasis_agent_state_t stasis_state = {.magic = STASIS_AGENT_STATE_MAGIC};
+
+void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext);
+
+static int parse_signal(const char *text) {
+    int value = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9') return 0;
+        value = value * 10 + (*p - '0');
+        if (value > 64) return 0;
+    }
+    return value;
+}
+
+__attribute__((constructor)) static void stasis_shim_init(void) {
+    const char *dir = getenv("STASIS_DIR");
+    if (dir && *dir && strlen(dir) < sizeof stasis_config.image_dir) {
+        strcpy(stasis_config.image_dir, dir);
+    } else if (!getcwd(stasis_config.image_dir, sizeof stasis_config.image_dir)) {
+        strcpy(stasis_config.image_dir, "/tmp");
+    }
+    const char *sig = getenv("STASIS_SIGNAL");
+    stasis_config.trigger_signal = sig ? parse_signal(sig) : 0;
+    if (stasis_config.trigger_signal <= 0 || stasis_config.trigger_signal == SIGKILL ||
+        stasis_config.trigger_signal == SIGSTOP) {
+        stasis_config.trigger_signal = SIGUSR2;
+    }
+
+    void *arena = mmap(NULL, STASIS_ARENA_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *stack = mmap(NULL, STASIS_STACK_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (arena == MAP_FAILED || stack == MAP_FAILED) {
+        static const char msg[] = "stasis: cannot map agent memory; checkpoints are disabled for this process\n";
+        (void)!write(2, msg, sizeof msg - 1);
+        return;
+    }
+    stasis_config.arena_start = (uint64_t)arena;
+    stasis_config.arena_bytes = STASIS_ARENA_BYTES;
+    stasis_config.stack_start = (uint64_t)stack;
+    stasis_config.stack_bytes = STASIS_STACK_BYTES;
+
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = stasis_signal_entry;
+    action.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&action.sa_mask); /* nothing interrupts a checkpoint */
+    if (sigaction(stasis_config.trigger_signal, &action, NULL) != 0) {
+        static const char msg[] = "stasis: cannot install the checkpoint signal handler\n";
+        (void)!write(2, msg, sizeof msg - 1);
+    }
+}

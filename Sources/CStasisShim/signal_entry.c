@@ -1,0 +1,135 @@
+/* signal_entry.c: the trigger signal's handler, and the restore tail.
+ *
+ * FREEZE WINDOW: everything here runs in a signal handler that may have
+ * interrupted malloc or any lock holder. Raw system calls only; no libc
+ * calls that take locks, no allocation.
+ *
+ * Algorithm:
+ *   1. drop nested triggers (state.busy)
+ *   2. copy what the kernel saved in the signal frame (general registers,
+ *      signal mask, fpstate/xsave) and ask the kernel for what the frame does
+ *      not hold: FS/GS base, TID, clear_child_tid, robust list, rseq area,
+ *      sigaltstack, thread name
+ *   3. switch to the agent's own stack and call stasis_agent_checkpoint
+ *   4. return: the kernel's sigreturn resumes the program unchanged
+ * A restore never comes back here: the restorer sigreturns straight into the
+ * interrupted context recorded in step 2. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <ucontext.h>
+
+#include "stasis_shim.h"
+#include "stasis_syscall.h"
+
+extern stasis_agent_config_t stasis_config;
+extern stasis_agent_state_t stasis_state;
+
+/* glibc 2.35+: where it registered this thread's rseq area. Weak: older libcs lack them. */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+#define STASIS_RSEQ_SIGNATURE 0x53053053u
+#define STASIS_RSEQ_REGISTERED_LENGTH 32u /* glibc registers 32 bytes though __rseq_size says 20 */
+
+#define STASIS_ARCH_GET_FS 0x1003
+#define STASIS_ARCH_GET_GS 0x1004
+
+/* Calls fn(arg) with the stack pointer at stack_top; returns its result. */
+__attribute__((noinline)) static int32_t call_on_stack(int32_t (*fn)(stasis_capture_t *), stasis_capture_t *arg,
+                                                       void *stack_top) {
+    int32_t result;
+    __asm__ volatile(
+        "mov %%rsp, %%rbx\n\t"
+        "mov %[top], %%rsp\n\t"
+        "and $-16, %%rsp\n\t"
+        "call *%[fn]\n\t"
+        "mov %%rbx, %%rsp\n\t"
+        : "=a"(result)
+        : [fn] "r"(fn), "D"(arg), [top] "r"(stack_top)
+        : "rbx", "rcx", "rdx", "rsi", "r8", "r9", "r10", "r11", "memory", "cc");
+    return result;
+}
+
+static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stasis_capture_t *capture) {
+    for (int i = 0; i < STASIS_REG_COUNT; i++) t->gregs[i] = (uint64_t)uc->uc_mcontext.gregs[i];
+    t->uc_flags = uc->uc_flags;
+    memcpy(&t->sigmask, &uc->uc_sigmask, sizeof t->sigmask); /* the kernel's 64-bit mask comes first */
+    t->tid = (int32_t)stasis_syscall0(STASIS_NR_gettid);
+    stasis_syscall2(STASIS_NR_arch_prctl, STASIS_ARCH_GET_FS, (long)&t->fs_base);
+    stasis_syscall2(STASIS_NR_arch_prctl, STASIS_ARCH_GET_GS, (long)&t->gs_base);
+    stasis_syscall2(STASIS_NR_prctl, PR_GET_TID_ADDRESS, (long)&t->clear_child_tid);
+    size_t robust_len = 0;
+    void *robust_head = NULL;
+    if (stasis_syscall3(STASIS_NR_get_robust_list, 0, (long)&robust_head, (long)&robust_len) == 0) {
+        t->robust_list = (uint64_t)robust_head;
+        t->robust_list_len = robust_len;
+    }
+    if (&__rseq_offset && &__rseq_size && __rseq_size > 0 && t->fs_base) {
+        uint64_t area = t->fs_base + (uint64_t)__rseq_offset;
+        uint32_t cpu_id = *(volatile uint32_t *)(area + 4);
+        if (cpu_id != (uint32_t)-1 && cpu_id != (uint32_t)-2) { /* RSEQ_CPU_ID_UNINITIALIZED / _REGISTRATION_FAILED */
+            t->rseq_address = area;
+            t->rseq_length = STASIS_RSEQ_REGISTERED_LENGTH;
+            t->rseq_signature = STASIS_RSEQ_SIGNATURE;
+        }
+    }
+    stack_t altstack;
+    if (stasis_syscall2(STASIS_NR_sigaltstack, 0, (long)&altstack) == 0) {
+        t->altstack_sp = (uint64_t)altstack.ss_sp;
+        t->altstack_size = altstack.ss_size;
+        t->altstack_flags = altstack.ss_flags;
+    }
+    stasis_syscall2(STASIS_NR_prctl, PR_GET_NAME, (long)t->name);
+    t->syscall_number = -1;
+
+    /* fpstate: 512 bytes of fxsave, extended to the full xsave area when the
+     * kernel marked it with FP_XSTATE_MAGIC1 in the software-reserved bytes. */
+    const uint8_t *fp = (const uint8_t *)uc->uc_mcontext.fpregs;
+    capture->xsave = fp;
+    t->xsave_bytes = 0;
+    if (fp) {
+        uint32_t magic1, extended_size;
+        memcpy(&magic1, fp + STASIS_FP_SW_BYTES_OFFSET, 4);
+        memcpy(&extended_size, fp + STASIS_FP_SW_BYTES_OFFSET + 4, 4);
+        t->xsave_bytes = (magic1 == STASIS_FP_XSTATE_MAGIC1 && extended_size <= STASIS_MAX_XSAVE) ? extended_size : 512;
+    }
+}
+
+void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
+    (void)signo;
+    if (!stasis_config.arena_start || __atomic_exchange_n(&stasis_state.busy, 1, __ATOMIC_ACQ_REL)) return;
+
+    stasis_capture_t capture;
+    memset(&capture, 0, sizeof capture);
+    capture.config = &stasis_config;
+    capture.state = &stasis_state;
+    capture.signal_code = info ? info->si_code : 0;
+    capture.sender_pid = info ? info->si_pid : 0;
+    capture.request_id = (info && info->si_code == SI_QUEUE) ? (int64_t)info->si_value.sival_ptr : 0;
+    extern void stasis_restore_tail(void);
+    capture.restore_tail = (uint64_t)&stasis_restore_tail;
+    capture_thread(&capture.thread, (const ucontext_t *)ucontext, &capture);
+
+    void *stack_top = (void *)(stasis_config.stack_start + stasis_config.stack_bytes);
+    (void)call_on_stack(stasis_agent_checkpoint, &capture, stack_top);
+
+    __atomic_store_n(&stasis_state.busy, 0, __ATOMIC_RELEASE);
+}
+
+/* The restorer's last step, run from the program's own memory so that the
+ * restorer can unmap itself: munmap(rdi, rsi), then rt_sigreturn with the
+ * stack pointer at rdx (the rt_sigframe it built, past pretcode). */
+__asm__(".text\n"
+        ".globl stasis_restore_tail\n"
+        ".type stasis_restore_tail,@function\n"
+        "stasis_restore_tail:\n"
+        "    mov %rdx, %r12\n"
+        "    mov $11, %eax\n" /* munmap */
+        "    syscall\n"
+        "    mov %r12, %rsp\n"
+        "    mov $15, %eax\n" /* rt_sigreturn */
+        "    syscall\n"
+        "    ud2\n"
+        ".size stasis_restore_tail, .-stasis_restore_tail\n");

@@ -1,0 +1,379 @@
+// FREEZE WINDOW: see Freeze/RawSyscall.swift. This is the whole checkpoint, run by the thread that
+// took the trigger signal, on the agent's own stack.
+//
+// Algorithm:
+//   1. pick the image directory: the one `stasis checkpoint --dir` put in the request file
+//      (/tmp/stasis-UID/PID.request, matched by the sigqueue value), else STASIS_DIR
+//   2. create DIR/.NAME.tmp (0600, O_EXCL) and write: header, PROCESS, AGENT, SIGNAL_ACTIONS,
+//      THREAD, FILE_DESCRIPTOR..., MEMORY_AREA..., END
+//   3. fsync, rename to DIR/COMM-PID-SEQ.stasis without replacing anything, fsync DIR,
+//      point DIR/COMM-PID.latest at it
+//   4. report: /tmp/stasis-UID/PID-ID.result for `stasis checkpoint`, else errors on fd 2
+// Any failure removes the temporary file; the program always continues.
+import CStasisABI
+import CStasisShim
+
+/// Entry point from the C signal handler. Returns 0 or -errno.
+@_cdecl("stasis_agent_checkpoint")
+@_noAllocation @_noLocks
+public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture_t>) -> Int32 {
+    let config = capture.pointee.config
+    guard let base = UnsafeMutableRawPointer(bitPattern: UInt(config.pointee.arena_start)) else { return -22 }
+    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes))
+    guard var job = CheckpointJob(arena: &arena, capture: capture) else { return -12 }
+    let result = job.run(arena: &arena)
+    job.report(result)
+    return result.map { -Int32(truncatingIfNeeded: $0.errno) } ?? 0
+}
+
+struct CheckpointJob {
+    let capture: UnsafeMutablePointer<stasis_capture_t>
+    var directory: TextBuffer
+    var finalPath: TextBuffer
+    var tempPath: TextBuffer
+    var scratch: TextBuffer
+    var message: TextBuffer
+    let zeros: UnsafeMutableRawPointer
+    let pid: Int
+    let uid: Int
+    var imageFD: Int32 = -1
+
+    @_noAllocation @_noLocks
+    init?(arena: inout FreezeArena, capture: UnsafeMutablePointer<stasis_capture_t>) {
+        let pathCapacity = Int(STASIS_MAX_PATH) + 256
+        guard let d = arena.take(pathCapacity), let f = arena.take(pathCapacity), let t = arena.take(pathCapacity),
+            let s = arena.take(pathCapacity), let m = arena.take(pathCapacity),
+            let z = arena.take(Int(STASIS_PAGE_SIZE), alignment: Int(STASIS_PAGE_SIZE))
+        else { return nil }
+        self.capture = capture
+        directory = TextBuffer(d, capacity: pathCapacity)
+        finalPath = TextBuffer(f, capacity: pathCapacity)
+        tempPath = TextBuffer(t, capacity: pathCapacity)
+        scratch = TextBuffer(s, capacity: pathCapacity)
+        message = TextBuffer(m, capacity: pathCapacity)
+        zeros = z
+        for i in 0..<Int(STASIS_PAGE_SIZE) { z.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
+        pid = RawSyscall.call(STASIS_NR_getpid)
+        uid = RawSyscall.call(STASIS_NR_getuid)
+    }
+
+    /// Writes the image; nil on success.
+    @_noAllocation @_noLocks
+    mutating func run(arena: inout FreezeArena) -> FreezeFailure? {
+        do throws(FreezeFailure) {
+            try chooseDirectory()
+            try writeImage(arena: &arena)
+            return nil
+        } catch {
+            if imageFD >= 0 {
+                RawSyscall.close(imageFD)
+                imageFD = -1
+            }
+            if tempPath.count > 0 { _ = RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: tempPath.cString)) }
+            return error
+        }
+    }
+
+    @_noAllocation @_noLocks
+    private mutating func chooseDirectory() throws(FreezeFailure) {
+        directory.append(cStringAt: &capture.pointee.config.pointee.image_dir)
+        let requestID = capture.pointee.request_id
+        guard requestID != 0 else { return }
+        scratch.removeAll()
+        appendControlPath(&scratch)
+        scratch.append(".request")
+        // Request file: "ID\nDIR\n", written by `stasis checkpoint` before it signals us.
+        let text = message.bytes
+        let n = ProcFile.read(scratch.cString, into: UnsafeMutableRawPointer(text), capacity: message.capacity)
+        guard n > 0 else { return }
+        var cursor = ByteCursor(text, count: n)
+        guard let id = cursor.decimal(), id == requestID, cursor.current == UInt8(ascii: "\n") else { return }
+        cursor.index += 1
+        let start = cursor.index
+        cursor.skipPast(UInt8(ascii: "\n"))
+        let end = cursor.index > start && text[cursor.index - 1] == UInt8(ascii: "\n") ? cursor.index - 1 : cursor.index
+        guard end > start, text[start] == UInt8(ascii: "/") else { return }
+        directory.removeAll()
+        directory.append(bytes: text + start, count: end - start)
+        message.removeAll()
+    }
+
+    /// /tmp/stasis-UID/PID
+    @_noAllocation @_noLocks
+    func appendControlPath(_ buffer: inout TextBuffer) {
+        buffer.append("/tmp/stasis-")
+        buffer.append(decimal: uid)
+        buffer.append("/")
+        buffer.append(decimal: pid)
+    }
+
+    @_noAllocation @_noLocks
+    private func appendImageName(_ buffer: inout TextBuffer, sequence: UInt64) {
+        buffer.append(bytes: directory.bytes, count: directory.count)
+        buffer.append("/")
+        appendProgramName(&buffer)
+        buffer.append("-")
+        buffer.append(decimal: pid)
+        buffer.append("-")
+        buffer.append(decimal: Int(sequence), minimumDigits: 4)
+        buffer.append(".stasis")
+    }
+
+    /// The thread's comm, limited to characters that are safe in a file name.
+    @_noAllocation @_noLocks
+    private func appendProgramName(_ buffer: inout TextBuffer) {
+        var name: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &name) { bytes in
+            _ = RawSyscall.call(STASIS_NR_prctl, 16 /* PR_GET_NAME */, Int(bitPattern: bytes.baseAddress))
+            var wrote = false
+            for i in 0..<15 {
+                let c = bytes[i]
+                if c == 0 { break }
+                let safe = (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
+                    || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "_") || c == UInt8(ascii: ".")
+                buffer.append(safe ? c : UInt8(ascii: "_"))
+                wrote = true
+            }
+            if !wrote { buffer.append("process") }
+        }
+    }
+
+    @_noAllocation @_noLocks
+    private mutating func writeImage(arena: inout FreezeArena) throws(FreezeFailure) {
+        let state = capture.pointee.state
+        var sequence = state.pointee.sequence + 1
+
+        tempPath.append(bytes: directory.bytes, count: directory.count)
+        tempPath.append("/.")
+        appendProgramName(&tempPath)
+        tempPath.append("-")
+        tempPath.append(decimal: pid)
+        tempPath.append(".tmp")
+        _ = RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: tempPath.cString))  // left by a killed checkpoint
+        let fd = RawSyscall.open(tempPath.cString, RawFlag.writeOnly | RawFlag.create | RawFlag.exclusive
+            | RawFlag.closeOnExec | RawFlag.noFollow, 0o600)
+        if fd < 0 {
+            tempPath.removeAll()
+            throw FreezeFailure(step: .openImage, errno: -fd)
+        }
+        imageFD = Int32(fd)
+        var image = ImageFile(fd: imageFD, zeros: UnsafeRawPointer(zeros))
+
+        try writeHeader(&image, sequence: sequence)
+        try ProcessDumper.dump(arena: &arena, into: &image)
+        var agent = stasis_agent_record_t()
+        agent.restore_tail = capture.pointee.restore_tail
+        agent.state_address = UInt64(UInt(bitPattern: state))
+        agent.trigger_signal = capture.pointee.config.pointee.trigger_signal
+        try image.writeRecord(kind: UInt32(STASIS_RECORD_AGENT), fixed: &agent, fixedBytes: MemoryLayout<stasis_agent_record_t>.size)
+        try SignalActionsDumper.dump(into: &image)
+        try ThreadDumper.dump(capture, into: &image)
+        guard var files = FileDescriptorDumper.make(arena: &arena) else {
+            throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
+        }
+        try files.dump(excluding: imageFD, into: &image)
+
+        let mapsCapacity = 32 << 20
+        guard let maps = arena.take(mapsCapacity), var memory = MemoryDumper.make(arena: &arena, config: capture.pointee.config)
+        else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
+        let mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
+        if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
+        try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
+
+        var end = stasis_end_record_t(record_count: image.recordCount, end_offset: image.offset,
+                                      magic: STASIS_END_MAGIC)
+        try image.writeRecord(kind: UInt32(STASIS_RECORD_END), fixed: &end, fixedBytes: MemoryLayout<stasis_end_record_t>.size)
+
+        let synced = RawSyscall.call(STASIS_NR_fsync, Int(imageFD))
+        if synced < 0 { throw FreezeFailure(step: .syncImage, errno: -synced) }
+        RawSyscall.close(imageFD)
+        imageFD = -1
+
+        // Publish without replacing any image: a restored process continues an old numbering.
+        while true {
+            finalPath.removeAll()
+            appendImageName(&finalPath, sequence: sequence)
+            let renamed = RawSyscall.call(STASIS_NR_renameat2, -100, Int(bitPattern: tempPath.cString), -100,
+                                          Int(bitPattern: finalPath.cString), 1 /* RENAME_NOREPLACE */)
+            if renamed == 0 { break }
+            if renamed != -RawErrno.exists || sequence > state.pointee.sequence + 10_000 {
+                throw FreezeFailure(step: .renameImage, errno: -renamed)
+            }
+            sequence += 1
+        }
+        tempPath.removeAll()
+        state.pointee.sequence = sequence
+        let dirFD = RawSyscall.open(directory.cString, RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
+        if dirFD >= 0 {
+            _ = RawSyscall.call(STASIS_NR_fsync, dirFD)
+            RawSyscall.close(Int32(dirFD))
+        }
+        updateLatestLink()
+    }
+
+    /// DIR/COMM-PID.latest -> COMM-PID-SEQ.stasis (best effort: the image is already safe).
+    @_noAllocation @_noLocks
+    private mutating func updateLatestLink() {
+        var slash = finalPath.count - 1
+        while slash > 0 && finalPath.bytes[slash] != UInt8(ascii: "/") { slash -= 1 }
+        scratch.removeAll()
+        scratch.append(bytes: directory.bytes, count: directory.count)
+        scratch.append("/.")
+        appendProgramName(&scratch)
+        scratch.append("-")
+        scratch.append(decimal: pid)
+        scratch.append(".latest.tmp")
+        _ = RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: scratch.cString))
+        let target = UnsafeRawPointer(finalPath.bytes + slash + 1)
+        guard RawSyscall.call(STASIS_NR_symlink, Int(bitPattern: target), Int(bitPattern: scratch.cString)) == 0
+        else { return }
+        message.removeAll()
+        message.append(bytes: directory.bytes, count: directory.count)
+        message.append("/")
+        appendProgramName(&message)
+        message.append("-")
+        message.append(decimal: pid)
+        message.append(".latest")
+        _ = RawSyscall.call(STASIS_NR_rename, Int(bitPattern: scratch.cString), Int(bitPattern: message.cString))
+        message.removeAll()
+    }
+
+    @_noAllocation @_noLocks
+    private mutating func writeHeader(_ image: inout ImageFile, sequence: UInt64) throws(FreezeFailure) {
+        var header = stasis_image_header_t()
+        header.magic = (0x53, 0x54, 0x41, 0x53, 0x49, 0x53, 0x00, 0x01)  // STASIS_IMAGE_MAGIC
+        header.version = UInt32(STASIS_IMAGE_VERSION)
+        header.header_bytes = UInt32(MemoryLayout<stasis_image_header_t>.size)
+        header.arch = UInt32(STASIS_ARCH_X86_64)
+        header.page_size = UInt32(STASIS_PAGE_SIZE)
+        header.xcr0 = _unsafePerformance { stasis_xgetbv0() }
+        header.xsave_size = capture.pointee.thread.xsave_bytes
+        header.thread_count = 1
+        header.pid = Int32(truncatingIfNeeded: pid)
+        header.uid = UInt32(truncatingIfNeeded: uid)
+        header.sequence = sequence
+        var now: (Int64, Int64) = (0, 0)
+        withUnsafeMutablePointer(to: &now) { pointer in
+            _ = RawSyscall.call(STASIS_NR_clock_gettime, 0 /* CLOCK_REALTIME */, Int(bitPattern: pointer))
+        }
+        header.time_ns = UInt64(bitPattern: now.0 &* 1_000_000_000 &+ now.1)
+        // uname(2): six 65-byte fields; release is the third.
+        scratch.removeAll()
+        _ = RawSyscall.call(STASIS_NR_uname, Int(bitPattern: scratch.bytes))
+        withUnsafeMutableBytes(of: &header.kernel_release) { bytes in
+            for i in 0..<64 {
+                let c = scratch.bytes[130 + i]
+                if c == 0 { break }
+                bytes[i] = c
+            }
+        }
+        scratch.removeAll()
+        let exeCount = RawSyscall.readlink(literal: "/proc/self/exe", scratch.bytes, scratch.capacity - 1)
+        let programBytes = max(exeCount, 0)
+        header.program_bytes = UInt32(programBytes)
+        try image.write(&header, MemoryLayout<stasis_image_header_t>.size)
+        try image.write(scratch.bytes, programBytes)
+        try image.pad(to: 8)
+        scratch.removeAll()
+    }
+
+    /// Tells whoever asked: `stasis checkpoint` through its result file, a plain `kill` through fd 2 on failure.
+    @_noAllocation @_noLocks
+    mutating func report(_ failure: FreezeFailure?) {
+        message.removeAll()
+        if let failure {
+            message.append(capture.pointee.request_id != 0 ? "error " : "stasis: checkpoint failed: ")
+            describe(failure, into: &message)
+        } else {
+            message.append("ok ")
+            message.append(bytes: finalPath.bytes, count: finalPath.count)
+        }
+        message.append("\n")
+        let requestID = capture.pointee.request_id
+        if requestID == 0 {
+            if failure != nil { _ = RawSyscall.write(2, message.bytes, message.count) }
+            return
+        }
+        scratch.removeAll()
+        appendControlPath(&scratch)
+        scratch.append("-")
+        scratch.append(decimal: Int(requestID))
+        scratch.append(".result.tmp")
+        let fd = RawSyscall.open(scratch.cString, RawFlag.writeOnly | RawFlag.create | RawFlag.truncate
+            | RawFlag.closeOnExec | RawFlag.noFollow, 0o600)
+        guard fd >= 0 else { return }
+        _ = RawSyscall.write(Int32(fd), message.bytes, message.count)
+        RawSyscall.close(Int32(fd))
+        tempPath.removeAll()
+        tempPath.append(bytes: scratch.bytes, count: scratch.count - 4)  // drop ".tmp"
+        _ = RawSyscall.call(STASIS_NR_rename, Int(bitPattern: scratch.cString), Int(bitPattern: tempPath.cString))
+    }
+
+    @_noAllocation @_noLocks
+    private func describe(_ failure: FreezeFailure, into text: inout TextBuffer) {
+        switch failure.step {
+        case .openImage: text.append("cannot create the image in ")
+        case .writeImage: text.append("cannot write the image in ")
+        case .syncImage: text.append("cannot sync the image in ")
+        case .renameImage: text.append("cannot publish the image in ")
+        case .readProc: text.append("cannot read /proc/self")
+        case .scanPages: text.append("PAGEMAP_SCAN failed (Linux 6.7 or newer is needed) at 0x")
+        case .unsupportedFile: text.append("fd ")
+        case .arenaExhausted: text.append("agent scratch memory exhausted")
+        case .readRequest: text.append("cannot read the checkpoint request")
+        case .tooManyRuns: text.append("too many page runs in one memory area")
+        }
+        switch failure.step {
+        case .openImage, .writeImage, .syncImage, .renameImage:
+            text.append(bytes: directory.bytes, count: directory.count)
+        case .scanPages: text.append(hex: UInt64(UInt(bitPattern: failure.object)))
+        case .unsupportedFile:
+            text.append(decimal: failure.object)
+            text.append(" (")
+            var link = TextBuffer(scratch.bytes, capacity: 64)
+            link.append("/proc/self/fd/")
+            link.append(decimal: failure.object)
+            let target = message.bytes + message.count + 1
+            let room = message.capacity - message.count - 2
+            let n = RawSyscall.readlink(link.cString, target, min(room, 200))
+            if n > 0 {
+                // Copy out before appending (the target bytes live past our own end).
+                var i = 0
+                while i < n {
+                    let c = target[i]
+                    text.append(c)
+                    i += 1
+                }
+            }
+            text.append(") is not supported yet: Stasis restores regular files, /dev/null-like devices and fds 0-2")
+            return
+        default: break
+        }
+        if failure.errno != 0 {
+            text.append(": ")
+            text.append(errnoText(failure.errno))
+        }
+    }
+}
+
+@_noAllocation @_noLocks
+func errnoText(_ errno: Int) -> StaticString {
+    switch errno {
+    case 1: return "operation not permitted"
+    case 2: return "no such file or directory"
+    case 5: return "input/output error"
+    case 12: return "out of memory"
+    case 13: return "permission denied"
+    case 17: return "file exists"
+    case 20: return "not a directory"
+    case 22: return "invalid argument"
+    case 25: return "inappropriate ioctl (PAGEMAP_SCAN missing)"
+    case 27: return "file too large"
+    case 28: return "no space left on device"
+    case 30: return "read-only file system"
+    case 36: return "file name too long"
+    case 95: return "not supported"
+    case 122: return "disk quota exceeded"
+    default: return "system error"
+    }
+}

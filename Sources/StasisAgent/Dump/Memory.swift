@@ -1,0 +1,218 @@
+// FREEZE WINDOW: see Freeze/RawSyscall.swift.
+//
+// Algorithm: for each line of /proc/self/maps (read once, into the arena):
+//   classify it (anonymous, file, shared, [heap], [stack], vDSO family, agent scratch);
+//   find the pages worth storing with PAGEMAP_SCAN: present or swapped pages of private
+//   anonymous memory that are not the shared zero page, and the copy-on-write (non-file)
+//   pages of private file mappings; all pages of shared anonymous memory;
+//   write one MEMORY_AREA record whose page data is written straight from the area's
+//   own addresses (zero copy), made readable for the write if it was not.
+import CStasisABI
+import CStasisShim
+
+/// Writes every memory area of the process into the image.
+struct MemoryDumper {
+    let scratchRanges: (UInt64, UInt64, UInt64, UInt64)  // agent arena and stack: mapped, not stored
+    var pagemapFD: Int32 = -1
+    var runs: UnsafeMutablePointer<stasis_page_run_t>
+    let runCapacity: Int
+    var regions: UnsafeMutablePointer<stasis_page_region_t>
+    let regionCapacity: Int
+    let pathScratch: UnsafeMutableRawPointer
+
+    @_noAllocation @_noLocks
+    static func make(arena: inout FreezeArena, config: UnsafePointer<stasis_agent_config_t>) -> MemoryDumper? {
+        let runCapacity = 1 << 20
+        let regionCapacity = 4096
+        guard
+            let runs = arena.take(runCapacity * MemoryLayout<stasis_page_run_t>.stride),
+            let regions = arena.take(regionCapacity * MemoryLayout<stasis_page_region_t>.stride),
+            let pathScratch = arena.take(Int(STASIS_MAX_PATH) + 1)
+        else { return nil }
+        let c = config.pointee
+        return MemoryDumper(
+            scratchRanges: (c.arena_start, c.arena_start + c.arena_bytes, c.stack_start, c.stack_start + c.stack_bytes),
+            runs: runs.assumingMemoryBound(to: stasis_page_run_t.self), runCapacity: runCapacity,
+            regions: regions.assumingMemoryBound(to: stasis_page_region_t.self), regionCapacity: regionCapacity,
+            pathScratch: pathScratch)
+    }
+
+    /// Writes one record per line of `maps` (the text of /proc/self/maps).
+    @_noAllocation @_noLocks
+    mutating func dump(maps: UnsafePointer<UInt8>, count: Int, into image: inout ImageFile) throws(FreezeFailure) {
+        let fd = RawSyscall.open(literal: "/proc/self/pagemap", RawFlag.readOnly | RawFlag.closeOnExec)
+        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
+        pagemapFD = Int32(fd)
+        defer { RawSyscall.close(pagemapFD) }
+
+        var lineStart = 0
+        while lineStart < count {
+            var lineEnd = lineStart
+            while lineEnd < count && maps[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            let line = maps + lineStart
+            let length = lineEnd - lineStart
+            if length > 0 {
+                guard let area = MapsLine(parsing: line, count: length) else {
+                    throw FreezeFailure(step: .readProc, errno: RawErrno.invalid, object: lineStart)
+                }
+                try dumpArea(area, line: line, into: &image)
+            }
+            lineStart = lineEnd + 1
+        }
+    }
+
+    @_noAllocation @_noLocks
+    private func flags(of area: MapsLine, line: UnsafePointer<UInt8>, isDeleted: Bool) -> UInt32 {
+        var flags: UInt32 = area.isShared ? UInt32(STASIS_AREA_SHARED) : 0
+        let isFile = area.pathCount > 0 && line[area.pathStart] == UInt8(ascii: "/") && !isDeleted
+        if !isFile { flags |= UInt32(STASIS_AREA_ANONYMOUS) }
+        if area.pathEquals("[heap]", in: line) { flags |= UInt32(STASIS_AREA_HEAP) }
+        if area.pathEquals("[stack]", in: line) { flags |= UInt32(STASIS_AREA_STACK) }
+        if area.pathEquals("[vdso]", in: line) { flags |= UInt32(STASIS_AREA_VDSO) }
+        if area.pathEquals("[vvar]", in: line) { flags |= UInt32(STASIS_AREA_VVAR) }
+        if area.pathEquals("[vvar_vclock]", in: line) { flags |= UInt32(STASIS_AREA_VVAR_VCLOCK) }
+        if area.pathEquals("[vsyscall]", in: line) { flags |= UInt32(STASIS_AREA_VSYSCALL) }
+        let (arenaStart, arenaEnd, stackStart, stackEnd) = scratchRanges
+        if (area.start == arenaStart && area.end == arenaEnd) || (area.start == stackStart && area.end == stackEnd) {
+            flags |= UInt32(STASIS_AREA_SCRATCH)
+        }
+        return flags
+    }
+
+    @_noAllocation @_noLocks
+    private mutating func dumpArea(_ area: MapsLine, line: UnsafePointer<UInt8>, into image: inout ImageFile)
+        throws(FreezeFailure)
+    {
+        let deletedSuffix: StaticString = " (deleted)"
+        let isDeleted = area.pathCount >= deletedSuffix.utf8CodeUnitCount
+            && endsWith(line + area.pathStart, area.pathCount, deletedSuffix)
+        let flags = flags(of: area, line: line, isDeleted: isDeleted)
+        var record = stasis_memory_area_record_t()
+        record.start = area.start
+        record.end = area.end
+        record.file_offset = area.offset
+        record.prot = UInt32((area.isReadable ? RawFlag.protRead : 0) | (area.isWritable ? RawFlag.protWrite : 0)
+            | (area.isExecutable ? RawFlag.protExec : 0))
+        record.flags = flags
+        record.path_bytes = UInt32(area.pathCount)
+
+        let notStored = UInt32(STASIS_AREA_VDSO | STASIS_AREA_VVAR
+            | STASIS_AREA_VVAR_VCLOCK | STASIS_AREA_VSYSCALL | STASIS_AREA_SCRATCH)
+        let isAnonymous = flags & UInt32(STASIS_AREA_ANONYMOUS) != 0
+        var runCount = 0
+        if flags & notStored != 0 {
+            runCount = 0
+        } else if isAnonymous && (area.isShared || isDeleted) {
+            // Shared memory's pages may be resident without being mapped here; deleted files
+            // cannot be reopened. Store every page.
+            runs[0] = stasis_page_run_t(first_page: 0, page_count: (area.end - area.start) / UInt64(STASIS_PAGE_SIZE))
+            runCount = 1
+        } else if isAnonymous {
+            runCount = try scan(area, anyOf: UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED),
+                                excluding: UInt64(STASIS_PAGE_IS_PFNZERO))
+        } else if !area.isShared {
+            runCount = try scan(area, anyOf: UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED),
+                                excluding: UInt64(STASIS_PAGE_IS_FILE))
+        }
+        if !isAnonymous {
+            try statFile(line + area.pathStart, area.pathCount, into: &record)
+        }
+        record.run_count = UInt32(runCount)
+        var pages: UInt64 = 0
+        for i in 0..<runCount { pages += runs[i].page_count }
+        let dataBytes = pages * UInt64(STASIS_PAGE_SIZE)
+
+        let runBytes = runCount * MemoryLayout<stasis_page_run_t>.stride
+        try image.beginRecord(
+            kind: UInt32(STASIS_RECORD_MEMORY_AREA),
+            payloadBytes: MemoryLayout<stasis_memory_area_record_t>.size + runBytes + area.pathCount,
+            dataBytes: dataBytes)
+        try image.write(&record, MemoryLayout<stasis_memory_area_record_t>.size)
+        if runCount > 0 { try image.write(UnsafeRawPointer(runs), runBytes) }
+        if area.pathCount > 0 { try image.write(UnsafeRawPointer(line + area.pathStart), area.pathCount) }
+        try image.endPayload()
+        if runCount > 0 {
+            let needsRead = !area.isReadable
+            if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start),
+                                               Int(record.prot) | RawFlag.protRead) }
+            defer {
+                if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start),
+                                                   Int(record.prot)) }
+            }
+            for i in 0..<runCount {
+                let address = area.start + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
+                guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { continue }
+                try image.write(pointer, Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
+            }
+        }
+        try image.endRecord()
+    }
+
+    /// Fills `runs` with the page runs of `area` in any of the `anyOf` categories and none of `excluding`.
+    @_noAllocation @_noLocks
+    private mutating func scan(_ area: MapsLine, anyOf: UInt64, excluding: UInt64) throws(FreezeFailure) -> Int {
+        var runCount = 0
+        var cursor = area.start
+        let page = UInt64(STASIS_PAGE_SIZE)
+        while cursor < area.end {
+            var arg = stasis_pm_scan_arg_t()
+            arg.size = UInt64(MemoryLayout<stasis_pm_scan_arg_t>.size)
+            arg.start = cursor
+            arg.end = area.end
+            arg.vec = UInt64(UInt(bitPattern: regions))
+            arg.vec_len = UInt64(regionCapacity)
+            arg.category_inverted = excluding
+            arg.category_mask = excluding
+            arg.category_anyof_mask = anyOf
+            arg.return_mask = anyOf
+            let found = withUnsafeMutablePointer(to: &arg) { pointer in
+                RawSyscall.call(STASIS_NR_ioctl, Int(pagemapFD), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
+            }
+            if found < 0 { throw FreezeFailure(step: .scanPages, errno: -found, object: Int(bitPattern: UInt(area.start))) }
+            for i in 0..<found {
+                let first = (regions[i].start - area.start) / page
+                let count = (regions[i].end - regions[i].start) / page
+                if runCount > 0 && runs[runCount - 1].first_page + runs[runCount - 1].page_count == first {
+                    runs[runCount - 1].page_count += count  // categories differ, pages are adjacent: one run
+                } else {
+                    guard runCount < runCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
+                    runs[runCount] = stasis_page_run_t(first_page: first, page_count: count)
+                    runCount += 1
+                }
+            }
+            guard arg.walk_end > cursor else { break }
+            cursor = arg.walk_end
+        }
+        return runCount
+    }
+
+    /// Records the mapped file's identity so that restart can tell whether it changed.
+    @_noAllocation @_noLocks
+    private func statFile(_ path: UnsafePointer<UInt8>, _ count: Int, into record: inout stasis_memory_area_record_t)
+        throws(FreezeFailure)
+    {
+        guard count < Int(STASIS_MAX_PATH) else { return }
+        let buffer = pathScratch
+        let text = buffer.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<count { text[i] = path[i] }
+        text[count] = 0
+        var st = stasis_kstat_t()
+        let result = withUnsafeMutablePointer(to: &st) { pointer in
+            RawSyscall.call(STASIS_NR_newfstatat, -100, Int(bitPattern: buffer), Int(bitPattern: pointer), 0)
+        }
+        guard result == 0 else { return }  // vanished since mapping: restart reports it
+        record.device = st.st_dev
+        record.inode = st.st_ino
+        record.file_size = UInt64(bitPattern: st.st_size)
+        record.file_mtime_ns = st.st_mtime_sec &* 1_000_000_000 &+ st.st_mtime_nsec
+    }
+}
+
+@_noAllocation @_noLocks
+func endsWith(_ bytes: UnsafePointer<UInt8>, _ count: Int, _ suffix: StaticString) -> Bool {
+    let n = suffix.utf8CodeUnitCount
+    guard count >= n else { return false }
+    let s = suffix.utf8Start
+    for i in 0..<n where bytes[count - n + i] != s[i] { return false }
+    return true
+}

@@ -1,0 +1,115 @@
+// FREEZE WINDOW: see Freeze/RawSyscall.swift.
+import CStasisABI
+import CStasisShim
+
+/// Whole-process state: ids, umask, name, the mm layout for PR_SET_MM_MAP, cwd, exe and auxv.
+enum ProcessDumper {
+    @_noAllocation @_noLocks
+    static func dump(arena: inout FreezeArena, into image: inout ImageFile) throws(FreezeFailure) {
+        guard let statText = arena.take(8192), let cwd = arena.take(Int(STASIS_MAX_PATH)),
+            let exe = arena.take(Int(STASIS_MAX_PATH)), let auxv = arena.take(8192)
+        else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
+
+        var record = stasis_process_record_t()
+        record.pid = Int32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getpid))
+        record.ppid = Int32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getppid))
+        record.uid = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getuid))
+        record.gid = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getgid))
+        record.euid = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_geteuid))
+        record.egid = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getegid))
+        let mask = RawSyscall.call(STASIS_NR_umask, 0o22)
+        _ = RawSyscall.call(STASIS_NR_umask, mask)
+        record.umask = UInt32(truncatingIfNeeded: mask)
+        record.personality = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_personality, 0xffff_ffff))
+        withUnsafeMutableBytes(of: &record.comm) { bytes in
+            _ = RawSyscall.call(STASIS_NR_prctl, 16 /* PR_GET_NAME */, Int(bitPattern: bytes.baseAddress))
+        }
+        record.brk = UInt64(bitPattern: Int64(RawSyscall.call(STASIS_NR_brk, 0)))
+
+        let statCount = ProcFile.read(literal: "/proc/self/stat", into: statText, capacity: 8192)
+        if statCount < 0 { throw FreezeFailure(step: .readProc, errno: -statCount) }
+        parseStat(statText.assumingMemoryBound(to: UInt8.self), count: statCount, into: &record)
+
+        let cwdCount = RawSyscall.readlink(literal: "/proc/self/cwd", cwd, Int(STASIS_MAX_PATH) - 1)
+        let exeCount = RawSyscall.readlink(literal: "/proc/self/exe", exe, Int(STASIS_MAX_PATH) - 1)
+        let auxvCount = ProcFile.read(literal: "/proc/self/auxv", into: auxv, capacity: 8192)
+        record.cwd_bytes = UInt32(max(cwdCount, 0))
+        record.exe_bytes = UInt32(max(exeCount, 0))
+        record.auxv_bytes = UInt32(max(auxvCount, 0))
+
+        let tail = Int(record.cwd_bytes) + Int(record.exe_bytes) + Int(record.auxv_bytes)
+        try image.beginRecord(kind: UInt32(STASIS_RECORD_PROCESS),
+                              payloadBytes: MemoryLayout<stasis_process_record_t>.size + tail)
+        try image.write(&record, MemoryLayout<stasis_process_record_t>.size)
+        try image.write(cwd, Int(record.cwd_bytes))
+        try image.write(exe, Int(record.exe_bytes))
+        try image.write(auxv, Int(record.auxv_bytes))
+        try image.endPayload()
+        try image.endRecord()
+    }
+
+    /// Fields 26-28 and 45-51 of /proc/self/stat (proc_pid_stat(5)), counted after the ")" of comm.
+    @_noAllocation @_noLocks
+    static func parseStat(_ text: UnsafePointer<UInt8>, count: Int, into record: inout stasis_process_record_t) {
+        var close = count - 1
+        while close > 0 && text[close] != UInt8(ascii: ")") { close -= 1 }
+        var cursor = ByteCursor(text, count: count)
+        cursor.index = close + 1
+        var field = 2
+        while !cursor.atEnd {
+            cursor.skip(UInt8(ascii: " "))
+            field += 1
+            let start = cursor.index
+            let value = UInt64(bitPattern: cursor.decimal() ?? 0)
+            if cursor.index == start { cursor.skipPast(UInt8(ascii: " ")) }
+            switch field {
+            case 26: record.start_code = value
+            case 27: record.end_code = value
+            case 28: record.start_stack = value
+            case 45: record.start_data = value
+            case 46: record.end_data = value
+            case 47: record.start_brk = value
+            case 48: record.arg_start = value
+            case 49: record.arg_end = value
+            case 50: record.env_start = value
+            case 51: record.env_end = value
+            default: break
+            }
+            if field >= 51 { break }
+        }
+    }
+}
+
+/// The trigger thread's own state, captured by the C shim from its signal frame.
+enum ThreadDumper {
+    @_noAllocation @_noLocks
+    static func dump(_ capture: UnsafeMutablePointer<stasis_capture_t>, into image: inout ImageFile)
+        throws(FreezeFailure)
+    {
+        let xsaveBytes = Int(capture.pointee.thread.xsave_bytes)
+        try image.beginRecord(kind: UInt32(STASIS_RECORD_THREAD),
+                              payloadBytes: MemoryLayout<stasis_thread_record_t>.size + xsaveBytes)
+        try image.write(&capture.pointee.thread, MemoryLayout<stasis_thread_record_t>.size)
+        if let xsave = capture.pointee.xsave, xsaveBytes > 0 { try image.write(xsave, xsaveBytes) }
+        try image.endPayload()
+        try image.endRecord()
+    }
+}
+
+/// Every signal's disposition, read with rt_sigaction(sig, NULL, &old).
+enum SignalActionsDumper {
+    @_noAllocation @_noLocks
+    static func dump(into image: inout ImageFile) throws(FreezeFailure) {
+        var record = stasis_signal_actions_record_t()
+        queryActions(into: &record)
+        try image.writeRecord(kind: UInt32(STASIS_RECORD_SIGNAL_ACTIONS), fixed: &record, fixedBytes: MemoryLayout<stasis_signal_actions_record_t>.size)
+    }
+
+    @_noAllocation @_noLocks
+    private static func queryActions(into record: UnsafeMutableRawPointer) {
+        let actions = record.assumingMemoryBound(to: stasis_signal_action_t.self)
+        for signal in 1...Int(STASIS_SIGNAL_COUNT) {
+            _ = RawSyscall.call(STASIS_NR_rt_sigaction, signal, 0, Int(bitPattern: actions + (signal - 1)), 8)
+        }
+    }
+}

@@ -1,0 +1,83 @@
+// FREEZE WINDOW: see RawSyscall.swift.
+import CStasisABI
+
+/// Streams records into an open image file, tracking the offset so that each record's page data
+/// lands on a page boundary (the restorer can map it, Docs/IMAGE-FORMAT.md).
+struct ImageFile {
+    let fd: Int32
+    private(set) var offset: UInt64 = 0
+    private(set) var recordCount: UInt64 = 0
+    private var pendingPayloadEnd: UInt64 = 0
+    private var pendingDataOffset: UInt64 = 0
+    private var pendingDataBytes: UInt64 = 0
+    /// One page of zeros (from the arena) for padding.
+    let zeros: UnsafeRawPointer
+
+    @_noAllocation @_noLocks
+    init(fd: Int32, zeros: UnsafeRawPointer) {
+        self.fd = fd
+        self.zeros = zeros
+    }
+
+    @_noAllocation @_noLocks
+    mutating func write(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
+        var done = 0
+        while done < count {
+            let n = RawSyscall.write(fd, bytes + done, count - done)
+            if n == -RawErrno.interrupted { continue }
+            if n < 0 { throw FreezeFailure(step: .writeImage, errno: -n) }
+            if n == 0 { throw FreezeFailure(step: .writeImage, errno: RawErrno.noSpace) }
+            done += n
+        }
+        offset += UInt64(count)
+    }
+
+
+    @_noAllocation @_noLocks
+    mutating func pad(to boundary: UInt64) throws(FreezeFailure) {
+        while offset % boundary != 0 {
+            let gap = boundary - offset % boundary
+            try write(zeros, Int(min(gap, UInt64(STASIS_PAGE_SIZE))))
+        }
+    }
+
+    /// Writes a record header. The caller then writes exactly `payloadBytes` of payload, calls
+    /// `endPayload()`, writes exactly `dataBytes` of page data (if any) and calls `endRecord()`.
+    @_noAllocation @_noLocks
+    mutating func beginRecord(kind: UInt32, payloadBytes: Int, dataBytes: UInt64 = 0) throws(FreezeFailure) {
+        let payloadEnd = offset + UInt64(MemoryLayout<stasis_record_header_t>.size) + UInt64(payloadBytes)
+        let page = UInt64(STASIS_PAGE_SIZE)
+        pendingPayloadEnd = payloadEnd
+        pendingDataBytes = dataBytes
+        pendingDataOffset = dataBytes > 0 ? (payloadEnd + page - 1) / page * page : 0
+        var header = stasis_record_header_t(
+            kind: kind, payload_bytes: UInt32(payloadBytes), data_offset: pendingDataOffset, data_bytes: dataBytes)
+        try write(&header, MemoryLayout<stasis_record_header_t>.size)
+    }
+
+    @_noAllocation @_noLocks
+    mutating func endPayload() throws(FreezeFailure) {
+        guard offset == pendingPayloadEnd else { throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid) }
+        try pad(to: pendingDataBytes > 0 ? UInt64(STASIS_PAGE_SIZE) : 8)
+    }
+
+    @_noAllocation @_noLocks
+    mutating func endRecord() throws(FreezeFailure) {
+        if pendingDataBytes > 0 && offset != pendingDataOffset + pendingDataBytes {
+            throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid)
+        }
+        recordCount += 1
+    }
+
+    /// A record whose whole payload is one fixed struct followed by optional bytes.
+    @_noAllocation @_noLocks
+    mutating func writeRecord(
+        kind: UInt32, fixed: UnsafeRawPointer, fixedBytes: Int, tail: UnsafeRawPointer? = nil, tailBytes: Int = 0
+    ) throws(FreezeFailure) {
+        try beginRecord(kind: kind, payloadBytes: fixedBytes + tailBytes)
+        try write(fixed, fixedBytes)
+        if let tail, tailBytes > 0 { try write(tail, tailBytes) }
+        try endPayload()
+        try endRecord()
+    }
+}

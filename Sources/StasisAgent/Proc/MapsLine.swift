@@ -1,0 +1,67 @@
+// FREEZE WINDOW: see RawSyscall.swift.
+
+/// One line of /proc/self/maps (proc_pid_maps(5)):
+///     7f3c2a000000-7f3c2a021000 rw-p 00000000 00:00 0   [heap]
+/// `pathStart`/`pathCount` index the caller's buffer, so parsing allocates nothing.
+struct MapsLine {
+    var start: UInt64 = 0
+    var end: UInt64 = 0
+    var isReadable = false
+    var isWritable = false
+    var isExecutable = false
+    var isShared = false
+    var offset: UInt64 = 0
+    var deviceMajor: UInt64 = 0
+    var deviceMinor: UInt64 = 0
+    var inode: UInt64 = 0
+    var pathStart = 0
+    var pathCount = 0
+
+    /// Parses one line (without its newline); nil when it is malformed.
+    @_noAllocation @_noLocks
+    init?(parsing line: UnsafePointer<UInt8>, count: Int) {
+        var cursor = ByteCursor(line, count: count)
+        guard let start = cursor.hex(), cursor.current == UInt8(ascii: "-") else { return nil }
+        cursor.index += 1
+        guard let end = cursor.hex(), cursor.current == UInt8(ascii: " "), start < end else { return nil }
+        cursor.index += 1
+        guard cursor.index + 4 <= count else { return nil }
+        let p = line + cursor.index
+        guard p[0] == UInt8(ascii: "r") || p[0] == UInt8(ascii: "-"),
+            p[1] == UInt8(ascii: "w") || p[1] == UInt8(ascii: "-"),
+            p[2] == UInt8(ascii: "x") || p[2] == UInt8(ascii: "-"),
+            p[3] == UInt8(ascii: "s") || p[3] == UInt8(ascii: "p")
+        else { return nil }
+        self.start = start
+        self.end = end
+        isReadable = p[0] == UInt8(ascii: "r")
+        isWritable = p[1] == UInt8(ascii: "w")
+        isExecutable = p[2] == UInt8(ascii: "x")
+        isShared = p[3] == UInt8(ascii: "s")
+        cursor.index += 4
+        cursor.skip(UInt8(ascii: " "))
+        guard let offset = cursor.hex() else { return nil }
+        self.offset = offset
+        cursor.skip(UInt8(ascii: " "))
+        guard let major = cursor.hex(), cursor.current == UInt8(ascii: ":") else { return nil }
+        cursor.index += 1
+        guard let minor = cursor.hex() else { return nil }
+        deviceMajor = major
+        deviceMinor = minor
+        cursor.skip(UInt8(ascii: " "))
+        guard let inode = cursor.decimal(), inode >= 0 else { return nil }
+        self.inode = UInt64(inode)
+        cursor.skip(UInt8(ascii: " "))
+        pathStart = cursor.index
+        pathCount = count - cursor.index
+    }
+
+    /// Whether the path equals `name` (e.g. "[heap]").
+    @_noAllocation @_noLocks
+    func pathEquals(_ name: StaticString, in line: UnsafePointer<UInt8>) -> Bool {
+        guard pathCount == name.utf8CodeUnitCount else { return false }
+        let expected = name.utf8Start
+        for i in 0..<pathCount where line[pathStart + i] != expected[i] { return false }
+        return true
+    }
+}
