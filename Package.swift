@@ -33,7 +33,7 @@ let package = Package(
         .executableTarget(
             name: "stasis-restorer",
             dependencies: ["CStasisABI"],
-            cSettings: [.unsafeFlags(["-ffreestanding", "-fno-stack-protector", "-fno-builtin", "-fPIC",
+            cSettings: [.unsafeFlags(["-ffreestanding", "-fno-stack-protector", "-fno-builtin", "-fPIE", "-fvisibility=hidden",
                                       "-fno-jump-tables", "-O2", "-mno-red-zone", "-fno-asynchronous-unwind-tables"])],
             linkerSettings: [.unsafeFlags(["-enable-experimental-feature", "Embedded", "-nostartfiles", "-Xclang-linker", "-nostdlib",
                                            "-Xclang-linker", "-static-pie", "-Xclang-linker", "-fuse-ld=lld",

@@ -282,8 +282,10 @@ struct CheckpointJob {
     mutating func report(_ failure: FreezeFailure?) {
         message.removeAll()
         if let failure {
-            message.append(capture.pointee.request_id != 0 ? "error " : "stasis: checkpoint failed: ")
-            describe(failure, into: &message)
+            var text = message  // shares the bytes; a copy so describe() can read self
+            text.append(capture.pointee.request_id != 0 ? "error " : "stasis: checkpoint failed: ")
+            describe(failure, into: &text)
+            message = text
         } else {
             message.append("ok ")
             message.append(bytes: finalPath.bytes, count: finalPath.count)
@@ -333,18 +335,9 @@ struct CheckpointJob {
             var link = TextBuffer(scratch.bytes, capacity: 64)
             link.append("/proc/self/fd/")
             link.append(decimal: failure.object)
-            let target = message.bytes + message.count + 1
-            let room = message.capacity - message.count - 2
-            let n = RawSyscall.readlink(link.cString, target, min(room, 200))
-            if n > 0 {
-                // Copy out before appending (the target bytes live past our own end).
-                var i = 0
-                while i < n {
-                    let c = target[i]
-                    text.append(c)
-                    i += 1
-                }
-            }
+            let target = finalPath.bytes  // unused once a checkpoint has failed
+            let n = RawSyscall.readlink(link.cString, target, min(finalPath.capacity - 1, 200))
+            if n > 0 { text.append(bytes: target, count: n) }
             text.append(") is not supported yet: Stasis restores regular files, /dev/null-like devices and fds 0-2")
             return
         default: break

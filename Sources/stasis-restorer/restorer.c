@@ -1,3 +1,132 @@
-void rst_entry(void) {
-  __asm__ volatile("mov $60, %eax; mov $7, %edi; syscall");
+/* restorer.c: stasis-restorer, exec'd by `stasis restart` with the program's
+ * descriptors, cwd and umask already in place.
+ *
+ *   stasis-restorer IMAGE_FD STATUS_FD
+ *
+ * Algorithm:
+ *   1. read and check the image header; list our own mappings
+ *   2. find a hole that no image area and no current mapping uses; copy our
+ *      code there with a fresh stack, and continue from the copy (phase 2)
+ *   3. unmap everything the exec gave us but the vDSO family; move that to the
+ *      image's vDSO addresses
+ *   4. map every memory area and read its pages in; collect the process,
+ *      agent, signal and thread records on the way
+ *   5. PR_SET_MM_MAP (brk, stack, args, env, exe), name
+ *   6. thread state, signal actions, then the program's restore tail unmaps
+ *      the work region and rt_sigreturns into the saved registers
+ * Any failure: an "error ..." line on STATUS_FD and exit 86. After step 3 the
+ * process can only exit; the launcher reports the error. */
+#include "rst.h"
+
+static int parse_int(const char *s) {
+    int v = 0;
+    if (!s || !*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
 }
+
+static int collect_record(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset) {
+    uint64_t payload = offset + sizeof *record;
+    switch (record->kind) {
+    case STASIS_RECORD_MEMORY_AREA:
+        return rst_restore_area(args, record, offset);
+    case STASIS_RECORD_PROCESS:
+        if (record->payload_bytes < sizeof args->process ||
+            rst_pread_all(args->image_fd, &args->process, sizeof args->process, payload) < 0)
+            return -1;
+        if ((uint64_t)sizeof args->process + args->process.cwd_bytes + args->process.exe_bytes +
+                args->process.auxv_bytes != record->payload_bytes)
+            return -1;
+        args->process_offset = payload;
+        args->have_process = 1;
+        return 0;
+    case STASIS_RECORD_AGENT:
+        if (record->payload_bytes != sizeof args->agent ||
+            rst_pread_all(args->image_fd, &args->agent, sizeof args->agent, payload) < 0)
+            return -1;
+        args->have_agent = 1;
+        return 0;
+    case STASIS_RECORD_SIGNAL_ACTIONS:
+        if (record->payload_bytes != sizeof args->signals ||
+            rst_pread_all(args->image_fd, &args->signals, sizeof args->signals, payload) < 0)
+            return -1;
+        args->have_signals = 1;
+        return 0;
+    case STASIS_RECORD_THREAD:
+        if (args->have_thread) return 0; /* one thread for now: the image's first */
+        if (record->payload_bytes < sizeof args->thread ||
+            rst_pread_all(args->image_fd, &args->thread, sizeof args->thread, payload) < 0)
+            return -1;
+        if (args->thread.xsave_bytes > STASIS_MAX_XSAVE ||
+            record->payload_bytes != sizeof args->thread + args->thread.xsave_bytes)
+            return -1;
+        args->thread_xsave_offset = payload + sizeof args->thread;
+        args->have_thread = 1;
+        return 0;
+    default:
+        return 0; /* file descriptors are the launcher's; unknown kinds are skipped by length */
+    }
+}
+
+/* Phase 2: runs from the copy in the work region, on its stack. */
+__attribute__((noreturn, used)) static void rst_phase2(struct rst_args *args) {
+    rst_unmap_restorer(args);
+    rst_move_vdso(args);
+    rst_for_each_record(args, collect_record);
+    if (!args->have_process || !args->have_agent || !args->have_thread)
+        rst_fail(args, "image lacks a process, agent or thread record", 0);
+    uint64_t tail = args->agent.restore_tail;
+    if (tail < RST_MMAP_MIN || tail >= RST_USER_TOP) rst_fail(args, "bad restore tail address", tail);
+    rst_restore_mm(args);
+    rst_restore_thread(args);
+}
+
+__attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
+    long argc = (long)initial_sp[0];
+    char **argv = (char **)(initial_sp + 1);
+    struct rst_args local;
+    memset(&local, 0, sizeof local);
+    local.status_fd = -1;
+    if (argc < 3) rst_fail(&local, "usage: stasis-restorer IMAGE_FD STATUS_FD (run by `stasis restart`)", (uint64_t)argc);
+    local.image_fd = parse_int(argv[1]);
+    local.status_fd = parse_int(argv[2]);
+    if (local.image_fd < 0 || local.status_fd < 0) rst_fail(&local, "bad descriptor arguments", 0);
+
+    rst_read_header(&local);
+    rst_read_current_maps(&local);
+    rst_find_hole(&local);
+
+    /* Build the work region: code copy | stack | vdso scratch | args. */
+    long mapped = stasis_syscall6(STASIS_NR_mmap, (long)local.work_start, (long)local.work_bytes, 7 /* rwx */,
+                                  0x02 | 0x20 | 0x100000 /* MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE */, -1, 0);
+    if (mapped != (long)local.work_start) rst_fail(&local, "cannot map the restorer's work region", (uint64_t)-mapped);
+    memcpy((void *)local.work_start, (void *)local.code_start, local.code_bytes);
+    uint64_t args_at = local.work_start + local.work_bytes - ((sizeof local + RST_PAGE - 1) & ~(RST_PAGE - 1)) - RST_PAGE;
+    struct rst_args *args = (struct rst_args *)args_at;
+    memcpy(args, &local, sizeof local);
+    /* the vdso scratch range must be free for mremap: unmap it within our region */
+    uint64_t stack_top = local.work_start + local.code_bytes + RST_STACK_BYTES;
+    uint64_t delta = local.work_start - local.code_start;
+    uint64_t phase2 = (uint64_t)&rst_phase2 + delta;
+    __asm__ volatile("mov %0, %%rsp\n\t"
+                     "xor %%ebp, %%ebp\n\t"
+                     "call *%1\n\t"
+                     "ud2\n"
+                     :
+                     : "r"(stack_top), "r"(phase2), "D"(args)
+                     : "memory");
+    __builtin_unreachable();
+}
+
+/* The ELF entry point: hand the initial stack pointer (argc, argv...) to rst_start. */
+__asm__(".text\n"
+        ".globl rst_entry\n"
+        ".type rst_entry,@function\n"
+        "rst_entry:\n"
+        "    mov %rsp, %rdi\n"
+        "    and $-16, %rsp\n"
+        "    call rst_start\n"
+        "    ud2\n");

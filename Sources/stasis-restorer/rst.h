@@ -1,0 +1,77 @@
+/* rst.h: the restorer's shared declarations.
+ *
+ * The restorer is a freestanding static-pie: no libc, no globals (it copies
+ * itself to a hole in the address space and runs from there, so everything it
+ * knows travels in one struct rst_args). Raw syscalls only. */
+#ifndef RST_H
+#define RST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stasis_image_abi.h"
+#include "stasis_kernel.h"
+#include "stasis_syscall.h"
+
+#define RST_PAGE 4096ul
+#define RST_USER_TOP 0x7ffffffff000ul
+#define RST_MMAP_MIN 0x10000ul
+#define RST_STACK_BYTES (256ul << 10)
+#define RST_MAX_CURRENT 64
+#define RST_EXIT_FAILED 86
+
+struct rst_range {
+    uint64_t start, end;
+    uint32_t vdso_kind; /* 0, or STASIS_AREA_VDSO / _VVAR / _VVAR_VCLOCK */
+};
+
+struct rst_args {
+    int image_fd;
+    int status_fd;
+    uint64_t image_size;
+    stasis_image_header_t header;
+    uint64_t first_record;          /* file offset of the first record */
+    /* where the restorer runs after moving itself */
+    uint64_t work_start, work_bytes;
+    uint64_t code_start, code_bytes; /* the copy of the restorer's own mapping */
+    uint64_t vdso_temp;              /* scratch range for moving the vDSO family */
+    struct rst_range current[RST_MAX_CURRENT]; /* the restorer's own mappings at start */
+    int current_count;
+    /* collected while mapping memory */
+    stasis_process_record_t process;
+    uint64_t process_offset;        /* payload offset of the PROCESS record (for cwd/exe/auxv) */
+    stasis_agent_record_t agent;
+    stasis_signal_actions_record_t signals;
+    stasis_thread_record_t thread;
+    uint64_t thread_xsave_offset;   /* file offset of the thread's xsave bytes */
+    int have_process, have_agent, have_signals, have_thread;
+    char path[STASIS_MAX_PATH + 1]; /* scratch */
+};
+
+/* rst_lib.c */
+void *memcpy(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+size_t rst_strlen(const char *s);
+void rst_write_text(int fd, const char *text);
+void rst_write_hex(int fd, uint64_t value);
+__attribute__((noreturn)) void rst_fail(struct rst_args *args, const char *what, uint64_t value);
+void rst_warn(struct rst_args *args, const char *what, uint64_t value);
+int rst_pread_all(int fd, void *buffer, uint64_t count, uint64_t offset);
+
+/* rst_image.c: iterate and validate records */
+typedef int (*rst_record_fn)(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);
+void rst_read_header(struct rst_args *args);
+void rst_for_each_record(struct rst_args *args, rst_record_fn fn);
+
+/* rst_memory.c */
+void rst_read_current_maps(struct rst_args *args);
+void rst_find_hole(struct rst_args *args);
+void rst_unmap_restorer(struct rst_args *args);
+void rst_move_vdso(struct rst_args *args);
+int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);
+void rst_restore_mm(struct rst_args *args);
+
+/* rst_thread.c */
+__attribute__((noreturn)) void rst_restore_thread(struct rst_args *args);
+
+#endif

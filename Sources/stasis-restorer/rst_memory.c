@@ -1,0 +1,367 @@
+/* rst_memory.c: the address space.
+ *
+ *   restorer as exec'd        after rst_find_hole + move        after rst_restore_area
+ *   +------------------+      +------------------+               +------------------+
+ *   | restorer code    |      | (unmapped)       |               | program areas    |
+ *   | restorer stack   |      | work region:     |               | ...              |
+ *   | [vvar] [vdso]    |  ->  |  code copy,stack |  ->           | work region      |
+ *   +------------------+      | [vvar] [vdso] at |               | [vvar] [vdso] at |
+ *                             |  the image's addr|               |  the image's addr|
+ *                             +------------------+               +------------------+
+ * The work region sits in a hole that no image area and no current mapping
+ * uses; the program's restore tail unmaps it just before rt_sigreturn. */
+#include "rst.h"
+
+#define RST_MAP_PRIVATE 0x02
+#define RST_MAP_SHARED 0x01
+#define RST_MAP_FIXED 0x10
+#define RST_MAP_ANONYMOUS 0x20
+#define RST_MAP_GROWSDOWN 0x100
+#define RST_MREMAP_MAYMOVE 1
+#define RST_MREMAP_FIXED 2
+#define RST_PROT_READ 1
+#define RST_PROT_WRITE 2
+#define RST_O_RDONLY 0
+#define RST_O_RDWR 2
+#define RST_O_CLOEXEC 02000000
+
+static uint64_t parse_hex(const char **p) {
+    uint64_t v = 0;
+    for (;;) {
+        char c = **p;
+        unsigned d;
+        if (c >= '0' && c <= '9') d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') d = (unsigned)(c - 'a' + 10);
+        else return v;
+        v = v << 4 | d;
+        (*p)++;
+    }
+}
+
+static int starts_with(const char *p, const char *end, const char *word) {
+    while (*word) {
+        if (p >= end || *p != *word) return 0;
+        p++;
+        word++;
+    }
+    return p == end || *p == '\n';
+}
+
+void rst_read_current_maps(struct rst_args *args) {
+    char text[16384];
+    long fd = stasis_syscall3(STASIS_NR_open, (long)"/proc/self/maps", RST_O_RDONLY | RST_O_CLOEXEC, 0);
+    if (fd < 0) rst_fail(args, "cannot open /proc/self/maps", (uint64_t)-fd);
+    long total = 0;
+    for (;;) {
+        long n = stasis_syscall3(STASIS_NR_read, fd, (long)(text + total), (long)(sizeof text - 1 - total));
+        if (n == -4) continue;
+        if (n <= 0) break;
+        total += n;
+        if (total >= (long)sizeof text - 1) break;
+    }
+    stasis_syscall1(STASIS_NR_close, fd);
+    text[total] = 0;
+    args->current_count = 0;
+    const char *p = text;
+    const char *end = text + total;
+    while (p < end && args->current_count < RST_MAX_CURRENT) {
+        struct rst_range *r = &args->current[args->current_count++];
+        r->start = parse_hex(&p);
+        p++; /* '-' */
+        r->end = parse_hex(&p);
+        r->vdso_kind = 0;
+        /* the path is the text after the fifth field */
+        int spaces = 0;
+        while (p < end && *p != '\n' && spaces < 5) {
+            if (*p == ' ') {
+                spaces++;
+                while (p < end && *p == ' ') p++;
+            } else {
+                p++;
+            }
+        }
+        const char *line_end = p;
+        while (line_end < end && *line_end != '\n') line_end++;
+        if (starts_with(p, line_end, "[vdso]")) r->vdso_kind = STASIS_AREA_VDSO;
+        if (starts_with(p, line_end, "[vvar]")) r->vdso_kind = STASIS_AREA_VVAR;
+        if (starts_with(p, line_end, "[vvar_vclock]")) r->vdso_kind = STASIS_AREA_VVAR_VCLOCK;
+        if (r->start >= RST_USER_TOP) args->current_count--; /* [vsyscall] */
+        p = line_end + 1;
+    }
+}
+
+/* ---- finding the hole ---------------------------------------------------- */
+
+static int vdso_index(uint32_t kind) {
+    return kind == STASIS_AREA_VDSO ? 0 : kind == STASIS_AREA_VVAR ? 1 : kind == STASIS_AREA_VVAR_VCLOCK ? 2 : -1;
+}
+
+/* Highest page-aligned start in [low, high) for `need` bytes that avoids the current mappings. */
+static uint64_t fit_in_gap(struct rst_args *args, uint64_t low, uint64_t high, uint64_t need) {
+    if (high < low + need) return 0;
+    uint64_t pos = (high - need) & ~(RST_PAGE - 1);
+    for (int tries = 0; tries < RST_MAX_CURRENT + 1; tries++) {
+        if (pos < low) return 0;
+        int moved = 0;
+        for (int i = 0; i < args->current_count; i++) {
+            const struct rst_range *r = &args->current[i];
+            if (pos < r->end && pos + need > r->start) {
+                if (r->start < need + RST_PAGE) return 0;
+                pos = (r->start - need - RST_PAGE) & ~(RST_PAGE - 1);
+                moved = 1;
+            }
+        }
+        if (!moved) return pos;
+    }
+    return 0;
+}
+
+void rst_find_hole(struct rst_args *args) {
+    /* The code copy: the mapping that holds this function. */
+    uint64_t here = (uint64_t)&rst_find_hole;
+    for (int i = 0; i < args->current_count; i++) {
+        if (here >= args->current[i].start && here < args->current[i].end) {
+            args->code_start = args->current[i].start;
+            args->code_bytes = args->current[i].end - args->current[i].start;
+        }
+    }
+    if (!args->code_bytes) rst_fail(args, "cannot find the restorer's own mapping", here);
+    uint64_t args_bytes = (sizeof(struct rst_args) + RST_PAGE - 1) & ~(RST_PAGE - 1);
+    uint64_t low_vdso = ~0ul, high_vdso = 0;
+    for (int i = 0; i < args->current_count; i++) {
+        if (!args->current[i].vdso_kind) continue;
+        if (args->current[i].start < low_vdso) low_vdso = args->current[i].start;
+        if (args->current[i].end > high_vdso) high_vdso = args->current[i].end;
+    }
+    uint64_t vdso_span = high_vdso > low_vdso ? high_vdso - low_vdso : 0;
+    args->work_bytes = args->code_bytes + RST_STACK_BYTES + vdso_span + args_bytes + RST_PAGE;
+
+    /* Walk the image's areas in address order; every gap between them is a candidate. */
+    uint64_t offset = args->first_record;
+    uint64_t previous_end = RST_MMAP_MIN;
+    uint64_t best = 0;
+    for (;;) {
+        stasis_record_header_t record;
+        if (offset + sizeof record > args->image_size || rst_pread_all(args->image_fd, &record, sizeof record, offset) < 0)
+            rst_fail(args, "image truncated at record", offset);
+        if (record.kind == STASIS_RECORD_END) break;
+        uint64_t payload_end = offset + sizeof record + record.payload_bytes;
+        uint64_t next = record.data_bytes ? record.data_offset + record.data_bytes : ((payload_end + 7) & ~7ul);
+        if (next <= offset || next > args->image_size) rst_fail(args, "record out of bounds at", offset);
+        if (record.kind == STASIS_RECORD_MEMORY_AREA) {
+            stasis_memory_area_record_t area;
+            if (record.payload_bytes < sizeof area || rst_pread_all(args->image_fd, &area, sizeof area, offset + sizeof record) < 0)
+                rst_fail(args, "bad memory area record at", offset);
+            if (!(area.flags & STASIS_AREA_VSYSCALL)) {
+                if (area.start < previous_end || area.end <= area.start || area.end > RST_USER_TOP)
+                    rst_fail(args, "memory areas overlap or leave user space at", area.start);
+                uint64_t fit = fit_in_gap(args, previous_end, area.start, args->work_bytes);
+                if (fit > best) best = fit;
+                previous_end = area.end;
+            }
+        }
+        offset = next;
+    }
+    uint64_t fit = fit_in_gap(args, previous_end, RST_USER_TOP, args->work_bytes);
+    if (fit > best) best = fit;
+    if (!best) rst_fail(args, "no free address range for the restorer", args->work_bytes);
+    args->work_start = best;
+    args->vdso_temp = best + args->code_bytes + RST_STACK_BYTES;
+}
+
+/* ---- after the move ------------------------------------------------------ */
+
+/* Unmaps everything the exec gave us except the vDSO family (moved next). */
+void rst_unmap_restorer(struct rst_args *args) {
+    for (int i = 0; i < args->current_count; i++) {
+        const struct rst_range *r = &args->current[i];
+        if (r->vdso_kind) continue;
+        stasis_syscall2(STASIS_NR_munmap, (long)r->start, (long)(r->end - r->start));
+    }
+}
+
+/* Moves [vvar], [vvar_vclock] and [vdso] together to the image's addresses: the
+ * restored code holds pointers into the old vDSO. Via a scratch range first, so
+ * that a move never lands on a part not yet moved. */
+void rst_move_vdso(struct rst_args *args) {
+    uint64_t image_start[3] = {0, 0, 0}, image_end[3] = {0, 0, 0};
+    uint64_t offset = args->first_record;
+    for (;;) {
+        stasis_record_header_t record;
+        if (rst_pread_all(args->image_fd, &record, sizeof record, offset) < 0) rst_fail(args, "image read failed at", offset);
+        if (record.kind == STASIS_RECORD_END) break;
+        uint64_t payload_end = offset + sizeof record + record.payload_bytes;
+        uint64_t next = record.data_bytes ? record.data_offset + record.data_bytes : ((payload_end + 7) & ~7ul);
+        if (record.kind == STASIS_RECORD_MEMORY_AREA) {
+            stasis_memory_area_record_t area;
+            if (rst_pread_all(args->image_fd, &area, sizeof area, offset + sizeof record) < 0)
+                rst_fail(args, "image read failed at", offset);
+            int k = vdso_index(area.flags & (STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK));
+            if (k >= 0) {
+                image_start[k] = area.start;
+                image_end[k] = area.end;
+            }
+        }
+        offset = next;
+    }
+    int image_has_vdso = image_start[0] || image_start[1] || image_start[2];
+    uint64_t current_low = ~0ul;
+    for (int i = 0; i < args->current_count; i++)
+        if (args->current[i].vdso_kind && args->current[i].start < current_low) current_low = args->current[i].start;
+    if (!image_has_vdso) return;
+    /* Same members, same sizes, same spacing, or nothing works. */
+    uint64_t image_low = ~0ul;
+    for (int k = 0; k < 3; k++)
+        if (image_start[k] && image_start[k] < image_low) image_low = image_start[k];
+    int seen[3] = {0, 0, 0};
+    for (int i = 0; i < args->current_count; i++) {
+        const struct rst_range *r = &args->current[i];
+        int k = vdso_index(r->vdso_kind);
+        if (k < 0) continue;
+        seen[k] = 1;
+        if (!image_start[k] || image_end[k] - image_start[k] != r->end - r->start ||
+            image_start[k] - image_low != r->start - current_low)
+            rst_fail(args, "vDSO layout differs from the checkpointed kernel's; restart on a machine with the same kernel",
+                     r->end - r->start);
+    }
+    for (int k = 0; k < 3; k++)
+        if (image_start[k] && !seen[k])
+            rst_fail(args, "vDSO layout differs from the checkpointed kernel's; restart on a machine with the same kernel", k);
+    if (image_low == current_low) return;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < args->current_count; i++) {
+            struct rst_range *r = &args->current[i];
+            if (!r->vdso_kind) continue;
+            uint64_t size = r->end - r->start;
+            uint64_t to = pass == 0 ? args->vdso_temp + (r->start - current_low) : image_start[vdso_index(r->vdso_kind)];
+            long moved = stasis_syscall5(STASIS_NR_mremap, (long)r->start, (long)size, (long)size,
+                                         RST_MREMAP_MAYMOVE | RST_MREMAP_FIXED, (long)to);
+            if (moved < 0) rst_fail(args, "cannot move the vDSO", (uint64_t)-moved);
+            r->start = to;
+            r->end = to + size;
+        }
+        if (pass == 0) current_low = args->vdso_temp;
+    }
+}
+
+/* ---- program memory -------------------------------------------------------- */
+
+static void read_path(struct rst_args *args, uint64_t offset, uint32_t length) {
+    if (length > STASIS_MAX_PATH || rst_pread_all(args->image_fd, args->path, length, offset) < 0)
+        rst_fail(args, "bad path in record at", offset);
+    args->path[length] = 0;
+}
+
+static void map_area(struct rst_args *args, const stasis_memory_area_record_t *area, uint64_t path_offset) {
+    uint64_t size = area->end - area->start;
+    int shared = (area->flags & STASIS_AREA_SHARED) != 0;
+    int prot = (int)area->prot | (area->run_count ? RST_PROT_WRITE : 0); /* writable while data is read in */
+    long mapped;
+    if (area->flags & (STASIS_AREA_ANONYMOUS | STASIS_AREA_SCRATCH)) {
+        int flags = RST_MAP_FIXED | RST_MAP_ANONYMOUS | (shared ? RST_MAP_SHARED : RST_MAP_PRIVATE);
+        if (area->flags & STASIS_AREA_STACK) flags |= RST_MAP_GROWSDOWN;
+        if (area->run_count) prot |= RST_PROT_READ;
+        mapped = stasis_syscall6(STASIS_NR_mmap, (long)area->start, (long)size, prot, flags, -1, 0);
+    } else {
+        read_path(args, path_offset, area->path_bytes);
+        long fd = -1;
+        if (shared) fd = stasis_syscall3(STASIS_NR_open, (long)args->path, RST_O_RDWR | RST_O_CLOEXEC, 0);
+        if (fd < 0) fd = stasis_syscall3(STASIS_NR_open, (long)args->path, RST_O_RDONLY | RST_O_CLOEXEC, 0);
+        if (fd < 0) {
+            rst_write_text(args->status_fd, "error cannot open mapped file ");
+            rst_fail(args, args->path, (uint64_t)-fd);
+        }
+        if (area->run_count) prot |= RST_PROT_READ;
+        mapped = stasis_syscall6(STASIS_NR_mmap, (long)area->start, (long)size, prot,
+                                 RST_MAP_FIXED | (shared ? RST_MAP_SHARED : RST_MAP_PRIVATE), fd, (long)area->file_offset);
+        stasis_syscall1(STASIS_NR_close, fd);
+    }
+    if (mapped != (long)area->start) rst_fail(args, "cannot map memory area at", area->start);
+}
+
+int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset) {
+    stasis_memory_area_record_t area;
+    uint64_t payload = offset + sizeof *record;
+    if (record->payload_bytes < sizeof area || rst_pread_all(args->image_fd, &area, sizeof area, payload) < 0) return -1;
+    uint64_t runs_bytes = (uint64_t)area.run_count * sizeof(stasis_page_run_t);
+    if ((uint64_t)record->payload_bytes != sizeof area + runs_bytes + area.path_bytes) return -1;
+    if (area.flags & (STASIS_AREA_VSYSCALL | STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK)) return 0;
+    if (area.start % RST_PAGE || area.end % RST_PAGE || area.end <= area.start || area.end > RST_USER_TOP) return -1;
+    if (area.start < args->work_start + args->work_bytes && area.end > args->work_start)
+        rst_fail(args, "memory area overlaps the restorer", area.start);
+    map_area(args, &area, payload + sizeof area + runs_bytes);
+
+    /* Page data: runs in order, contiguous in the file from data_offset. */
+    uint64_t area_pages = (area.end - area.start) / RST_PAGE;
+    uint64_t data = record->data_offset;
+    uint64_t stored = 0;
+    stasis_page_run_t runs[256];
+    for (uint64_t i = 0; i < area.run_count; i += 256) {
+        uint64_t batch = area.run_count - i < 256 ? area.run_count - i : 256;
+        if (rst_pread_all(args->image_fd, runs, batch * sizeof runs[0], payload + sizeof area + i * sizeof runs[0]) < 0)
+            return -1;
+        for (uint64_t j = 0; j < batch; j++) {
+            if (runs[j].first_page >= area_pages || runs[j].page_count > area_pages - runs[j].first_page) return -1;
+            uint64_t bytes = runs[j].page_count * RST_PAGE;
+            if (stored + bytes > record->data_bytes) return -1;
+            int err = rst_pread_all(args->image_fd, (void *)(area.start + runs[j].first_page * RST_PAGE), bytes, data);
+            if (err < 0) rst_fail(args, "cannot read page data for area", area.start);
+            data += bytes;
+            stored += bytes;
+        }
+    }
+    if (stored != record->data_bytes) return -1;
+    if (area.run_count) { /* mapped writable for the reads above */
+        long r = stasis_syscall3(STASIS_NR_mprotect, (long)area.start, (long)(area.end - area.start), (long)area.prot);
+        if (r < 0) rst_fail(args, "cannot protect memory area", area.start);
+    }
+    return 0;
+}
+
+/* prctl(PR_SET_MM, PR_SET_MM_MAP): brk, stack, arguments and environment as the
+ * program had them (design-notes.md: glibc caches the old break). */
+struct rst_prctl_mm_map {
+    uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+    uint64_t arg_start, arg_end, env_start, env_end;
+    uint64_t auxv;
+    uint32_t auxv_size;
+    uint32_t exe_fd;
+};
+
+void rst_restore_mm(struct rst_args *args) {
+    const stasis_process_record_t *p = &args->process;
+    uint64_t auxv_words[64];
+    uint32_t auxv_bytes = p->auxv_bytes <= sizeof auxv_words ? p->auxv_bytes : 0;
+    uint64_t tail = args->process_offset + sizeof *p;
+    if (auxv_bytes &&
+        rst_pread_all(args->image_fd, auxv_words, auxv_bytes, tail + p->cwd_bytes + p->exe_bytes) < 0)
+        auxv_bytes = 0;
+    struct rst_prctl_mm_map map = {
+        .start_code = p->start_code, .end_code = p->end_code, .start_data = p->start_data, .end_data = p->end_data,
+        .start_brk = p->start_brk, .brk = p->brk, .start_stack = p->start_stack, .arg_start = p->arg_start,
+        .arg_end = p->arg_end, .env_start = p->env_start, .env_end = p->env_end,
+        .auxv = (uint64_t)auxv_words, .auxv_size = auxv_bytes, .exe_fd = (uint32_t)-1,
+    };
+    long exe_fd = -1;
+    if (p->exe_bytes && p->exe_bytes <= STASIS_MAX_PATH) {
+        read_path(args, tail + p->cwd_bytes, p->exe_bytes);
+        exe_fd = stasis_syscall3(STASIS_NR_open, (long)args->path, RST_O_RDONLY | RST_O_CLOEXEC, 0);
+    }
+    long r = -1;
+    if (exe_fd >= 0) {
+        map.exe_fd = (uint32_t)exe_fd;
+        r = stasis_syscall5(STASIS_NR_prctl, 35 /* PR_SET_MM */, 14 /* PR_SET_MM_MAP */, (long)&map, sizeof map, 0);
+        stasis_syscall1(STASIS_NR_close, exe_fd);
+    }
+    if (r < 0) { /* no CAP_CHECKPOINT_RESTORE: keep /proc/self/exe as is */
+        map.exe_fd = (uint32_t)-1;
+        r = stasis_syscall5(STASIS_NR_prctl, 35, 14, (long)&map, sizeof map, 0);
+    }
+    if (r < 0 && map.auxv_size) {
+        map.auxv_size = 0;
+        map.auxv = 0;
+        r = stasis_syscall5(STASIS_NR_prctl, 35, 14, (long)&map, sizeof map, 0);
+    }
+    if (r < 0) rst_warn(args, "PR_SET_MM_MAP failed; the heap break is the restorer's", (uint64_t)-r);
+    stasis_syscall2(STASIS_NR_prctl, 15 /* PR_SET_NAME */, (long)p->comm);
+}
