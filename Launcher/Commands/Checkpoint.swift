@@ -1,0 +1,144 @@
+import Glibc
+import StasisSystem
+
+/// `stasis checkpoint PID`: asks the agent in PID for an image and waits until it is complete.
+///
+/// Protocol (Docs/ARCHITECTURE.md): write /tmp/stasis-UID/PID.request ("ID\nDIR\n"), sigqueue the
+/// trigger signal with value ID, wait for /tmp/stasis-UID/PID-ID.result ("ok PATH" or "error MESSAGE").
+enum CheckpointCommand {
+    static let help = """
+        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--json] PID
+
+        Checkpoints a program started with `stasis run`; waits until the image is complete and prints
+        its path as the last line of stdout. The program keeps running.
+          --dir DIR          write the image to DIR instead of the program's image directory
+          --timeout SECONDS  give up after SECONDS (default 600)
+          --json             print {"pid": ..., "image": "..."} instead of the path
+        """
+
+    static func main(_ arguments: [String]) throws(LauncherError) {
+        let options = try OptionParser(arguments, valued: ["--dir", "--timeout"], flags: ["--help", "--json"],
+                                       command: "checkpoint")
+        if options.flags.contains("--help") {
+            printOut(help)
+            return
+        }
+        guard options.positional.count == 1, let pid = pid_t(options.positional[0]), pid > 0 else {
+            throw LauncherError(.usage, "checkpoint needs one PID; usage: stasis checkpoint [--dir DIR] PID")
+        }
+        let timeout = Double(options.values["--timeout"] ?? "600") ?? -1
+        guard timeout > 0 else { throw LauncherError(.usage, "--timeout needs a positive number of seconds") }
+
+        var directory: String?
+        if let dir = options.values["--dir"] {
+            guard let resolved = absolutePath(dir) else {
+                throw LauncherError(.usage, "image directory \(dir) does not exist; create it first")
+            }
+            directory = resolved
+        }
+        let (uid, signal) = try target(pid)
+        let control = try ControlDirectory.prepare(uid: uid)
+        let requestID = Int32.random(in: 1...Int32.max)
+        let requestPath = "\(control)/\(pid).request"
+        let resultPath = "\(control)/\(pid)-\(requestID).result"
+        defer {
+            unlink(requestPath)
+            unlink(resultPath)
+        }
+        if let directory {
+            try writeAtomically(requestPath, "\(requestID)\n\(directory)\n", owner: uid)
+        } else {
+            unlink(requestPath)
+        }
+        var value = sigval()
+        value.sival_ptr = UnsafeMutableRawPointer(bitPattern: Int(requestID))
+        guard sigqueue(pid, signal, value) == 0 else {
+            throw LauncherError(.noSuchProcess, "cannot signal process \(pid): \(Errno.current)")
+        }
+        let deadline = now() + timeout
+        while true {
+            if let result = try? readFile(resultPath) {  // ENOENT until the agent answers
+                let text = String(decoding: result, as: UTF8.self).trimmingSuffixNewline()
+                if text.hasPrefix("ok ") {
+                    let image = String(text.dropFirst(3))
+                    if options.flags.contains("--json") {
+                        printOut("{\"pid\": \(pid), \"image\": \"\(jsonEscape(image))\"}")
+                    } else {
+                        printOut(image)
+                    }
+                    return
+                }
+                let message = text.hasPrefix("error ") ? String(text.dropFirst(6)) : text
+                throw LauncherError(.checkpointFailed, "checkpoint of \(pid) failed: \(message); the program keeps running")
+            }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                throw LauncherError(.noSuchProcess, "process \(pid) exited before the checkpoint completed")
+            }
+            if now() > deadline {
+                throw LauncherError(.timeout, "no answer from process \(pid) within \(Int(timeout)) s; is it stopped, or blocking signal \(signal)?")
+            }
+            usleep(2000)
+        }
+    }
+
+    /// The target's uid and trigger signal; fails unless it runs the agent.
+    static func target(_ pid: pid_t) throws(LauncherError) -> (uid_t, Int32) {
+        var st = stat()
+        guard stat("/proc/\(pid)", &st) == 0 else {
+            throw LauncherError(.noSuchProcess, "no process \(pid); check the PID")
+        }
+        guard let maps = try? readFile("/proc/\(pid)/maps") else {  // EACCES: another user's process
+            throw LauncherError(.noSuchProcess, "cannot read /proc/\(pid)/maps: not your process?")
+        }
+        guard String(decoding: maps, as: UTF8.self).contains("libStasisAgent.so") else {
+            throw LauncherError(.noSuchProcess, "process \(pid) is not running under stasis (start it with `stasis run`)")
+        }
+        var signal = SIGUSR2
+        if let environ = try? readFile("/proc/\(pid)/environ") {  // unreadable: keep the default
+            for entry in environ.split(separator: 0) {
+                let text = String(decoding: entry, as: UTF8.self)
+                if text.hasPrefix("STASIS_SIGNAL="), let n = Int32(text.dropFirst(14)), (1...64).contains(n) { signal = n }
+            }
+        }
+        return (st.st_uid, signal)
+    }
+}
+
+func writeAtomically(_ path: String, _ text: String, owner: uid_t) throws(LauncherError) {
+    let temp = path + ".tmp"
+    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+    guard fd >= 0 else { throw LauncherError(.failure, "cannot write \(temp): \(Errno.current)") }
+    _ = text.withCString { write(fd, $0, strlen($0)) }
+    if getuid() == 0 && owner != 0 { _ = fchown(fd, owner, gid_t(bitPattern: -1)) }
+    close(fd)
+    guard rename(temp, path) == 0 else { throw LauncherError(.failure, "cannot write \(path): \(Errno.current)") }
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func jsonEscape(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16) } else { out.unicodeScalars.append(scalar) }
+        }
+    }
+    return out
+}
+
+extension String {
+    func trimmingSuffixNewline() -> String {
+        var s = self
+        while s.hasSuffix("\n") { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,117 @@
+import Glibc
+import StasisImage
+
+/// `stasis inspect IMAGE`: what an image holds, for people (text) or scripts (--json).
+enum InspectCommand {
+    static let help = """
+        usage: stasis inspect [--json] IMAGE
+
+        Prints the header, CPU features, threads with their registers, the memory map with the bytes
+        stored per area, file descriptors and signal dispositions. The image is validated first.
+        """
+
+    static func main(_ arguments: [String]) throws(LauncherError) {
+        let options = try OptionParser(arguments, valued: [], flags: ["--help", "--json"], command: "inspect")
+        if options.flags.contains("--help") {
+            printOut(help)
+            return
+        }
+        guard options.positional.count == 1 else { throw LauncherError(.usage, "inspect needs one IMAGE") }
+        let source = try FileImageSource(path: options.positional[0])
+        let image = try source.decode()
+        printOut(options.flags.contains("--json") ? json(image, size: source.size) : text(image, size: source.size))
+    }
+
+    static func hex(_ v: UInt64, width: Int = 0) -> String {
+        let digits = String(v, radix: 16)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
+
+    static func protection(_ area: MemoryAreaRecord) -> String {
+        (area.protection & 1 != 0 ? "r" : "-") + (area.protection & 2 != 0 ? "w" : "-")
+            + (area.protection & 4 != 0 ? "x" : "-") + (area.flags.contains(.shared) ? "s" : "p")
+    }
+
+    static func features(_ xcr0: UInt64) -> String {
+        MachineCheck.featureNames.filter { xcr0 & $0.0 != 0 }.map(\.1).joined(separator: ", ")
+    }
+
+    static func text(_ image: Image, size: UInt64) -> String {
+        let h = image.header
+        var out = """
+            image:      format \(h.version), x86-64, page size \(h.pageSize), \(size) bytes
+            program:    \(h.program)
+            pid:        \(h.pid) (uid \(h.uid)), checkpoint #\(h.sequence), taken at \(h.timeNanoseconds / 1_000_000_000) (unix time)
+            kernel:     \(h.kernelRelease)
+            cpu:        XCR0 0x\(hex(h.xcr0)) (\(features(h.xcr0))), xsave \(h.xsaveSize) bytes
+            process:    name \(image.process.name), cwd \(image.process.cwd), umask \(String(image.process.umask, radix: 8))
+            brk:        0x\(hex(image.process.startBrk))-0x\(hex(image.process.brk))
+
+            """
+        for thread in image.threads {
+            out += "thread \(thread.tid) (\(thread.name)): fs_base 0x\(hex(thread.fsBase)) sigmask 0x\(hex(thread.signalMask))"
+                + " rseq 0x\(hex(thread.rseqAddress)) clear_child_tid 0x\(hex(thread.clearChildTID))\n"
+            for (i, name) in ThreadRecord.registerNames.enumerated() where i <= ThreadRecord.segmentsIndex {
+                out += "  \(pad(name, 7)) 0x\(hex(thread.generalRegisters[i], width: 16))"
+                out += i % 4 == 3 ? "\n" : ""
+            }
+            out += "\n  xsave \(thread.xsave.count) bytes, features in use 0x\(hex(thread.xstateFeatures))\n"
+        }
+        out += "\nmemory (\(image.memoryAreas.count) areas, \(image.storedBytes) bytes stored):\n"
+        for area in image.memoryAreas {
+            out += "  \(hex(area.start, width: 12))-\(hex(area.end, width: 12)) \(protection(area)) "
+                + "\(pad(String(area.storedPages * 4096), 10)) \(area.path)\n"
+        }
+        out += "\nfile descriptors:\n"
+        for fd in image.fileDescriptors {
+            out += "  \(fd.fd): \(fd.kind) \(fd.path) flags 0x\(hex(UInt64(fd.statusFlags))) offset \(fd.offset)"
+                + (fd.isCloseOnExec ? " cloexec" : "") + "\n"
+        }
+        out += "\nsignal handlers:\n"
+        for (i, action) in image.signalActions.actions.enumerated() where action.handler != 0 {
+            out += "  \(i + 1): " + (action.handler == 1 ? "ignored" : "handler 0x\(hex(action.handler))")
+                + " flags 0x\(hex(action.flags))\n"
+        }
+        return out
+    }
+
+    static func json(_ image: Image, size: UInt64) -> String {
+        let h = image.header
+        func str(_ s: String) -> String { "\"\(jsonEscape(s))\"" }
+        var parts: [String] = []
+        parts.append("\"format\": \(h.version)")
+        parts.append("\"size\": \(size)")
+        parts.append("\"program\": \(str(h.program))")
+        parts.append("\"pid\": \(h.pid)")
+        parts.append("\"uid\": \(h.uid)")
+        parts.append("\"sequence\": \(h.sequence)")
+        parts.append("\"time_ns\": \(h.timeNanoseconds)")
+        parts.append("\"kernel\": \(str(h.kernelRelease))")
+        parts.append("\"xcr0\": \(h.xcr0)")
+        parts.append("\"xsave_size\": \(h.xsaveSize)")
+        parts.append("\"cwd\": \(str(image.process.cwd))")
+        let threads = image.threads.map { t in
+            let regs = ThreadRecord.registerNames.enumerated().map { "\(str($0.element)): \(t.generalRegisters[$0.offset])" }
+            return "{\"tid\": \(t.tid), \"name\": \(str(t.name)), \"fs_base\": \(t.fsBase), \"sigmask\": \(t.signalMask), "
+                + "\"registers\": {\(regs.joined(separator: ", "))}, \"xsave_bytes\": \(t.xsave.count)}"
+        }
+        parts.append("\"threads\": [\(threads.joined(separator: ", "))]")
+        let areas = image.memoryAreas.map { a in
+            "{\"start\": \(a.start), \"end\": \(a.end), \"perms\": \(str(protection(a))), \"path\": \(str(a.path)), "
+                + "\"stored_bytes\": \(a.dataBytes)}"
+        }
+        parts.append("\"memory\": [\(areas.joined(separator: ", "))]")
+        let fds = image.fileDescriptors.map { f in
+            "{\"fd\": \(f.fd), \"kind\": \(str("\(f.kind)")), \"path\": \(str(f.path)), \"flags\": \(f.statusFlags), "
+                + "\"offset\": \(f.offset), \"cloexec\": \(f.isCloseOnExec)}"
+        }
+        parts.append("\"fds\": [\(fds.joined(separator: ", "))]")
+        let signals = image.signalActions.actions.enumerated().filter { $0.element.handler != 0 }.map {
+            "{\"signal\": \($0.offset + 1), \"handler\": \($0.element.handler), \"flags\": \($0.element.flags)}"
+        }
+        parts.append("\"signals\": [\(signals.joined(separator: ", "))]")
+        return "{" + parts.joined(separator: ", ") + "}"
+    }
+}

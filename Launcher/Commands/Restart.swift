@@ -1,0 +1,122 @@
+import CStasisSpawn
+import Glibc
+import StasisImage
+import StasisSystem
+
+/// `stasis restart IMAGE`: validate everything, reopen the descriptors, start the restorer as a child
+/// (with the original PID when permitted and free), forward signals, and exit as the program does.
+enum RestartCommand {
+    static let help = """
+        usage: stasis restart [--pid-file F] IMAGE
+
+        Brings the checkpointed program back where it was, in the foreground; the exit status is the
+        program's. The original PID is reused when it is free and the caller may choose PIDs (root or
+        CAP_CHECKPOINT_RESTORE); otherwise a new PID is used and stderr says so.
+          --pid-file F   write the restored program's PID to F
+        Signals sent to this process are forwarded to the program.
+        """
+
+    static let forwarded: [Int32] = [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH, SIGCONT,
+                                     SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGPWR, SIGVTALRM, SIGPROF, SIGXCPU]
+
+    static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
+        let options = try OptionParser(arguments, valued: ["--pid-file"], flags: ["--help"], command: "restart")
+        if options.flags.contains("--help") {
+            printOut(help)
+            return 0
+        }
+        guard options.positional.count == 1 else {
+            throw LauncherError(.usage, "restart needs one IMAGE; usage: stasis restart [--pid-file F] IMAGE")
+        }
+        let source = try FileImageSource(path: options.positional[0])
+        let image = try source.decode()
+        try MachineCheck.check(image)
+        try FileCheck.check(image)
+        let restorer = Installation.restorer
+        guard access(restorer, X_OK) == 0 else {
+            throw LauncherError(.failure, "restorer not found at \(restorer); build with `swift build` first")
+        }
+
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(pipeFDs[1], F_SETFD, FD_CLOEXEC) == 0 else { throw LauncherError(.failure, "cannot create a pipe: \(Errno.current)") }
+        let statusRead = FileDescriptor(rawValue: pipeFDs[0])
+        let statusWrite = FileDescriptor(rawValue: pipeFDs[1])
+        var plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: statusWrite)
+
+        // Block the forwarded signals and SIGCHLD before the child exists: sigwaitinfo collects them,
+        // and the child starts with them blocked until its sigreturn installs the program's mask.
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        for signal in forwarded + [SIGCHLD] { sigaddset(&blocked, signal) }
+        sigprocmask(SIG_BLOCK, &blocked, nil)
+
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(restorer), strdup(String(plan.imageTarget)),
+                                                     strdup(String(plan.statusTarget)), nil]
+        var usedSetTID: Int32 = 0
+        var setTIDError: Int32 = 0
+        let pid: Int32 = restorer.withCString { path in
+            image.process.cwd.withCString { cwd in
+                plan.moves.withUnsafeBufferPointer { moves in
+                    argv.withUnsafeBufferPointer { args in
+                        var spawn = stasis_spawn_plan_t(
+                            path: path, argv: args.baseAddress!, moves: moves.baseAddress, move_count: Int32(moves.count),
+                            keep_stdio: plan.keepStdio, cwd: cwd, umask: image.process.umask,
+                            wanted_pid: image.header.pid)
+                        return stasis_spawn(&spawn, &usedSetTID, &setTIDError)
+                    }
+                }
+            }
+        }
+        plan.closeAll()
+        statusWrite.closeAfterError()
+        guard pid > 0 else {
+            statusRead.closeAfterError()
+            throw LauncherError(.restoreFailed, "cannot start the restorer: \(Errno(rawValue: -pid))")
+        }
+        if usedSetTID == 0 {
+            let why = setTIDError == EEXIST ? "PID \(image.header.pid) is in use"
+                : setTIDError == EPERM ? "choosing PIDs needs root or CAP_CHECKPOINT_RESTORE"
+                : "clone3 set_tid failed (\(Errno(rawValue: setTIDError)))"
+            printError("stasis: \(why); restored as PID \(pid) (thread ids are patched)")
+        }
+
+        // The restorer answers "ok" just before it jumps into the program, or "error ..." and exits.
+        let status = (try? statusRead.readAll()) ?? []  // EOF is the answer when the restorer died silently
+        statusRead.closeAfterError()
+        let lines = String(decoding: status, as: UTF8.self).split(separator: "\n")
+        for line in lines where line.hasPrefix("warning ") { printError("stasis: restore warning: \(line.dropFirst(8))") }
+        guard lines.contains("ok") else {
+            var waitStatus: Int32 = 0
+            _ = waitpid(pid, &waitStatus, 0)
+            let error = lines.first(where: { $0.hasPrefix("error ") }).map { String($0.dropFirst(6)) }
+                ?? "the restorer exited without a report (status \(waitStatus))"
+            throw LauncherError(.restoreFailed, "restore of \(options.positional[0]) failed: \(error)")
+        }
+        if let pidFile = options.values["--pid-file"] { try writePIDFile(pidFile, pid) }
+        return forwardSignals(to: pid, blocked: blocked)
+    }
+
+    /// Waits for the program, passing on signals sent to us; returns its exit status, or re-raises its
+    /// fatal signal so that our parent sees the same.
+    static func forwardSignals(to pid: pid_t, blocked: sigset_t) -> Int32 {
+        var set = blocked
+        while true {
+            var waitStatus: Int32 = 0
+            let done = waitpid(pid, &waitStatus, WNOHANG)
+            if done == pid {
+                if waitStatus & 0x7f == 0 { return (waitStatus >> 8) & 0xff }  // exited
+                let signal = waitStatus & 0x7f
+                sigprocmask(SIG_UNBLOCK, &set, nil)
+                Glibc.signal(signal, SIG_DFL)
+                raise(signal)
+                return 128 + signal
+            }
+            var info = siginfo_t()
+            let signal = sigwaitinfo(&set, &info)
+            if signal <= 0 || signal == SIGCHLD { continue }
+            // Keyboard signals already reached the whole foreground process group.
+            if info.si_code == SI_KERNEL && [SIGINT, SIGQUIT, SIGTSTP].contains(signal) { continue }
+            kill(pid, signal)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Glibc
+
+/// `stasis run`: exec PROGRAM in place (same PID) with the agent preloaded.
+enum RunCommand {
+    static let help = """
+        usage: stasis run [--dir DIR] [--signal SIG] [--pid-file F] -- PROGRAM ARGS...
+
+        Runs PROGRAM in place of stasis (same PID) with the checkpoint agent preloaded.
+          --dir DIR       where images go (default: the current directory)
+          --signal SIG    checkpoint trigger signal (default: USR2); use another if PROGRAM owns SIGUSR2
+          --pid-file F    write the PID to F
+        LD_PRELOAD, STASIS_DIR and STASIS_SIGNAL are set for PROGRAM and inherited by its children,
+        which can be checkpointed too.
+        """
+
+    static func main(_ arguments: [String]) throws(LauncherError) {
+        if arguments.first == "--help" || arguments.first == "-h" {
+            printOut(help)
+            return
+        }
+        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file"], flags: ["--help"],
+                                       command: "run", stopAtFirstPositional: true)
+        if options.flags.contains("--help") {
+            printOut(help)
+            return
+        }
+        guard let program = options.positional.first else {
+            throw LauncherError(.usage, "run needs a PROGRAM; usage: stasis run [options] -- PROGRAM ARGS...")
+        }
+        let directory = options.values["--dir"] ?? "."
+        guard let imageDirectory = absolutePath(directory) else {
+            throw LauncherError(.usage, "image directory \(directory) does not exist; create it first")
+        }
+        var st = stat()
+        guard stat(imageDirectory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            throw LauncherError(.usage, "\(imageDirectory) is not a directory")
+        }
+        var signal = SIGUSR2
+        if let name = options.values["--signal"] {
+            guard let parsed = parseSignal(name), parsed != SIGKILL, parsed != SIGSTOP else {
+                throw LauncherError(.usage, "unknown or unusable signal '\(name)'; use a name like USR1 or a number")
+            }
+            signal = parsed
+        }
+        let agent = Installation.agentLibrary
+        guard access(agent, R_OK) == 0 else {
+            throw LauncherError(.failure, "agent library not found at \(agent); build with `swift build` first")
+        }
+        if let existing = getenv("LD_PRELOAD").map({ String(cString: $0) }), !existing.isEmpty,
+            !existing.split(separator: ":").contains(where: { $0 == agent })
+        {
+            setenv("LD_PRELOAD", agent + ":" + existing, 1)
+        } else {
+            setenv("LD_PRELOAD", agent, 1)
+        }
+        setenv("STASIS_DIR", imageDirectory, 1)
+        setenv("STASIS_SIGNAL", String(signal), 1)
+        if let pidFile = options.values["--pid-file"] {
+            try writePIDFile(pidFile, getpid())
+        }
+        var argv: [UnsafeMutablePointer<CChar>?] = options.positional.map { strdup($0) }
+        argv.append(nil)
+        execvp(program, &argv)
+        let error = errno
+        throw LauncherError(.cannotExecute, "cannot run \(program): \(String(cString: strerror(error)))")
+    }
+}
+
+/// Writes "PID\n" atomically (temp + rename).
+func writePIDFile(_ path: String, _ pid: pid_t) throws(LauncherError) {
+    let temp = path + ".tmp"
+    let text = "\(pid)\n"
+    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw LauncherError(.failure, "cannot write pid file \(path): \(String(cString: strerror(errno)))") }
+    _ = text.withCString { write(fd, $0, strlen($0)) }
+    close(fd)
+    guard rename(temp, path) == 0 else {
+        throw LauncherError(.failure, "cannot write pid file \(path): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,58 @@
+import Glibc
+import StasisImage
+import StasisSystem
+
+/// An image file as an `ImageSource`: headers and payloads by pread, never the page data.
+final class FileImageSource: ImageSource {
+    let descriptor: FileDescriptor
+    let size: UInt64
+    let path: String
+
+    init(path: String) throws(LauncherError) {
+        self.path = path
+        do {
+            descriptor = try FileDescriptor.open(path, O_RDONLY)
+        } catch {
+            throw LauncherError(.badImage, "cannot open image \(path): \(error)")
+        }
+        do {
+            let st = try descriptor.status()
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                descriptor.closeAfterError()
+                throw LauncherError(.badImage, "\(path) is not a regular file")
+            }
+            size = UInt64(st.st_size)
+        } catch let error as LauncherError {
+            throw error
+        } catch {
+            descriptor.closeAfterError()
+            throw LauncherError(.badImage, "cannot stat image \(path)")
+        }
+    }
+
+    deinit { descriptor.closeAfterError() }
+
+    func bytes(at offset: UInt64, count: Int) throws(ImageError) -> [UInt8] {
+        guard offset <= size, UInt64(count) <= size - offset else { throw .truncated(at: size) }
+        var result = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = result.withUnsafeMutableBytes { raw in
+                Glibc.pread(descriptor.rawValue, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw .io("cannot read image \(path): \(n < 0 ? Errno.current.description : "unexpected end")") }
+            done += n
+        }
+        return result
+    }
+
+    /// Decodes and validates; every failure becomes a one-line `badImage` error.
+    func decode() throws(LauncherError) -> Image {
+        do {
+            return try Image.decode(from: self)
+        } catch {
+            throw LauncherError(.badImage, "\(path): \(error)")
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import Glibc
+
+/// Exit codes of `stasis`: one per kind of failure, documented in README.md. Scripts depend on them.
+enum ExitCode: Int32 {
+    case success = 0
+    case failure = 1            // anything not listed below
+    case usage = 2              // bad command line
+    case badImage = 3           // truncated, corrupt, foreign or future-version image
+    case incompatibleMachine = 4 // CPU lacks an xsave feature, other kernel vDSO layout
+    case filesChanged = 5       // a file the image needs is missing or changed
+    case noSuchProcess = 6      // checkpoint: PID not running, or not under stasis
+    case checkpointFailed = 7   // the agent could not write the image
+    case timeout = 8            // checkpoint: no answer in time
+    case restoreFailed = 9      // the restorer could not rebuild the process
+    case cannotExecute = 127    // run: PROGRAM could not be executed
+}
+
+/// A failure with its one-line message (what happened and what to do) and exit code.
+struct LauncherError: Error {
+    var code: ExitCode
+    var message: String
+    init(_ code: ExitCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Writes one line to stderr.
+func printError(_ line: String) {
+    let text = line.hasSuffix("\n") ? line : line + "\n"
+    _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
+}
+
+/// Writes one line to stdout, unbuffered (scripts read it while we wait).
+func printOut(_ line: String) {
+    let text = line + "\n"
+    var bytes = Array(text.utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + done, $0.count - done) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        done += n
+    }
+}

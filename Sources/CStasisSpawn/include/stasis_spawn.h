@@ -1,0 +1,38 @@
+/* stasis_spawn.h: starting the restorer from the launcher.
+ *
+ * clone3 (with set_tid when a PID is wanted), then in the child only raw
+ * system calls: install the descriptor plan, chdir, umask, execve. C because
+ * the child of a clone must not run Swift (locks held by other threads). */
+#ifndef STASIS_SPAWN_H
+#define STASIS_SPAWN_H
+
+#include <stdint.h>
+
+typedef struct stasis_fd_move {
+    int32_t source; /* open in the launcher, close-on-exec */
+    int32_t target; /* the number the program expects */
+    int32_t close_on_exec;
+    int32_t reserved;
+} stasis_fd_move_t;
+
+typedef struct stasis_spawn_plan {
+    const char *_Nonnull path;                 /* the restorer */
+    char *_Nullable const *_Nonnull argv;
+    const stasis_fd_move_t *_Nullable moves;
+    int32_t move_count;
+    int32_t keep_stdio;     /* bit i set: keep the launcher's fd i (0-2) as it is */
+    const char *_Nullable cwd;
+    uint32_t umask;
+    int32_t wanted_pid;     /* 0: any */
+} stasis_spawn_plan_t;
+
+/* Starts the child. Returns its pid, or -errno. *used_set_tid is 1 when the
+ * wanted pid was obtained; *set_tid_error is the errno of a refused set_tid. */
+int stasis_spawn(const stasis_spawn_plan_t *_Nonnull plan, int32_t *_Nonnull used_set_tid,
+                 int32_t *_Nonnull set_tid_error);
+
+/* XCR0 and the xsave size of this CPU. */
+uint64_t stasis_cpu_xcr0(void);
+uint32_t stasis_cpu_xsave_size(void);
+
+#endif

@@ -1,0 +1,68 @@
+/* spawn.c: see stasis_spawn.h. */
+#include "stasis_spawn.h"
+
+#include <stddef.h>
+#include "stasis_syscall.h"
+
+struct clone_args_v2 {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+#define STASIS_SIGCHLD 17
+#define STASIS_F_SETFD 2
+#define STASIS_NR_close_range 436
+
+__attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
+    int max_target = 2;
+    for (int i = 0; i < plan->move_count; i++) {
+        const stasis_fd_move_t *m = &plan->moves[i];
+        if (stasis_syscall3(STASIS_NR_dup3, m->source, m->target, 0) < 0) stasis_syscall1(STASIS_NR_exit_group, 125);
+        if (m->close_on_exec) stasis_syscall3(STASIS_NR_fcntl, m->target, STASIS_F_SETFD, 1);
+        if (m->target > max_target) max_target = m->target;
+    }
+    /* Close what the program did not have: everything but targets and the kept stdio. */
+    for (int fd = 0; fd <= max_target; fd++) {
+        int keep = fd <= 2 && (plan->keep_stdio >> fd & 1);
+        for (int i = 0; i < plan->move_count && !keep; i++) keep = plan->moves[i].target == fd;
+        if (!keep) stasis_syscall1(STASIS_NR_close, fd);
+    }
+    stasis_syscall3(STASIS_NR_close_range, max_target + 1, ~0u, 0);
+    if (plan->cwd) stasis_syscall1(STASIS_NR_chdir, (long)plan->cwd);
+    stasis_syscall1(STASIS_NR_umask, plan->umask);
+    static char *const empty_env[] = {NULL};
+    stasis_syscall3(STASIS_NR_execve, (long)plan->path, (long)plan->argv, (long)empty_env);
+    stasis_syscall1(STASIS_NR_exit_group, 127);
+    __builtin_unreachable();
+}
+
+static long clone3_fork(int32_t wanted) {
+    struct clone_args_v2 args = {0};
+    int32_t tid = wanted;
+    args.exit_signal = STASIS_SIGCHLD;
+    if (wanted > 0) {
+        args.set_tid = (uint64_t)&tid;
+        args.set_tid_size = 1;
+    }
+    return stasis_syscall2(STASIS_NR_clone3, (long)&args, sizeof args);
+}
+
+int stasis_spawn(const stasis_spawn_plan_t *plan, int32_t *used_set_tid, int32_t *set_tid_error) {
+    *used_set_tid = 0;
+    *set_tid_error = 0;
+    long pid = -1;
+    if (plan->wanted_pid > 0) {
+        pid = clone3_fork(plan->wanted_pid);
+        if (pid == 0) child(plan);
+        if (pid > 0) {
+            *used_set_tid = 1;
+            return (int)pid;
+        }
+        *set_tid_error = (int32_t)-pid;
+    }
+    pid = clone3_fork(0);
+    if (pid == 0) child(plan);
+    return (int)pid;
+}
+
+uint64_t stasis_cpu_xcr0(void) { return stasis_xgetbv0(); }
+uint32_t stasis_cpu_xsave_size(void) { return stasis_xsave_size(); }

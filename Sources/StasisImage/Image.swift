@@ -1,0 +1,194 @@
+/// Random access to an image's bytes. The launcher reads a file; tests pass an array.
+/// Page data is never read through this: only headers and payloads.
+public protocol ImageSource {
+    var size: UInt64 { get }
+    func bytes(at offset: UInt64, count: Int) throws(ImageError) -> [UInt8]
+}
+
+/// An image held in memory.
+public struct ByteArraySource: ImageSource {
+    public let contents: [UInt8]
+    public init(_ contents: [UInt8]) { self.contents = contents }
+    public var size: UInt64 { UInt64(contents.count) }
+    public func bytes(at offset: UInt64, count: Int) throws(ImageError) -> [UInt8] {
+        guard offset <= size, UInt64(count) <= size - offset else { throw .truncated(at: size) }
+        return Array(contents[Int(offset)..<Int(offset) + count])
+    }
+}
+
+/// A decoded, validated image: every record but the page data.
+public struct Image: Equatable, Sendable {
+    public var header = ImageHeader()
+    public var process = ProcessRecord()
+    public var agent = AgentRecord()
+    public var signalActions = SignalActionsRecord()
+    public var threads: [ThreadRecord] = []
+    public var fileDescriptors: [FileDescriptorRecord] = []
+    public var memoryAreas: [MemoryAreaRecord] = []
+    /// Records of kinds this version does not know, skipped by length.
+    public var unknownRecordCount = 0
+
+    public init() {}
+
+    public var storedBytes: UInt64 { memoryAreas.reduce(0) { $0 + $1.dataBytes } }
+
+    /// Largest payload accepted for one record: runs of a 64 GiB area with every other page stored.
+    static let maxPayload: UInt32 = 128 << 20
+
+    public static func decode(from source: ImageSource) throws(ImageError) -> Image {
+        let fixed = try source.bytes(at: 0, count: Int(min(source.size, UInt64(ImageHeader.size))))
+        guard fixed.count == ImageHeader.size else {
+            _ = try ImageHeader.decodeFixed(fixed)  // names "not an image" before "truncated"
+            throw .truncated(at: source.size)
+        }
+        var (header, programBytes) = try ImageHeader.decodeFixed(fixed)
+        header.program = String(decoding: try source.bytes(at: UInt64(ImageHeader.size), count: programBytes), as: UTF8.self)
+
+        var image = Image()
+        image.header = header
+        var offset = header.recordsOffset
+        var count: UInt64 = 0
+        var seen = Set<UInt32>()
+        while true {
+            guard offset <= source.size, source.size - offset >= UInt64(RecordHeader.size) else {
+                throw .truncated(at: source.size)
+            }
+            var headerReader = ByteReader(try source.bytes(at: offset, count: RecordHeader.size), base: offset)
+            let record = try RecordHeader(decoding: &headerReader)
+            guard record.payloadBytes <= maxPayload else {
+                throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "payload of \(record.payloadBytes) bytes")
+            }
+            let payloadStart = offset + UInt64(RecordHeader.size)
+            let payloadEnd = payloadStart + UInt64(record.payloadBytes)
+            let next: UInt64
+            if record.dataBytes > 0 {
+                let expected = (payloadEnd + 4095) & ~4095
+                guard record.dataOffset == expected, record.dataBytes % 4096 == 0 else {
+                    throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "page data not at the next page boundary")
+                }
+                guard record.dataBytes <= source.size, record.dataOffset <= source.size - record.dataBytes else {
+                    throw .truncated(at: source.size)
+                }
+                next = record.dataOffset + record.dataBytes
+            } else {
+                guard record.dataOffset == 0 else {
+                    throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "data offset without data")
+                }
+                next = (payloadEnd + 7) & ~7
+            }
+            guard payloadEnd <= source.size else { throw .truncated(at: source.size) }
+            var reader = ByteReader(try source.bytes(at: payloadStart, count: Int(record.payloadBytes)), base: payloadStart)
+            guard let kind = RecordKind(rawValue: record.kind) else {
+                image.unknownRecordCount += 1
+                offset = next
+                count += 1
+                continue
+            }
+            switch kind {
+            case .end:
+                let recordCount = try reader.read(UInt64.self)
+                let endOffset = try reader.read(UInt64.self)
+                let magic = try reader.read(UInt64.self)
+                guard magic == 0x444E_4549_5341_5453, recordCount == count, endOffset == offset else {
+                    throw .invalidRecord(.end, at: offset, reason: "record count or offset does not match")
+                }
+                guard next == source.size else {
+                    throw .invalidRecord(.end, at: offset, reason: "\(source.size - next) bytes after the END record")
+                }
+                try image.validate()
+                return image
+            case .process:
+                try checkOnce(kind, &seen, offset)
+                image.process = try ProcessRecord(decoding: &reader)
+            case .agent:
+                try checkOnce(kind, &seen, offset)
+                image.agent = try AgentRecord(decoding: &reader)
+            case .signalActions:
+                try checkOnce(kind, &seen, offset)
+                image.signalActions = try SignalActionsRecord(decoding: &reader)
+            case .thread:
+                image.threads.append(try ThreadRecord(decoding: &reader))
+            case .fileDescriptor:
+                image.fileDescriptors.append(try FileDescriptorRecord(decoding: &reader))
+            case .memoryArea:
+                let area = try MemoryAreaRecord(decoding: &reader, header: record)
+                if let last = image.memoryAreas.last(where: { !$0.flags.contains(.vsyscall) }),
+                    !area.flags.contains(.vsyscall), area.start < last.end
+                {
+                    throw .invalidRecord(.memoryArea, at: offset, reason: "areas overlap or are out of order")
+                }
+                image.memoryAreas.append(area)
+            }
+            if kind != .end, reader.remaining != 0 {
+                throw .invalidRecord(kind, at: offset, reason: "\(reader.remaining) unexplained payload bytes")
+            }
+            if record.dataBytes > 0 && kind != .memoryArea {
+                throw .invalidRecord(kind, at: offset, reason: "page data on a record that has none")
+            }
+            offset = next
+            count += 1
+        }
+    }
+
+    private static func checkOnce(_ kind: RecordKind, _ seen: inout Set<UInt32>, _ offset: UInt64) throws(ImageError) {
+        guard seen.insert(kind.rawValue).inserted else { throw .invalidRecord(kind, at: offset, reason: "appears twice") }
+    }
+
+    /// Whole-image invariants: the records the restorer needs exist and agree.
+    public func validate() throws(ImageError) {
+        guard process.pid > 0 else { throw .missingRecord("PROCESS") }
+        guard agent.restoreTail != 0 else { throw .missingRecord("AGENT") }
+        guard !threads.isEmpty else { throw .missingRecord("THREAD") }
+        guard UInt32(threads.count) == header.threadCount else {
+            throw .invalidHeader("header says \(header.threadCount) threads, image holds \(threads.count)")
+        }
+        guard memoryAreas.contains(where: { area in
+            area.protection & 4 != 0 && area.start <= agent.restoreTail && agent.restoreTail < area.end
+        }) else { throw .invalidRecord(.agent, at: 0, reason: "restore tail is not in executable memory") }
+        for thread in threads where thread.xsave.count > Int(header.xsaveSize) {
+            throw .invalidRecord(.thread, at: 0, reason: "xsave area larger than the header's")
+        }
+        var fds = Set<Int32>()
+        for fd in fileDescriptors where !fds.insert(fd.fd).inserted {
+            throw .invalidRecord(.fileDescriptor, at: 0, reason: "fd \(fd.fd) appears twice")
+        }
+    }
+}
+
+/// Builds image bytes from records: for tests, fuzz seeds and tools. The agent writes the same layout
+/// from C structs (CStasisShim); Tests/StasisImageTests checks the two agree.
+public struct ImageEncoder {
+    public private(set) var writer = ByteWriter()
+    private var count: UInt64 = 0
+
+    public init(header: ImageHeader) {
+        header.encode(into: &writer)
+    }
+
+    public mutating func append(kind: RecordKind, payload: [UInt8], pageData: [UInt8] = []) {
+        precondition(pageData.count % 4096 == 0)
+        let payloadEnd = writer.bytes.count + RecordHeader.size + payload.count
+        let dataOffset = pageData.isEmpty ? 0 : UInt64((payloadEnd + 4095) & ~4095)
+        RecordHeader(kind: kind.rawValue, payloadBytes: UInt32(payload.count), dataOffset: dataOffset,
+                     dataBytes: UInt64(pageData.count)).encode(into: &writer)
+        writer.write(bytes: payload)
+        writer.pad(toMultipleOf: pageData.isEmpty ? 8 : 4096)
+        writer.write(bytes: pageData)
+        count += 1
+    }
+
+    public mutating func append(_ area: MemoryAreaRecord, pageData: [UInt8]) {
+        var w = ByteWriter()
+        area.encode(into: &w)
+        append(kind: .memoryArea, payload: w.bytes, pageData: pageData)
+    }
+
+    public mutating func finish() -> [UInt8] {
+        var w = ByteWriter()
+        w.write(count)
+        w.write(UInt64(writer.bytes.count))
+        w.write(UInt64(0x444E_4549_5341_5453))
+        append(kind: .end, payload: w.bytes)
+        return writer.bytes
+    }
+}

@@ -1,0 +1,26 @@
+/// Why an image cannot be used. Each case names the problem for a one-line message.
+public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
+    case notAnImage
+    case unsupportedVersion(UInt32)
+    case foreignArchitecture(UInt32)
+    case truncated(at: UInt64)
+    case invalidHeader(String)
+    case invalidRecord(RecordKind?, at: UInt64, reason: String)
+    case missingRecord(String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .notAnImage: return "not a Stasis image (bad magic)"
+        case .unsupportedVersion(let v):
+            return "image format version \(v) is not supported by this stasis (it reads version \(ImageHeader.currentVersion))"
+        case .foreignArchitecture(let a): return "image is for another architecture (ELF machine \(a)); this is x86-64"
+        case .truncated(let at): return "image is truncated (ends before byte \(at)); it was not completely written"
+        case .invalidHeader(let why): return "corrupt image header: \(why)"
+        case .invalidRecord(let kind, let at, let why):
+            return "corrupt image: \(kind.map { "\($0)" } ?? "record") at byte \(at): \(why)"
+        case .missingRecord(let what): return "incomplete image: no \(what) record"
+        case .io(let what): return what
+        }
+    }
+}

@@ -1,0 +1,86 @@
+/// The image header (stasis_image_header_t) and the program path that follows it.
+public struct ImageHeader: Equatable, Sendable {
+    public static let magic: [UInt8] = [0x53, 0x54, 0x41, 0x53, 0x49, 0x53, 0x00, 0x01]  // "STASIS\0\1"
+    public static let currentVersion: UInt32 = 1
+    public static let x86_64: UInt32 = 62
+    public static let size = 144
+    public static let maxProgramBytes = 4096
+
+    public var version: UInt32 = ImageHeader.currentVersion
+    public var architecture: UInt32 = ImageHeader.x86_64
+    public var pageSize: UInt32 = 4096
+    public var xcr0: UInt64 = 0
+    public var xsaveSize: UInt32 = 0
+    public var threadCount: UInt32 = 1
+    public var pid: Int32 = 0
+    public var uid: UInt32 = 0
+    public var sequence: UInt64 = 0
+    public var timeNanoseconds: UInt64 = 0
+    public var kernelRelease: String = ""
+    public var program: String = ""
+
+    public init() {}
+
+    /// Offset of the first record.
+    public var recordsOffset: UInt64 { UInt64((ImageHeader.size + program.utf8.count + 7) & ~7) }
+
+    /// Decodes and checks the fixed fields. `bytes` must hold at least `size` bytes; the program path is
+    /// read by `decodeProgram`.
+    public static func decodeFixed(_ bytes: [UInt8]) throws(ImageError) -> (ImageHeader, programBytes: Int) {
+        guard bytes.count >= 8, Array(bytes[0..<8]) == magic else {
+            throw bytes.count < 8 && bytes == Array(magic.prefix(bytes.count)) ? .truncated(at: UInt64(bytes.count)) : .notAnImage
+        }
+        var reader = ByteReader(bytes)
+        try reader.skip(8)
+        var header = ImageHeader()
+        header.version = try reader.read(UInt32.self)
+        guard header.version == currentVersion else { throw .unsupportedVersion(header.version) }
+        let headerBytes = try reader.read(UInt32.self)
+        guard headerBytes == UInt32(size) else { throw .invalidHeader("header size \(headerBytes), expected \(size)") }
+        header.architecture = try reader.read(UInt32.self)
+        guard header.architecture == x86_64 else { throw .foreignArchitecture(header.architecture) }
+        header.pageSize = try reader.read(UInt32.self)
+        guard header.pageSize == 4096 else { throw .invalidHeader("page size \(header.pageSize), expected 4096") }
+        header.xcr0 = try reader.read(UInt64.self)
+        header.xsaveSize = try reader.read(UInt32.self)
+        guard header.xcr0 & 0x3 == 0x3, header.xsaveSize >= 512, header.xsaveSize <= 16384 else {
+            throw .invalidHeader("implausible xsave description (XCR0 \(hex(header.xcr0)), \(header.xsaveSize) bytes)")
+        }
+        header.threadCount = try reader.read(UInt32.self)
+        guard header.threadCount >= 1, header.threadCount <= 65536 else {
+            throw .invalidHeader("thread count \(header.threadCount)")
+        }
+        header.pid = try reader.read(Int32.self)
+        guard header.pid > 0 else { throw .invalidHeader("pid \(header.pid)") }
+        header.uid = try reader.read(UInt32.self)
+        header.sequence = try reader.read(UInt64.self)
+        header.timeNanoseconds = try reader.read(UInt64.self)
+        header.kernelRelease = try reader.readFixedString(72)
+        let programBytes = Int(try reader.read(UInt32.self))
+        guard programBytes <= maxProgramBytes else { throw .invalidHeader("program path of \(programBytes) bytes") }
+        _ = try reader.read(UInt32.self)
+        return (header, programBytes)
+    }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(bytes: ImageHeader.magic)
+        writer.write(version)
+        writer.write(UInt32(ImageHeader.size))
+        writer.write(architecture)
+        writer.write(pageSize)
+        writer.write(xcr0)
+        writer.write(xsaveSize)
+        writer.write(threadCount)
+        writer.write(pid)
+        writer.write(uid)
+        writer.write(sequence)
+        writer.write(timeNanoseconds)
+        writer.writeFixedString(kernelRelease, count: 72)
+        writer.write(UInt32(program.utf8.count))
+        writer.write(UInt32(0))
+        writer.write(bytes: Array(program.utf8))
+        writer.pad(toMultipleOf: 8)
+    }
+}
+
+func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

@@ -1,0 +1,46 @@
+/// Record tags as written to disk (stasis_image_abi.h STASIS_RECORD_*): append new cases, never renumber.
+public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
+    case end = 0, process = 1, memoryArea = 2, thread = 3, signalActions = 4, fileDescriptor = 5, agent = 6
+
+    public var description: String {
+        switch self {
+        case .end: return "END record"
+        case .process: return "PROCESS record"
+        case .memoryArea: return "MEMORY_AREA record"
+        case .thread: return "THREAD record"
+        case .signalActions: return "SIGNAL_ACTIONS record"
+        case .fileDescriptor: return "FILE_DESCRIPTOR record"
+        case .agent: return "AGENT record"
+        }
+    }
+}
+
+/// The 24-byte header in front of every record (stasis_record_header_t).
+public struct RecordHeader: Equatable, Sendable {
+    public static let size = 24
+    public var kind: UInt32
+    public var payloadBytes: UInt32
+    public var dataOffset: UInt64
+    public var dataBytes: UInt64
+
+    public init(kind: UInt32, payloadBytes: UInt32, dataOffset: UInt64 = 0, dataBytes: UInt64 = 0) {
+        self.kind = kind
+        self.payloadBytes = payloadBytes
+        self.dataOffset = dataOffset
+        self.dataBytes = dataBytes
+    }
+
+    public init(decoding reader: inout ByteReader) throws(ImageError) {
+        kind = try reader.read(UInt32.self)
+        payloadBytes = try reader.read(UInt32.self)
+        dataOffset = try reader.read(UInt64.self)
+        dataBytes = try reader.read(UInt64.self)
+    }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(kind)
+        writer.write(payloadBytes)
+        writer.write(dataOffset)
+        writer.write(dataBytes)
+    }
+}

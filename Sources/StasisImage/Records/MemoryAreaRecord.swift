@@ -1,0 +1,104 @@
+/// One mapping (stasis_memory_area_record_t), its stored page runs and its path.
+public struct MemoryAreaRecord: Equatable, Sendable {
+    public static let fixedSize = 72
+    public static let userSpaceTop: UInt64 = 0x7fff_ffff_f000
+
+    public struct Flags: OptionSet, Sendable, Equatable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        public static let shared = Flags(rawValue: 1 << 0)
+        public static let anonymous = Flags(rawValue: 1 << 1)
+        public static let heap = Flags(rawValue: 1 << 2)
+        public static let stack = Flags(rawValue: 1 << 3)
+        public static let vdso = Flags(rawValue: 1 << 4)
+        public static let vvar = Flags(rawValue: 1 << 5)
+        public static let vvarVclock = Flags(rawValue: 1 << 6)
+        public static let vsyscall = Flags(rawValue: 1 << 7)
+        public static let scratch = Flags(rawValue: 1 << 8)
+        public static let known: Flags = [.shared, .anonymous, .heap, .stack, .vdso, .vvar, .vvarVclock, .vsyscall, .scratch]
+        public static let notStored: Flags = [.vdso, .vvar, .vvarVclock, .vsyscall, .scratch]
+    }
+
+    public struct PageRun: Equatable, Sendable {
+        public var firstPage: UInt64
+        public var pageCount: UInt64
+        public init(firstPage: UInt64, pageCount: UInt64) {
+            self.firstPage = firstPage
+            self.pageCount = pageCount
+        }
+    }
+
+    public var start: UInt64 = 0, end: UInt64 = 0
+    public var fileOffset: UInt64 = 0
+    public var protection: UInt32 = 0
+    public var flags: Flags = []
+    public var device: UInt64 = 0, inode: UInt64 = 0
+    public var fileSize: UInt64 = 0
+    public var fileModificationNanoseconds: Int64 = 0
+    public var runs: [PageRun] = []
+    public var path: String = ""
+    /// Where the runs' pages are in the file (from the record header).
+    public var dataOffset: UInt64 = 0
+    public var dataBytes: UInt64 = 0
+
+    public init() {}
+
+    public var storedPages: UInt64 { runs.reduce(0) { $0 + $1.pageCount } }
+    public var isFileBacked: Bool { !flags.contains(.anonymous) && !flags.contains(.scratch) && path.hasPrefix("/") }
+
+    public init(decoding reader: inout ByteReader, header: RecordHeader) throws(ImageError) {
+        start = try reader.read(UInt64.self); end = try reader.read(UInt64.self)
+        fileOffset = try reader.read(UInt64.self)
+        protection = try reader.read(UInt32.self)
+        flags = Flags(rawValue: try reader.read(UInt32.self))
+        device = try reader.read(UInt64.self); inode = try reader.read(UInt64.self)
+        fileSize = try reader.read(UInt64.self)
+        fileModificationNanoseconds = try reader.read(Int64.self)
+        let runCount = Int(try reader.read(UInt32.self))
+        let pathBytes = Int(try reader.read(UInt32.self))
+        guard runCount <= reader.remaining / 16 else { throw .truncated(at: reader.base + UInt64(reader.offset)) }
+        runs.reserveCapacity(runCount)
+        for _ in 0..<runCount {
+            runs.append(PageRun(firstPage: try reader.read(UInt64.self), pageCount: try reader.read(UInt64.self)))
+        }
+        path = try reader.readString(pathBytes)
+        dataOffset = header.dataOffset
+        dataBytes = header.dataBytes
+        try validate(at: reader.base)
+    }
+
+    /// Invariants the restorer relies on; `stasis inspect` runs this too.
+    public func validate(at offset: UInt64) throws(ImageError) {
+        func fail(_ why: String) -> ImageError { .invalidRecord(.memoryArea, at: offset, reason: why) }
+        guard flags.rawValue & ~Flags.known.rawValue == 0 else { throw fail("unknown flags \(hex(UInt64(flags.rawValue)))") }
+        guard protection & ~7 == 0 else { throw fail("bad protection \(protection)") }
+        guard start < end, start % 4096 == 0, end % 4096 == 0 else { throw fail("bad range \(hex(start))-\(hex(end))") }
+        if !flags.contains(.vsyscall) {
+            guard end <= MemoryAreaRecord.userSpaceTop, start >= 0x1000 else {
+                throw fail("range \(hex(start))-\(hex(end)) outside user space")
+            }
+        }
+        let pages = (end - start) / 4096
+        var previousEnd: UInt64 = 0
+        var total: UInt64 = 0
+        for run in runs {
+            guard run.pageCount > 0, run.firstPage >= previousEnd, run.firstPage < pages,
+                run.pageCount <= pages - run.firstPage
+            else { throw fail("page run \(run.firstPage)+\(run.pageCount) outside the area's \(pages) pages") }
+            previousEnd = run.firstPage + run.pageCount
+            total += run.pageCount
+        }
+        guard total * 4096 == dataBytes else { throw fail("runs hold \(total) pages but the record stores \(dataBytes) bytes") }
+        if flags.intersection(.notStored) != [] && !runs.isEmpty { throw fail("pages stored for an area that is never stored") }
+        if isFileBacked, path.utf8.count > 4096 { throw fail("path too long") }
+    }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(start); writer.write(end); writer.write(fileOffset)
+        writer.write(protection); writer.write(flags.rawValue)
+        writer.write(device); writer.write(inode); writer.write(fileSize); writer.write(fileModificationNanoseconds)
+        writer.write(UInt32(runs.count)); writer.write(UInt32(path.utf8.count))
+        for run in runs { writer.write(run.firstPage); writer.write(run.pageCount) }
+        writer.write(bytes: Array(path.utf8))
+    }
+}
