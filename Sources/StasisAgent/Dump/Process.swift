@@ -59,9 +59,9 @@ enum ProcessDumper {
         while !cursor.atEnd {
             cursor.skip(UInt8(ascii: " "))
             field += 1
-            let start = cursor.index
+            // Fields such as rsslim (u64 max) overflow Int64: skip whatever is left of the field.
             let value = UInt64(bitPattern: cursor.decimal() ?? 0)
-            if cursor.index == start { cursor.skipPast(UInt8(ascii: " ")) }
+            if cursor.current != UInt8(ascii: " ") { cursor.skipPast(UInt8(ascii: " ")) }
             switch field {
             case 26: record.start_code = value
             case 27: record.end_code = value
