@@ -1,0 +1,121 @@
+import Glibc
+import Testing
+
+/// End to end through every part: `stasis run` a self-verifying C fixture, checkpoint it, SIGKILL it,
+/// `stasis restart` the image, SIGTERM the restored process, and expect the fixture's own PASS.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct CounterRestartTests {
+    /// Starts the counter fixture under `stasis run` and waits for READY.
+    func startCounter(_ scratch: Scratch, mebibytes: Int) throws -> (ChildProcess, String) {
+        let binary = try compileFixture("counter", into: scratch.path)
+        let input = scratch.file("input.txt")
+        try "12345678".write(toFile: input)
+        let output = scratch.file("counter.out")
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, String(mebibytes), input],
+                                     outputPath: output, workingDirectory: scratch.path)
+        try waitUntil("READY from the fixture") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        return (child, output)
+    }
+
+    func checkpoint(_ pid: pid_t, _ scratch: Scratch) throws -> String {
+        let (code, output) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
+        #expect(code == 0, "stasis checkpoint failed: \(output)")
+        let image = output.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(image.hasSuffix(".stasis") && access(image, R_OK) == 0, "no image path in: \(output)")
+        return image
+    }
+
+    /// Restarts `image`, returning the launcher child and the restored PID (from --pid-file).
+    func restart(_ image: String, _ scratch: Scratch, log: String) throws -> (ChildProcess, pid_t) {
+        let pidFile = scratch.file("restored-\(UInt32.random(in: 0...UInt32.max)).pid")
+        let child = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image],
+                                     outputPath: scratch.file(log), workingDirectory: scratch.path)
+        try waitUntil("the restored PID", seconds: 60) {
+            access(pidFile, R_OK) == 0 || ChildRegistry.shared.contains(child.pid) == false
+        }
+        let text = (try? String(contentsOfFile: pidFile)) ?? ""
+        guard let pid = pid_t(text.trimmingCharacters(in: "\n")) else {
+            throw TestFailure("restart wrote no pid: \((try? String(contentsOfFile: scratch.file(log))) ?? "")")
+        }
+        return (child, pid)
+    }
+
+    @Test func restoredCounterVerifiesItsMemoryRegistersFilesAndSignals() throws {
+        let scratch = Scratch()
+        let (original, output) = try startCounter(scratch, mebibytes: 64)
+        usleep(UInt32.random(in: 50_000...400_000))  // a random moment
+        let image = try checkpoint(original.pid, scratch)
+        original.killAndReap()
+
+        let (launcher, pid) = try restart(image, scratch, log: "restart.log")
+        usleep(200_000)
+        kill(pid, SIGTERM)
+        let termination = try launcher.wait()
+        let text = try String(contentsOfFile: output)
+        #expect(termination == .exited(0), "restart log: \((try? String(contentsOfFile: scratch.file("restart.log"))) ?? "")")
+        #expect(text.contains("PASS"), "fixture output: \(text)")
+        #expect(!text.contains("FAIL"), "fixture output: \(text)")
+    }
+
+    @Test func imageOfARestoredProcessRestoresAgain() throws {
+        let scratch = Scratch()
+        let (original, output) = try startCounter(scratch, mebibytes: 8)
+        let first = try checkpoint(original.pid, scratch)
+        original.killAndReap()
+
+        let (launcher1, pid1) = try restart(first, scratch, log: "restart1.log")
+        usleep(100_000)
+        let second = try checkpoint(pid1, scratch)
+        #expect(second != first)
+        launcher1.send(SIGKILL)
+        kill(pid1, SIGKILL)
+        try launcher1.wait()
+
+        let (launcher2, pid2) = try restart(second, scratch, log: "restart2.log")
+        usleep(100_000)
+        kill(pid2, SIGTERM)
+        #expect(try launcher2.wait() == .exited(0))
+        let text = try String(contentsOfFile: output)
+        #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(text)")
+    }
+
+    @Test func checkpointByKillSignalAlone() throws {
+        let scratch = Scratch()
+        let (original, output) = try startCounter(scratch, mebibytes: 4)
+        original.send(SIGUSR2)
+        var image = ""
+        try waitUntil("an image from kill -USR2") {
+            guard let dir = opendir(scratch.path) else { return false }
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                if name.hasSuffix("-0001.stasis") { image = scratch.file(name) }
+            }
+            return !image.isEmpty
+        }
+        // The program keeps running after a checkpoint.
+        #expect(kill(original.pid, 0) == 0)
+        original.killAndReap()
+        let (launcher, pid) = try restart(image, scratch, log: "restart.log")
+        usleep(100_000)
+        kill(pid, SIGTERM)
+        #expect(try launcher.wait() == .exited(0))
+        let text = try String(contentsOfFile: output)
+        #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(text)")
+    }
+}
+
+extension String {
+    func write(toFile path: String) throws {
+        guard let f = fopen(path, "w") else { throw TestFailure("cannot write \(path)") }
+        fputs(self, f)
+        fclose(f)
+    }
+
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let c = s.first, set.contains(c) { s.removeFirst() }
+        while let c = s.last, set.contains(c) { s.removeLast() }
+        return String(s)
+    }
+}

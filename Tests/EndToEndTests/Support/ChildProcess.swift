@@ -1,0 +1,117 @@
+import Glibc
+import Testing
+
+/// A child started with posix_spawn: default signal dispositions, an empty signal mask (the test runner's
+/// threads block signals and a child would inherit that), only fds 0-2, stdout/stderr to a file.
+/// Never fork() from Swift.
+final class ChildProcess {
+    let pid: pid_t
+    private(set) var exitStatus: Int32?
+
+    enum Termination: Equatable {
+        case exited(Int32)
+        case signaled(Int32)
+    }
+
+    init(_ path: String, _ arguments: [String], environment: [String] = [], outputPath: String,
+         workingDirectory: String? = nil) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        spawnAddCloseFrom(&actions, 3)
+        if let workingDirectory { spawnAddChdir(&actions, workingDirectory) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var env = environment
+        for key in ["PATH", "HOME", "LANG", "PYENV_ROOT", "PYENV_VERSION"] {
+            if let value = getenv(key), !environment.contains(where: { $0.hasPrefix(key + "=") }) {
+                env.append("\(key)=\(String(cString: value))")
+            }
+        }
+        let envp = env.map { strdup($0) } + [nil]
+        defer { for p in envp { free(p) } }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, path, &actions, &attributes, argv, envp)
+        guard result == 0 else { throw TestFailure("posix_spawn \(path): \(String(cString: strerror(result)))") }
+        pid = child
+        ChildRegistry.shared.add(child)
+    }
+
+    func send(_ signal: Int32) { kill(pid, signal) }
+
+    /// Waits up to `seconds`; SIGKILLs and fails the wait on timeout.
+    @discardableResult
+    func wait(seconds: Double = 60) throws -> Termination {
+        let deadline = monotonicNow() + seconds
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid {
+                ChildRegistry.shared.remove(pid)
+                if status & 0x7f == 0 { return .exited((status >> 8) & 0xff) }
+                return .signaled(status & 0x7f)
+            }
+            if r < 0 && errno != EINTR { throw TestFailure("waitpid \(pid): \(String(cString: strerror(errno)))") }
+            if monotonicNow() > deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                ChildRegistry.shared.remove(pid)
+                throw TestFailure("process \(pid) did not finish within \(seconds) s")
+            }
+            usleep(2000)
+        }
+    }
+
+    /// Kills (SIGKILL) and reaps, so the PID is free at once (PID 1 reaps orphans late here).
+    func killAndReap() {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        ChildRegistry.shared.remove(pid)
+    }
+
+    deinit {
+        if ChildRegistry.shared.contains(pid) { killAndReap() }
+    }
+}
+
+/// Every child a test started, so that a failing test still ends them.
+final class ChildRegistry: @unchecked Sendable {
+    static let shared = ChildRegistry()
+    private var pids = Set<pid_t>()
+    private var lock = pthread_mutex_t()
+    init() { pthread_mutex_init(&lock, nil) }
+    func add(_ pid: pid_t) { pthread_mutex_lock(&lock); pids.insert(pid); pthread_mutex_unlock(&lock) }
+    func remove(_ pid: pid_t) { pthread_mutex_lock(&lock); pids.remove(pid); pthread_mutex_unlock(&lock) }
+    func contains(_ pid: pid_t) -> Bool { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return pids.contains(pid) }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+// glibc 2.34+ GNU extensions that Swift's Glibc module does not show (they need _GNU_SOURCE).
+@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
+func spawnAddCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
+@_silgen_name("posix_spawn_file_actions_addchdir_np")
+func spawnAddChdir(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: UnsafePointer<CChar>) -> Int32
