@@ -6,6 +6,7 @@ import PackageDescription
 //   CStasisShim     C half of libStasisAgent.so: constructor, signal entry, stack switch
 //   StasisAgent     Swift half of libStasisAgent.so: freeze window, /proc walk, image writer
 //   StasisImage     pure Swift: records, encode/decode, validation (no syscalls)
+//   StasisProc      pure Swift: allocation-free /proc parsers (the agent's, and the tests')
 //   StasisSystem    typed syscall wrappers for the launcher and tests
 //   CStasisSpawn    C for the launcher: clone3 with set_tid, fd plan, exec of the restorer
 //   stasis-restorer freestanding static-pie C: remaps memory and sigreturns into the program
@@ -22,10 +23,11 @@ let package = Package(
         .target(name: "CStasisShim", dependencies: ["CStasisABI"]),
         .target(name: "CStasisSpawn", dependencies: ["CStasisABI"]),
         .target(name: "StasisImage"),
+        .target(name: "StasisProc", swiftSettings: [.unsafeFlags(["-wmo", "-num-threads", "1"])]),
         .target(name: "StasisSystem", dependencies: ["CStasisSpawn"]),
         .target(
             name: "StasisAgent",
-            dependencies: ["CStasisShim", "CStasisABI"],
+            dependencies: ["CStasisShim", "CStasisABI", "StasisProc"],
             // -wmo: the freeze-window checks (@_noAllocation) need every function body visible.
             swiftSettings: [.unsafeFlags(["-wmo", "-num-threads", "1"])],
             linkerSettings: [.unsafeFlags(["-static-stdlib"])]
@@ -45,7 +47,7 @@ let package = Package(
             dependencies: ["StasisImage", "StasisSystem", "CStasisSpawn", "CStasisABI"],
             path: "Launcher"
         ),
-        .testTarget(name: "StasisImageTests", dependencies: ["StasisImage", "CStasisABI"]),
+        .testTarget(name: "StasisImageTests", dependencies: ["StasisImage", "StasisProc", "CStasisABI"]),
         .testTarget(name: "EndToEndTests", dependencies: ["StasisImage", "StasisSystem"]),
     ]
 )

@@ -11,6 +11,7 @@
 //   4. report: /tmp/stasis-UID/PID-ID.result for `stasis checkpoint`, else errors on fd 2
 // Any failure removes the temporary file; the program always continues.
 import CStasisABI
+import StasisProc
 import CStasisShim
 
 /// Entry point from the C signal handler. Returns 0 or -errno.

@@ -1,5 +1,6 @@
 // FREEZE WINDOW: see Freeze/RawSyscall.swift.
 import CStasisABI
+import StasisProc
 
 /// Open descriptors, from /proc/self/fd. Regular files and stateless devices are reopened by path at
 /// restart; fds 0-2 on anything else (a terminal, a pipe) take restart's own. Anything else is not

@@ -8,6 +8,7 @@
 //   write one MEMORY_AREA record whose page data is written straight from the area's
 //   own addresses (zero copy), made readable for the write if it was not.
 import CStasisABI
+import StasisProc
 import CStasisShim
 
 /// Writes every memory area of the process into the image.

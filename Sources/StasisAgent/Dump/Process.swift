@@ -1,5 +1,6 @@
 // FREEZE WINDOW: see Freeze/RawSyscall.swift.
 import CStasisABI
+import StasisProc
 import CStasisShim
 
 /// Whole-process state: ids, umask, name, the mm layout for PR_SET_MM_MAP, cwd, exe and auxv.

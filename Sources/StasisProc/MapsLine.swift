@@ -1,25 +1,26 @@
-// FREEZE WINDOW: see RawSyscall.swift.
+// Parsers shared by the agent's freeze window and the tests. No allocation, no Foundation, no syscalls:
+// @inlinable so that the agent's @_noAllocation checks (and its -wmo build) see every body.
 
 /// One line of /proc/self/maps (proc_pid_maps(5)):
 ///     7f3c2a000000-7f3c2a021000 rw-p 00000000 00:00 0   [heap]
 /// `pathStart`/`pathCount` index the caller's buffer, so parsing allocates nothing.
-struct MapsLine {
-    var start: UInt64 = 0
-    var end: UInt64 = 0
-    var isReadable = false
-    var isWritable = false
-    var isExecutable = false
-    var isShared = false
-    var offset: UInt64 = 0
-    var deviceMajor: UInt64 = 0
-    var deviceMinor: UInt64 = 0
-    var inode: UInt64 = 0
-    var pathStart = 0
-    var pathCount = 0
+public struct MapsLine {
+    public var start: UInt64 = 0
+    public var end: UInt64 = 0
+    public var isReadable = false
+    public var isWritable = false
+    public var isExecutable = false
+    public var isShared = false
+    public var offset: UInt64 = 0
+    public var deviceMajor: UInt64 = 0
+    public var deviceMinor: UInt64 = 0
+    public var inode: UInt64 = 0
+    public var pathStart = 0
+    public var pathCount = 0
 
     /// Parses one line (without its newline); nil when it is malformed.
-    @_noAllocation @_noLocks
-    init?(parsing line: UnsafePointer<UInt8>, count: Int) {
+    @inlinable @_noAllocation @_noLocks
+    public init?(parsing line: UnsafePointer<UInt8>, count: Int) {
         var cursor = ByteCursor(line, count: count)
         guard let start = cursor.hex(), cursor.current == UInt8(ascii: "-") else { return nil }
         cursor.index += 1
@@ -57,8 +58,8 @@ struct MapsLine {
     }
 
     /// Whether the path equals `name` (e.g. "[heap]").
-    @_noAllocation @_noLocks
-    func pathEquals(_ name: StaticString, in line: UnsafePointer<UInt8>) -> Bool {
+    @inlinable @_noAllocation @_noLocks
+    public func pathEquals(_ name: StaticString, in line: UnsafePointer<UInt8>) -> Bool {
         guard pathCount == name.utf8CodeUnitCount else { return false }
         let expected = name.utf8Start
         for i in 0..<pathCount where line[pathStart + i] != expected[i] { return false }

@@ -1,0 +1,152 @@
+import CStasisABI
+import StasisImage
+import Testing
+
+/// A small valid image: header, the records the restorer needs, one area with two stored pages.
+func sampleImage() -> (bytes: [UInt8], area: MemoryAreaRecord) {
+    var header = ImageHeader()
+    header.xcr0 = 0xe7
+    header.xsaveSize = 2432
+    header.pid = 4242
+    header.sequence = 3
+    header.kernelRelease = "6.18.0"
+    header.program = "/usr/bin/sample"
+    var encoder = ImageEncoder(header: header)
+    var process = ProcessRecord()
+    process.pid = 4242
+    process.name = "sample"
+    process.cwd = "/tmp"
+    process.executable = "/usr/bin/sample"
+    process.startBrk = 0x1000
+    process.brk = 0x3000
+    process.auxv = [1, 2, 3, 4, 5, 6, 7, 8]
+    var w = ByteWriter()
+    process.encode(into: &w)
+    encoder.append(kind: .process, payload: w.bytes)
+    var agent = AgentRecord()
+    agent.restoreTail = 0x400100
+    agent.stateAddress = 0x600000
+    w = ByteWriter()
+    agent.encode(into: &w)
+    encoder.append(kind: .agent, payload: w.bytes)
+    var thread = ThreadRecord()
+    thread.tid = 4242
+    thread.generalRegisters[ThreadRecord.ripIndex] = 0x400200
+    thread.generalRegisters[ThreadRecord.rspIndex] = 0x7ffe_0000_0000
+    thread.generalRegisters[ThreadRecord.segmentsIndex] = 0x2b_0000_0000_0033
+    thread.xsave = [UInt8](repeating: 0, count: 2432)
+    w = ByteWriter()
+    thread.encode(into: &w)
+    encoder.append(kind: .thread, payload: w.bytes)
+    var code = MemoryAreaRecord()
+    code.start = 0x400000
+    code.end = 0x401000
+    code.protection = 5
+    code.path = "/usr/bin/sample"
+    code.fileSize = 4096
+    encoder.append(code, pageData: [])
+    var area = MemoryAreaRecord()
+    area.start = 0x600000
+    area.end = 0x604000
+    area.protection = 3
+    area.flags = [.anonymous]
+    area.runs = [.init(firstPage: 0, pageCount: 1), .init(firstPage: 2, pageCount: 1)]
+    area.dataBytes = 8192
+    encoder.append(area, pageData: [UInt8](repeating: 0xab, count: 8192))
+    return (encoder.finish(), area)
+}
+
+@Suite struct ImageCodecTests {
+    @Test func roundTripsEveryRecord() throws {
+        let (bytes, area) = sampleImage()
+        let image = try Image.decode(from: ByteArraySource(bytes))
+        #expect(image.header.pid == 4242)
+        #expect(image.header.program == "/usr/bin/sample")
+        #expect(image.header.kernelRelease == "6.18.0")
+        #expect(image.process.cwd == "/tmp")
+        #expect(image.process.auxv == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(image.threads.count == 1 && image.threads[0].xsave.count == 2432)
+        #expect(image.memoryAreas.count == 2)
+        #expect(image.memoryAreas[1].runs == area.runs)
+        #expect(image.memoryAreas[1].dataOffset % 4096 == 0)
+        #expect(image.storedBytes == 8192)
+        // The page data is where the record says.
+        let data = Int(image.memoryAreas[1].dataOffset)
+        #expect(bytes[data] == 0xab && bytes[data + 8191] == 0xab)
+    }
+
+    @Test func swiftLayoutMatchesTheCStructs() {
+        #expect(MemoryLayout<stasis_image_header_t>.size == ImageHeader.size)
+        #expect(MemoryLayout<stasis_record_header_t>.size == RecordHeader.size)
+        #expect(MemoryLayout<stasis_process_record_t>.size == ProcessRecord.fixedSize)
+        #expect(MemoryLayout<stasis_memory_area_record_t>.size == MemoryAreaRecord.fixedSize)
+        #expect(MemoryLayout<stasis_thread_record_t>.size == ThreadRecord.fixedSize)
+        #expect(MemoryLayout<stasis_signal_actions_record_t>.size == SignalActionsRecord.size)
+        #expect(MemoryLayout<stasis_agent_record_t>.size == AgentRecord.size)
+        #expect(MemoryLayout<stasis_file_descriptor_record_t>.size == FileDescriptorRecord.fixedSize)
+        #expect(MemoryLayout<stasis_memory_area_record_t>.offset(of: \.prot) == 24)
+        #expect(MemoryLayout<stasis_thread_record_t>.offset(of: \.gregs) == 8)
+        #expect(MemoryLayout<stasis_image_header_t>.offset(of: \.program_bytes) == 136)
+    }
+
+    @Test func rejectsAFileThatIsNotAnImage() {
+        let bytes = Array("#!/bin/sh\necho hello, this is not an image at all, but it is long enough\n".utf8)
+            + [UInt8](repeating: 0x20, count: 200)
+        #expect(throws: ImageError.notAnImage) { try Image.decode(from: ByteArraySource(bytes)) }
+    }
+
+    @Test func rejectsAnotherFormatVersion() {
+        var (bytes, _) = sampleImage()
+        bytes[8] = 99
+        #expect(throws: ImageError.unsupportedVersion(99)) { try Image.decode(from: ByteArraySource(bytes)) }
+    }
+
+    @Test func rejectsAnotherArchitecture() {
+        var (bytes, _) = sampleImage()
+        bytes[16] = 183  // EM_AARCH64
+        #expect(throws: ImageError.foreignArchitecture(183)) { try Image.decode(from: ByteArraySource(bytes)) }
+    }
+
+    @Test(arguments: [0, 7, 8, 100, 143, 144, 200, 400, 1000, 4096, 4100, 8192, 12000])
+    func rejectsTruncatedImages(length: Int) {
+        let (bytes, _) = sampleImage()
+        let cut = Array(bytes.prefix(min(length, bytes.count - 1)))
+        #expect(throws: ImageError.self) { try Image.decode(from: ByteArraySource(cut)) }
+    }
+
+    @Test func rejectsEveryTruncationWithoutTrapping() {
+        let (bytes, _) = sampleImage()
+        for length in stride(from: 0, to: bytes.count, by: 13) {
+            #expect(throws: ImageError.self) { try Image.decode(from: ByteArraySource(Array(bytes.prefix(length)))) }
+        }
+    }
+
+    @Test func corruptBytesNeverTrap() {
+        let (bytes, _) = sampleImage()
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            var copy = bytes
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                let i = Int.random(in: 0..<min(copy.count, 5000), using: &generator)
+                copy[i] = UInt8.random(in: 0...255, using: &generator)
+            }
+            _ = try? Image.decode(from: ByteArraySource(copy))  // any ImageError is fine; a trap fails the run
+        }
+    }
+
+    @Test func rejectsOverlappingAreas() {
+        var header = ImageHeader()
+        header.xcr0 = 3
+        header.xsaveSize = 512
+        header.pid = 1
+        var encoder = ImageEncoder(header: header)
+        for start: UInt64 in [0x400000, 0x400000] {
+            var area = MemoryAreaRecord()
+            area.start = start
+            area.end = start + 0x2000
+            area.protection = 5
+            encoder.append(area, pageData: [])
+        }
+        #expect(throws: ImageError.self) { try Image.decode(from: ByteArraySource(encoder.finish())) }
+    }
+}
