@@ -1,0 +1,79 @@
+import Glibc
+import Testing
+
+/// `stasis restart` of bad input: one line on stderr, the documented exit code, no crash, nothing started.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct BadInputTests {
+    /// A real image of a small counter, taken once for these tests.
+    func realImage(_ scratch: Scratch) throws -> [UInt8] {
+        let binary = try compileFixture("counter", into: scratch.path)
+        let input = scratch.file("input.txt")
+        try "12345678".write(toFile: input)
+        let output = scratch.file("counter.out")
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, "1", input],
+                                     outputPath: output, workingDirectory: scratch.path)
+        defer { child.killAndReap() }
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        let (code, text) = try Stasis.run(["checkpoint", String(child.pid)], in: scratch.path)
+        #expect(code == 0, "\(text)")
+        let path = text.split(separator: "\n").last.map(String.init) ?? ""
+        return try readBytes(path)
+    }
+
+    func restart(_ bytes: [UInt8], _ scratch: Scratch) throws -> (Int32, String) {
+        let path = scratch.file("bad-\(UInt32.random(in: 0...UInt32.max)).stasis")
+        try writeBytes(bytes, to: path)
+        return try Stasis.run(["restart", path], in: scratch.path)
+    }
+
+    func expectCleanError(_ result: (Int32, String), code: Int32, mentioning word: String) {
+        let (status, output) = result
+        #expect(status == code, "exit \(status), output: \(output)")
+        let lines = output.split(separator: "\n")
+        #expect(lines.count == 1, "expected one line, got: \(output)")
+        #expect(output.hasPrefix("stasis: ") && output.contains(word), "message: \(output)")
+    }
+
+    @Test func truncatedImagesAreRefused() throws {
+        let scratch = Scratch()
+        let image = try realImage(scratch)
+        for length in [0, 10, 143, 144, 300, 5000, image.count / 2, image.count - 4096, image.count - 1] {
+            expectCleanError(try restart(Array(image.prefix(length)), scratch), code: 3, mentioning: "image")
+        }
+    }
+
+    @Test func aFileThatIsNotAnImageIsRefused() throws {
+        let scratch = Scratch()
+        expectCleanError(try restart(Array("#!/bin/sh\necho not an image\n".utf8) + [UInt8](repeating: 65, count: 4096), scratch),
+                         code: 3, mentioning: "not a Stasis image")
+        expectCleanError(try Stasis.run(["restart", scratch.file("missing.stasis")], in: scratch.path), code: 3,
+                         mentioning: "cannot open")
+    }
+
+    @Test func anImageUsingACPUFeatureThisMachineLacksIsRefused() throws {
+        let scratch = Scratch()
+        var image = try realImage(scratch)
+        // Header XCR0 (offset 24): claim AMX tile state (bits 17, 18), which no CPU here enables.
+        image[24 + 2] |= 0x06
+        expectCleanError(try restart(image, scratch), code: 4, mentioning: "AMX")
+    }
+}
+
+func readBytes(_ path: String) throws -> [UInt8] {
+    guard let f = fopen(path, "r") else { throw TestFailure("cannot open \(path)") }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, f)
+        if n <= 0 { break }
+        bytes += chunk[0..<n]
+    }
+    return bytes
+}
+
+func writeBytes(_ bytes: [UInt8], to path: String) throws {
+    guard let f = fopen(path, "w") else { throw TestFailure("cannot write \(path)") }
+    _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+    fclose(f)
+}
