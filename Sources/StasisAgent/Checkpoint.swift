@@ -141,6 +141,12 @@ struct CheckpointJob {
 
     @_noAllocation @_noLocks
     private mutating func writeImage(arena: inout FreezeArena) throws(FreezeFailure) {
+        // Only the trigger thread is captured: refuse rather than write an image that will not restore.
+        guard let directoryBuffer = arena.take(FileDescriptorDumper.directoryCapacity) else {
+            throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
+        }
+        let threads = try countThreads(directoryBuffer)
+        if threads != 1 { throw FreezeFailure(step: .multithreaded, errno: 0, object: threads) }
         let state = capture.pointee.state
         var sequence = state.pointee.sequence + 1
 
@@ -210,6 +216,26 @@ struct CheckpointJob {
             RawSyscall.close(Int32(dirFD))
         }
         updateLatestLink()
+    }
+
+    /// Entries of /proc/self/task.
+    @_noAllocation @_noLocks
+    private func countThreads(_ buffer: UnsafeMutableRawPointer) throws(FreezeFailure) -> Int {
+        let fd = RawSyscall.open(literal: "/proc/self/task", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
+        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
+        defer { RawSyscall.close(Int32(fd)) }
+        var count = 0
+        while true {
+            let n = RawSyscall.call(STASIS_NR_getdents64, fd, Int(bitPattern: buffer), FileDescriptorDumper.directoryCapacity)
+            if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
+            if n == 0 { return count }
+            var offset = 0
+            while offset < n {
+                let name = buffer.load(fromByteOffset: offset + 19, as: UInt8.self)
+                if name != UInt8(ascii: ".") { count += 1 }
+                offset += Int(buffer.load(fromByteOffset: offset + 16, as: UInt16.self))
+            }
+        }
     }
 
     /// DIR/COMM-PID.latest -> COMM-PID-SEQ.stasis (best effort: the image is already safe).
@@ -325,6 +351,11 @@ struct CheckpointJob {
         case .arenaExhausted: text.append("agent scratch memory exhausted")
         case .readRequest: text.append("cannot read the checkpoint request")
         case .tooManyRuns: text.append("too many page runs in one memory area")
+        case .multithreaded:
+            text.append("the process has ")
+            text.append(decimal: failure.object)
+            text.append(" threads; multithreaded programs cannot be checkpointed yet")
+            return
         }
         switch failure.step {
         case .openImage, .writeImage, .syncImage, .renameImage:

@@ -59,6 +59,50 @@ struct BadInputTests {
     }
 }
 
+/// What this version cannot checkpoint is refused with one line, and the program keeps running.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct UnsupportedProgramTests {
+    @Test func multithreadedProgramIsRefusedAndKeepsRunning() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("two-threads", into: scratch.path)
+        let output = scratch.file("out")
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary], outputPath: output)
+        defer { child.killAndReap() }
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        let (code, text) = try Stasis.run(["checkpoint", String(child.pid)], in: scratch.path)
+        #expect(code == 7, "\(text)")
+        #expect(text.contains("2 threads") && text.split(separator: "\n").count == 1, "\(text)")
+        #expect(kill(child.pid, 0) == 0, "the program must keep running")
+        #expect(opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") || $0.hasSuffix(".tmp") }.isEmpty)
+    }
+
+    @Test func aPipeAtAHighFdIsNamedInTheError() throws {
+        let scratch = Scratch()
+        let output = scratch.file("out")
+        // bash holds fd 5 on a pipe (from exec 5< <(...)) and then sleeps; the agent must name it.
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", "/bin/bash", "-c",
+                                                       "exec 5< <(sleep 60); echo READY; exec sleep 60"],
+                                     outputPath: output)
+        defer { child.killAndReap() }
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        usleep(100_000)
+        let (code, text) = try Stasis.run(["checkpoint", String(child.pid)], in: scratch.path)
+        #expect(code == 7, "\(text)")
+        #expect(text.contains("fd 5") && text.contains("pipe:"), "\(text)")
+        #expect(kill(child.pid, 0) == 0)
+    }
+}
+
+func opendirNames(_ path: String) -> [String] {
+    guard let dir = opendir(path) else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
+    }
+    return names
+}
+
 func readBytes(_ path: String) throws -> [UInt8] {
     guard let f = fopen(path, "r") else { throw TestFailure("cannot open \(path)") }
     defer { fclose(f) }

@@ -79,7 +79,7 @@ struct CounterRestartTests {
         #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(text)")
     }
 
-    @Test func checkpointByKillSignalAlone() throws {
+    @Test func checkpointByKillSignalAloneAndSignalsForwardedByRestart() throws {
         let scratch = Scratch()
         let (original, output) = try startCounter(scratch, mebibytes: 4)
         original.send(SIGUSR2)
@@ -96,9 +96,9 @@ struct CounterRestartTests {
         // The program keeps running after a checkpoint.
         #expect(kill(original.pid, 0) == 0)
         original.killAndReap()
-        let (launcher, pid) = try restart(image, scratch, log: "restart.log")
+        let (launcher, _) = try restart(image, scratch, log: "restart.log")
         usleep(100_000)
-        kill(pid, SIGTERM)
+        launcher.send(SIGTERM)  // sent to `stasis restart`: forwarded to the program
         #expect(try launcher.wait() == .exited(0))
         let text = try String(contentsOfFile: output)
         #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(text)")
