@@ -105,6 +105,46 @@ struct CounterRestartTests {
     }
 }
 
+/// An ordinary user (no CAP_CHECKPOINT_RESTORE) gets a new PID; glibc's cached TID is patched, so
+/// getpid-based and pthread-based code keeps working. Runs when the suite runs as root (setpriv to 65534).
+@Suite(.serialized, .enabled(if: Stasis.isBuilt && getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0,
+                             "needs root to switch to an ordinary user"))
+struct OrdinaryUserTests {
+    @Test func ordinaryUserRestartsWithANewPID() throws {
+        let scratch = Scratch()
+        chmod(scratch.path, 0o777)
+        let binary = try compileFixture("counter", into: scratch.path)
+        let input = scratch.file("input.txt")
+        try "12345678".write(toFile: input)
+        let output = scratch.file("counter.out")
+        let log = scratch.file("restart.log")
+        for file in [output, log] {
+            try "".write(toFile: file)
+            chown(file, 65534, 65534)
+        }
+        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+        let original = try ChildProcess("/usr/bin/setpriv", asNobody + [Stasis.launcher, "run", "--dir", scratch.path, "--",
+                                                                       binary, "4", input], outputPath: output)
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        let (code, text) = try Stasis.run(["checkpoint", String(original.pid)], in: scratch.path)
+        #expect(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        original.killAndReap()
+        let pidFile = scratch.file("restored.pid")
+        let restart = try ChildProcess("/usr/bin/setpriv", asNobody + [Stasis.launcher, "restart", "--pid-file", pidFile, image],
+                                       outputPath: log)
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        #expect(pid != original.pid)
+        usleep(100_000)
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        let result = try String(contentsOfFile: output)
+        #expect(result.contains("PASS count") && result.contains("pid \(pid)"), "\(result)")
+        #expect((try String(contentsOfFile: log)).contains("restored as PID \(pid)"))
+    }
+}
+
 extension String {
     func write(toFile path: String) throws {
         guard let f = fopen(path, "w") else { throw TestFailure("cannot write \(path)") }
