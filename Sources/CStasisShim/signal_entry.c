@@ -5,6 +5,7 @@
  * calls that take locks, no allocation.
  *
  * Algorithm:
+ *   0. a trigger that is the program's own goes to its handler (signal_interpose.c)
  *   1. drop nested triggers (state.busy)
  *   2. copy what the kernel saved in the signal frame (general registers,
  *      signal mask, fpstate/xsave) and ask the kernel for what the frame does
@@ -97,8 +98,14 @@ static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stas
     }
 }
 
+int stasis_trigger_is_checkpoint(const siginfo_t *info);
+void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext);
+
 void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
-    (void)signo;
+    if (!stasis_trigger_is_checkpoint(info)) {
+        stasis_deliver_to_program(signo, info, ucontext);
+        return;
+    }
     if (!stasis_config.arena_start || __atomic_exchange_n(&stasis_state.busy, 1, __ATOMIC_ACQ_REL)) return;
 
     stasis_capture_t capture;
