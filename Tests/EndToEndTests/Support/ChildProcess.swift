@@ -14,11 +14,11 @@ final class ChildProcess {
     }
 
     init(_ path: String, _ arguments: [String], environment: [String] = [], outputPath: String,
-         workingDirectory: String? = nil) throws {
+         workingDirectory: String? = nil, inputPath: String = "/dev/null") throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, inputPath, inputPath == "/dev/null" ? O_RDONLY : O_RDWR, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         spawnAddCloseFrom(&actions, 3)

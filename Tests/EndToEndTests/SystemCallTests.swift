@@ -1,0 +1,33 @@
+import Glibc
+import Testing
+
+/// A thread checkpointed inside a blocking system call resumes that call after restart.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct SystemCallTests {
+    @Test func readInterruptedByTheCheckpointContinuesAfterRestart() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("blocked-read", into: scratch.path)
+        let before = scratch.file("stdin-before"), after = scratch.file("stdin-after")
+        mkfifo(before, 0o600)
+        mkfifo(after, 0o600)
+        let output = scratch.file("out")
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary], outputPath: output,
+                                     inputPath: before)
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        usleep(100_000)  // now blocked in read(0)
+        let (code, text) = try Stasis.run(["checkpoint", String(child.pid)], in: scratch.path)
+        #expect(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        child.killAndReap()
+
+        let restart = try ChildProcess(Stasis.launcher, ["restart", image], outputPath: scratch.file("restart.log"),
+                                       inputPath: after)
+        usleep(300_000)
+        let writer = open(after, O_WRONLY)
+        _ = write(writer, "hello\n", 6)
+        close(writer)
+        #expect(try restart.wait(seconds: 30) == .exited(0))
+        let result = try String(contentsOfFile: output)
+        #expect(result.contains("GOT hello") && result.contains("PASS"), "\(result)")
+    }
+}
