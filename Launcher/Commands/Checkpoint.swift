@@ -38,7 +38,8 @@ enum CheckpointCommand {
         }
         let (uid, signal) = try target(pid)
         let control = try ControlDirectory.prepare(uid: uid)
-        let requestID = Int32.random(in: 1...Int32.max)
+        var requestID = Int32.random(in: 1...Int32.max)
+        if requestID == 0x5354_465a { requestID -= 1 }  // STASIS_FREEZE_MAGIC marks the agent's own freeze signal
         let requestPath = "\(control)/\(pid).request"
         let resultPath = "\(control)/\(pid)-\(requestID).result"
         defer {

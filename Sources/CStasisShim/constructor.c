@@ -53,6 +53,8 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     }
     stasis_config.arena_start = (uint64_t)arena;
     stasis_config.arena_bytes = STASIS_ARENA_BYTES;
+    stasis_config.slots_start = (uint64_t)arena;
+    stasis_config.slot_capacity = STASIS_MAX_THREADS;
     stasis_config.stack_start = (uint64_t)stack;
     stasis_config.stack_bytes = STASIS_STACK_BYTES;
 

@@ -101,7 +101,31 @@ static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stas
 int stasis_trigger_is_checkpoint(const siginfo_t *info);
 void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext);
 
+/* A follower: the leader's freeze signal reached this thread. Capture, report, wait for the thaw.
+ * A restore never comes back here either: the thread resumes at its interrupted context. */
+static void follow_freeze(const ucontext_t *uc) {
+    int32_t generation = stasis_atomic_load(&stasis_state.freeze_generation);
+    if (!stasis_atomic_load(&stasis_state.freeze_active)) return; /* stale: that freeze is over */
+    int32_t slot = stasis_atomic_add(&stasis_state.slot_count, 1);
+    if (slot >= 0 && (uint32_t)slot < stasis_config.slot_capacity) {
+        stasis_thread_slot_t *slots = (stasis_thread_slot_t *)stasis_config.slots_start;
+        stasis_capture_t scratch;
+        memset(&slots[slot].record, 0, sizeof slots[slot].record);
+        capture_thread(&slots[slot].record, uc, &scratch);
+        slots[slot].xsave = scratch.xsave;
+    }
+    stasis_atomic_add(&stasis_state.captured, 1);
+    stasis_futex_wake_all(&stasis_state.captured);
+    while (stasis_atomic_load(&stasis_state.freeze_generation) == generation)
+        stasis_futex_wait(&stasis_state.freeze_generation, generation, 0);
+}
+
 void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
+    if (info && info->si_code == SI_QUEUE && info->si_value.sival_ptr == (void *)STASIS_FREEZE_MAGIC &&
+        info->si_pid == (pid_t)stasis_syscall0(STASIS_NR_getpid)) {
+        follow_freeze((const ucontext_t *)ucontext);
+        return;
+    }
     if (!stasis_trigger_is_checkpoint(info)) {
         stasis_deliver_to_program(signo, info, ucontext);
         return;
@@ -117,6 +141,8 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
     capture.request_id = (info && info->si_code == SI_QUEUE) ? (int64_t)info->si_value.sival_ptr : 0;
     extern void stasis_restore_tail(void);
     capture.restore_tail = (uint64_t)&stasis_restore_tail;
+    extern void stasis_restore_thread_tail(void);
+    capture.restore_thread_tail = (uint64_t)&stasis_restore_thread_tail;
     capture_thread(&capture.thread, (const ucontext_t *)ucontext, &capture);
 
     void *stack_top = (void *)(stasis_config.stack_start + stasis_config.stack_bytes);
@@ -140,3 +166,17 @@ __asm__(".text\n"
         "    syscall\n"
         "    ud2\n"
         ".size stasis_restore_tail, .-stasis_restore_tail\n");
+
+/* The same for every other thread: tell the restorer's main thread this one is off its
+ * stack (*rdi = 1; after this store the thread touches no restorer memory), then
+ * rt_sigreturn with the stack pointer at rdx. */
+__asm__(".text\n"
+        ".globl stasis_restore_thread_tail\n"
+        ".type stasis_restore_thread_tail,@function\n"
+        "stasis_restore_thread_tail:\n"
+        "    movl $1, (%rdi)\n"
+        "    mov %rdx, %rsp\n"
+        "    mov $15, %eax\n" /* rt_sigreturn */
+        "    syscall\n"
+        "    ud2\n"
+        ".size stasis_restore_thread_tail, .-stasis_restore_thread_tail\n");

@@ -19,8 +19,10 @@ import CStasisShim
 @_noAllocation @_noLocks
 public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture_t>) -> Int32 {
     let config = capture.pointee.config
-    guard let base = UnsafeMutableRawPointer(bitPattern: UInt(config.pointee.arena_start)) else { return -22 }
-    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes))
+    // The arena starts with the followers' capture slots (constructor.c); scratch comes after them.
+    let slotBytes = (Int(config.pointee.slot_capacity) * MemoryLayout<stasis_thread_slot_t>.stride + 4095) & ~4095
+    guard let base = UnsafeMutableRawPointer(bitPattern: UInt(config.pointee.arena_start) + UInt(slotBytes)) else { return -22 }
+    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes)
     guard var job = CheckpointJob(arena: &arena, capture: capture) else { return -12 }
     let result = job.run(arena: &arena)
     job.report(result)
@@ -141,12 +143,13 @@ struct CheckpointJob {
 
     @_noAllocation @_noLocks
     private mutating func writeImage(arena: inout FreezeArena) throws(FreezeFailure) {
-        // Only the trigger thread is captured: refuse rather than write an image that will not restore.
-        guard let directoryBuffer = arena.take(FileDescriptorDumper.directoryCapacity) else {
+        // Every other thread stops in its handler and captures itself (FreezeWindow.swift).
+        guard var freeze = FreezeWindow(arena: &arena, capture: capture) else {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }
-        let threads = try countThreads(directoryBuffer)
-        if threads != 1 { throw FreezeFailure(step: .multithreaded, errno: 0, object: threads) }
+        var thawed = false
+        defer { if !thawed { freeze.thaw() } }
+        let followers = try freeze.freezeOthers()
         let state = capture.pointee.state
         var sequence = state.pointee.sequence + 1
 
@@ -166,15 +169,17 @@ struct CheckpointJob {
         imageFD = Int32(fd)
         var image = ImageFile(fd: imageFD, zeros: UnsafeRawPointer(zeros))
 
-        try writeHeader(&image, sequence: sequence)
+        try writeHeader(&image, sequence: sequence, threadCount: 1 + followers)
         try ProcessDumper.dump(arena: &arena, into: &image)
         var agent = stasis_agent_record_t()
         agent.restore_tail = capture.pointee.restore_tail
+        agent.restore_thread_tail = capture.pointee.restore_thread_tail
         agent.state_address = UInt64(UInt(bitPattern: state))
         agent.trigger_signal = capture.pointee.config.pointee.trigger_signal
         try image.writeRecord(kind: UInt32(STASIS_RECORD_AGENT), fixed: &agent, fixedBytes: MemoryLayout<stasis_agent_record_t>.size)
         try SignalActionsDumper.dump(into: &image)
         try ThreadDumper.dump(capture, into: &image)
+        for i in 0..<followers { try ThreadDumper.dump(follower: freeze.slots + i, into: &image) }
         guard var files = FileDescriptorDumper.make(arena: &arena) else {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }
@@ -190,6 +195,9 @@ struct CheckpointJob {
         var end = stasis_end_record_t(record_count: image.recordCount, end_offset: image.offset,
                                       magic: STASIS_END_MAGIC)
         try image.writeRecord(kind: UInt32(STASIS_RECORD_END), fixed: &end, fixedBytes: MemoryLayout<stasis_end_record_t>.size)
+        // Memory is in the file: the program may run again while the image reaches the disk.
+        freeze.thaw()
+        thawed = true
 
         let synced = RawSyscall.call(STASIS_NR_fsync, Int(imageFD))
         if synced < 0 { throw FreezeFailure(step: .syncImage, errno: -synced) }
@@ -216,26 +224,6 @@ struct CheckpointJob {
             RawSyscall.close(Int32(dirFD))
         }
         updateLatestLink()
-    }
-
-    /// Entries of /proc/self/task.
-    @_noAllocation @_noLocks
-    private func countThreads(_ buffer: UnsafeMutableRawPointer) throws(FreezeFailure) -> Int {
-        let fd = RawSyscall.open(literal: "/proc/self/task", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
-        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
-        defer { RawSyscall.close(Int32(fd)) }
-        var count = 0
-        while true {
-            let n = RawSyscall.call(STASIS_NR_getdents64, fd, Int(bitPattern: buffer), FileDescriptorDumper.directoryCapacity)
-            if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
-            if n == 0 { return count }
-            var offset = 0
-            while offset < n {
-                let name = buffer.load(fromByteOffset: offset + 19, as: UInt8.self)
-                if name != UInt8(ascii: ".") { count += 1 }
-                offset += Int(buffer.load(fromByteOffset: offset + 16, as: UInt16.self))
-            }
-        }
     }
 
     /// DIR/COMM-PID.latest -> COMM-PID-SEQ.stasis (best effort: the image is already safe).
@@ -266,7 +254,7 @@ struct CheckpointJob {
     }
 
     @_noAllocation @_noLocks
-    private mutating func writeHeader(_ image: inout ImageFile, sequence: UInt64) throws(FreezeFailure) {
+    private mutating func writeHeader(_ image: inout ImageFile, sequence: UInt64, threadCount: Int) throws(FreezeFailure) {
         var header = stasis_image_header_t()
         header.magic = (0x53, 0x54, 0x41, 0x53, 0x49, 0x53, 0x00, 0x01)  // STASIS_IMAGE_MAGIC
         header.version = UInt32(STASIS_IMAGE_VERSION)
@@ -275,7 +263,7 @@ struct CheckpointJob {
         header.page_size = UInt32(STASIS_PAGE_SIZE)
         header.xcr0 = _unsafePerformance { stasis_xgetbv0() }
         header.xsave_size = capture.pointee.thread.xsave_bytes
-        header.thread_count = 1
+        header.thread_count = UInt32(threadCount)
         header.pid = Int32(truncatingIfNeeded: pid)
         header.uid = UInt32(truncatingIfNeeded: uid)
         header.sequence = sequence
@@ -351,11 +339,14 @@ struct CheckpointJob {
         case .arenaExhausted: text.append("agent scratch memory exhausted")
         case .readRequest: text.append("cannot read the checkpoint request")
         case .tooManyRuns: text.append("too many page runs in one memory area")
-        case .multithreaded:
-            text.append("the process has ")
+        case .threadsDidNotStop:
             text.append(decimal: failure.object)
-            text.append(" threads; multithreaded programs cannot be checkpointed yet")
+            text.append(" thread(s) did not stop within 5 s (blocking the checkpoint signal with raw system calls?)")
             return
+        case .tooManyThreads: text.append("more threads than the agent can capture (4096)")
+        case .signalThread:
+            text.append("cannot signal thread ")
+            text.append(decimal: failure.object)
         }
         switch failure.step {
         case .openImage, .writeImage, .syncImage, .renameImage:

@@ -55,17 +55,21 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
             return -1;
         args->have_signals = 1;
         return 0;
-    case STASIS_RECORD_THREAD:
-        if (args->have_thread) return 0; /* one thread for now: the image's first */
-        if (record->payload_bytes < sizeof args->thread ||
-            rst_pread_all(args->image_fd, &args->thread, sizeof args->thread, payload) < 0)
+    case STASIS_RECORD_THREAD: {
+        if (args->thread_count >= (int)args->header.thread_count) return -1;
+        struct rst_thread *t = &args->threads[args->thread_count];
+        if (record->payload_bytes < sizeof t->record ||
+            rst_pread_all(args->image_fd, &t->record, sizeof t->record, payload) < 0)
             return -1;
-        if (args->thread.xsave_bytes > STASIS_MAX_XSAVE ||
-            record->payload_bytes != sizeof args->thread + args->thread.xsave_bytes)
+        if (t->record.xsave_bytes > STASIS_MAX_XSAVE || record->payload_bytes != sizeof t->record + t->record.xsave_bytes)
             return -1;
-        args->thread_xsave_offset = payload + sizeof args->thread;
-        args->have_thread = 1;
+        t->xsave_offset = payload + sizeof t->record;
+        t->index = args->thread_count;
+        t->args = args;
+        t->done = 0;
+        args->thread_count++;
         return 0;
+    }
     default:
         return 0; /* file descriptors are the launcher's; unknown kinds are skipped by length */
     }
@@ -76,12 +80,13 @@ __attribute__((noreturn, used)) static void rst_phase2(struct rst_args *args) {
     rst_unmap_restorer(args);
     rst_move_vdso(args);
     rst_for_each_record(args, collect_record);
-    if (!args->have_process || !args->have_agent || !args->have_thread)
-        rst_fail(args, "image lacks a process, agent or thread record", 0);
-    uint64_t tail = args->agent.restore_tail;
-    if (tail < RST_MMAP_MIN || tail >= RST_USER_TOP) rst_fail(args, "bad restore tail address", tail);
+    if (!args->have_process || !args->have_agent || args->thread_count != (int)args->header.thread_count)
+        rst_fail(args, "image lacks a process or agent record, or some of its threads", (uint64_t)args->thread_count);
+    uint64_t tail = args->agent.restore_tail, thread_tail = args->agent.restore_thread_tail;
+    if (tail < RST_MMAP_MIN || tail >= RST_USER_TOP || thread_tail < RST_MMAP_MIN || thread_tail >= RST_USER_TOP)
+        rst_fail(args, "bad restore tail address", tail);
     rst_restore_mm(args);
-    rst_restore_thread(args);
+    rst_restore_threads(args);
 }
 
 __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
@@ -104,7 +109,13 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
                                   0x02 | 0x20 | 0x100000 /* MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE */, -1, 0);
     if (mapped != (long)local.work_start) rst_fail(&local, "cannot map the restorer's work region", (uint64_t)-mapped);
     memcpy((void *)local.work_start, (void *)local.code_start, local.code_bytes);
-    uint64_t args_at = local.work_start + local.work_bytes - ((sizeof local + RST_PAGE - 1) & ~(RST_PAGE - 1)) - RST_PAGE;
+    /* code | stack | vdso scratch (vdso_temp) | args | thread table | thread stacks | slack page */
+    uint64_t threads = local.header.thread_count;
+    uint64_t table_bytes = (threads * sizeof(struct rst_thread) + RST_PAGE - 1) & ~(RST_PAGE - 1);
+    uint64_t args_bytes = (sizeof local + RST_PAGE - 1) & ~(RST_PAGE - 1);
+    local.thread_stacks = local.work_start + local.work_bytes - RST_PAGE - threads * RST_THREAD_STACK_BYTES;
+    local.threads = (struct rst_thread *)(local.thread_stacks - table_bytes);
+    uint64_t args_at = (uint64_t)local.threads - args_bytes;
     struct rst_args *args = (struct rst_args *)args_at;
     memcpy(args, &local, sizeof local);
     /* the vdso scratch range must be free for mremap: unmap it within our region */

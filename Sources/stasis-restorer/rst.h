@@ -18,11 +18,23 @@
 #define RST_MMAP_MIN 0x10000ul
 #define RST_STACK_BYTES (256ul << 10)
 #define RST_MAX_CURRENT 64
+#define RST_MAX_THREADS 4096
+#define RST_THREAD_STACK_BYTES (32ul << 10)
 #define RST_EXIT_FAILED 86
 
 struct rst_range {
     uint64_t start, end;
     uint32_t vdso_kind; /* 0, or STASIS_AREA_VDSO / _VVAR / _VVAR_VCLOCK */
+};
+
+/* One thread to restore: its record, where its xsave bytes are, and the flag its
+ * restore tail sets once it no longer uses restorer memory. */
+struct rst_thread {
+    stasis_thread_record_t record;
+    uint64_t xsave_offset;
+    volatile int32_t done;
+    int32_t index;
+    struct rst_args *args;
 };
 
 struct rst_args {
@@ -42,9 +54,10 @@ struct rst_args {
     uint64_t process_offset;        /* payload offset of the PROCESS record (for cwd/exe/auxv) */
     stasis_agent_record_t agent;
     stasis_signal_actions_record_t signals;
-    stasis_thread_record_t thread;
-    uint64_t thread_xsave_offset;   /* file offset of the thread's xsave bytes */
-    int have_process, have_agent, have_signals, have_thread;
+    struct rst_thread *threads;     /* header.thread_count entries, in the work region */
+    int thread_count;
+    uint64_t thread_stacks;         /* RST_THREAD_STACK_BYTES per thread, in the work region */
+    int have_process, have_agent, have_signals;
     char path[STASIS_MAX_PATH + 1]; /* scratch */
 };
 
@@ -72,6 +85,7 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
 void rst_restore_mm(struct rst_args *args);
 
 /* rst_thread.c */
-__attribute__((noreturn)) void rst_restore_thread(struct rst_args *args);
+__attribute__((noreturn)) void rst_restore_threads(struct rst_args *args);
+long rst_clone3_thread(void *clone_args, unsigned long size, void (*fn)(struct rst_thread *), struct rst_thread *arg);
 
 #endif

@@ -134,7 +134,11 @@ void rst_find_hole(struct rst_args *args) {
         if (args->current[i].end > high_vdso) high_vdso = args->current[i].end;
     }
     uint64_t vdso_span = high_vdso > low_vdso ? high_vdso - low_vdso : 0;
-    args->work_bytes = args->code_bytes + RST_STACK_BYTES + vdso_span + args_bytes + RST_PAGE;
+    uint64_t threads = args->header.thread_count;
+    if (threads < 1 || threads > RST_MAX_THREADS) rst_fail(args, "bad thread count in header", threads);
+    uint64_t table_bytes = (threads * sizeof(struct rst_thread) + RST_PAGE - 1) & ~(RST_PAGE - 1);
+    args->work_bytes = args->code_bytes + RST_STACK_BYTES + vdso_span + args_bytes + table_bytes +
+                       threads * RST_THREAD_STACK_BYTES + RST_PAGE;
 
     /* Walk the image's areas in address order; every gap between them is a candidate. */
     uint64_t offset = args->first_record;

@@ -1,7 +1,17 @@
-/* rst_thread.c: gives the thread back its kernel-side state, then loads every
- * register and the xsave area at once through rt_sigreturn, from a frame built
+/* rst_thread.c: every thread gets back its kernel-side state, then loads every
+ * register and its xsave area at once through rt_sigreturn, from a frame built
  * on the program's own stack below the red zone (where the kernel put the
- * checkpoint signal's frame). */
+ * checkpoint signal's frame).
+ *
+ * Algorithm:
+ *   main thread (the restorer's own; becomes the image's thread-group leader):
+ *     signal actions (process-wide)
+ *     for each other thread: clone3(CLONE_THREAD..., set_tid = its TID when the
+ *       process got its PID back) on a stack in the work region
+ *     wait until every such thread has set its done flag
+ *     own state, "ok" to the launcher, stasis_restore_tail: munmap + sigreturn
+ *   each other thread:
+ *     own state and frame, then stasis_restore_thread_tail: done = 1 + sigreturn */
 #include "rst.h"
 
 #define RST_ARCH_SET_GS 0x1001
@@ -24,8 +34,37 @@ struct rst_kernel_ucontext {
 };
 _Static_assert(sizeof(struct rst_kernel_ucontext) == 304, "kernel ABI: struct ucontext");
 
-void rst_restore_thread(struct rst_args *args) {
-    stasis_thread_record_t *t = &args->thread;
+#define RST_CLONE_THREAD_FLAGS (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000) /* VM FS FILES SIGHAND THREAD SYSVSEM */
+
+struct rst_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+/* clone3 for a thread: the child calls fn(arg) on the new stack and never returns. */
+__asm__(".text\n"
+        ".globl rst_clone3_thread\n"
+        ".hidden rst_clone3_thread\n"
+        "rst_clone3_thread:\n"
+        "    push %r12\n"
+        "    push %r13\n"
+        "    mov %rdx, %r12\n"
+        "    mov %rcx, %r13\n"
+        "    mov $435, %eax\n"
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jnz 1f\n"
+        "    xor %ebp, %ebp\n"
+        "    and $-16, %rsp\n"
+        "    mov %r13, %rdi\n"
+        "    call *%r12\n"
+        "    ud2\n"
+        "1:  pop %r13\n"
+        "    pop %r12\n"
+        "    ret\n");
+
+/* Kernel-side state of the calling thread, then its rt_sigframe; returns the frame (past pretcode). */
+static uint64_t prepare_thread(struct rst_args *args, struct rst_thread *thread) {
+    stasis_thread_record_t *t = &thread->record;
 
     long new_tid = stasis_syscall1(STASIS_NR_set_tid_address, (long)t->clear_child_tid);
     if (t->robust_list)
@@ -36,17 +75,11 @@ void rst_restore_thread(struct rst_args *args) {
         long r = stasis_syscall4(STASIS_NR_rseq, (long)t->rseq_address, t->rseq_length, 0, t->rseq_signature);
         if (r < 0) rst_warn(args, "rseq registration failed", (uint64_t)-r);
     }
+    if (t->name[0]) stasis_syscall2(STASIS_NR_prctl, 15 /* PR_SET_NAME */, (long)t->name);
     /* A new TID: glibc caches the TID in struct pthread, exactly where clear_child_tid points. */
     if (new_tid > 0 && new_tid != t->tid && t->clear_child_tid) {
         volatile int32_t *cached = (volatile int32_t *)t->clear_child_tid;
         if (*cached == t->tid) *cached = (int32_t)new_tid;
-    }
-    if (args->agent.state_address) {
-        stasis_agent_state_t *state = (stasis_agent_state_t *)args->agent.state_address;
-        if (state->magic == STASIS_AGENT_STATE_MAGIC) {
-            state->busy = 0; /* the image was taken mid-checkpoint */
-            state->restored_count++;
-        }
     }
 
     uint64_t *g = t->gregs;
@@ -65,8 +98,8 @@ void rst_restore_thread(struct rst_args *args) {
     if (t->xsave_bytes) {
         sp = (sp - t->xsave_bytes) & ~63ul;
         fpstate = sp;
-        if (rst_pread_all(args->image_fd, (void *)fpstate, t->xsave_bytes, args->thread_xsave_offset) < 0)
-            rst_fail(args, "cannot read the xsave area", args->thread_xsave_offset);
+        if (rst_pread_all(args->image_fd, (void *)fpstate, t->xsave_bytes, thread->xsave_offset) < 0)
+            rst_fail(args, "cannot read the xsave area", thread->xsave_offset);
     }
     sp = (sp - sizeof(struct rst_kernel_ucontext) - 64) & ~15ul;
     struct rst_kernel_ucontext *uc = (struct rst_kernel_ucontext *)sp;
@@ -82,18 +115,76 @@ void rst_restore_thread(struct rst_args *args) {
     struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } altstack = {
         t->altstack_sp, t->altstack_flags & ~1, 0, t->altstack_size};
     if (t->altstack_sp || t->altstack_size) stasis_syscall2(STASIS_NR_sigaltstack, (long)&altstack, 0);
+    return (uint64_t)uc;
+}
 
-    for (int sig = 1; sig <= STASIS_SIGNAL_COUNT; sig++) {
-        if (sig == 9 || sig == 19 || !args->have_signals) continue;
-        stasis_syscall4(STASIS_NR_rt_sigaction, sig, (long)&args->signals.actions[sig - 1], 0, 8);
+__attribute__((noreturn)) static void thread_child(struct rst_thread *thread) {
+    struct rst_args *args = thread->args;
+    uint64_t frame = prepare_thread(args, thread);
+    void (*tail)(volatile int32_t *, uint64_t, uint64_t) =
+        (void (*)(volatile int32_t *, uint64_t, uint64_t))args->agent.restore_thread_tail;
+    tail(&thread->done, 0, frame);
+    __builtin_unreachable();
+}
+
+void rst_restore_threads(struct rst_args *args) {
+    if (args->have_signals) {
+        for (int sig = 1; sig <= STASIS_SIGNAL_COUNT; sig++) {
+            if (sig == 9 || sig == 19) continue;
+            stasis_syscall4(STASIS_NR_rt_sigaction, sig, (long)&args->signals.actions[sig - 1], 0, 8);
+        }
+    }
+    if (args->agent.state_address) {
+        stasis_agent_state_t *state = (stasis_agent_state_t *)args->agent.state_address;
+        if (state->magic == STASIS_AGENT_STATE_MAGIC) {
+            state->busy = 0; /* the image was taken mid-checkpoint */
+            state->freeze_active = 0;
+            state->restored_count++;
+        }
+    }
+    /* The thread-group leader (tid == pid) is this thread; else the first record. */
+    int main_index = 0;
+    for (int i = 0; i < args->thread_count; i++)
+        if (args->threads[i].record.tid == args->header.pid) main_index = i;
+    int same_pid = stasis_syscall0(STASIS_NR_getpid) == args->header.pid;
+    int warned = 0;
+    for (int i = 0; i < args->thread_count; i++) {
+        if (i == main_index) continue;
+        struct rst_thread *thread = &args->threads[i];
+        struct rst_clone_args clone = {0};
+        int32_t tid = thread->record.tid;
+        clone.flags = RST_CLONE_THREAD_FLAGS;
+        clone.stack = args->thread_stacks + (uint64_t)i * RST_THREAD_STACK_BYTES;
+        clone.stack_size = RST_THREAD_STACK_BYTES;
+        long r = -1;
+        if (same_pid) {
+            clone.set_tid = (uint64_t)&tid;
+            clone.set_tid_size = 1;
+            r = rst_clone3_thread(&clone, sizeof clone, thread_child, thread);
+        }
+        if (r < 0) {
+            if (same_pid && !warned) {
+                rst_warn(args, "could not restore thread ids; threads got new ids (mutexes held across the checkpoint may misbehave)", (uint64_t)-r);
+                warned = 1;
+            }
+            clone.set_tid = 0;
+            clone.set_tid_size = 0;
+            r = rst_clone3_thread(&clone, sizeof clone, thread_child, thread);
+        }
+        if (r < 0) rst_fail(args, "cannot create a thread", (uint64_t)-r);
+    }
+    for (int i = 0; i < args->thread_count; i++) {
+        if (i == main_index) continue;
+        while (!__atomic_load_n(&args->threads[i].done, __ATOMIC_ACQUIRE)) stasis_syscall0(STASIS_NR_sched_yield);
     }
 
+    uint64_t frame = prepare_thread(args, &args->threads[main_index]);
     stasis_syscall1(STASIS_NR_close, args->image_fd);
     rst_write_text(args->status_fd, "ok\n");
     stasis_syscall1(STASIS_NR_close, args->status_fd);
 
     /* Into the program's own code: unmap the work region, then rt_sigreturn. */
     void (*tail)(uint64_t, uint64_t, uint64_t) = (void (*)(uint64_t, uint64_t, uint64_t))args->agent.restore_tail;
-    tail(args->work_start, args->work_bytes, (uint64_t)uc);
+    tail(args->work_start, args->work_bytes, frame);
     __builtin_unreachable();
 }

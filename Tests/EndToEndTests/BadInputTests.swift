@@ -62,20 +62,6 @@ struct BadInputTests {
 /// What this version cannot checkpoint is refused with one line, and the program keeps running.
 @Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
 struct UnsupportedProgramTests {
-    @Test func multithreadedProgramIsRefusedAndKeepsRunning() throws {
-        let scratch = Scratch()
-        let binary = try compileFixture("two-threads", into: scratch.path)
-        let output = scratch.file("out")
-        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary], outputPath: output)
-        defer { child.killAndReap() }
-        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
-        let (code, text) = try Stasis.run(["checkpoint", String(child.pid)], in: scratch.path)
-        #expect(code == 7, "\(text)")
-        #expect(text.contains("2 threads") && text.split(separator: "\n").count == 1, "\(text)")
-        #expect(kill(child.pid, 0) == 0, "the program must keep running")
-        #expect(opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") || $0.hasSuffix(".tmp") }.isEmpty)
-    }
-
     @Test func aPipeAtAHighFdIsNamedInTheError() throws {
         let scratch = Scratch()
         let output = scratch.file("out")

@@ -25,6 +25,7 @@ func sampleImage() -> (bytes: [UInt8], area: MemoryAreaRecord) {
     encoder.append(kind: .process, payload: w.bytes)
     var agent = AgentRecord()
     agent.restoreTail = 0x400100
+    agent.restoreThreadTail = 0x400180
     agent.stateAddress = 0x600000
     w = ByteWriter()
     agent.encode(into: &w)

@@ -194,12 +194,13 @@ _Static_assert(sizeof(stasis_file_descriptor_record_t) == 64, "image ABI: stasis
 
 /* AGENT: where the agent's restore hooks live in the program's memory. */
 typedef struct stasis_agent_record {
-    uint64_t restore_tail;   /* stasis_restore_tail: munmap(restorer) + rt_sigreturn */
+    uint64_t restore_tail;   /* stasis_restore_tail: munmap(restorer) + rt_sigreturn (main thread) */
     uint64_t state_address;  /* stasis_agent_state_t, updated by the restorer */
     int32_t trigger_signal;
     uint32_t reserved;
+    uint64_t restore_thread_tail; /* stasis_restore_thread_tail: set a done flag + rt_sigreturn (other threads) */
 } stasis_agent_record_t;
-_Static_assert(sizeof(stasis_agent_record_t) == 24, "image ABI: stasis_agent_record_t");
+_Static_assert(sizeof(stasis_agent_record_t) == 32, "image ABI: stasis_agent_record_t");
 
 /* The agent's state that a restore must change, at stasis_agent_record.state_address. */
 typedef struct stasis_agent_state {
@@ -207,6 +208,11 @@ typedef struct stasis_agent_state {
     volatile int32_t busy;        /* a checkpoint is being written; the restorer clears it */
     int32_t restored_count;       /* restores of this process image so far */
     uint64_t sequence;            /* last checkpoint number */
+    /* the freeze protocol (Docs/ARCHITECTURE.md); the restorer clears freeze_active */
+    volatile int32_t freeze_active;     /* followers capture only while this is set */
+    volatile int32_t freeze_generation; /* bumped by the leader to thaw the followers (futex word) */
+    volatile int32_t captured;          /* followers that have captured themselves (futex word) */
+    volatile int32_t slot_count;        /* next free capture slot */
 } stasis_agent_state_t;
 #define STASIS_AGENT_STATE_MAGIC 0x5354415445414753ull
 

@@ -53,6 +53,8 @@
 #define STASIS_NR_arch_prctl 158
 #define STASIS_NR_gettid 186
 #define STASIS_NR_tgkill 234
+#define STASIS_NR_rt_tgsigqueueinfo 297
+#define STASIS_NR_sched_yield 24
 #define STASIS_NR_set_tid_address 218
 #define STASIS_NR_clock_gettime 228
 #define STASIS_NR_exit_group 231

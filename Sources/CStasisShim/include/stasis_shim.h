@@ -20,7 +20,41 @@ typedef struct stasis_agent_config {
     uint32_t reserved;
     uint64_t arena_start, arena_bytes; /* scratch memory: mapped in images, contents not stored */
     uint64_t stack_start, stack_bytes; /* the handler's own stack: likewise */
+    uint64_t slots_start;              /* capture slots for followers, at the start of the arena */
+    uint32_t slot_capacity;
+    uint32_t reserved2;
 } stasis_agent_config_t;
+
+/* One follower thread's capture, filled by the thread itself in its handler. */
+typedef struct stasis_thread_slot {
+    stasis_thread_record_t record;
+    const void *_Nullable xsave;     /* its frame's fpstate: valid while it waits frozen */
+} stasis_thread_slot_t;
+
+#define STASIS_MAX_THREADS 4096
+#define STASIS_FREEZE_MAGIC 0x5354465aL /* si_value of the leader's freeze signal to its threads */
+
+/* Atomics and futexes for the freeze protocol: single instructions or one syscall each. */
+static inline int32_t stasis_atomic_load(volatile int32_t *_Nonnull p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void stasis_atomic_store(volatile int32_t *_Nonnull p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline int32_t stasis_atomic_add(volatile int32_t *_Nonnull p, int32_t v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL);
+}
+/* FUTEX_WAIT_PRIVATE with a relative timeout in nanoseconds (0: none). */
+static inline long stasis_futex_wait(volatile int32_t *_Nonnull p, int32_t expected, long timeout_ns) {
+    struct { long sec, nsec; } timeout = {timeout_ns / 1000000000L, timeout_ns % 1000000000L};
+    long r;
+    register long r10 __asm__("r10") = timeout_ns ? (long)&timeout : 0;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(202L), "D"(p), "S"(128L /* WAIT|PRIVATE */), "d"((long)expected), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+static inline long stasis_futex_wake_all(volatile int32_t *_Nonnull p) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(202L), "D"(p), "S"(129L /* WAKE|PRIVATE */), "d"(0x7fffffffL)
+                     : "rcx", "r11", "memory");
+    return r;
+}
 
 /* What the handler captured for the Swift side. */
 typedef struct stasis_capture {
@@ -32,6 +66,7 @@ typedef struct stasis_capture {
     stasis_agent_config_t *_Nonnull config;
     stasis_agent_state_t *_Nonnull state;
     uint64_t restore_tail;           /* address of stasis_restore_tail */
+    uint64_t restore_thread_tail;    /* address of stasis_restore_thread_tail */
 } stasis_capture_t;
 
 /* Implemented in Swift (StasisAgent): writes the image. Returns 0 or -errno. */

@@ -97,6 +97,22 @@ enum ThreadDumper {
     }
 }
 
+extension ThreadDumper {
+    /// A follower's capture, from its slot; the xsave bytes are still in its (frozen) signal frame.
+    @_noAllocation @_noLocks
+    static func dump(follower slot: UnsafeMutablePointer<stasis_thread_slot_t>, into image: inout ImageFile)
+        throws(FreezeFailure)
+    {
+        let xsaveBytes = Int(slot.pointee.record.xsave_bytes)
+        try image.beginRecord(kind: UInt32(STASIS_RECORD_THREAD),
+                              payloadBytes: MemoryLayout<stasis_thread_record_t>.size + xsaveBytes)
+        try image.write(&slot.pointee.record, MemoryLayout<stasis_thread_record_t>.size)
+        if let xsave = slot.pointee.xsave, xsaveBytes > 0 { try image.write(xsave, xsaveBytes) }
+        try image.endPayload()
+        try image.endRecord()
+    }
+}
+
 /// Every signal's disposition, read with rt_sigaction(sig, NULL, &old).
 enum SignalActionsDumper {
     @_noAllocation @_noLocks
