@@ -7,7 +7,7 @@ import Testing
 @Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
 struct ProgramRestartTests {
     /// run → READY → checkpoint → SIGKILL → restart → SIGTERM → expect PASS.
-    func roundTrip(_ program: String, _ arguments: [String], _ scratch: Scratch) throws {
+    func roundTrip(_ program: String, _ arguments: [String], _ scratch: Scratch, expectedExit: Int32 = 0) throws {
         let output = scratch.file("program.out")
         let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", program] + arguments,
                                      outputPath: output, workingDirectory: scratch.path)
@@ -29,7 +29,7 @@ struct ProgramRestartTests {
         kill(pid, SIGTERM)
         let termination = try restart.wait(seconds: 60)
         let result = try String(contentsOfFile: output)
-        #expect(termination == .exited(0), "restart log: \((try? String(contentsOfFile: scratch.file("restart.log"))) ?? "")")
+        #expect(termination == .exited(expectedExit), "restart log: \((try? String(contentsOfFile: scratch.file("restart.log"))) ?? "")")
         #expect(result.contains("PASS") && !result.contains("FAIL"), "output: \(result)")
     }
 
