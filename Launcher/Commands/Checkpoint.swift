@@ -13,7 +13,7 @@ enum CheckpointCommand {
         its path as the last line of stdout. The program keeps running.
           --dir DIR          write the image to DIR instead of the program's image directory
           --timeout SECONDS  give up after SECONDS (default 600)
-          --json             print {"pid": ..., "image": "..."} instead of the path
+          --json             print {"pid", "image", "threads", "freeze_ns", "pause_ns", "total_ns"} instead of the path
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
@@ -61,9 +61,16 @@ enum CheckpointCommand {
             if let result = try? readFile(resultPath) {  // ENOENT until the agent answers
                 let text = String(decoding: result, as: UTF8.self).trimmingSuffixNewline()
                 if text.hasPrefix("ok ") {
-                    let image = String(text.dropFirst(3))
+                    // "ok PATH" then "NAME VALUE" lines (threads, freeze_ns, pause_ns, total_ns).
+                    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                    let image = String(lines[0].dropFirst(3))
                     if options.flags.contains("--json") {
-                        printOut("{\"pid\": \(pid), \"image\": \"\(jsonEscape(image))\"}")
+                        var fields = ["\"pid\": \(pid)", "\"image\": \"\(jsonEscape(image))\""]
+                        for line in lines.dropFirst() {
+                            let parts = line.split(separator: " ")
+                            if parts.count == 2, let value = Int(parts[1]) { fields.append("\"\(parts[0])\": \(value)") }
+                        }
+                        printOut("{" + fields.joined(separator: ", ") + "}")
                     } else {
                         printOut(image)
                     }

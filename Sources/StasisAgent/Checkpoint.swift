@@ -40,6 +40,9 @@ struct CheckpointJob {
     let pid: Int
     let uid: Int
     var imageFD: Int32 = -1
+    /// Monotonic nanoseconds: checkpoint start, all threads stopped, threads thawed, image published.
+    var startedAt: Int64 = 0, frozenAt: Int64 = 0, thawedAt: Int64 = 0, publishedAt: Int64 = 0
+    var threadCount = 1
 
     @_noAllocation @_noLocks
     init?(arena: inout FreezeArena, capture: UnsafeMutablePointer<stasis_capture_t>) {
@@ -58,6 +61,7 @@ struct CheckpointJob {
         for i in 0..<Int(STASIS_PAGE_SIZE) { z.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
         pid = RawSyscall.call(STASIS_NR_getpid)
         uid = RawSyscall.call(STASIS_NR_getuid)
+        startedAt = monotonicNanoseconds()
     }
 
     /// Writes the image; nil on success.
@@ -150,6 +154,8 @@ struct CheckpointJob {
         var thawed = false
         defer { if !thawed { freeze.thaw() } }
         let followers = try freeze.freezeOthers()
+        frozenAt = monotonicNanoseconds()
+        threadCount = 1 + followers
         let state = capture.pointee.state
         var sequence = state.pointee.sequence + 1
 
@@ -196,6 +202,8 @@ struct CheckpointJob {
                                       magic: STASIS_END_MAGIC)
         try image.writeRecord(kind: UInt32(STASIS_RECORD_END), fixed: &end, fixedBytes: MemoryLayout<stasis_end_record_t>.size)
         // Memory is in the file: the program may run again while the image reaches the disk.
+        // The pause ends here; read the clock first: once woken, busy threads may keep us off the CPU.
+        thawedAt = monotonicNanoseconds()
         freeze.thaw()
         thawed = true
 
@@ -224,6 +232,7 @@ struct CheckpointJob {
             RawSyscall.close(Int32(dirFD))
         }
         updateLatestLink()
+        publishedAt = monotonicNanoseconds()
     }
 
     /// DIR/COMM-PID.latest -> COMM-PID-SEQ.stasis (best effort: the image is already safe).
@@ -304,6 +313,15 @@ struct CheckpointJob {
         } else {
             message.append("ok ")
             message.append(bytes: finalPath.bytes, count: finalPath.count)
+            // Timings for `stasis checkpoint --json` and the benchmarks, one per line after the path.
+            message.append("\nthreads ")
+            message.append(decimal: threadCount)
+            message.append("\nfreeze_ns ")
+            message.append(decimal: Int(frozenAt - startedAt))
+            message.append("\npause_ns ")
+            message.append(decimal: Int(thawedAt - startedAt))
+            message.append("\ntotal_ns ")
+            message.append(decimal: Int(publishedAt - startedAt))
         }
         message.append("\n")
         let requestID = capture.pointee.request_id
@@ -392,4 +410,13 @@ func errnoText(_ errno: Int) -> StaticString {
     case 122: return "disk quota exceeded"
     default: return "system error"
     }
+}
+
+@_noAllocation @_noLocks
+func monotonicNanoseconds() -> Int64 {
+    var now: (Int64, Int64) = (0, 0)
+    withUnsafeMutablePointer(to: &now) { pointer in
+        _ = RawSyscall.call(STASIS_NR_clock_gettime, 1 /* CLOCK_MONOTONIC */, Int(bitPattern: pointer))
+    }
+    return now.0 &* 1_000_000_000 &+ now.1
 }

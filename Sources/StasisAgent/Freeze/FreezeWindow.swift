@@ -149,12 +149,4 @@ struct FreezeWindow {
         return gone
     }
 
-    @_noAllocation @_noLocks
-    private func monotonicNanoseconds() -> Int64 {
-        var now: (Int64, Int64) = (0, 0)
-        withUnsafeMutablePointer(to: &now) { pointer in
-            _ = RawSyscall.call(STASIS_NR_clock_gettime, 1 /* CLOCK_MONOTONIC */, Int(bitPattern: pointer))
-        }
-        return now.0 &* 1_000_000_000 &+ now.1
-    }
 }
