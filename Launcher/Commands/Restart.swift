@@ -57,12 +57,15 @@ enum RestartCommand {
         let pid: Int32 = restorer.withCString { path in
             image.process.cwd.withCString { cwd in
                 plan.moves.withUnsafeBufferPointer { moves in
-                    argv.withUnsafeBufferPointer { args in
-                        var spawn = stasis_spawn_plan_t(
-                            path: path, argv: args.baseAddress!, moves: moves.baseAddress, move_count: Int32(moves.count),
-                            keep_stdio: plan.keepStdio, cwd: cwd, umask: image.process.umask,
-                            wanted_pid: image.header.pid)
-                        return stasis_spawn(&spawn, &usedSetTID, &setTIDError)
+                    plan.epollAdds.withUnsafeBufferPointer { epollAdds in
+                        argv.withUnsafeBufferPointer { args in
+                            var spawn = stasis_spawn_plan_t(
+                                path: path, argv: args.baseAddress!, moves: moves.baseAddress, move_count: Int32(moves.count),
+                                keep_stdio: plan.keepStdio, cwd: cwd, umask: image.process.umask,
+                                wanted_pid: image.header.pid, epoll_adds: epollAdds.baseAddress,
+                                epoll_add_count: Int32(epollAdds.count))
+                            return stasis_spawn(&spawn, &usedSetTID, &setTIDError)
+                        }
                     }
                 }
             }

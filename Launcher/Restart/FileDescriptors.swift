@@ -3,46 +3,84 @@ import Glibc
 import StasisImage
 import StasisSystem
 
-/// Reopens the image's descriptors in the launcher, at high numbers, for the child to move into place.
+/// Reopens or recreates the image's descriptors in the launcher, at high numbers, for the child to move
+/// into place (stasis_spawn). Pipes are recreated once per pipe with their buffered bytes; epoll
+/// registrations are replayed by the child once every descriptor has its number.
 struct FileDescriptorPlan {
     var moves: [stasis_fd_move_t] = []
+    var epollAdds: [stasis_epoll_add_t] = []
     var keepStdio: Int32 = 0
     /// Numbers the restorer gets for the image and the status pipe (free in the program's table).
     var imageTarget: Int32 = 0
     var statusTarget: Int32 = 0
     private var opened: [FileDescriptor] = []
+    private var base: Int32 = 0
 
     init(image: Image, imageFD: FileDescriptor, statusFD: FileDescriptor) throws(LauncherError) {
         let highest = image.fileDescriptors.map(\.fd).max() ?? 2
         imageTarget = max(highest, 2) + 1
         statusTarget = imageTarget + 1
-        let base = statusTarget + 16
+        base = statusTarget + 16
+        var pipes: [UInt64: (read: FileDescriptor, write: FileDescriptor)] = [:]
+        let present = Set(image.fileDescriptors.map(\.fd))
         for record in image.fileDescriptors {
+            let source: FileDescriptor
             switch record.kind {
             case .inherit:
                 if record.fd <= 2 { keepStdio |= 1 << record.fd }
-            case .regular, .device:
-                let fd = try reopen(record)
-                let moved: FileDescriptor
-                do {
-                    moved = try fd.duplicate(atLeast: base)
-                } catch {
-                    fd.closeAfterError()
-                    throw LauncherError(.failure, "cannot duplicate fd for \(record.path): \(error)")
+                continue
+            case .regular, .device, .directory:
+                source = try reopen(record)
+            case .pipe:
+                if pipes[record.objectID] == nil { pipes[record.objectID] = try makePipe(record) }
+                guard let pipe = pipes[record.objectID] else { continue }
+                source = record.statusFlags & UInt32(O_ACCMODE) == UInt32(O_RDONLY) ? pipe.read : pipe.write
+                try setStatusFlags(source, record)
+            case .eventfd:
+                let fd = stasis_make_eventfd(record.objectID, record.objectFlags & FileDescriptorRecord.eventfdSemaphore != 0 ? 1 : 0,
+                                             Int32(bitPattern: record.statusFlags) & O_NONBLOCK != 0 ? 1 : 0)
+                guard fd >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot recreate an eventfd: \(Errno(rawValue: -fd))") }
+                source = try keep(FileDescriptor(rawValue: fd), record)
+            case .timerfd:
+                guard let timer = record.timerState else { continue }
+                let fd = stasis_make_timerfd(Int32(truncatingIfNeeded: record.objectID),
+                                             Int32(bitPattern: record.statusFlags) & O_NONBLOCK != 0 ? 1 : 0, timer.ticks,
+                                             timer.valueSeconds, timer.valueNanoseconds, timer.intervalSeconds,
+                                             timer.intervalNanoseconds)
+                guard fd >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot recreate a timerfd: \(Errno(rawValue: -fd))") }
+                source = try keep(FileDescriptor(rawValue: fd), record)
+            case .epoll:
+                let fd = stasis_make_epoll()
+                guard fd >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot recreate an epoll instance: \(Errno(rawValue: -fd))") }
+                source = try keep(FileDescriptor(rawValue: fd), record)
+                // Registrations of descriptors the image does not have were closed before the checkpoint.
+                for entry in record.epollEntries where present.contains(entry.fd) {
+                    epollAdds.append(stasis_epoll_add_t(epoll_fd: record.fd, fd: entry.fd, events: entry.events, reserved: 0,
+                                                        data: entry.data))
                 }
-                fd.closeAfterError()
-                opened.append(moved)
-                moves.append(stasis_fd_move_t(source: moved.rawValue, target: record.fd,
-                                              close_on_exec: record.isCloseOnExec ? 1 : 0, reserved: 0))
             }
+            moves.append(stasis_fd_move_t(source: source.rawValue, target: record.fd,
+                                          close_on_exec: record.isCloseOnExec ? 1 : 0, reserved: 0))
         }
-        let image = try duplicate(imageFD, base)
-        let status = try duplicate(statusFD, base)
+        let image = try duplicate(imageFD)
+        let status = try duplicate(statusFD)
         moves.append(stasis_fd_move_t(source: image.rawValue, target: imageTarget, close_on_exec: 0, reserved: 0))
         moves.append(stasis_fd_move_t(source: status.rawValue, target: statusTarget, close_on_exec: 0, reserved: 0))
     }
 
-    private mutating func duplicate(_ fd: FileDescriptor, _ base: Int32) throws(LauncherError) -> FileDescriptor {
+    /// Moves `fd` above the program's numbers and keeps it until the child has its copy.
+    private mutating func keep(_ fd: FileDescriptor, _ record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor {
+        defer { fd.closeAfterError() }
+        do {
+            let moved = try fd.duplicate(atLeast: base)
+            opened.append(moved)
+            return moved
+        } catch {
+            throw LauncherError(.failure, "fd \(record.fd): cannot duplicate: \(error)")
+        }
+    }
+
+    private mutating func duplicate(_ fd: FileDescriptor) throws(LauncherError) -> FileDescriptor {
         do {
             let copy = try fd.duplicate(atLeast: base)
             opened.append(copy)
@@ -52,16 +90,43 @@ struct FileDescriptorPlan {
         }
     }
 
+    /// A new pipe with the old one's capacity and buffered bytes. An end the image lacks is closed with
+    /// the launcher: the program then sees end of file or EPIPE, as if the peer had gone.
+    private mutating func makePipe(_ record: FileDescriptorRecord) throws(LauncherError) -> (read: FileDescriptor, write: FileDescriptor) {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot create a pipe: \(Errno.current)") }
+        let read = try keep(FileDescriptor(rawValue: ends[0]), record)
+        let write = try keep(FileDescriptor(rawValue: ends[1]), record)
+        if record.objectFlags > 0 { _ = fcntl(write.rawValue, 1031 /* F_SETPIPE_SZ */, Int32(bitPattern: record.objectFlags)) }
+        if !record.extra.isEmpty {
+            do {
+                try write.writeAll(record.extra)
+            } catch {
+                throw LauncherError(.restoreFailed, "fd \(record.fd): cannot refill the pipe: \(error)")
+            }
+        }
+        return (read, write)
+    }
+
+    private func setStatusFlags(_ fd: FileDescriptor, _ record: FileDescriptorRecord) throws(LauncherError) {
+        let wanted = Int32(bitPattern: record.statusFlags) & O_NONBLOCK
+        let current = fcntl(fd.rawValue, F_GETFL)
+        guard current >= 0, fcntl(fd.rawValue, F_SETFL, (current & ~O_NONBLOCK) | wanted) == 0 else {
+            throw LauncherError(.restoreFailed, "fd \(record.fd): cannot set status flags: \(Errno.current)")
+        }
+    }
+
     /// Opens with the recorded access mode and status flags, at the recorded offset.
-    private func reopen(_ record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor {
-        let keep = Int32(bitPattern: record.statusFlags) & (O_ACCMODE | O_APPEND | O_NONBLOCK | 0o40000 /* O_DIRECT */ | 0o1000000 /* O_NOATIME */ | O_SYNC | O_DSYNC | 0o100000 /* O_LARGEFILE */)
+    private mutating func reopen(_ record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor {
+        let keepFlags = Int32(bitPattern: record.statusFlags) & (O_ACCMODE | O_APPEND | O_NONBLOCK | 0o40000 /* O_DIRECT */
+            | 0o1000000 /* O_NOATIME */ | O_SYNC | O_DSYNC | 0o100000 /* O_LARGEFILE */ | O_DIRECTORY)
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(record.path, keep)
+            fd = try FileDescriptor.open(record.path, keepFlags | (record.kind == .directory ? O_DIRECTORY : 0))
         } catch {
             throw LauncherError(.filesChanged, "fd \(record.fd): cannot reopen \(record.path): \(error)")
         }
-        if record.kind == .regular && record.offset > 0 {
+        if record.kind != .device && record.offset > 0 {
             do {
                 try fd.seek(to: record.offset)
             } catch {
@@ -69,7 +134,7 @@ struct FileDescriptorPlan {
                 throw LauncherError(.filesChanged, "fd \(record.fd): cannot seek \(record.path) to \(record.offset): \(error)")
             }
         }
-        return fd
+        return try keep(fd, record)
     }
 
     func closeAll() {

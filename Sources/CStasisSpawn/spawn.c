@@ -9,7 +9,6 @@ struct clone_args_v2 {
 };
 
 #define STASIS_SIGCHLD 17
-#define STASIS_F_SETFD 2
 #define STASIS_NR_close_range 436
 
 __attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
@@ -17,7 +16,7 @@ __attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
     for (int i = 0; i < plan->move_count; i++) {
         const stasis_fd_move_t *m = &plan->moves[i];
         if (stasis_syscall3(STASIS_NR_dup3, m->source, m->target, 0) < 0) stasis_syscall1(STASIS_NR_exit_group, 125);
-        if (m->close_on_exec) stasis_syscall3(STASIS_NR_fcntl, m->target, STASIS_F_SETFD, 1);
+        /* close-on-exec is set by the restorer: exec'ing it would close those fds here */
         if (m->target > max_target) max_target = m->target;
     }
     /* Close what the program did not have: everything but targets and the kept stdio. */
@@ -27,6 +26,12 @@ __attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
         if (!keep) stasis_syscall1(STASIS_NR_close, fd);
     }
     stasis_syscall3(STASIS_NR_close_range, max_target + 1, ~0u, 0);
+    for (int i = 0; i < plan->epoll_add_count; i++) {
+        const stasis_epoll_add_t *a = &plan->epoll_adds[i];
+        struct __attribute__((packed)) { uint32_t events; uint64_t data; } event = {a->events, a->data};
+        if (stasis_syscall4(STASIS_NR_epoll_ctl, a->epoll_fd, 1 /* EPOLL_CTL_ADD */, a->fd, (long)&event) < 0)
+            stasis_syscall1(STASIS_NR_exit_group, 124);
+    }
     if (plan->cwd) stasis_syscall1(STASIS_NR_chdir, (long)plan->cwd);
     stasis_syscall1(STASIS_NR_umask, plan->umask);
     static char *const empty_env[] = {NULL};
@@ -66,3 +71,36 @@ int stasis_spawn(const stasis_spawn_plan_t *plan, int32_t *used_set_tid, int32_t
 
 uint64_t stasis_cpu_xcr0(void) { return stasis_xgetbv0(); }
 uint32_t stasis_cpu_xsave_size(void) { return stasis_xsave_size(); }
+
+int stasis_make_eventfd(uint64_t count, int32_t semaphore, int32_t nonblocking) {
+    /* eventfd2 takes an unsigned int initial value; larger counters are written in afterwards. */
+    int flags = 02000000 /* EFD_CLOEXEC */ | (semaphore ? 1 : 0) | (nonblocking ? 04000 : 0);
+    long fd = stasis_syscall2(STASIS_NR_eventfd2, count <= 0xffffffffu ? (long)count : 0, flags);
+    if (fd >= 0 && count > 0xffffffffu) {
+        if (stasis_syscall3(STASIS_NR_write, fd, (long)&count, 8) != 8) {
+            stasis_syscall1(STASIS_NR_close, fd);
+            return -22;
+        }
+    }
+    return (int)fd;
+}
+
+int stasis_make_epoll(void) { return (int)stasis_syscall1(STASIS_NR_epoll_create1, 02000000 /* EPOLL_CLOEXEC */); }
+
+/* timerfd_create + timerfd_settime (relative: fdinfo gives the remaining time) + the unread
+ * expirations through TFD_IOC_SET_TICKS, which CRIU leaves out. */
+int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, int64_t value_sec, int64_t value_nsec,
+                        int64_t interval_sec, int64_t interval_nsec) {
+    long fd = stasis_syscall2(283 /* timerfd_create */, clock_id, 02000000 | (nonblocking ? 04000 : 0));
+    if (fd < 0) return (int)fd;
+    if (value_sec || value_nsec) {
+        struct { int64_t is, in, vs, vn; } spec = {interval_sec, interval_nsec, value_sec, value_nsec};
+        long r = stasis_syscall4(286 /* timerfd_settime */, fd, 0, (long)&spec, 0);
+        if (r < 0) {
+            stasis_syscall1(STASIS_NR_close, fd);
+            return (int)r;
+        }
+    }
+    if (ticks) stasis_syscall3(STASIS_NR_ioctl, fd, 0x40085400 /* TFD_IOC_SET_TICKS */, (long)&ticks);
+    return (int)fd;
+}

@@ -362,6 +362,9 @@ struct CheckpointJob {
             text.append(" thread(s) did not stop within 5 s (blocking the checkpoint signal with raw system calls?)")
             return
         case .tooManyThreads: text.append("more threads than the agent can capture (4096)")
+        case .readPipe:
+            text.append("cannot save the bytes buffered in the pipe at fd ")
+            text.append(decimal: failure.object)
         case .signalThread:
             text.append("cannot signal thread ")
             text.append(decimal: failure.object)
@@ -379,7 +382,7 @@ struct CheckpointJob {
             let target = finalPath.bytes  // unused once a checkpoint has failed
             let n = RawSyscall.readlink(link.cString, target, min(finalPath.capacity - 1, 200))
             if n > 0 { text.append(bytes: target, count: n) }
-            text.append(") is not supported yet: Stasis restores regular files, /dev/null-like devices and fds 0-2")
+            text.append(") is not supported yet: Stasis restores files, directories, /dev/null-like devices, pipes, eventfds, epoll and fds 0-2")
             return
         default: break
         }

@@ -68,4 +68,14 @@ public struct ByteCursor {
         guard digits > 0 else { return nil }
         return negative ? -value : value
     }
+
+    /// Consumes `word` if the bytes at the cursor are exactly it.
+    @inlinable @_noAllocation @_noLocks
+    public mutating func skipWord(_ word: StaticString) -> Bool {
+        let n = word.utf8CodeUnitCount
+        guard count - index >= n else { return false }
+        for i in 0..<n where bytes[index + i] != word.utf8Start[i] { return false }
+        index += n
+        return true
+    }
 }

@@ -70,8 +70,15 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
         args->thread_count++;
         return 0;
     }
+    case STASIS_RECORD_FILE_DESCRIPTOR: {
+        /* The launcher put every descriptor in place; close-on-exec can only be set after our exec. */
+        stasis_file_descriptor_record_t fd;
+        if (record->payload_bytes < sizeof fd || rst_pread_all(args->image_fd, &fd, sizeof fd, payload) < 0) return -1;
+        if (fd.fd_flags & 1 /* FD_CLOEXEC */) stasis_syscall3(STASIS_NR_fcntl, fd.fd, 2 /* F_SETFD */, 1);
+        return 0;
+    }
     default:
-        return 0; /* file descriptors are the launcher's; unknown kinds are skipped by length */
+        return 0; /* unknown kinds are skipped by length */
     }
 }
 

@@ -27,3 +27,55 @@ func findInPath(_ name: String) -> String? {
     for dir in String(cString: path).split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 { return "\(dir)/\(name)" }
     return nil
 }
+
+/// Kernel objects a program holds: pipes with buffered bytes, a thread blocked on an empty pipe,
+/// eventfd (semaphore, nonblocking), epoll registrations, timerfd, a directory fd at 1000; three cycles.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct DescriptorTests {
+    @Test func descriptorsSurviveThreeCycles() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("descriptors", into: scratch.path)
+        try "probe".write(toFile: scratch.file("probe.txt"))
+        let output = scratch.file("out")
+        let original = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, scratch.path],
+                                        outputPath: output)
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        var pid = original.pid
+        var launcher: ChildProcess? = nil
+        for cycle in 1...3 {
+            usleep(50_000)
+            let (code, text) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
+            try #require(code == 0, "cycle \(cycle): \(text)")
+            let image = text.split(separator: "\n").last.map(String.init) ?? ""
+            if let launcher {
+                kill(pid, SIGKILL)
+                #expect(try launcher.wait() == .signaled(SIGKILL))
+            } else {
+                original.killAndReap()
+            }
+            let pidFile = scratch.file("restored-\(cycle).pid")
+            launcher = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image],
+                                        outputPath: scratch.file("restart-\(cycle).log"))
+            try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+            pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        }
+        kill(pid, SIGTERM)
+        #expect(try launcher?.wait() == .exited(0))
+        let result = try String(contentsOfFile: output)
+        #expect(result.contains("PASS") && !result.contains("FAIL"), "\(result)")
+    }
+}
+
+/// Swift's own runtime: a Dispatch timer (timerfd and epoll inside libdispatch) and async/await tasks.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct SwiftConcurrencyTests {
+    @Test func dispatchAndAsyncAwaitRestart() throws {
+        let scratch = Scratch()
+        let binary = scratch.file("swift-concurrency")
+        let source = Stasis.packageRoot + "/Tests/Fixtures/swift-concurrency/main.swift"
+        guard system("swiftc -O -o '\(binary)' '\(source)' > '\(scratch.path)/swiftc.log' 2>&1") == 0 else {
+            throw TestFailure("swiftc: \((try? String(contentsOfFile: scratch.path + "/swiftc.log")) ?? "")")
+        }
+        try ProgramRestartTests().roundTrip(binary, [], scratch)
+    }
+}

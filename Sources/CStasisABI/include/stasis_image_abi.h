@@ -172,12 +172,35 @@ _Static_assert(sizeof(stasis_signal_actions_record_t) == 2048, "image ABI: stasi
 
 /* FILE_DESCRIPTOR kinds */
 enum {
-    STASIS_FD_INHERIT = 0,  /* fd 0-2 on a terminal, pipe or socket: takes restart's own */
-    STASIS_FD_REGULAR = 1,  /* regular file, reopened by path at its offset */
-    STASIS_FD_DEVICE = 2,   /* a stateless character device such as /dev/null, reopened by path */
+    STASIS_FD_INHERIT = 0,   /* fd 0-2 on a terminal, pipe or socket: takes restart's own */
+    STASIS_FD_REGULAR = 1,   /* regular file, reopened by path at its offset */
+    STASIS_FD_DEVICE = 2,    /* a stateless character device such as /dev/null, reopened by path */
+    STASIS_FD_DIRECTORY = 3, /* a directory, reopened by path at its offset */
+    STASIS_FD_PIPE = 4,      /* a pipe end; object_id = pipe inode; the first record of a pipe carries its data */
+    STASIS_FD_EVENTFD = 5,   /* object_id = counter, object_flags = STASIS_EVENTFD_SEMAPHORE */
+    STASIS_FD_EPOLL = 6,     /* extra = stasis_epoll_entry_t per registered descriptor */
+    STASIS_FD_TIMERFD = 7,   /* object_id = clock id; extra = stasis_timerfd_state_t */
 };
 
-/* FILE_DESCRIPTOR: one open descriptor. Followed by the path (path_bytes). */
+/* A timerfd's remaining time, interval and unread expirations (from /proc/self/fdinfo). */
+typedef struct stasis_timerfd_state {
+    uint64_t ticks;
+    int64_t value_sec, value_nsec;       /* remaining until the next expiration; 0 = disarmed */
+    int64_t interval_sec, interval_nsec;
+} stasis_timerfd_state_t;
+_Static_assert(sizeof(stasis_timerfd_state_t) == 40, "image ABI: stasis_timerfd_state_t");
+#define STASIS_EVENTFD_SEMAPHORE 1u
+
+/* One registration of an epoll instance (from /proc/self/fdinfo). */
+typedef struct stasis_epoll_entry {
+    int32_t fd;
+    uint32_t events;
+    uint64_t data;
+} stasis_epoll_entry_t;
+_Static_assert(sizeof(stasis_epoll_entry_t) == 16, "image ABI: stasis_epoll_entry_t");
+
+/* FILE_DESCRIPTOR: one open descriptor. Followed by the path (path_bytes), then extra_bytes of
+ * kind-specific data (a pipe's buffered bytes, an epoll instance's entries). */
 typedef struct stasis_file_descriptor_record {
     int32_t fd;
     uint32_t kind;           /* STASIS_FD_* */
@@ -189,8 +212,11 @@ typedef struct stasis_file_descriptor_record {
     int64_t mtime_ns;
     uint32_t mode;           /* st_mode */
     uint32_t path_bytes;
+    uint64_t object_id;      /* pipe: inode shared by its ends; eventfd: counter */
+    uint32_t object_flags;   /* eventfd: STASIS_EVENTFD_SEMAPHORE; pipe: buffer size */
+    uint32_t extra_bytes;
 } stasis_file_descriptor_record_t;
-_Static_assert(sizeof(stasis_file_descriptor_record_t) == 64, "image ABI: stasis_file_descriptor_record_t");
+_Static_assert(sizeof(stasis_file_descriptor_record_t) == 80, "image ABI: stasis_file_descriptor_record_t");
 
 /* AGENT: where the agent's restore hooks live in the program's memory. */
 typedef struct stasis_agent_record {

@@ -67,6 +67,10 @@
 #define STASIS_NR_rseq 334
 #define STASIS_NR_clone3 435
 #define STASIS_NR_execve 59
+#define STASIS_NR_epoll_ctl 233
+#define STASIS_NR_eventfd2 290
+#define STASIS_NR_epoll_create1 291
+#define STASIS_NR_pipe2 293
 
 static inline long stasis_syscall0(long n) {
     long ret;

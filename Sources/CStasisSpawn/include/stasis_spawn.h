@@ -11,9 +11,18 @@
 typedef struct stasis_fd_move {
     int32_t source; /* open in the launcher, close-on-exec */
     int32_t target; /* the number the program expects */
-    int32_t close_on_exec;
+    int32_t close_on_exec; /* informational: the restorer sets FD_CLOEXEC after its own exec */
     int32_t reserved;
 } stasis_fd_move_t;
+
+/* epoll_ctl(ADD) in the child, once every descriptor has its number: epoll keys on fd numbers. */
+typedef struct stasis_epoll_add {
+    int32_t epoll_fd;
+    int32_t fd;
+    uint32_t events;
+    uint32_t reserved;
+    uint64_t data;
+} stasis_epoll_add_t;
 
 typedef struct stasis_spawn_plan {
     const char *_Nonnull path;                 /* the restorer */
@@ -24,7 +33,15 @@ typedef struct stasis_spawn_plan {
     const char *_Nullable cwd;
     uint32_t umask;
     int32_t wanted_pid;     /* 0: any */
+    const stasis_epoll_add_t *_Nullable epoll_adds;
+    int32_t epoll_add_count;
 } stasis_spawn_plan_t;
+
+/* Kernel objects the launcher recreates. Return an fd (close-on-exec) or -errno. */
+int stasis_make_eventfd(uint64_t count, int32_t semaphore, int32_t nonblocking);
+int stasis_make_epoll(void);
+int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, int64_t value_sec, int64_t value_nsec,
+                        int64_t interval_sec, int64_t interval_nsec);
 
 /* Starts the child. Returns its pid, or -errno. *used_set_tid is 1 when the
  * wanted pid was obtained; *set_tid_error is the errno of a refused set_tid. */

@@ -2,21 +2,31 @@
 import CStasisABI
 import StasisProc
 
-/// Open descriptors, from /proc/self/fd. Regular files and stateless devices are reopened by path at
-/// restart; fds 0-2 on anything else (a terminal, a pipe) take restart's own. Anything else is not
-/// supported yet: the checkpoint fails naming the fd, and the program keeps running.
+/// Open descriptors, from /proc/self/fd. Regular files, directories and stateless devices are reopened
+/// by path at restart; pipes (with their buffered bytes), eventfds and epoll instances are recreated;
+/// fds 0-2 on anything else (a terminal, a socket) take restart's own. Anything else is not supported
+/// yet: the checkpoint fails naming the fd, and the program keeps running.
 struct FileDescriptorDumper {
     let directoryBuffer: UnsafeMutableRawPointer
     let linkBuffer: UnsafeMutableRawPointer
     let pathMemory: UnsafeMutableRawPointer
+    let infoBuffer: UnsafeMutableRawPointer   // /proc/self/fdinfo/N text
+    let extraBuffer: UnsafeMutableRawPointer  // pipe bytes or epoll entries for one record
+    let seenPipes: UnsafeMutablePointer<UInt64>
+    var seenPipeCount = 0
     static let directoryCapacity = 64 * 1024
+    static let infoCapacity = 256 * 1024
+    static let extraCapacity = 1 << 20  // the largest pipe buffer an unprivileged user may set
+    static let pipeCapacity = 4096
 
     @_noAllocation @_noLocks
     static func make(arena: inout FreezeArena) -> FileDescriptorDumper? {
         guard let directory = arena.take(directoryCapacity), let link = arena.take(Int(STASIS_MAX_PATH)),
-            let path = arena.take(64)
+            let path = arena.take(64), let info = arena.take(infoCapacity), let extra = arena.take(extraCapacity),
+            let pipes = arena.take(pipeCapacity * 8)
         else { return nil }
-        return FileDescriptorDumper(directoryBuffer: directory, linkBuffer: link, pathMemory: path)
+        return FileDescriptorDumper(directoryBuffer: directory, linkBuffer: link, pathMemory: path, infoBuffer: info,
+                                    extraBuffer: extra, seenPipes: pipes.assumingMemoryBound(to: UInt64.self))
     }
 
     /// Writes one record per descriptor except `excluded` (the image being written).
@@ -75,18 +85,140 @@ struct FileDescriptorDumper {
 
         let type = st.st_mode & UInt32(STASIS_S_IFMT)
         let isDeleted = endsWith(link, linkCount, " (deleted)")
+        var extraBytes = 0
         if type == UInt32(STASIS_S_IFREG) && link[0] == UInt8(ascii: "/") && !isDeleted {
             record.kind = UInt32(STASIS_FD_REGULAR)
         } else if type == UInt32(STASIS_S_IFCHR) && isStatelessDevice(link, linkCount) {
             record.kind = UInt32(STASIS_FD_DEVICE)
+        } else if type == UInt32(STASIS_S_IFDIR) && link[0] == UInt8(ascii: "/") && !isDeleted {
+            record.kind = UInt32(STASIS_FD_DIRECTORY)
+        } else if type == 0o010000 /* S_IFIFO */ && startsWith(link, linkCount, "pipe:[") {
+            record.kind = UInt32(STASIS_FD_PIPE)
+            record.object_id = st.st_ino
+            record.object_flags = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_fcntl, Int(fd), 1032 /* F_GETPIPE_SZ */))
+            if !hasSeenPipe(st.st_ino) { extraBytes = try capturePipeBytes(fd) }
+        } else if linkEquals(link, linkCount, "anon_inode:[eventfd]") {
+            record.kind = UInt32(STASIS_FD_EVENTFD)
+            let info = try readInfo(fd)
+            record.object_id = info.hexField("eventfd-count:") ?? 0
+            record.object_flags = info.hexField("eventfd-semaphore:") == 1 ? STASIS_EVENTFD_SEMAPHORE : 0
+        } else if linkEquals(link, linkCount, "anon_inode:[timerfd]") {
+            record.kind = UInt32(STASIS_FD_TIMERFD)
+            let info = try readInfo(fd)
+            record.object_id = info.decimalField("clockid:") ?? 1
+            var timer = stasis_timerfd_state_t()
+            timer.ticks = info.decimalField("ticks:") ?? 0
+            (timer.value_sec, timer.value_nsec) = info.pairField("it_value:") ?? (0, 0)
+            (timer.interval_sec, timer.interval_nsec) = info.pairField("it_interval:") ?? (0, 0)
+            extraBuffer.storeBytes(of: timer, as: stasis_timerfd_state_t.self)
+            extraBytes = MemoryLayout<stasis_timerfd_state_t>.size
+        } else if linkEquals(link, linkCount, "anon_inode:[eventpoll]") {
+            record.kind = UInt32(STASIS_FD_EPOLL)
+            extraBytes = try captureEpollEntries(fd)
         } else if fd <= 2 {
             record.kind = UInt32(STASIS_FD_INHERIT)
         } else {
             throw FreezeFailure(step: .unsupportedFile, errno: RawErrno.notSupported, object: Int(fd))
         }
         record.path_bytes = UInt32(linkCount)
-        try image.writeRecord(kind: UInt32(STASIS_RECORD_FILE_DESCRIPTOR), fixed: &record, fixedBytes: MemoryLayout<stasis_file_descriptor_record_t>.size,
-                              tail: linkBuffer, tailBytes: linkCount)
+        record.extra_bytes = UInt32(extraBytes)
+        let fixedBytes = MemoryLayout<stasis_file_descriptor_record_t>.size
+        try image.beginRecord(kind: UInt32(STASIS_RECORD_FILE_DESCRIPTOR), payloadBytes: fixedBytes + linkCount + extraBytes)
+        try image.write(&record, fixedBytes)
+        try image.write(linkBuffer, linkCount)
+        if extraBytes > 0 { try image.write(extraBuffer, extraBytes) }
+        try image.endPayload()
+        try image.endRecord()
+    }
+
+    @_noAllocation @_noLocks
+    private mutating func hasSeenPipe(_ inode: UInt64) -> Bool {
+        for i in 0..<seenPipeCount where seenPipes[i] == inode { return true }
+        if seenPipeCount < Self.pipeCapacity {
+            seenPipes[seenPipeCount] = inode
+            seenPipeCount += 1
+        }
+        return false
+    }
+
+    /// The bytes buffered in a pipe, read through a fresh read end and written back through a fresh write
+    /// end (/proc/self/fd/N reopens the pipe either way), so the program loses nothing. Every thread is
+    /// frozen, so nobody reads or writes meanwhile.
+    @_noAllocation @_noLocks
+    private func capturePipeBytes(_ fd: Int32) throws(FreezeFailure) -> Int {
+        var path = TextBuffer(pathMemory, capacity: 64)
+        path.append("/proc/self/fd/")
+        path.append(decimal: Int(fd))
+        let nonblocking: Int32 = 0o4000
+        let reader = RawSyscall.open(path.cString, RawFlag.readOnly | nonblocking | RawFlag.closeOnExec)
+        if reader < 0 { throw FreezeFailure(step: .readPipe, errno: -reader, object: Int(fd)) }
+        defer { RawSyscall.close(Int32(reader)) }
+        var pending: Int32 = 0
+        let asked = withUnsafeMutablePointer(to: &pending) { pointer in
+            RawSyscall.call(STASIS_NR_ioctl, reader, 0x541B /* FIONREAD */, Int(bitPattern: pointer))
+        }
+        if asked < 0 { throw FreezeFailure(step: .readPipe, errno: -asked, object: Int(fd)) }
+        let count = Int(pending)
+        if count == 0 { return 0 }
+        guard count <= Self.extraCapacity else { throw FreezeFailure(step: .readPipe, errno: RawErrno.tooBig, object: Int(fd)) }
+        var got = 0
+        while got < count {
+            let n = RawSyscall.read(Int32(reader), extraBuffer + got, count - got)
+            if n == -RawErrno.interrupted { continue }
+            if n <= 0 { throw FreezeFailure(step: .readPipe, errno: n < 0 ? -n : RawErrno.invalid, object: Int(fd)) }
+            got += n
+        }
+        let writer = RawSyscall.open(path.cString, RawFlag.writeOnly | nonblocking | RawFlag.closeOnExec)
+        if writer < 0 { throw FreezeFailure(step: .readPipe, errno: -writer, object: Int(fd)) }
+        defer { RawSyscall.close(Int32(writer)) }
+        var put = 0
+        while put < count {
+            let n = RawSyscall.write(Int32(writer), extraBuffer + put, count - put)
+            if n == -RawErrno.interrupted { continue }
+            if n <= 0 { throw FreezeFailure(step: .readPipe, errno: n < 0 ? -n : RawErrno.invalid, object: Int(fd)) }
+            put += n
+        }
+        return count
+    }
+
+    /// /proc/self/fdinfo/N of an epoll instance: one "tfd: FD events: HEX data: HEX ..." line per registration.
+    @_noAllocation @_noLocks
+    private func captureEpollEntries(_ fd: Int32) throws(FreezeFailure) -> Int {
+        let info = try readInfo(fd)
+        let entries = extraBuffer.assumingMemoryBound(to: stasis_epoll_entry_t.self)
+        let capacity = Self.extraCapacity / MemoryLayout<stasis_epoll_entry_t>.stride
+        var count = 0
+        var cursor = ByteCursor(info.text, count: info.count)
+        while !cursor.atEnd {
+            let lineStart = cursor.index
+            cursor.skipPast(UInt8(ascii: "\n"))
+            var line = ByteCursor(info.text + lineStart, count: cursor.index - lineStart)
+            guard line.skipWord("tfd:") else { continue }
+            line.skip(UInt8(ascii: " "))
+            guard let target = line.decimal() else { continue }
+            line.skip(UInt8(ascii: " "))
+            guard line.skipWord("events:") else { continue }
+            line.skip(UInt8(ascii: " "))
+            guard let events = line.hex() else { continue }
+            line.skip(UInt8(ascii: " "))
+            guard line.skipWord("data:") else { continue }
+            line.skip(UInt8(ascii: " "))
+            guard let data = line.hex(), count < capacity else { continue }
+            entries[count] = stasis_epoll_entry_t(fd: Int32(truncatingIfNeeded: target),
+                                                  events: UInt32(truncatingIfNeeded: events), data: data)
+            count += 1
+        }
+        return count * MemoryLayout<stasis_epoll_entry_t>.stride
+    }
+
+    @_noAllocation @_noLocks
+    private func readInfo(_ fd: Int32) throws(FreezeFailure) -> FDInfo {
+        var path = TextBuffer(pathMemory, capacity: 64)
+        path.append("/proc/self/fdinfo/")
+        path.append(decimal: Int(fd))
+        let n = ProcFile.read(path.cString, into: infoBuffer, capacity: Self.infoCapacity)
+        if n < 0 { throw FreezeFailure(step: .readProc, errno: -n, object: Int(fd)) }
+        return FDInfo(text: infoBuffer.assumingMemoryBound(to: UInt8.self), count: n)
     }
 
     @_noAllocation @_noLocks
@@ -101,4 +233,68 @@ struct FileDescriptorDumper {
 func linkEquals(_ bytes: UnsafePointer<UInt8>, _ count: Int, _ text: StaticString) -> Bool {
     guard count == text.utf8CodeUnitCount else { return false }
     return endsWith(bytes, count, text)
+}
+
+@_noAllocation @_noLocks
+func startsWith(_ bytes: UnsafePointer<UInt8>, _ count: Int, _ prefix: StaticString) -> Bool {
+    let n = prefix.utf8CodeUnitCount
+    guard count >= n else { return false }
+    for i in 0..<n where bytes[i] != prefix.utf8Start[i] { return false }
+    return true
+}
+
+/// The text of /proc/self/fdinfo/N ("name:<spaces>value" lines).
+struct FDInfo {
+    let text: UnsafePointer<UInt8>
+    let count: Int
+
+    /// The decimal value after `name` at the start of a line.
+    @_noAllocation @_noLocks
+    func decimalField(_ name: StaticString) -> UInt64? {
+        guard var line = find(name) else { return nil }
+        guard let value = line.decimal(), value >= 0 else { return nil }
+        return UInt64(value)
+    }
+
+    /// "name: (A, B)" as two decimals.
+    @_noAllocation @_noLocks
+    func pairField(_ name: StaticString) -> (Int64, Int64)? {
+        guard var line = find(name), line.skipWord("("), let a = line.decimal(), line.skipWord(",") else { return nil }
+        line.skip(UInt8(ascii: " "))
+        guard let b = line.decimal() else { return nil }
+        return (a, b)
+    }
+
+    /// A cursor just past `name` and its blanks, on the line that starts with it.
+    @_noAllocation @_noLocks
+    func find(_ name: StaticString) -> ByteCursor? {
+        var cursor = ByteCursor(text, count: count)
+        while !cursor.atEnd {
+            let lineStart = cursor.index
+            cursor.skipPast(UInt8(ascii: "\n"))
+            var line = ByteCursor(text + lineStart, count: cursor.index - lineStart)
+            if line.skipWord(name) {
+                while line.current == UInt8(ascii: " ") || line.current == UInt8(ascii: "\t") { line.index += 1 }
+                return line
+            }
+        }
+        return nil
+    }
+
+    /// The hexadecimal value after `name` at the start of a line.
+    @_noAllocation @_noLocks
+    func hexField(_ name: StaticString) -> UInt64? {
+        var cursor = ByteCursor(text, count: count)
+        while !cursor.atEnd {
+            let lineStart = cursor.index
+            cursor.skipPast(UInt8(ascii: "\n"))
+            var line = ByteCursor(text + lineStart, count: cursor.index - lineStart)
+            if line.skipWord(name) {
+                line.skip(UInt8(ascii: " "))
+                line.skip(UInt8(ascii: "\t"))
+                return line.hex()
+            }
+        }
+        return nil
+    }
 }

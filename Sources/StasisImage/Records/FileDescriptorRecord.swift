@@ -1,11 +1,47 @@
 /// One open descriptor (stasis_file_descriptor_record_t) and its path.
 public struct FileDescriptorRecord: Equatable, Sendable {
-    public static let fixedSize = 64
+    public static let fixedSize = 80
+    public static let eventfdSemaphore: UInt32 = 1
 
     public enum Kind: UInt32, Sendable {
-        case inherit = 0  // fd 0-2 on a terminal, pipe or socket: takes restart's own
-        case regular = 1  // reopened by path at its offset
-        case device = 2   // /dev/null and friends, reopened by path
+        case inherit = 0    // fd 0-2 on a terminal, pipe or socket: takes restart's own
+        case regular = 1    // reopened by path at its offset
+        case device = 2     // /dev/null and friends, reopened by path
+        case directory = 3  // reopened by path at its offset
+        case pipe = 4       // objectID: the pipe's inode; the pipe's first record carries its bytes
+        case eventfd = 5    // objectID: counter; objectFlags: semaphore
+        case epoll = 6      // extra: one EpollEntry per registration
+        case timerfd = 7    // objectID: clock id; extra: TimerState
+    }
+
+    /// A timerfd's state (stasis_timerfd_state_t).
+    public struct TimerState: Equatable, Sendable {
+        public var ticks: UInt64 = 0
+        public var valueSeconds: Int64 = 0, valueNanoseconds: Int64 = 0
+        public var intervalSeconds: Int64 = 0, intervalNanoseconds: Int64 = 0
+    }
+
+    public var timerState: TimerState? {
+        guard kind == .timerfd else { return nil }
+        var reader = ByteReader(extra)
+        var state = TimerState()
+        guard let ticks = try? reader.read(UInt64.self), let vs = try? reader.read(Int64.self),
+            let vn = try? reader.read(Int64.self), let iS = try? reader.read(Int64.self), let iN = try? reader.read(Int64.self)
+        else { return nil }  // validated at decode: 40 bytes
+        (state.ticks, state.valueSeconds, state.valueNanoseconds, state.intervalSeconds, state.intervalNanoseconds) = (ticks, vs, vn, iS, iN)
+        return state
+    }
+
+    /// One registration of an epoll instance (stasis_epoll_entry_t).
+    public struct EpollEntry: Equatable, Sendable {
+        public var fd: Int32
+        public var events: UInt32
+        public var data: UInt64
+        public init(fd: Int32, events: UInt32, data: UInt64) {
+            self.fd = fd
+            self.events = events
+            self.data = data
+        }
     }
 
     public var fd: Int32 = 0
@@ -18,6 +54,23 @@ public struct FileDescriptorRecord: Equatable, Sendable {
     public var modificationNanoseconds: Int64 = 0
     public var mode: UInt32 = 0
     public var path: String = ""
+    public var objectID: UInt64 = 0
+    public var objectFlags: UInt32 = 0
+    /// Pipe: the buffered bytes. Epoll: the registrations, 16 bytes each.
+    public var extra: [UInt8] = []
+
+    /// An epoll record's registrations.
+    public var epollEntries: [EpollEntry] {
+        var reader = ByteReader(extra)
+        var entries: [EpollEntry] = []
+        while reader.remaining >= 16 {
+            guard let fd = try? reader.read(Int32.self), let events = try? reader.read(UInt32.self),
+                let data = try? reader.read(UInt64.self)
+            else { break }  // unreachable: 16 bytes remain
+            entries.append(EpollEntry(fd: fd, events: events, data: data))
+        }
+        return entries
+    }
 
     public init() {}
 
@@ -38,10 +91,17 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         modificationNanoseconds = try reader.read(Int64.self)
         mode = try reader.read(UInt32.self)
         let pathBytes = Int(try reader.read(UInt32.self))
+        objectID = try reader.read(UInt64.self)
+        objectFlags = try reader.read(UInt32.self)
+        let extraBytes = Int(try reader.read(UInt32.self))
         guard pathBytes <= 4096 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "path too long") }
         path = try reader.readString(pathBytes)
+        guard extraBytes <= 1 << 20, kind == .pipe || kind == .epoll || kind == .timerfd || extraBytes == 0,
+            kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40
+        else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
+        extra = try reader.readBytes(extraBytes)
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }
-        guard kind == .inherit || path.hasPrefix("/") else {
+        guard [.inherit, .pipe, .eventfd, .epoll, .timerfd].contains(kind) || path.hasPrefix("/") else {
             throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd) has no absolute path")
         }
     }
@@ -50,6 +110,8 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         writer.write(fd); writer.write(kind.rawValue); writer.write(statusFlags); writer.write(descriptorFlags)
         writer.write(offset); writer.write(device); writer.write(inode); writer.write(size)
         writer.write(modificationNanoseconds); writer.write(mode); writer.write(UInt32(path.utf8.count))
+        writer.write(objectID); writer.write(objectFlags); writer.write(UInt32(extra.count))
         writer.write(bytes: Array(path.utf8))
+        writer.write(bytes: extra)
     }
 }

@@ -14,38 +14,34 @@ final class Counter: @unchecked Sendable {
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
 signal(SIGTERM) { _ in stopRequested = 1 }
 
+let stopFlag = Counter()  // set by the main thread once the signal arrives; read by the workers
 let dispatched = Counter()
-let group = DispatchGroup()
-let queue = DispatchQueue(label: "work", attributes: .concurrent)
-for _ in 0..<4 {
-    queue.async(group: group) {
-        while stopRequested == 0 {
-            dispatched.add(1)
-            usleep(100)
-        }
-    }
+// A repeating Dispatch timer (timerfd + epoll inside libdispatch) on a serial queue.
+let queue = DispatchQueue(label: "work")
+let timer = DispatchSource.makeTimerSource(queue: queue)
+timer.schedule(deadline: .now(), repeating: .milliseconds(1))
+timer.setEventHandler { dispatched.add(1) }
+timer.resume()
+
+actor Ledger {
+    var entries = 0
+    func record() { entries += 1 }
 }
 
-actor Accumulator {
-    var total = 0
-    func add(_ n: Int) { total += n }
-}
-
-let accumulator = Accumulator()
+let ledger = Ledger()
+let asyncCount = Counter()
 let taskDone = DispatchSemaphore(value: 0)
 Task.detached {
-    await withTaskGroup(of: Int.self) { tasks in
-        for i in 0..<4 {
+    await withTaskGroup(of: Void.self) { tasks in
+        for _ in 0..<4 {
             tasks.addTask {
-                var local = 0
-                while stopRequested == 0 {
-                    local += i + 1
+                while stopFlag.current == 0 {
+                    asyncCount.add(1)
+                    await ledger.record()
                     try? await Task.sleep(nanoseconds: 200_000)
                 }
-                return local
             }
         }
-        for await partial in tasks { await accumulator.add(partial) }
     }
     taskDone.signal()
 }
@@ -54,14 +50,16 @@ usleep(200_000)
 print("READY")
 fflush(stdout)
 while stopRequested == 0 { usleep(1000) }
-group.wait()
+stopFlag.add(1)
+timer.cancel()
 taskDone.wait()
-let total = DispatchSemaphore(value: 0)
-nonisolated(unsafe) var result = 0
+let ledgerRead = DispatchSemaphore(value: 0)
+nonisolated(unsafe) var recorded = 0
 Task.detached {
-    result = await accumulator.total
-    total.signal()
+    recorded = await ledger.entries
+    ledgerRead.signal()
 }
-total.wait()
-print(dispatched.current > 0 && result > 0 ? "PASS dispatch \(dispatched.current) tasks \(result)" : "FAIL")
+ledgerRead.wait()
+let ok = dispatched.current > 0 && asyncCount.current > 0 && recorded == asyncCount.current
+print(ok ? "PASS dispatch \(dispatched.current) tasks \(recorded)" : "FAIL dispatch \(dispatched.current) tasks \(asyncCount.current) ledger \(recorded)")
 fflush(stdout)

@@ -1,0 +1,101 @@
+/* descriptors: kernel objects held across checkpoints, verified on SIGTERM.
+ *   - a pipe with 5000 buffered bytes (both ends in the process)
+ *   - a thread blocked in read() on an empty pipe, released after restart
+ *   - an eventfd in semaphore mode with a count of 3, nonblocking
+ *   - an epoll instance watching the data pipe and the eventfd, with user data
+ *   - a timerfd with a 1 ms interval that keeps firing
+ *   - a directory fd used with openat(), at a high fd number (1000)
+ * Prints READY, then PASS or FAIL <what>. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t terminate_requested;
+static void on_term(int signo) { (void)signo; terminate_requested = 1; }
+static int failures;
+static void fail(const char *what) { printf("FAIL %s (errno %d)\n", what, errno); fflush(stdout); failures++; }
+
+static int idle_pipe[2];
+static char idle_got[16];
+static void *idle_reader(void *arg) {
+    (void)arg;
+    ssize_t n = read(idle_pipe[0], idle_got, sizeof idle_got - 1);
+    if (n <= 0) idle_got[0] = '!';
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    signal(SIGTERM, on_term);
+    int data_pipe[2];
+    if (pipe(data_pipe) != 0 || pipe(idle_pipe) != 0) return 1;
+    char pattern[5000];
+    for (int i = 0; i < 5000; i++) pattern[i] = (char)('a' + i % 26);
+    if (write(data_pipe[1], pattern, sizeof pattern) != sizeof pattern) return 1;
+    pthread_t reader;
+    pthread_create(&reader, NULL, idle_reader, NULL);
+
+    int events = eventfd(3, EFD_SEMAPHORE | EFD_NONBLOCK);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0x1234};
+    epoll_ctl(ep, EPOLL_CTL_ADD, data_pipe[0], &ev);
+    ev.data.u64 = 0x5678;
+    epoll_ctl(ep, EPOLL_CTL_ADD, events, &ev);
+    int timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+    struct itimerspec spec = {.it_interval = {0, 1000000}, .it_value = {0, 1000000}};
+    timerfd_settime(timer, 0, &spec, NULL);
+    int dir = open(argv[1], O_RDONLY | O_DIRECTORY);
+    if (dup2(dir, 1000) != 1000) return 1;
+    close(dir);
+
+    printf("READY\n");
+    fflush(stdout);
+    while (!terminate_requested) usleep(1000);
+
+    /* epoll reports both, with their data */
+    struct epoll_event out[4];
+    int n = epoll_wait(ep, out, 4, 1000);
+    int saw_pipe = 0, saw_event = 0;
+    for (int i = 0; i < n; i++) {
+        if (out[i].data.u64 == 0x1234) saw_pipe = 1;
+        if (out[i].data.u64 == 0x5678) saw_event = 1;
+    }
+    if (!saw_pipe || !saw_event) fail("epoll registrations");
+    /* the buffered bytes, in order */
+    char got[5000];
+    size_t total = 0;
+    while (total < sizeof got) {
+        ssize_t r = read(data_pipe[0], got + total, sizeof got - total);
+        if (r <= 0) break;
+        total += (size_t)r;
+    }
+    if (total != sizeof got || memcmp(got, pattern, sizeof got) != 0) fail("pipe contents");
+    /* semaphore: three reads of 1, then EAGAIN */
+    uint64_t value = 0;
+    for (int i = 0; i < 3; i++)
+        if (read(events, &value, 8) != 8 || value != 1) fail("eventfd semaphore count");
+    if (read(events, &value, 8) != -1 || errno != EAGAIN) fail("eventfd nonblocking");
+    /* the timer keeps firing */
+    usleep(5000);
+    uint64_t ticks = 0;
+    if (read(timer, &ticks, 8) != 8 || ticks == 0) fail("timerfd interval");
+    /* openat through the directory fd */
+    int probe = openat(1000, "probe.txt", O_RDONLY);
+    if (probe < 0) fail("openat on the directory fd");
+    /* release the blocked reader */
+    if (write(idle_pipe[1], "wake", 4) != 4) fail("write to the idle pipe");
+    pthread_join(reader, NULL);
+    if (strcmp(idle_got, "wake") != 0) fail("reader blocked on an empty pipe");
+    if (!failures) printf("PASS\n");
+    fflush(stdout);
+    return failures ? 1 : 0;
+}
