@@ -50,7 +50,9 @@ final class ChildProcess {
         ChildRegistry.shared.add(child)
     }
 
-    func send(_ signal: Int32) { kill(pid, signal) }
+    func send(_ signal: Int32) {
+        if ChildRegistry.shared.contains(pid) { kill(pid, signal) }
+    }
 
     /// Waits up to `seconds`; SIGKILLs and fails the wait on timeout.
     @discardableResult
@@ -77,6 +79,7 @@ final class ChildProcess {
 
     /// Kills (SIGKILL) and reaps, so the PID is free at once (PID 1 reaps orphans late here).
     func killAndReap() {
+        guard ChildRegistry.shared.contains(pid) else { return }  // already reaped: the PID may be someone else's
         kill(pid, SIGKILL)
         var status: Int32 = 0
         _ = waitpid(pid, &status, 0)
