@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "CStasisABI"),
         .target(name: "CStasisShim", dependencies: ["CStasisABI"]),
         .target(name: "CStasisSpawn", dependencies: ["CStasisABI"]),
-        .target(name: "StasisImage"),
+        .target(name: "StasisImage", dependencies: ["CStasisABI"]),
         .target(name: "StasisProc", swiftSettings: [.unsafeFlags(["-wmo", "-num-threads", "1"])]),
         .target(name: "StasisSystem", dependencies: ["CStasisSpawn"]),
         .target(

@@ -10,6 +10,8 @@ let usage = """
       stasis checkpoint [--dir DIR] [--timeout SECONDS] [--json] PID
       stasis restart [--pid-file F] IMAGE
       stasis inspect [--json] IMAGE
+      stasis verify [--json] IMAGE...
+      stasis ls [--full] [--json] [DIR]
       stasis COMMAND --help
 
     A running program is checkpointed by `stasis checkpoint PID` or `kill -USR2 PID`.
@@ -30,6 +32,8 @@ func main() -> Int32 {
         case "checkpoint": try CheckpointCommand.main(arguments)
         case "restart": return try RestartCommand.main(arguments)
         case "inspect": try InspectCommand.main(arguments)
+        case "verify": try VerifyCommand.main(arguments)
+        case "ls": try ListCommand.main(arguments)
         case "--help", "-h", "help":
             printOut(usage)
         case "--version":

@@ -28,6 +28,20 @@ static int parse_signal(const char *text) {
     return value;
 }
 
+/* Scratch memory between two PROT_NONE guard pages: the kernel then never merges it with a
+ * neighbouring mapping (in this process or a restored one), so /proc/self/maps shows it as its own
+ * line and the agent can leave its contents out of images. */
+static void *map_scratch(size_t bytes) {
+    size_t page = 4096;
+    char *region = mmap(NULL, bytes + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (region == MAP_FAILED) return NULL;
+    if (mprotect(region + page, bytes, PROT_READ | PROT_WRITE) != 0) {
+        munmap(region, bytes + 2 * page);
+        return NULL;
+    }
+    return region + page;
+}
+
 __attribute__((constructor)) static void stasis_shim_init(void) {
     const char *dir = getenv("STASIS_DIR");
     if (dir && *dir && strlen(dir) < sizeof stasis_config.image_dir) {
@@ -42,11 +56,9 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
         stasis_config.trigger_signal = SIGUSR2;
     }
 
-    void *arena = mmap(NULL, STASIS_ARENA_BYTES, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    void *stack = mmap(NULL, STASIS_STACK_BYTES, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (arena == MAP_FAILED || stack == MAP_FAILED) {
+    void *arena = map_scratch(STASIS_ARENA_BYTES);
+    void *stack = map_scratch(STASIS_STACK_BYTES);
+    if (!arena || !stack) {
         static const char msg[] = "stasis: cannot map agent memory; checkpoints are disabled for this process\n";
         (void)!write(2, msg, sizeof msg - 1);
         return;

@@ -157,7 +157,18 @@ struct CheckpointJob {
         frozenAt = monotonicNanoseconds()
         threadCount = 1 + followers
         let state = capture.pointee.state
+        // The first free number: a restored process continues an old numbering, and never replaces an image.
         var sequence = state.pointee.sequence + 1
+        while true {
+            finalPath.removeAll()
+            appendImageName(&finalPath, sequence: sequence)
+            let exists = RawSyscall.call(STASIS_NR_newfstatat, -100, Int(bitPattern: finalPath.cString),
+                                         Int(bitPattern: scratch.bytes), 0x100 /* AT_SYMLINK_NOFOLLOW */)
+            if exists != 0 || sequence > state.pointee.sequence + 100_000 { break }
+            sequence += 1
+        }
+        // Before memory is written: the image holds its own number, and a restored process goes on from it.
+        state.pointee.sequence = sequence
 
         tempPath.append(bytes: directory.bytes, count: directory.count)
         tempPath.append("/.")
@@ -212,20 +223,11 @@ struct CheckpointJob {
         RawSyscall.close(imageFD)
         imageFD = -1
 
-        // Publish without replacing any image: a restored process continues an old numbering.
-        while true {
-            finalPath.removeAll()
-            appendImageName(&finalPath, sequence: sequence)
-            let renamed = RawSyscall.call(STASIS_NR_renameat2, -100, Int(bitPattern: tempPath.cString), -100,
-                                          Int(bitPattern: finalPath.cString), 1 /* RENAME_NOREPLACE */)
-            if renamed == 0 { break }
-            if renamed != -RawErrno.exists || sequence > state.pointee.sequence + 10_000 {
-                throw FreezeFailure(step: .renameImage, errno: -renamed)
-            }
-            sequence += 1
-        }
+        // Publish without replacing any image (EEXIST only if another writer took the name meanwhile).
+        let renamed = RawSyscall.call(STASIS_NR_renameat2, -100, Int(bitPattern: tempPath.cString), -100,
+                                      Int(bitPattern: finalPath.cString), 1 /* RENAME_NOREPLACE */)
+        if renamed != 0 { throw FreezeFailure(step: .renameImage, errno: -renamed) }
         tempPath.removeAll()
-        state.pointee.sequence = sequence
         let dirFD = RawSyscall.open(directory.cString, RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
         if dirFD >= 0 {
             _ = RawSyscall.call(STASIS_NR_fsync, dirFD)
@@ -295,8 +297,11 @@ struct CheckpointJob {
         let exeCount = RawSyscall.readlink(literal: "/proc/self/exe", scratch.bytes, scratch.capacity - 1)
         let programBytes = max(exeCount, 0)
         header.program_bytes = UInt32(programBytes)
-        try image.write(&header, MemoryLayout<stasis_image_header_t>.size)
-        try image.write(scratch.bytes, programBytes)
+        var crc = _unsafePerformance { stasis_crc32c_update(stasis_crc32c_begin(), &header, UInt(MemoryLayout<stasis_image_header_t>.size)) }
+        crc = _unsafePerformance { stasis_crc32c_end(stasis_crc32c_update(crc, scratch.bytes, UInt(programBytes))) }
+        header.header_crc = crc
+        try image.writeRaw(&header, MemoryLayout<stasis_image_header_t>.size)
+        try image.writeRaw(scratch.bytes, programBytes)
         try image.pad(to: 8)
         scratch.removeAll()
     }

@@ -42,7 +42,9 @@ public struct Image: Equatable, Sendable {
             throw .truncated(at: source.size)
         }
         var (header, programBytes) = try ImageHeader.decodeFixed(fixed)
-        header.program = String(decoding: try source.bytes(at: UInt64(ImageHeader.size), count: programBytes), as: UTF8.self)
+        let program = try source.bytes(at: UInt64(ImageHeader.size), count: programBytes)
+        try ImageHeader.verifyCRC(fixed: fixed, program: program, expected: header.headerCRC)
+        header.program = String(decoding: program, as: UTF8.self)
 
         var image = Image()
         image.header = header
@@ -77,7 +79,14 @@ public struct Image: Equatable, Sendable {
                 next = (payloadEnd + 7) & ~7
             }
             guard payloadEnd <= source.size else { throw .truncated(at: source.size) }
-            var reader = ByteReader(try source.bytes(at: payloadStart, count: Int(record.payloadBytes)), base: payloadStart)
+            let payload = try source.bytes(at: payloadStart, count: Int(record.payloadBytes))
+            guard record.computePayloadCRC(payload) == record.payloadCRC else {
+                throw .checksumMismatch("the record at byte \(offset)")
+            }
+            if record.dataBytes == 0 && record.dataCRC != 0 {
+                throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "data checksum without data")
+            }
+            var reader = ByteReader(payload, base: payloadStart)
             guard let kind = RecordKind(rawValue: record.kind) else {
                 image.unknownRecordCount += 1
                 offset = next
@@ -111,7 +120,8 @@ public struct Image: Equatable, Sendable {
             case .fileDescriptor:
                 image.fileDescriptors.append(try FileDescriptorRecord(decoding: &reader))
             case .memoryArea:
-                let area = try MemoryAreaRecord(decoding: &reader, header: record)
+                var area = try MemoryAreaRecord(decoding: &reader, header: record)
+                area.dataCRC = record.dataCRC
                 if let last = image.memoryAreas.last(where: { !$0.flags.contains(.vsyscall) }),
                     !area.flags.contains(.vsyscall), area.start < last.end
                 {
@@ -127,6 +137,27 @@ public struct Image: Equatable, Sendable {
             }
             offset = next
             count += 1
+        }
+    }
+
+    /// Reads every byte of page data and checks it against the records' CRCs (`stasis verify`).
+    /// `progress` gets the bytes checked so far.
+    public func verifyPageData(from source: ImageSource, progress: (UInt64) -> Void = { _ in }) throws(ImageError) {
+        var checked: UInt64 = 0
+        let chunk: UInt64 = 4 << 20
+        for area in memoryAreas where area.dataBytes > 0 {
+            var crc = CRC32C()
+            var offset: UInt64 = 0
+            while offset < area.dataBytes {
+                let count = Int(min(chunk, area.dataBytes - offset))
+                crc.update(try source.bytes(at: area.dataOffset + offset, count: count))
+                offset += UInt64(count)
+                checked += UInt64(count)
+                progress(checked)
+            }
+            guard crc.value == area.dataCRC else {
+                throw .checksumMismatch("the page data of area \(hex(area.start))-\(hex(area.end))")
+            }
         }
     }
 
@@ -169,8 +200,11 @@ public struct ImageEncoder {
         precondition(pageData.count % 4096 == 0)
         let payloadEnd = writer.bytes.count + RecordHeader.size + payload.count
         let dataOffset = pageData.isEmpty ? 0 : UInt64((payloadEnd + 4095) & ~4095)
-        RecordHeader(kind: kind.rawValue, payloadBytes: UInt32(payload.count), dataOffset: dataOffset,
-                     dataBytes: UInt64(pageData.count)).encode(into: &writer)
+        var header = RecordHeader(kind: kind.rawValue, payloadBytes: UInt32(payload.count), dataOffset: dataOffset,
+                                  dataBytes: UInt64(pageData.count))
+        header.payloadCRC = header.computePayloadCRC(payload)
+        header.dataCRC = pageData.isEmpty ? 0 : CRC32C.of(pageData)
+        header.encode(into: &writer)
         writer.write(bytes: payload)
         writer.pad(toMultipleOf: pageData.isEmpty ? 8 : 4096)
         writer.write(bytes: pageData)

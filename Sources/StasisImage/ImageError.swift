@@ -7,6 +7,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidHeader(String)
     case invalidRecord(RecordKind?, at: UInt64, reason: String)
     case missingRecord(String)
+    case checksumMismatch(String)
     case io(String)
 
     public var description: String {
@@ -20,6 +21,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
         case .invalidRecord(let kind, let at, let why):
             return "corrupt image: \(kind.map { "\($0)" } ?? "record") at byte \(at): \(why)"
         case .missingRecord(let what): return "incomplete image: no \(what) record"
+        case .checksumMismatch(let what): return "corrupt image: checksum mismatch in \(what)"
         case .io(let what): return what
         }
     }

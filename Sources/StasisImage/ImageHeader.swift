@@ -18,6 +18,9 @@ public struct ImageHeader: Equatable, Sendable {
     public var timeNanoseconds: UInt64 = 0
     public var kernelRelease: String = ""
     public var program: String = ""
+    /// CRC32C of the header (with this field as 0) and the program path.
+    public var headerCRC: UInt32 = 0
+    public static let crcOffset = 140
 
     public init() {}
 
@@ -58,8 +61,18 @@ public struct ImageHeader: Equatable, Sendable {
         header.kernelRelease = try reader.readFixedString(72)
         let programBytes = Int(try reader.read(UInt32.self))
         guard programBytes <= maxProgramBytes else { throw .invalidHeader("program path of \(programBytes) bytes") }
-        _ = try reader.read(UInt32.self)
+        header.headerCRC = try reader.read(UInt32.self)
         return (header, programBytes)
+    }
+
+    /// Checks `headerCRC` against the fixed bytes and the program path.
+    public static func verifyCRC(fixed: [UInt8], program: [UInt8], expected: UInt32) throws(ImageError) {
+        var bytes = Array(fixed.prefix(size))
+        for i in crcOffset..<crcOffset + 4 { bytes[i] = 0 }
+        var crc = CRC32C()
+        crc.update(bytes)
+        crc.update(program)
+        guard crc.value == expected else { throw .checksumMismatch("the header") }
     }
 
     public func encode(into writer: inout ByteWriter) {
@@ -77,7 +90,14 @@ public struct ImageHeader: Equatable, Sendable {
         writer.write(timeNanoseconds)
         writer.writeFixedString(kernelRelease, count: 72)
         writer.write(UInt32(program.utf8.count))
-        writer.write(UInt32(0))
+        let start = writer.bytes.count - ImageHeader.crcOffset
+        var fixed = ByteWriter()
+        fixed.write(bytes: Array(writer.bytes[start...]))
+        fixed.write(UInt32(0))
+        var crc = CRC32C()
+        crc.update(fixed.bytes)
+        crc.update(Array(program.utf8))
+        writer.write(crc.value)
         writer.write(bytes: Array(program.utf8))
         writer.pad(toMultipleOf: 8)
     }

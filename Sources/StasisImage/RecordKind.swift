@@ -15,13 +15,17 @@ public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
     }
 }
 
-/// The 24-byte header in front of every record (stasis_record_header_t).
+/// The 32-byte header in front of every record (stasis_record_header_t).
 public struct RecordHeader: Equatable, Sendable {
-    public static let size = 24
+    public static let size = 32
+    /// Bytes of the header covered by `payloadCRC` (the fields before the CRCs).
+    public static let checkedBytes = 24
     public var kind: UInt32
     public var payloadBytes: UInt32
     public var dataOffset: UInt64
     public var dataBytes: UInt64
+    public var payloadCRC: UInt32 = 0
+    public var dataCRC: UInt32 = 0
 
     public init(kind: UInt32, payloadBytes: UInt32, dataOffset: UInt64 = 0, dataBytes: UInt64 = 0) {
         self.kind = kind
@@ -35,6 +39,8 @@ public struct RecordHeader: Equatable, Sendable {
         payloadBytes = try reader.read(UInt32.self)
         dataOffset = try reader.read(UInt64.self)
         dataBytes = try reader.read(UInt64.self)
+        payloadCRC = try reader.read(UInt32.self)
+        dataCRC = try reader.read(UInt32.self)
     }
 
     public func encode(into writer: inout ByteWriter) {
@@ -42,5 +48,17 @@ public struct RecordHeader: Equatable, Sendable {
         writer.write(payloadBytes)
         writer.write(dataOffset)
         writer.write(dataBytes)
+        writer.write(payloadCRC)
+        writer.write(dataCRC)
+    }
+
+    /// CRC32C of the checked header fields followed by `payload`.
+    public func computePayloadCRC(_ payload: [UInt8]) -> UInt32 {
+        var writer = ByteWriter()
+        encode(into: &writer)
+        var crc = CRC32C()
+        crc.update(Array(writer.bytes.prefix(RecordHeader.checkedBytes)))
+        crc.update(payload)
+        return crc.value
     }
 }

@@ -75,6 +75,7 @@ int rst_pread_all(int fd, void *buffer, uint64_t count, uint64_t offset);
 typedef int (*rst_record_fn)(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);
 void rst_read_header(struct rst_args *args);
 void rst_for_each_record(struct rst_args *args, rst_record_fn fn);
+uint32_t rst_crc_of_file(struct rst_args *args, uint32_t crc, uint64_t offset, uint64_t count);
 
 /* rst_memory.c */
 void rst_read_current_maps(struct rst_args *args);

@@ -18,6 +18,24 @@ void rst_read_header(struct rst_args *args) {
     if (args->header.header_bytes != sizeof(stasis_image_header_t) || args->header.program_bytes > STASIS_MAX_PATH)
         rst_fail(args, "corrupt image header", 0);
     args->first_record = (sizeof(stasis_image_header_t) + args->header.program_bytes + 7) & ~7ul;
+    stasis_image_header_t copy = args->header;
+    copy.header_crc = 0;
+    uint32_t crc = stasis_crc32c_update(stasis_crc32c_begin(), &copy, sizeof copy);
+    crc = stasis_crc32c_end(rst_crc_of_file(args, crc, sizeof copy, args->header.program_bytes));
+    if (crc != args->header.header_crc) rst_fail(args, "image header checksum mismatch", crc);
+}
+
+/* Continues `crc` over `count` bytes of the image at `offset`. */
+uint32_t rst_crc_of_file(struct rst_args *args, uint32_t crc, uint64_t offset, uint64_t count) {
+    unsigned char buffer[4096];
+    while (count > 0) {
+        uint64_t n = count < sizeof buffer ? count : sizeof buffer;
+        if (rst_pread_all(args->image_fd, buffer, n, offset) < 0) rst_fail(args, "image read failed at", offset);
+        crc = stasis_crc32c_update(crc, buffer, n);
+        offset += n;
+        count -= n;
+    }
+    return crc;
 }
 
 /* Calls fn for every record before END; fails on any inconsistency. */
@@ -41,6 +59,9 @@ void rst_for_each_record(struct rst_args *args, rst_record_fn fn) {
             next = (payload_end + 7) & ~7ul;
         }
         if (payload_end > args->image_size || next > args->image_size) rst_fail(args, "record out of bounds at", offset);
+        uint32_t crc = stasis_crc32c_update(stasis_crc32c_begin(), &record, STASIS_RECORD_CRC_OFFSET);
+        crc = stasis_crc32c_end(rst_crc_of_file(args, crc, offset + sizeof record, record.payload_bytes));
+        if (crc != record.payload_crc) rst_fail(args, "record checksum mismatch at", offset);
         if (record.kind == STASIS_RECORD_END) {
             stasis_end_record_t end;
             if (record.payload_bytes != sizeof end || rst_pread_all(args->image_fd, &end, sizeof end, offset + sizeof record) < 0 ||

@@ -299,6 +299,7 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     uint64_t area_pages = (area.end - area.start) / RST_PAGE;
     uint64_t data = record->data_offset;
     uint64_t stored = 0;
+    uint32_t crc = stasis_crc32c_begin();
     stasis_page_run_t runs[256];
     for (uint64_t i = 0; i < area.run_count; i += 256) {
         uint64_t batch = area.run_count - i < 256 ? area.run_count - i : 256;
@@ -308,13 +309,17 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
             if (runs[j].first_page >= area_pages || runs[j].page_count > area_pages - runs[j].first_page) return -1;
             uint64_t bytes = runs[j].page_count * RST_PAGE;
             if (stored + bytes > record->data_bytes) return -1;
-            int err = rst_pread_all(args->image_fd, (void *)(area.start + runs[j].first_page * RST_PAGE), bytes, data);
+            void *into = (void *)(area.start + runs[j].first_page * RST_PAGE);
+            int err = rst_pread_all(args->image_fd, into, bytes, data);
             if (err < 0) rst_fail(args, "cannot read page data for area", area.start);
+            crc = stasis_crc32c_update(crc, into, bytes);
             data += bytes;
             stored += bytes;
         }
     }
     if (stored != record->data_bytes) return -1;
+    if (stored && stasis_crc32c_end(crc) != record->data_crc)
+        rst_fail(args, "page data checksum mismatch for area", area.start);
     if (area.run_count) { /* mapped writable for the reads above */
         long r = stasis_syscall3(STASIS_NR_mprotect, (long)area.start, (long)(area.end - area.start), (long)area.prot);
         if (r < 0) rst_fail(args, "cannot protect memory area", area.start);

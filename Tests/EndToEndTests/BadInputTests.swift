@@ -1,4 +1,5 @@
 import Glibc
+import StasisImage
 import Testing
 
 /// `stasis restart` of bad input: one line on stderr, the documented exit code, no crash, nothing started.
@@ -53,9 +54,26 @@ struct BadInputTests {
     @Test func anImageUsingACPUFeatureThisMachineLacksIsRefused() throws {
         let scratch = Scratch()
         var image = try realImage(scratch)
-        // Header XCR0 (offset 24): claim AMX tile state (bits 17, 18), which no CPU here enables.
+        // Header XCR0 (offset 24): claim AMX tile state (bits 17, 18), which no CPU here enables, and
+        // reseal the header so that the checksum is right and only the CPU check can refuse it.
         image[24 + 2] |= 0x06
+        resealHeader(&image)
         expectCleanError(try restart(image, scratch), code: 4, mentioning: "AMX")
+    }
+
+    @Test func aFlippedBitAnywhereIsRefusedBeforeAnythingStarts() throws {
+        let scratch = Scratch()
+        let image = try realImage(scratch)
+        // The header, a record header, a payload, page data, the END record.
+        for offset in [30, 200, 300, 2000, image.count / 2, image.count - 20] {
+            var corrupt = image
+            corrupt[offset] ^= 0x10
+            let (status, output) = try restart(corrupt, scratch)
+            #expect(status == 3 || status == 9, "byte \(offset): exit \(status): \(output)")
+            #expect(output.contains("checksum") || output.contains("corrupt") || output.contains("image"),
+                    "byte \(offset): \(output)")
+            #expect(output.split(separator: "\n").count == 1, "byte \(offset): \(output)")
+        }
     }
 }
 
@@ -88,6 +106,18 @@ func opendirNames(_ path: String) -> [String] {
         names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
     }
     return names
+}
+
+/// Recomputes the header CRC (stasis_image_header_t.header_crc) after a test edited the header.
+func resealHeader(_ image: inout [UInt8]) {
+    let programBytes = Int(image[136]) | Int(image[137]) << 8 | Int(image[138]) << 16 | Int(image[139]) << 24
+    var fixed = Array(image[0..<144])
+    for i in 140..<144 { fixed[i] = 0 }
+    var crc = CRC32C()
+    crc.update(fixed)
+    crc.update(Array(image[144..<144 + programBytes]))
+    let value = crc.value
+    for i in 0..<4 { image[140 + i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
 }
 
 func readBytes(_ path: String) throws -> [UInt8] {

@@ -41,7 +41,7 @@ typedef struct stasis_image_header {
     uint64_t time_ns;          /* CLOCK_REALTIME at the checkpoint */
     char kernel_release[72];   /* uname -r, NUL padded */
     uint32_t program_bytes;    /* length of the program path that follows the header */
-    uint32_t reserved;
+    uint32_t header_crc;       /* CRC32C of the header (this field as 0) and the program path */
 } stasis_image_header_t;
 _Static_assert(sizeof(stasis_image_header_t) == 144, "image ABI: stasis_image_header_t");
 
@@ -61,8 +61,12 @@ typedef struct stasis_record_header {
     uint32_t payload_bytes; /* bytes of payload after this header, before padding to 8 */
     uint64_t data_offset;   /* absolute file offset of bulk data (page aligned), or 0 */
     uint64_t data_bytes;    /* bytes of bulk data; multiple of the page size */
+    uint32_t payload_crc;   /* CRC32C of the four fields above and the payload (not the padding) */
+    uint32_t data_crc;      /* CRC32C of the bulk data (0 when there is none) */
 } stasis_record_header_t;
-_Static_assert(sizeof(stasis_record_header_t) == 24, "image ABI: stasis_record_header_t");
+_Static_assert(sizeof(stasis_record_header_t) == 32, "image ABI: stasis_record_header_t");
+#define STASIS_RECORD_CRC_OFFSET 24 /* payload_crc, data_crc: filled in when the record is complete */
+#define STASIS_HEADER_CRC_OFFSET 140
 
 /* END: the last record. Its presence and counts prove the file is complete. */
 typedef struct stasis_end_record {
@@ -246,5 +250,24 @@ typedef struct stasis_agent_state {
 #define STASIS_FP_XSTATE_MAGIC1 0x46505853u
 #define STASIS_FP_XSTATE_MAGIC2 0x46505845u
 #define STASIS_FP_SW_BYTES_OFFSET 464
+
+/* CRC32C (Castagnoli), as iSCSI and ext4 use it: start with stasis_crc32c_begin(), feed bytes,
+ * finish with stasis_crc32c_end(). SSE4.2 instructions; every x86-64 CPU since 2008 has them. */
+static inline uint32_t stasis_crc32c_begin(void) { return 0xffffffffu; }
+static inline uint32_t stasis_crc32c_end(uint32_t crc) { return crc ^ 0xffffffffu; }
+__attribute__((target("sse4.2"))) static inline uint32_t stasis_crc32c_update(uint32_t crc, const void *data,
+                                                                                unsigned long count) {
+    const unsigned char *p = (const unsigned char *)data;
+    uint64_t c = crc;
+    while (count >= 8) {
+        uint64_t v;
+        __builtin_memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        count -= 8;
+    }
+    while (count--) c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+    return (uint32_t)c;
+}
 
 #endif

@@ -2,7 +2,9 @@
 import CStasisABI
 
 /// Streams records into an open image file, tracking the offset so that each record's page data
-/// lands on a page boundary (the restorer can map it, Docs/IMAGE-FORMAT.md).
+/// lands on a page boundary (the restorer can map it, Docs/IMAGE-FORMAT.md), and the CRC32C of each
+/// record's header fields, payload and data. The CRCs go into the record header with one pwrite once
+/// the record is complete.
 struct ImageFile {
     let fd: Int32
     private(set) var offset: UInt64 = 0
@@ -10,6 +12,10 @@ struct ImageFile {
     private var pendingPayloadEnd: UInt64 = 0
     private var pendingDataOffset: UInt64 = 0
     private var pendingDataBytes: UInt64 = 0
+    private var recordOffset: UInt64 = 0
+    private var payloadCRC: UInt32 = 0
+    private var dataCRC: UInt32 = 0
+    private var inData = false
     /// One page of zeros (from the arena) for padding.
     let zeros: UnsafeRawPointer
 
@@ -19,8 +25,19 @@ struct ImageFile {
         self.zeros = zeros
     }
 
+    /// Writes bytes that belong to the current record's payload or data (they count in its CRC).
     @_noAllocation @_noLocks
     mutating func write(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
+        if inData {
+            dataCRC = _unsafePerformance { stasis_crc32c_update(dataCRC, bytes, UInt(count)) }
+        } else {
+            payloadCRC = _unsafePerformance { stasis_crc32c_update(payloadCRC, bytes, UInt(count)) }
+        }
+        try writeRaw(bytes, count)
+    }
+
+    @_noAllocation @_noLocks
+    mutating func writeRaw(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
         var done = 0
         while done < count {
             let n = RawSyscall.write(fd, bytes + done, count - done)
@@ -32,12 +49,24 @@ struct ImageFile {
         offset += UInt64(count)
     }
 
+    /// pwrite at an earlier offset (CRC fields), without moving the stream.
+    @_noAllocation @_noLocks
+    func patch(_ bytes: UnsafeRawPointer, _ count: Int, at position: UInt64) throws(FreezeFailure) {
+        var done = 0
+        while done < count {
+            let n = RawSyscall.call(STASIS_NR_pwrite64, Int(fd), Int(bitPattern: bytes + done), count - done,
+                                    Int(position) + done)
+            if n == -RawErrno.interrupted { continue }
+            if n <= 0 { throw FreezeFailure(step: .writeImage, errno: n < 0 ? -n : RawErrno.noSpace) }
+            done += n
+        }
+    }
 
     @_noAllocation @_noLocks
     mutating func pad(to boundary: UInt64) throws(FreezeFailure) {
         while offset % boundary != 0 {
             let gap = boundary - offset % boundary
-            try write(zeros, Int(min(gap, UInt64(STASIS_PAGE_SIZE))))
+            try writeRaw(zeros, Int(min(gap, UInt64(STASIS_PAGE_SIZE))))
         }
     }
 
@@ -47,18 +76,24 @@ struct ImageFile {
     mutating func beginRecord(kind: UInt32, payloadBytes: Int, dataBytes: UInt64 = 0) throws(FreezeFailure) {
         let payloadEnd = offset + UInt64(MemoryLayout<stasis_record_header_t>.size) + UInt64(payloadBytes)
         let page = UInt64(STASIS_PAGE_SIZE)
+        recordOffset = offset
         pendingPayloadEnd = payloadEnd
         pendingDataBytes = dataBytes
         pendingDataOffset = dataBytes > 0 ? (payloadEnd + page - 1) / page * page : 0
         var header = stasis_record_header_t(
-            kind: kind, payload_bytes: UInt32(payloadBytes), data_offset: pendingDataOffset, data_bytes: dataBytes)
-        try write(&header, MemoryLayout<stasis_record_header_t>.size)
+            kind: kind, payload_bytes: UInt32(payloadBytes), data_offset: pendingDataOffset, data_bytes: dataBytes,
+            payload_crc: 0, data_crc: 0)
+        inData = false
+        payloadCRC = _unsafePerformance { stasis_crc32c_update(stasis_crc32c_begin(), &header, UInt(STASIS_RECORD_CRC_OFFSET)) }
+        dataCRC = _unsafePerformance { stasis_crc32c_begin() }
+        try writeRaw(&header, MemoryLayout<stasis_record_header_t>.size)
     }
 
     @_noAllocation @_noLocks
     mutating func endPayload() throws(FreezeFailure) {
         guard offset == pendingPayloadEnd else { throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid) }
         try pad(to: pendingDataBytes > 0 ? UInt64(STASIS_PAGE_SIZE) : 8)
+        inData = true
     }
 
     @_noAllocation @_noLocks
@@ -66,6 +101,11 @@ struct ImageFile {
         if pendingDataBytes > 0 && offset != pendingDataOffset + pendingDataBytes {
             throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid)
         }
+        var crcs: (UInt32, UInt32) = _unsafePerformance {
+            (stasis_crc32c_end(payloadCRC), pendingDataBytes > 0 ? stasis_crc32c_end(dataCRC) : 0)
+        }
+        try patch(&crcs, 8, at: recordOffset + UInt64(STASIS_RECORD_CRC_OFFSET))
+        inData = false
         recordCount += 1
     }
 

@@ -40,6 +40,7 @@ public struct MemoryAreaRecord: Equatable, Sendable {
     /// Where the runs' pages are in the file (from the record header).
     public var dataOffset: UInt64 = 0
     public var dataBytes: UInt64 = 0
+    public var dataCRC: UInt32 = 0
 
     public init() {}
 

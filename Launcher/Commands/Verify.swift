@@ -1,0 +1,129 @@
+import Glibc
+import StasisImage
+
+/// `stasis verify IMAGE`: every check a restart makes, and every byte's checksum, without restoring.
+enum VerifyCommand {
+    static let help = """
+        usage: stasis verify [--json] IMAGE...
+
+        Checks each image completely without restoring it: header, every record's checksum and fields,
+        and the checksum of all page data. Exit 0 when all verify, 3 otherwise. Progress goes to stderr
+        on a terminal.
+        """
+
+    static func main(_ arguments: [String]) throws(LauncherError) {
+        let options = try OptionParser(arguments, valued: [], flags: ["--help", "--json"], command: "verify")
+        if options.flags.contains("--help") {
+            printOut(help)
+            return
+        }
+        guard !options.positional.isEmpty else { throw LauncherError(.usage, "verify needs an IMAGE") }
+        var failed: LauncherError?
+        for path in options.positional {
+            do throws(LauncherError) {
+                let (image, size) = try verify(path, showProgress: isatty(2) != 0)
+                if options.flags.contains("--json") {
+                    printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes)}")
+                } else {
+                    printOut("\(path): ok (\(image.memoryAreas.count) memory areas, \(image.threads.count) threads, \(image.storedBytes) bytes of pages)")
+                }
+            } catch {
+                if options.flags.contains("--json") {
+                    printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": false, \"error\": \"\(jsonEscape(error.message))\"}")
+                } else if options.positional.count > 1 {
+                    printError("stasis: \(error.message)")
+                }
+                failed = error
+            }
+        }
+        guard let failed else { return }
+        if options.positional.count == 1 && !options.flags.contains("--json") { throw failed }
+        throw LauncherError(failed.code, "some images did not verify")
+    }
+
+    static func verify(_ path: String, showProgress: Bool) throws(LauncherError) -> (Image, UInt64) {
+        let source = try FileImageSource(path: path)
+        let image = try source.decode()
+        let total = max(image.storedBytes, 1)
+        var lastShown: UInt64 = 0
+        do {
+            try image.verifyPageData(from: source) { checked in
+                guard showProgress, checked - lastShown >= 64 << 20 || checked == total else { return }
+                lastShown = checked
+                printError("\r\(path): \(checked * 100 / total)% of \(total >> 20) MiB checked")
+            }
+        } catch {
+            throw LauncherError(.badImage, "\(path): \(error)")
+        }
+        if showProgress && lastShown > 0 { printError("") }
+        return (image, source.size)
+    }
+}
+
+/// `stasis ls [DIR]`: the images in a directory, newest last, with whether each one's records verify.
+enum ListCommand {
+    static let help = """
+        usage: stasis ls [--full] [--json] [DIR]
+
+        Lists the *.stasis images in DIR (default: the current directory), oldest first: program, PID,
+        checkpoint number, time, size, and whether the image verifies (records only; --full also checks
+        every page's checksum, which reads the whole image).
+        """
+
+    static func main(_ arguments: [String]) throws(LauncherError) {
+        let options = try OptionParser(arguments, valued: [], flags: ["--help", "--json", "--full"], command: "ls")
+        if options.flags.contains("--help") {
+            printOut(help)
+            return
+        }
+        let directory = options.positional.first ?? "."
+        guard let dir = opendir(directory) else {
+            throw LauncherError(.usage, "cannot read directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name.hasSuffix(".stasis") && !name.hasPrefix(".") { names.append(name) }
+        }
+        closedir(dir)
+        var rows: [(time: UInt64, line: String)] = []
+        for name in names {
+            let path = directory == "." ? name : directory + "/" + name
+            var status = "ok"
+            var header: ImageHeader?
+            var size: UInt64 = 0
+            do throws(LauncherError) {
+                if options.flags.contains("--full") {
+                    let (image, bytes) = try VerifyCommand.verify(path, showProgress: false)
+                    header = image.header
+                    size = bytes
+                } else {
+                    let source = try FileImageSource(path: path)
+                    size = source.size
+                    header = try source.decode().header
+                }
+            } catch {
+                status = "CORRUPT: " + error.message
+            }
+            let time = header?.timeNanoseconds ?? 0
+            if options.flags.contains("--json") {
+                rows.append((time, "{\"image\": \"\(jsonEscape(path))\", \"program\": \"\(jsonEscape(header?.program ?? ""))\", "
+                    + "\"pid\": \(header?.pid ?? 0), \"sequence\": \(header?.sequence ?? 0), \"time_ns\": \(time), "
+                    + "\"size\": \(size), \"ok\": \(status == "ok")}"))
+            } else {
+                rows.append((time, "\(name)  \(header?.program ?? "?")  pid \(header?.pid ?? 0)  #\(header?.sequence ?? 0)  "
+                    + "\(formatTime(time))  \(size) bytes  \(status)"))
+            }
+        }
+        for row in rows.sorted(by: { $0.time < $1.time }) { printOut(row.line) }
+    }
+
+    static func formatTime(_ nanoseconds: UInt64) -> String {
+        var seconds = time_t(nanoseconds / 1_000_000_000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var buffer = [CChar](repeating: 0, count: 32)
+        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+        return String(cString: buffer)
+    }
+}
