@@ -6,7 +6,7 @@ let usage = """
     stasis: transparent checkpoint/restart for Linux x86-64 programs
 
     usage:
-      stasis run [--dir DIR] [--signal SIG] [--pid-file F] -- PROGRAM ARGS...
+      stasis run [--dir DIR] [--signal SIG] [--keep N] [--pid-file F] -- PROGRAM ARGS...
       stasis checkpoint [--dir DIR] [--timeout SECONDS] [--json] PID
       stasis restart [--pid-file F] IMAGE
       stasis inspect [--json] IMAGE
@@ -16,7 +16,8 @@ let usage = """
 
     A running program is checkpointed by `stasis checkpoint PID` or `kill -USR2 PID`.
     Exit codes: 0 ok, 1 failure, 2 usage, 3 bad image, 4 incompatible machine, 5 files changed,
-    6 no such process, 7 checkpoint failed, 8 timeout, 9 restore failed, 127 cannot execute.
+    6 no such process, 7 checkpoint failed, 8 timeout, 9 restore failed, 10 permission denied,
+    127 cannot execute.
     """
 
 func main() -> Int32 {

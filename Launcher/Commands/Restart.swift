@@ -30,6 +30,7 @@ enum RestartCommand {
         }
         let source = try FileImageSource(path: options.positional[0])
         let image = try source.decode()
+        try checkOwnership(image, source)
         try MachineCheck.check(image)
         try FileCheck.check(image)
         let restorer = Installation.restorer
@@ -97,6 +98,21 @@ enum RestartCommand {
         }
         if let pidFile = options.values["--pid-file"] { try writePIDFile(pidFile, pid) }
         return forwardSignals(to: pid, blocked: blocked)
+    }
+
+    /// Restart never raises privileges: an image must be the caller's (file and process), unless root.
+    static func checkOwnership(_ image: Image, _ source: FileImageSource) throws(LauncherError) {
+        let caller = getuid()
+        guard caller != 0 else { return }
+        let owner = (try? source.descriptor.status().st_uid) ?? caller  // fstat of an open fd does not fail here
+        guard owner == caller else {
+            throw LauncherError(.permissionDenied, "\(source.path) belongs to uid \(owner); only its owner or root may restart it")
+        }
+        let p = image.process
+        guard p.uid == caller, p.euid == caller else {
+            throw LauncherError(.permissionDenied,
+                                "the image is of a process with uid \(p.uid)/euid \(p.euid); restarting it as uid \(caller) is refused")
+        }
     }
 
     /// Waits for the program, passing on signals sent to us; returns its exit status, or re-raises its

@@ -12,6 +12,7 @@ enum ExitCode: Int32 {
     case checkpointFailed = 7   // the agent could not write the image
     case timeout = 8            // checkpoint: no answer in time
     case restoreFailed = 9      // the restorer could not rebuild the process
+    case permissionDenied = 10  // restart: the image is another user's, or of a more privileged process
     case cannotExecute = 127    // run: PROGRAM could not be executed
 }
 

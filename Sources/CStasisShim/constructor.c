@@ -28,6 +28,7 @@ static int parse_signal(const char *text) {
     return value;
 }
 
+
 /* Scratch memory between two PROT_NONE guard pages: the kernel then never merges it with a
  * neighbouring mapping (in this process or a restored one), so /proc/self/maps shows it as its own
  * line and the agent can leave its contents out of images. */
@@ -48,6 +49,12 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
         strcpy(stasis_config.image_dir, dir);
     } else if (!getcwd(stasis_config.image_dir, sizeof stasis_config.image_dir)) {
         strcpy(stasis_config.image_dir, "/tmp");
+    }
+    const char *keep = getenv("STASIS_KEEP");
+    if (keep) {
+        long n = 0;
+        for (const char *p = keep; *p >= '0' && *p <= '9' && n < 1000000; p++) n = n * 10 + (*p - '0');
+        stasis_config.keep = (uint32_t)n;
     }
     const char *sig = getenv("STASIS_SIGNAL");
     stasis_config.trigger_signal = sig ? parse_signal(sig) : 0;

@@ -234,7 +234,25 @@ struct CheckpointJob {
             RawSyscall.close(Int32(dirFD))
         }
         updateLatestLink()
+        removeOldImages(newest: sequence)
         publishedAt = monotonicNanoseconds()
+    }
+
+    /// --keep N: once the new image is safe, remove this process's images numbered N or more below it.
+    /// Only names this agent writes (COMM-PID-SEQ.stasis) are touched.
+    @_noAllocation @_noLocks
+    private mutating func removeOldImages(newest: UInt64) {
+        let keep = UInt64(capture.pointee.config.pointee.keep)
+        guard keep > 0, newest > keep else { return }
+        var old = newest - keep
+        var misses = 0
+        while old > 0 && misses < 64 {  // earlier numbers may be gone already; stop after a run of gaps
+            scratch.removeAll()
+            appendImageName(&scratch, sequence: old)
+            if RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: scratch.cString)) == 0 { misses = 0 } else { misses += 1 }
+            old -= 1
+        }
+        scratch.removeAll()
     }
 
     /// DIR/COMM-PID.latest -> COMM-PID-SEQ.stasis (best effort: the image is already safe).

@@ -17,7 +17,7 @@
 typedef struct stasis_agent_config {
     char image_dir[STASIS_MAX_PATH]; /* STASIS_DIR, else cwd at load */
     int32_t trigger_signal;          /* STASIS_SIGNAL, else SIGUSR2 */
-    uint32_t reserved;
+    uint32_t keep;                   /* STASIS_KEEP: newest images kept per process, 0 = all */
     uint64_t arena_start, arena_bytes; /* scratch memory: mapped in images, contents not stored */
     uint64_t stack_start, stack_bytes; /* the handler's own stack: likewise */
     uint64_t slots_start;              /* capture slots for followers, at the start of the arena */

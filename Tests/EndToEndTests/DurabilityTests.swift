@@ -1,0 +1,122 @@
+import Glibc
+import StasisImage
+import Testing
+
+/// Images users can trust: a killed checkpoint never damages the previous image; a full disk fails
+/// cleanly; --keep removes old images only after a newer one is complete; images are 0600 and the
+/// launcher refuses another user's.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct DurabilityTests {
+    func startCounter(_ scratch: Scratch, mebibytes: Int, extra: [String] = [], directory: String? = nil)
+        throws -> (ChildProcess, String)
+    {
+        let binary = scratch.file("counter")
+        if access(binary, X_OK) != 0 { _ = try compileFixture("counter", into: scratch.path) }
+        let input = scratch.file("input.txt")
+        if access(input, F_OK) != 0 { try "12345678".write(toFile: input) }  // unchanged, or restart refuses it
+        let output = scratch.file("counter-\(UInt32.random(in: 0...UInt32.max)).out")
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", directory ?? scratch.path] + extra
+                                     + ["--", binary, String(mebibytes), input], outputPath: output)
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        return (child, output)
+    }
+
+    func verifies(_ path: String) throws -> Bool {
+        let (code, _) = try Stasis.run(["verify", path], in: "/tmp")
+        return code == 0
+    }
+
+    /// SIGKILL at random moments of 200 checkpoint writes: the last good image always verifies, any
+    /// published image is complete, and the last good one restores at the end.
+    @Test func killDuringCheckpointNeverDamagesThePreviousImage() throws {
+        let scratch = Scratch()
+        var (program, _) = try startCounter(scratch, mebibytes: 32)
+        let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        try #require(code == 0, "\(text)")
+        let good = text.split(separator: "\n").last.map(String.init) ?? ""
+        var published = 0
+        for i in 0..<200 {
+            program.send(SIGUSR2)
+            usleep(UInt32.random(in: 0...60_000))
+            program.killAndReap()
+            try #require(try verifies(good), "iteration \(i): the previous image no longer verifies")
+            for name in opendirNames(scratch.path) where name.hasSuffix(".stasis") && scratch.file(name) != good {
+                #expect(try verifies(scratch.file(name)), "iteration \(i): a published image is incomplete: \(name)")
+                unlink(scratch.file(name))
+                published += 1
+            }
+            if i < 199 { (program, _) = try startCounter(scratch, mebibytes: 32) }
+        }
+        let pidFile = scratch.file("restored.pid")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, good],
+                                       outputPath: scratch.file("restart.log"))
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 || !ChildRegistry.shared.contains(restart.pid) }
+        let pid = pid_t(((try? String(contentsOfFile: pidFile)) ?? "").trimmingCharacters(in: "\n")) ?? -1
+        try #require(pid > 0, "restart failed: \((try? String(contentsOfFile: scratch.file("restart.log"))) ?? "")")
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        print("kill-during-checkpoint: 200 kills, \(published) of them after the image was published (all verified)")
+    }
+
+    @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))
+    func fullDiskFailsCleanlyAndKeepsThePreviousImage() throws {
+        let scratch = Scratch()
+        let disk = scratch.file("small")
+        mkdir(disk, 0o755)
+        guard system("mount -t tmpfs -o size=3m tmpfs '\(disk)' 2>/dev/null") == 0 else {
+            print("skipped: mount -t tmpfs is not permitted here")
+            return
+        }
+        defer { _ = system("umount -l '\(disk)'") }
+        let (program, _) = try startCounter(scratch, mebibytes: 1, directory: disk)
+        defer { program.killAndReap() }
+        let (code1, text1) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        try #require(code1 == 0, "\(text1)")
+        let good = text1.split(separator: "\n").last.map(String.init) ?? ""
+        // Fill the disk so that the next image cannot fit.
+        _ = system("dd if=/dev/zero of='\(disk)/filler' bs=64k count=100 2>/dev/null")
+        let (code2, text2) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        #expect(code2 == 7, "\(text2)")
+        #expect(text2.contains("no space left on device") && text2.split(separator: "\n").count == 1, "\(text2)")
+        #expect(kill(program.pid, 0) == 0, "the program keeps running")
+        #expect(try verifies(good))
+        let leftovers = opendirNames(disk).filter { $0.hasSuffix(".tmp") || ($0.hasSuffix(".stasis") && disk + "/" + $0 != good) }
+        #expect(leftovers.isEmpty, "partial files: \(leftovers)")
+    }
+
+    @Test func keepRemovesOnlyOlderImagesOnceANewerOneIsComplete() throws {
+        let scratch = Scratch()
+        let (program, _) = try startCounter(scratch, mebibytes: 1, extra: ["--keep", "2"])
+        defer { program.killAndReap() }
+        var images: [String] = []
+        for _ in 0..<5 {
+            let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+            try #require(code == 0, "\(text)")
+            images.append(text.split(separator: "\n").last.map(String.init) ?? "")
+        }
+        let present = images.filter { access($0, F_OK) == 0 }
+        #expect(present == Array(images.suffix(2)), "present: \(present)")
+        var st = stat()
+        #expect(stat(images[4], &st) == 0 && st.st_mode & 0o777 == 0o600, "images are created 0600")
+    }
+
+    @Test(.enabled(if: getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0, "needs root to act as another user"))
+    func anotherUsersImageIsRefused() throws {
+        let scratch = Scratch()
+        chmod(scratch.path, 0o755)
+        let (program, _) = try startCounter(scratch, mebibytes: 1)
+        let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        program.killAndReap()
+        try #require(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        chmod(image, 0o644)  // readable, but still root's
+        let log = scratch.file("refused.log")
+        try "".write(toFile: log)
+        chown(log, 65534, 65534)
+        let attempt = try ChildProcess("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups",
+                                                           Stasis.launcher, "restart", image], outputPath: log)
+        #expect(try attempt.wait() == .exited(10))
+        let message = try String(contentsOfFile: log)
+        #expect(message.contains("only its owner or root") && message.split(separator: "\n").count == 1, "\(message)")
+    }
+}
