@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Fuzzes the image reader (StasisImage) with libFuzzer and AddressSanitizer.
+#   Fuzz/run.sh [SECONDS]        default 60; CI runs a short round
+# Seeds: images written by a real checkpoint (if `stasis` is built) and the unit tests' encoder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_TO_RUN=${1:-60}
+OUT=.build/fuzz
+mkdir -p "$OUT/corpus"
+swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name StasisImage \
+    -I Sources/CStasisABI/include \
+    Sources/StasisImage/*.swift Sources/StasisImage/Records/*.swift Fuzz/ImageFuzz.swift \
+    -o "$OUT/image-fuzzer" > "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
+# A small real image as a seed, when the launcher is built.
+if [ -x .build/debug/stasis ] && [ -z "$(ls -A "$OUT/corpus")" ]; then
+    WORK=$(mktemp -d)
+    printf 'int main(void){for(;;);}' > "$WORK/spin.c" && cc -o "$WORK/spin" "$WORK/spin.c"
+    .build/debug/stasis run --dir "$WORK" -- "$WORK/spin" & PID=$!
+    sleep 0.3
+    IMAGE=$(.build/debug/stasis checkpoint "$PID" 2>/dev/null || true)
+    kill -9 "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
+    # Keep the seed small: the metadata part (everything but most page data is cut by the fuzzer anyway).
+    [ -n "$IMAGE" ] && head -c 65536 "$IMAGE" > "$OUT/corpus/real-prefix" && cp "$IMAGE" "$OUT/corpus/real-full"
+    rm -rf "$WORK"
+fi
+"$OUT/image-fuzzer" -max_total_time="$SECONDS_TO_RUN" -max_len=262144 -print_final_stats=1 \
+    -artifact_prefix="$OUT/" "$OUT/corpus" 2>&1 \
+    | grep -E "stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|crash-|Done" || true
+ls "$OUT"/crash-* 2>/dev/null && { echo "fuzzer found crashes"; exit 1; } || echo "no crashes"
