@@ -23,8 +23,16 @@ struct FileDescriptorPlan {
         base = statusTarget + 16
         var pipes: [UInt64: (read: FileDescriptor, write: FileDescriptor)] = [:]
         let present = Set(image.fileDescriptors.map(\.fd))
+        var sources: [Int32: FileDescriptor] = [:]
         for record in image.fileDescriptors {
             let source: FileDescriptor
+            // A dup'ed descriptor gets the same open file description (one offset, one set of flags).
+            if record.sharesWith >= 0, let shared = sources[record.sharesWith] {
+                moves.append(stasis_fd_move_t(source: shared.rawValue, target: record.fd,
+                                              close_on_exec: record.isCloseOnExec ? 1 : 0, reserved: 0))
+                sources[record.fd] = shared
+                continue
+            }
             switch record.kind {
             case .inherit:
                 if record.fd <= 2 { keepStdio |= 1 << record.fd }
@@ -61,6 +69,7 @@ struct FileDescriptorPlan {
             }
             moves.append(stasis_fd_move_t(source: source.rawValue, target: record.fd,
                                           close_on_exec: record.isCloseOnExec ? 1 : 0, reserved: 0))
+            sources[record.fd] = source
         }
         let image = try duplicate(imageFD)
         let status = try duplicate(statusFD)

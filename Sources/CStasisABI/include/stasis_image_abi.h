@@ -219,8 +219,10 @@ typedef struct stasis_file_descriptor_record {
     uint64_t object_id;      /* pipe: inode shared by its ends; eventfd: counter */
     uint32_t object_flags;   /* eventfd: STASIS_EVENTFD_SEMAPHORE; pipe: buffer size */
     uint32_t extra_bytes;
+    int32_t shares_with;     /* an earlier fd with the same open file description (dup, fork), or -1 */
+    uint32_t reserved;
 } stasis_file_descriptor_record_t;
-_Static_assert(sizeof(stasis_file_descriptor_record_t) == 80, "image ABI: stasis_file_descriptor_record_t");
+_Static_assert(sizeof(stasis_file_descriptor_record_t) == 88, "image ABI: stasis_file_descriptor_record_t");
 
 /* AGENT: where the agent's restore hooks live in the program's memory. */
 typedef struct stasis_agent_record {

@@ -66,6 +66,7 @@
 #define STASIS_NR_renameat2 316
 #define STASIS_NR_rseq 334
 #define STASIS_NR_clone3 435
+#define STASIS_NR_kcmp 312
 #define STASIS_NR_execve 59
 #define STASIS_NR_epoll_ctl 233
 #define STASIS_NR_eventfd2 290

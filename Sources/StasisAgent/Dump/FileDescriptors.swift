@@ -14,6 +14,11 @@ struct FileDescriptorDumper {
     let extraBuffer: UnsafeMutableRawPointer  // pipe bytes or epoll entries for one record
     let seenPipes: UnsafeMutablePointer<UInt64>
     var seenPipeCount = 0
+    /// Descriptors written so far, with their inode, to find dup'ed ones (same open file description).
+    let dumpedFDs: UnsafeMutablePointer<Int32>
+    let dumpedInodes: UnsafeMutablePointer<UInt64>
+    var dumpedCount = 0
+    static let dumpedCapacity = 65536
     static let directoryCapacity = 64 * 1024
     static let infoCapacity = 256 * 1024
     static let extraCapacity = 1 << 20  // the largest pipe buffer an unprivileged user may set
@@ -23,10 +28,13 @@ struct FileDescriptorDumper {
     static func make(arena: inout FreezeArena) -> FileDescriptorDumper? {
         guard let directory = arena.take(directoryCapacity), let link = arena.take(Int(STASIS_MAX_PATH)),
             let path = arena.take(64), let info = arena.take(infoCapacity), let extra = arena.take(extraCapacity),
-            let pipes = arena.take(pipeCapacity * 8)
+            let pipes = arena.take(pipeCapacity * 8), let fds = arena.take(dumpedCapacity * 4),
+            let inodes = arena.take(dumpedCapacity * 8)
         else { return nil }
         return FileDescriptorDumper(directoryBuffer: directory, linkBuffer: link, pathMemory: path, infoBuffer: info,
-                                    extraBuffer: extra, seenPipes: pipes.assumingMemoryBound(to: UInt64.self))
+                                    extraBuffer: extra, seenPipes: pipes.assumingMemoryBound(to: UInt64.self),
+                                    dumpedFDs: fds.assumingMemoryBound(to: Int32.self),
+                                    dumpedInodes: inodes.assumingMemoryBound(to: UInt64.self))
     }
 
     /// Writes one record per descriptor except `excluded` (the image being written).
@@ -122,6 +130,12 @@ struct FileDescriptorDumper {
         }
         record.path_bytes = UInt32(linkCount)
         record.extra_bytes = UInt32(extraBytes)
+        record.shares_with = sharedDescription(fd, inode: st.st_ino)
+        if dumpedCount < Self.dumpedCapacity {
+            dumpedFDs[dumpedCount] = fd
+            dumpedInodes[dumpedCount] = st.st_ino
+            dumpedCount += 1
+        }
         let fixedBytes = MemoryLayout<stasis_file_descriptor_record_t>.size
         try image.beginRecord(kind: UInt32(STASIS_RECORD_FILE_DESCRIPTOR), payloadBytes: fixedBytes + linkCount + extraBytes)
         try image.write(&record, fixedBytes)
@@ -129,6 +143,19 @@ struct FileDescriptorDumper {
         if extraBytes > 0 { try image.write(extraBuffer, extraBytes) }
         try image.endPayload()
         try image.endRecord()
+    }
+
+    /// An earlier descriptor with the same open file description (kcmp KCMP_FILE), or -1: dup'ed fds
+    /// share one offset, and restart must give them one description again.
+    @_noAllocation @_noLocks
+    private func sharedDescription(_ fd: Int32, inode: UInt64) -> Int32 {
+        let pid = RawSyscall.call(STASIS_NR_getpid)
+        for i in 0..<dumpedCount where dumpedInodes[i] == inode {
+            if RawSyscall.call(STASIS_NR_kcmp, pid, pid, 0 /* KCMP_FILE */, Int(dumpedFDs[i]), Int(fd)) == 0 {
+                return dumpedFDs[i]
+            }
+        }
+        return -1
     }
 
     @_noAllocation @_noLocks

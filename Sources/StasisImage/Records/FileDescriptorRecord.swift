@@ -1,6 +1,6 @@
 /// One open descriptor (stasis_file_descriptor_record_t) and its path.
 public struct FileDescriptorRecord: Equatable, Sendable {
-    public static let fixedSize = 80
+    public static let fixedSize = 88
     public static let eventfdSemaphore: UInt32 = 1
 
     public enum Kind: UInt32, Sendable {
@@ -56,6 +56,8 @@ public struct FileDescriptorRecord: Equatable, Sendable {
     public var path: String = ""
     public var objectID: UInt64 = 0
     public var objectFlags: UInt32 = 0
+    /// An earlier fd with the same open file description (dup'ed), or -1.
+    public var sharesWith: Int32 = -1
     /// Pipe: the buffered bytes. Epoll: the registrations, 16 bytes each.
     public var extra: [UInt8] = []
 
@@ -94,6 +96,11 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         objectID = try reader.read(UInt64.self)
         objectFlags = try reader.read(UInt32.self)
         let extraBytes = Int(try reader.read(UInt32.self))
+        sharesWith = try reader.read(Int32.self)
+        _ = try reader.read(UInt32.self)
+        guard sharesWith >= -1, sharesWith < fd else {
+            throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd) shares with fd \(sharesWith)")
+        }
         guard pathBytes <= 4096 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "path too long") }
         path = try reader.readString(pathBytes)
         guard extraBytes <= 1 << 20, kind == .pipe || kind == .epoll || kind == .timerfd || extraBytes == 0,
@@ -111,6 +118,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         writer.write(offset); writer.write(device); writer.write(inode); writer.write(size)
         writer.write(modificationNanoseconds); writer.write(mode); writer.write(UInt32(path.utf8.count))
         writer.write(objectID); writer.write(objectFlags); writer.write(UInt32(extra.count))
+        writer.write(sharesWith); writer.write(UInt32(0))
         writer.write(bytes: Array(path.utf8))
         writer.write(bytes: extra)
     }

@@ -5,6 +5,7 @@
  *   - an epoll instance watching the data pipe and the eventfd, with user data
  *   - a timerfd with a 1 ms interval that keeps firing
  *   - a directory fd used with openat(), at a high fd number (1000)
+ *   - a file written through two dup'ed fds (one offset between them)
  * Prints READY, then PASS or FAIL <what>. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,6 +57,11 @@ int main(int argc, char **argv) {
     int dir = open(argv[1], O_RDONLY | O_DIRECTORY);
     if (dup2(dir, 1000) != 1000) return 1;
     close(dir);
+    char dup_path[4096];
+    snprintf(dup_path, sizeof dup_path, "%s/dup.txt", argv[1]);
+    int first = open(dup_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int second = dup(first);
+    if (write(first, "A", 1) != 1 || write(second, "B", 1) != 1) return 1;
 
     printf("READY\n");
     fflush(stdout);
@@ -91,6 +97,11 @@ int main(int argc, char **argv) {
     /* openat through the directory fd */
     int probe = openat(1000, "probe.txt", O_RDONLY);
     if (probe < 0) fail("openat on the directory fd");
+    /* dup'ed fds share one offset: nothing is overwritten */
+    if (write(first, "C", 1) != 1 || write(second, "D", 1) != 1) fail("write through dup'ed fds");
+    char dup_text[8] = {0};
+    int check = open(dup_path, O_RDONLY);
+    if (read(check, dup_text, sizeof dup_text - 1) != 4 || strcmp(dup_text, "ABCD") != 0) fail("dup'ed fds share one offset");
     /* release the blocked reader */
     if (write(idle_pipe[1], "wake", 4) != 4) fail("write to the idle pipe");
     pthread_join(reader, NULL);
