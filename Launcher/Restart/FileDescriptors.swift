@@ -37,6 +37,26 @@ struct FileDescriptorPlan {
             case .inherit:
                 if record.fd <= 2 { keepStdio |= 1 << record.fd }
                 continue
+            case .terminal:
+                // The terminal `stasis restart` runs on takes the old one's place, with the program's modes.
+                if record.fd <= 2 && isatty(record.fd) != 0 {
+                    keepStdio |= 1 << record.fd
+                    applyModes(record, to: record.fd)
+                    continue
+                }
+                let fd: FileDescriptor
+                do {
+                    fd = try FileDescriptor.open("/dev/tty", O_RDWR | O_NOCTTY | (Int32(bitPattern: record.statusFlags) & O_NONBLOCK))
+                } catch {
+                    if record.fd <= 2 {
+                        keepStdio |= 1 << record.fd  // no terminal here: whatever restart's fd is (a file, a pipe)
+                        continue
+                    }
+                    fd = try reopenNull(record)
+                    printError("stasis: fd \(record.fd) was a terminal and `stasis restart` has none; it is /dev/null now")
+                }
+                applyModes(record, to: fd.rawValue)
+                source = try keep(fd, record)
             case .regular, .device, .directory:
                 source = try reopen(record)
             case .pipe:
@@ -144,6 +164,21 @@ struct FileDescriptorPlan {
             }
         }
         return try keep(fd, record)
+    }
+
+    /// TCSETS with the saved struct termios (raw mode, echo...).
+    private func applyModes(_ record: FileDescriptorRecord, to fd: Int32) {
+        guard record.extra.count == 36 else { return }
+        var modes = record.extra
+        _ = modes.withUnsafeMutableBytes { ioctl(fd, 0x5402 /* TCSETS */, $0.baseAddress!) }
+    }
+
+    private func reopenNull(_ record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor {
+        do {
+            return try FileDescriptor.open("/dev/null", O_RDWR)
+        } catch {
+            throw LauncherError(.failure, "fd \(record.fd): cannot open /dev/null: \(error)")
+        }
     }
 
     func closeAll() {

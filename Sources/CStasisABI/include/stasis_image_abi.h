@@ -184,7 +184,10 @@ enum {
     STASIS_FD_EVENTFD = 5,   /* object_id = counter, object_flags = STASIS_EVENTFD_SEMAPHORE */
     STASIS_FD_EPOLL = 6,     /* extra = stasis_epoll_entry_t per registered descriptor */
     STASIS_FD_TIMERFD = 7,   /* object_id = clock id; extra = stasis_timerfd_state_t */
+    STASIS_FD_TERMINAL = 8,  /* a terminal: restart's own terminal takes its place, with these modes;
+                                extra = the kernel's struct termios (TCGETS, 36 bytes) */
 };
+#define STASIS_TERMIOS_BYTES 36
 
 /* A timerfd's remaining time, interval and unread expirations (from /proc/self/fdinfo). */
 typedef struct stasis_timerfd_state {

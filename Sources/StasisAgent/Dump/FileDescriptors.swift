@@ -4,7 +4,8 @@ import StasisProc
 
 /// Open descriptors, from /proc/self/fd. Regular files, directories and stateless devices are reopened
 /// by path at restart; pipes (with their buffered bytes), eventfds and epoll instances are recreated;
-/// fds 0-2 on anything else (a terminal, a socket) take restart's own. Anything else is not supported
+/// terminals are replaced by restart's own with the saved modes; fds 0-2 on anything else (a socket)
+/// take restart's own. Anything else is not supported
 /// yet: the checkpoint fails naming the fd, and the program keeps running.
 struct FileDescriptorDumper {
     let directoryBuffer: UnsafeMutableRawPointer
@@ -123,6 +124,9 @@ struct FileDescriptorDumper {
         } else if linkEquals(link, linkCount, "anon_inode:[eventpoll]") {
             record.kind = UInt32(STASIS_FD_EPOLL)
             extraBytes = try captureEpollEntries(fd)
+        } else if type == UInt32(STASIS_S_IFCHR) && isTerminal(fd) {
+            record.kind = UInt32(STASIS_FD_TERMINAL)  // the modes are in extraBuffer (isTerminal)
+            extraBytes = Int(STASIS_TERMIOS_BYTES)
         } else if fd <= 2 {
             record.kind = UInt32(STASIS_FD_INHERIT)
         } else {
@@ -246,6 +250,12 @@ struct FileDescriptorDumper {
         let n = ProcFile.read(path.cString, into: infoBuffer, capacity: Self.infoCapacity)
         if n < 0 { throw FreezeFailure(step: .readProc, errno: -n, object: Int(fd)) }
         return FDInfo(text: infoBuffer.assumingMemoryBound(to: UInt8.self), count: n)
+    }
+
+    /// TCGETS succeeds only on a terminal; it leaves the modes in extraBuffer.
+    @_noAllocation @_noLocks
+    private func isTerminal(_ fd: Int32) -> Bool {
+        RawSyscall.call(STASIS_NR_ioctl, Int(fd), 0x5401 /* TCGETS */, Int(bitPattern: extraBuffer)) == 0
     }
 
     @_noAllocation @_noLocks

@@ -12,6 +12,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         case eventfd = 5    // objectID: counter; objectFlags: semaphore
         case epoll = 6      // extra: one EpollEntry per registration
         case timerfd = 7    // objectID: clock id; extra: TimerState
+        case terminal = 8   // restart's own terminal takes its place; extra: struct termios (36 bytes)
     }
 
     /// A timerfd's state (stasis_timerfd_state_t).
@@ -103,8 +104,9 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         }
         guard pathBytes <= 4096 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "path too long") }
         path = try reader.readString(pathBytes)
-        guard extraBytes <= 1 << 20, kind == .pipe || kind == .epoll || kind == .timerfd || extraBytes == 0,
-            kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40
+        guard extraBytes <= 1 << 20, [.pipe, .epoll, .timerfd, .terminal].contains(kind) || extraBytes == 0,
+            kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40,
+            kind != .terminal || extraBytes == 36
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }
