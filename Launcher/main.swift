@@ -6,9 +6,9 @@ let usage = """
     stasis: transparent checkpoint/restart for Linux x86-64 programs
 
     usage:
-      stasis run [--dir DIR] [--signal SIG] [--keep N] [--pid-file F] -- PROGRAM ARGS...
-      stasis checkpoint [--dir DIR] [--timeout SECONDS] [--json] PID
-      stasis restart [--pid-file F] IMAGE
+      stasis run [--dir DIR] [--signal SIG] [--keep N] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
+      stasis checkpoint [--dir DIR] [--timeout SECONDS] [--skip-unsupported] [--json] PID
+      stasis restart [--pid-file F] [--allow-changed-files] IMAGE
       stasis inspect [--json] IMAGE
       stasis verify [--json] IMAGE...
       stasis ls [--full] [--json] [DIR]

@@ -7,17 +7,19 @@ import StasisSystem
 /// trigger signal with value ID, wait for /tmp/stasis-UID/PID-ID.result ("ok PATH" or "error MESSAGE").
 enum CheckpointCommand {
     static let help = """
-        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--json] PID
+        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--skip-unsupported] [--json] PID
 
         Checkpoints a program started with `stasis run`; waits until the image is complete and prints
         its path as the last line of stdout. The program keeps running.
           --dir DIR          write the image to DIR instead of the program's image directory
           --timeout SECONDS  give up after SECONDS (default 600)
+          --skip-unsupported checkpoint even with descriptors Stasis cannot save (sockets...): restart puts
+                             /dev/null in their place, with a warning
           --json             print {"pid", "image", "threads", "freeze_ns", "pause_ns", "total_ns"} instead of the path
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
-        let options = try OptionParser(arguments, valued: ["--dir", "--timeout"], flags: ["--help", "--json"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--timeout"], flags: ["--help", "--json", "--skip-unsupported"],
                                        command: "checkpoint")
         if options.flags.contains("--help") {
             printOut(help)
@@ -46,8 +48,9 @@ enum CheckpointCommand {
             unlink(requestPath)
             unlink(resultPath)
         }
-        if let directory {
-            try writeAtomically(requestPath, "\(requestID)\n\(directory)\n", owner: uid)
+        let skip = options.flags.contains("--skip-unsupported")
+        if directory != nil || skip {
+            try writeAtomically(requestPath, "\(requestID)\n\(directory ?? "")\n\(skip ? "skip-unsupported" : "")\n", owner: uid)
         } else {
             unlink(requestPath)
         }

@@ -7,12 +7,14 @@ import StasisSystem
 /// (with the original PID when permitted and free), forward signals, and exit as the program does.
 enum RestartCommand {
     static let help = """
-        usage: stasis restart [--pid-file F] IMAGE
+        usage: stasis restart [--pid-file F] [--allow-changed-files] IMAGE
 
         Brings the checkpointed program back where it was, in the foreground; the exit status is the
         program's. The original PID is reused when it is free and the caller may choose PIDs (root or
         CAP_CHECKPOINT_RESTORE); otherwise a new PID is used and stderr says so.
-          --pid-file F   write the restored program's PID to F
+          --pid-file F             write the restored program's PID to F
+          --allow-changed-files    go on when a file the program had open or mapped changed since the
+                                   checkpoint (a warning per file); by default that refuses the restart
         Signals sent to this process are forwarded to the program.
         """
 
@@ -20,7 +22,7 @@ enum RestartCommand {
                                      SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGPWR, SIGVTALRM, SIGPROF, SIGXCPU]
 
     static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
-        let options = try OptionParser(arguments, valued: ["--pid-file"], flags: ["--help"], command: "restart")
+        let options = try OptionParser(arguments, valued: ["--pid-file"], flags: ["--help", "--allow-changed-files"], command: "restart")
         if options.flags.contains("--help") {
             printOut(help)
             return 0
@@ -32,7 +34,7 @@ enum RestartCommand {
         let image = try source.decode()
         try checkOwnership(image, source)
         try MachineCheck.check(image)
-        try FileCheck.check(image)
+        try FileCheck.check(image, allowChanged: options.flags.contains("--allow-changed-files"))
         let restorer = Installation.restorer
         guard access(restorer, X_OK) == 0 else {
             throw LauncherError(.failure, "restorer not found at \(restorer); build with `swift build` first")

@@ -3,13 +3,14 @@ import Glibc
 /// `stasis run`: exec PROGRAM in place (same PID) with the agent preloaded.
 enum RunCommand {
     static let help = """
-        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--pid-file F] -- PROGRAM ARGS...
+        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
 
         Runs PROGRAM in place of stasis (same PID) with the checkpoint agent preloaded.
           --dir DIR       where images go (default: the current directory)
           --signal SIG    checkpoint trigger signal (default: USR2); use another if PROGRAM owns SIGUSR2
           --keep N        keep only the N newest images of each process (older ones are removed once a
                           newer one is complete); default: keep all
+          --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
           --pid-file F    write the PID to F
         LD_PRELOAD, STASIS_DIR and STASIS_SIGNAL are set for PROGRAM and inherited by its children,
         which can be checkpointed too.
@@ -20,7 +21,7 @@ enum RunCommand {
             printOut(help)
             return
         }
-        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep"], flags: ["--help"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep"], flags: ["--help", "--skip-unsupported"],
                                        command: "run", stopAtFirstPositional: true)
         if options.flags.contains("--help") {
             printOut(help)
@@ -57,6 +58,11 @@ enum RunCommand {
         }
         setenv("STASIS_DIR", imageDirectory, 1)
         setenv("STASIS_SIGNAL", String(signal), 1)
+        if options.flags.contains("--skip-unsupported") {
+            setenv("STASIS_SKIP_UNSUPPORTED", "1", 1)
+        } else {
+            unsetenv("STASIS_SKIP_UNSUPPORTED")
+        }
         if let keep = options.values["--keep"] {
             guard let n = Int(keep), n >= 1, n <= 1_000_000 else {
                 throw LauncherError(.usage, "--keep needs a number of images, 1 or more")

@@ -37,6 +37,9 @@ struct FileDescriptorPlan {
             case .inherit:
                 if record.fd <= 2 { keepStdio |= 1 << record.fd }
                 continue
+            case .unsupported:
+                printError("stasis: warning: fd \(record.fd) (\(record.path)) was not saved (--skip-unsupported); it is /dev/null now")
+                source = try keep(try reopenNull(record), record)
             case .terminal:
                 // The terminal `stasis restart` runs on takes the old one's place, with the program's modes.
                 if record.fd <= 2 && isatty(record.fd) != 0 {

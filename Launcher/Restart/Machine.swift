@@ -34,9 +34,11 @@ enum MachineCheck {
 enum FileCheck {
     /// Mapped files (libraries, the executable) and files open read-only must be unchanged (size and mtime);
     /// files open for writing may have grown since (the program kept writing before it was killed).
-    static func check(_ image: Image) throws(LauncherError) {
+    /// With `allowChanged`, a changed file is a warning on stderr instead (a missing one still fails).
+    static func check(_ image: Image, allowChanged: Bool = false) throws(LauncherError) {
         for area in image.memoryAreas where area.isFileBacked && area.fileSize != 0 || (area.isFileBacked && area.inode != 0) {
-            try unchanged(area.path, size: area.fileSize, mtime: area.fileModificationNanoseconds, what: "mapped file")
+            try unchanged(area.path, size: area.fileSize, mtime: area.fileModificationNanoseconds, what: "mapped file",
+                          allowChanged: allowChanged)
         }
         for fd in image.fileDescriptors where fd.kind == .regular {
             var st = stat()
@@ -44,19 +46,25 @@ enum FileCheck {
                 throw LauncherError(.filesChanged, "fd \(fd.fd): \(fd.path) is missing (\(String(cString: strerror(errno)))); restore it to restart")
             }
             if fd.statusFlags & UInt32(O_ACCMODE) == UInt32(O_RDONLY) {
-                try unchanged(fd.path, size: fd.size, mtime: fd.modificationNanoseconds, what: "fd \(fd.fd):")
+                try unchanged(fd.path, size: fd.size, mtime: fd.modificationNanoseconds, what: "fd \(fd.fd):",
+                              allowChanged: allowChanged)
             }
         }
     }
 
-    static func unchanged(_ path: String, size: UInt64, mtime: Int64, what: String) throws(LauncherError) {
+    static func unchanged(_ path: String, size: UInt64, mtime: Int64, what: String, allowChanged: Bool) throws(LauncherError) {
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw LauncherError(.filesChanged, "\(what) \(path) is missing (\(String(cString: strerror(errno)))); restore it to restart")
         }
         let modified = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         if UInt64(st.st_size) != size || modified != mtime {
-            throw LauncherError(.filesChanged, "\(what) \(path) changed since the checkpoint (size \(size) -> \(st.st_size)); restore the original to restart")
+            let message = "\(what) \(path) changed since the checkpoint (size \(size) -> \(st.st_size))"
+            if allowChanged {
+                printError("stasis: warning: \(message); going on (--allow-changed-files)")
+                return
+            }
+            throw LauncherError(.filesChanged, message + "; restore the original, or pass --allow-changed-files")
         }
     }
 }

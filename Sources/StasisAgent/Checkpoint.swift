@@ -43,6 +43,8 @@ struct CheckpointJob {
     /// Monotonic nanoseconds: checkpoint start, all threads stopped, threads thawed, image published.
     var startedAt: Int64 = 0, frozenAt: Int64 = 0, thawedAt: Int64 = 0, publishedAt: Int64 = 0
     var threadCount = 1
+    /// Record unsupported descriptors as such (restart puts /dev/null there) instead of failing.
+    var skipUnsupported = false
 
     @_noAllocation @_noLocks
     init?(arena: inout FreezeArena, capture: UnsafeMutablePointer<stasis_capture_t>) {
@@ -62,6 +64,7 @@ struct CheckpointJob {
         pid = RawSyscall.call(STASIS_NR_getpid)
         uid = RawSyscall.call(STASIS_NR_getuid)
         startedAt = monotonicNanoseconds()
+        skipUnsupported = capture.pointee.config.pointee.skip_unsupported != 0
     }
 
     /// Writes the image; nil on success.
@@ -89,7 +92,8 @@ struct CheckpointJob {
         scratch.removeAll()
         appendControlPath(&scratch)
         scratch.append(".request")
-        // Request file: "ID\nDIR\n", written by `stasis checkpoint` before it signals us.
+        // Request file: "ID\nDIR\nOPTIONS\n" (DIR empty: the default; OPTIONS: "skip-unsupported" or
+        // empty), written by `stasis checkpoint` before it signals us.
         let text = message.bytes
         let n = ProcFile.read(scratch.cString, into: UnsafeMutableRawPointer(text), capacity: message.capacity)
         guard n > 0 else { return }
@@ -99,9 +103,11 @@ struct CheckpointJob {
         let start = cursor.index
         cursor.skipPast(UInt8(ascii: "\n"))
         let end = cursor.index > start && text[cursor.index - 1] == UInt8(ascii: "\n") ? cursor.index - 1 : cursor.index
-        guard end > start, text[start] == UInt8(ascii: "/") else { return }
-        directory.removeAll()
-        directory.append(bytes: text + start, count: end - start)
+        if cursor.skipWord("skip-unsupported") { skipUnsupported = true }
+        if end > start && text[start] == UInt8(ascii: "/") {
+            directory.removeAll()
+            directory.append(bytes: text + start, count: end - start)
+        }
         message.removeAll()
     }
 
@@ -200,6 +206,7 @@ struct CheckpointJob {
         guard var files = FileDescriptorDumper.make(arena: &arena) else {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }
+        files.skipUnsupported = skipUnsupported
         try files.dump(excluding: imageFD, into: &image)
 
         let mapsCapacity = 32 << 20

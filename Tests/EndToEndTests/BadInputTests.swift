@@ -98,6 +98,64 @@ struct UnsupportedProgramTests {
     }
 }
 
+/// Options that let a user go on past what Stasis cannot do, with warnings.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct EscapeHatchTests {
+    @Test func skipUnsupportedCheckpointsAndRestartPutsDevNullThere() throws {
+        let scratch = Scratch()
+        let output = scratch.file("out")
+        let script = "import os, socket, signal, sys, time\n"
+            + "s = socket.socketpair()\n"
+            + "signal.signal(signal.SIGTERM, lambda *a: (print('PASS', os.readlink('/proc/self/fd/%d' % s[0].fileno()), flush=True), sys.exit(0)))\n"
+            + "print('READY', flush=True)\n"
+            + "while True: time.sleep(0.01)\n"
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", "python3", "-c", script],
+                                     outputPath: output)
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        let (code, text) = try Stasis.run(["checkpoint", "--skip-unsupported", String(child.pid)], in: scratch.path)
+        try #require(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        child.killAndReap()
+        let log = scratch.file("restart.log")
+        let pidFile = scratch.file("restored.pid")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image], outputPath: log)
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        usleep(100_000)
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        #expect((try String(contentsOfFile: log)).contains("was not saved (--skip-unsupported)"))
+        #expect((try String(contentsOfFile: output)).contains("PASS /dev/null"))
+    }
+
+    @Test func changedFileIsRefusedUnlessAllowed() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("counter", into: scratch.path)
+        let input = scratch.file("input.txt")
+        try "12345678".write(toFile: input)
+        let output = scratch.file("out")
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, "1", input],
+                                     outputPath: output)
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        let (code, text) = try Stasis.run(["checkpoint", String(child.pid)], in: scratch.path)
+        try #require(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        child.killAndReap()
+        try "12345678 and more".write(toFile: input)  // the read-only input changed
+        let refused = try Stasis.run(["restart", image], in: scratch.path)
+        #expect(refused.code == 5 && refused.output.contains("--allow-changed-files"), "\(refused.output)")
+        let pidFile = scratch.file("restored.pid")
+        let log = scratch.file("restart.log")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--allow-changed-files", "--pid-file", pidFile, image],
+                                       outputPath: log)
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        #expect((try String(contentsOfFile: log)).contains("warning: fd 3: \(input) changed"))
+    }
+}
+
 func opendirNames(_ path: String) -> [String] {
     guard let dir = opendir(path) else { return [] }
     defer { closedir(dir) }

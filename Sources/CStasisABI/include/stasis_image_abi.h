@@ -186,6 +186,7 @@ enum {
     STASIS_FD_TIMERFD = 7,   /* object_id = clock id; extra = stasis_timerfd_state_t */
     STASIS_FD_TERMINAL = 8,  /* a terminal: restart's own terminal takes its place, with these modes;
                                 extra = the kernel's struct termios (TCGETS, 36 bytes) */
+    STASIS_FD_UNSUPPORTED = 9, /* not saved (--skip-unsupported); path = what it was; restart puts /dev/null */
 };
 #define STASIS_TERMIOS_BYTES 36
 

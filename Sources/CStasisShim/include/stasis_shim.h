@@ -22,7 +22,7 @@ typedef struct stasis_agent_config {
     uint64_t stack_start, stack_bytes; /* the handler's own stack: likewise */
     uint64_t slots_start;              /* capture slots for followers, at the start of the arena */
     uint32_t slot_capacity;
-    uint32_t reserved2;
+    uint32_t skip_unsupported;       /* STASIS_SKIP_UNSUPPORTED=1: see --skip-unsupported */
 } stasis_agent_config_t;
 
 /* One follower thread's capture, filled by the thread itself in its handler. */

@@ -15,6 +15,7 @@ struct FileDescriptorDumper {
     let extraBuffer: UnsafeMutableRawPointer  // pipe bytes or epoll entries for one record
     let seenPipes: UnsafeMutablePointer<UInt64>
     var seenPipeCount = 0
+    var skipUnsupported = false
     /// Descriptors written so far, with their inode, to find dup'ed ones (same open file description).
     let dumpedFDs: UnsafeMutablePointer<Int32>
     let dumpedInodes: UnsafeMutablePointer<UInt64>
@@ -129,6 +130,8 @@ struct FileDescriptorDumper {
             extraBytes = Int(STASIS_TERMIOS_BYTES)
         } else if fd <= 2 {
             record.kind = UInt32(STASIS_FD_INHERIT)
+        } else if skipUnsupported {
+            record.kind = UInt32(STASIS_FD_UNSUPPORTED)
         } else {
             throw FreezeFailure(step: .unsupportedFile, errno: RawErrno.notSupported, object: Int(fd))
         }
