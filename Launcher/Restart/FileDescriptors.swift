@@ -37,6 +37,10 @@ struct FileDescriptorPlan {
             case .inherit:
                 if record.fd <= 2 { keepStdio |= 1 << record.fd }
                 continue
+            case .signalfd:
+                let fd = stasis_make_signalfd(record.objectID, Int32(bitPattern: record.statusFlags) & O_NONBLOCK != 0 ? 1 : 0)
+                guard fd >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot recreate a signalfd: \(Errno(rawValue: -fd))") }
+                source = try keep(FileDescriptor(rawValue: fd), record)
             case .unsupported:
                 printError("stasis: warning: fd \(record.fd) (\(record.path)) was not saved (--skip-unsupported); it is /dev/null now")
                 source = try keep(try reopenNull(record), record)

@@ -104,3 +104,7 @@ int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, i
     if (ticks) stasis_syscall3(STASIS_NR_ioctl, fd, 0x40085400 /* TFD_IOC_SET_TICKS */, (long)&ticks);
     return (int)fd;
 }
+
+int stasis_make_signalfd(uint64_t mask, int32_t nonblocking) {
+    return (int)stasis_syscall4(289 /* signalfd4 */, -1, (long)&mask, 8, 02000000 | (nonblocking ? 04000 : 0));
+}

@@ -84,6 +84,7 @@ void rst_unmap_restorer(struct rst_args *args);
 void rst_move_vdso(struct rst_args *args);
 int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);
 void rst_restore_mm(struct rst_args *args);
+void rst_restore_timers(struct rst_args *args);
 
 /* rst_thread.c */
 __attribute__((noreturn)) void rst_restore_threads(struct rst_args *args);

@@ -373,4 +373,27 @@ void rst_restore_mm(struct rst_args *args) {
     }
     if (r < 0) rst_warn(args, "PR_SET_MM_MAP failed; the heap break is the restorer's", (uint64_t)-r);
     stasis_syscall2(STASIS_NR_prctl, 15 /* PR_SET_NAME */, (long)p->comm);
+    if (p->dumpable <= 2) stasis_syscall2(STASIS_NR_prctl, 4 /* PR_SET_DUMPABLE */, p->dumpable);
+    if (p->no_new_privs) stasis_syscall5(STASIS_NR_prctl, 38 /* PR_SET_NO_NEW_PRIVS */, 1, 0, 0, 0);
+    /* Resource limits: a hard limit above ours needs privilege; then keep ours and say so. */
+    for (int resource = 0; resource < 16; resource++) {
+        uint64_t wanted[2] = {p->rlimits[resource][0], p->rlimits[resource][1]};
+        if (!wanted[0] && !wanted[1]) continue; /* not captured */
+        if (stasis_syscall4(302 /* prlimit64 */, 0, resource, (long)wanted, 0) == 0) continue;
+        uint64_t current[2];
+        if (stasis_syscall4(302, 0, resource, 0, (long)current) != 0) continue;
+        wanted[1] = current[1];
+        if (wanted[0] > current[1]) wanted[0] = current[1];
+        stasis_syscall4(302, 0, resource, (long)wanted, 0);
+        rst_warn(args, "a hard resource limit could not be raised back (needs CAP_SYS_RESOURCE); resource", (uint64_t)resource);
+    }
+}
+
+/* Interval timers last: their signals must find the program's handlers and memory in place. */
+void rst_restore_timers(struct rst_args *args) {
+    for (int which = 0; which < 3; which++) {
+        const int64_t *t = args->process.itimers[which];
+        if (!t[2] && !t[3]) continue; /* disarmed */
+        stasis_syscall3(38 /* setitimer */, which, (long)t, 0);
+    }
 }

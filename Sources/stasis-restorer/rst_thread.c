@@ -179,6 +179,7 @@ void rst_restore_threads(struct rst_args *args) {
     }
 
     uint64_t frame = prepare_thread(args, &args->threads[main_index]);
+    rst_restore_timers(args);
     stasis_syscall1(STASIS_NR_close, args->image_fd);
     rst_write_text(args->status_fd, "ok\n");
     stasis_syscall1(STASIS_NR_close, args->status_fd);

@@ -92,8 +92,12 @@ typedef struct stasis_process_record {
     uint32_t exe_bytes;
     uint32_t auxv_bytes;
     uint32_t reserved;
+    uint64_t rlimits[16][2];   /* prlimit64 (soft, hard) for RLIMIT_CPU ... RLIMIT_RTTIME */
+    int64_t itimers[3][4];     /* getitimer REAL, VIRTUAL, PROF: interval sec, usec, value sec, usec */
+    uint32_t no_new_privs;     /* PR_GET_NO_NEW_PRIVS */
+    uint32_t dumpable;         /* PR_GET_DUMPABLE */
 } stasis_process_record_t;
-_Static_assert(sizeof(stasis_process_record_t) == 152, "image ABI: stasis_process_record_t");
+_Static_assert(sizeof(stasis_process_record_t) == 512, "image ABI: stasis_process_record_t");
 
 /* MEMORY_AREA flags */
 enum {
@@ -187,6 +191,7 @@ enum {
     STASIS_FD_TERMINAL = 8,  /* a terminal: restart's own terminal takes its place, with these modes;
                                 extra = the kernel's struct termios (TCGETS, 36 bytes) */
     STASIS_FD_UNSUPPORTED = 9, /* not saved (--skip-unsupported); path = what it was; restart puts /dev/null */
+    STASIS_FD_SIGNALFD = 10,   /* object_id = the signal mask */
 };
 #define STASIS_TERMIOS_BYTES 36
 

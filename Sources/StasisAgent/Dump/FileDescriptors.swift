@@ -122,6 +122,9 @@ struct FileDescriptorDumper {
             (timer.interval_sec, timer.interval_nsec) = info.pairField("it_interval:") ?? (0, 0)
             extraBuffer.storeBytes(of: timer, as: stasis_timerfd_state_t.self)
             extraBytes = MemoryLayout<stasis_timerfd_state_t>.size
+        } else if linkEquals(link, linkCount, "anon_inode:[signalfd]") {
+            record.kind = UInt32(STASIS_FD_SIGNALFD)
+            record.object_id = try readInfo(fd).hexField("sigmask:") ?? 0
         } else if linkEquals(link, linkCount, "anon_inode:[eventpoll]") {
             record.kind = UInt32(STASIS_FD_EPOLL)
             extraBytes = try captureEpollEntries(fd)

@@ -26,6 +26,9 @@ enum ProcessDumper {
             _ = RawSyscall.call(STASIS_NR_prctl, 16 /* PR_GET_NAME */, Int(bitPattern: bytes.baseAddress))
         }
         record.brk = UInt64(bitPattern: Int64(RawSyscall.call(STASIS_NR_brk, 0)))
+        captureLimitsAndTimers(into: &record.rlimits, &record.itimers)
+        record.no_new_privs = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_prctl, 39 /* PR_GET_NO_NEW_PRIVS */))
+        record.dumpable = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_prctl, 3 /* PR_GET_DUMPABLE */))
 
         let statCount = ProcFile.read(literal: "/proc/self/stat", into: statText, capacity: 8192)
         if statCount < 0 { throw FreezeFailure(step: .readProc, errno: -statCount) }
@@ -47,6 +50,17 @@ enum ProcessDumper {
         try image.write(auxv, Int(record.auxv_bytes))
         try image.endPayload()
         try image.endRecord()
+    }
+
+    /// prlimit64 for the 16 resources, getitimer for REAL, VIRTUAL and PROF.
+    @_noAllocation @_noLocks
+    static func captureLimitsAndTimers(into limits: UnsafeMutableRawPointer, _ timers: UnsafeMutableRawPointer) {
+        for resource in 0..<16 {
+            _ = RawSyscall.call(302 /* prlimit64 */, 0, resource, 0, Int(bitPattern: limits + resource * 16))
+        }
+        for which in 0..<3 {
+            _ = RawSyscall.call(36 /* getitimer */, which, Int(bitPattern: timers + which * 32))
+        }
     }
 
     /// Fields 26-28 and 45-51 of /proc/self/stat (proc_pid_stat(5)), counted after the ")" of comm.

@@ -14,6 +14,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         case timerfd = 7    // objectID: clock id; extra: TimerState
         case terminal = 8   // restart's own terminal takes its place; extra: struct termios (36 bytes)
         case unsupported = 9  // not saved (--skip-unsupported): /dev/null takes its place
+        case signalfd = 10    // objectID: the signal mask
     }
 
     /// A timerfd's state (stasis_timerfd_state_t).
@@ -111,7 +112,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }
-        guard [.inherit, .pipe, .eventfd, .epoll, .timerfd, .unsupported].contains(kind) || path.hasPrefix("/") else {
+        guard [.inherit, .pipe, .eventfd, .epoll, .timerfd, .unsupported, .signalfd].contains(kind) || path.hasPrefix("/") else {
             throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd) has no absolute path")
         }
     }

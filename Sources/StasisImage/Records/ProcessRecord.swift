@@ -1,6 +1,13 @@
 /// Whole-process state (stasis_process_record_t), then cwd, exe path and auxv bytes.
 public struct ProcessRecord: Equatable, Sendable {
-    public static let fixedSize = 152
+    public static func == (a: ProcessRecord, b: ProcessRecord) -> Bool {
+        var x = ByteWriter(), y = ByteWriter()
+        a.encode(into: &x)
+        b.encode(into: &y)
+        return x.bytes == y.bytes
+    }
+
+    public static let fixedSize = 512
     public var pid: Int32 = 0, ppid: Int32 = 0
     public var uid: UInt32 = 0, gid: UInt32 = 0, euid: UInt32 = 0, egid: UInt32 = 0
     public var umask: UInt32 = 0o022
@@ -12,6 +19,12 @@ public struct ProcessRecord: Equatable, Sendable {
     public var cwd: String = ""
     public var executable: String = ""
     public var auxv: [UInt8] = []
+    /// (soft, hard) per RLIMIT_* resource, 0...15.
+    public var resourceLimits = [(UInt64, UInt64)](repeating: (0, 0), count: 16)
+    /// REAL, VIRTUAL, PROF: interval seconds, microseconds, value seconds, microseconds.
+    public var intervalTimers = [[Int64]](repeating: [0, 0, 0, 0], count: 3)
+    public var noNewPrivileges: UInt32 = 0
+    public var dumpable: UInt32 = 1
 
     public init() {}
 
@@ -30,6 +43,10 @@ public struct ProcessRecord: Equatable, Sendable {
         let cwdBytes = Int(try reader.read(UInt32.self)), exeBytes = Int(try reader.read(UInt32.self))
         let auxvBytes = Int(try reader.read(UInt32.self))
         _ = try reader.read(UInt32.self)
+        for i in 0..<16 { resourceLimits[i] = (try reader.read(UInt64.self), try reader.read(UInt64.self)) }
+        for i in 0..<3 { for j in 0..<4 { intervalTimers[i][j] = try reader.read(Int64.self) } }
+        noNewPrivileges = try reader.read(UInt32.self)
+        dumpable = try reader.read(UInt32.self)
         cwd = try reader.readString(cwdBytes)
         executable = try reader.readString(exeBytes)
         auxv = try reader.readBytes(auxvBytes)
@@ -49,6 +66,9 @@ public struct ProcessRecord: Equatable, Sendable {
         }
         writer.write(UInt32(cwd.utf8.count)); writer.write(UInt32(executable.utf8.count))
         writer.write(UInt32(auxv.count)); writer.write(UInt32(0))
+        for (soft, hard) in resourceLimits { writer.write(soft); writer.write(hard) }
+        for timer in intervalTimers { for v in timer { writer.write(v) } }
+        writer.write(noNewPrivileges); writer.write(dumpable)
         writer.write(bytes: Array(cwd.utf8)); writer.write(bytes: Array(executable.utf8)); writer.write(bytes: auxv)
     }
 }

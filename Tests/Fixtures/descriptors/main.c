@@ -6,6 +6,8 @@
  *   - a timerfd with a 1 ms interval that keeps firing
  *   - a directory fd used with openat(), at a high fd number (1000)
  *   - a file written through two dup'ed fds (one offset between them)
+ *   - a signalfd for SIGUSR1 (blocked), an RLIMIT_NOFILE soft limit of 200, and an
+ *     ITIMER_REAL with a 5 ms interval whose SIGALRM handler counts
  * Prints READY, then PASS or FAIL <what>. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,12 +18,17 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/time.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t terminate_requested;
 static void on_term(int signo) { (void)signo; terminate_requested = 1; }
+static volatile long alarms;
+static void on_alarm(int signo) { (void)signo; alarms++; }
 static int failures;
 static void fail(const char *what) { printf("FAIL %s (errno %d)\n", what, errno); fflush(stdout); failures++; }
 
@@ -62,6 +69,18 @@ int main(int argc, char **argv) {
     int first = open(dup_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int second = dup(first);
     if (write(first, "A", 1) != 1 || write(second, "B", 1) != 1) return 1;
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, NULL);
+    int signals = signalfd(-1, &usr1, SFD_NONBLOCK);
+    struct rlimit files;
+    getrlimit(RLIMIT_NOFILE, &files);
+    files.rlim_cur = 200;
+    setrlimit(RLIMIT_NOFILE, &files);
+    signal(SIGALRM, on_alarm);
+    struct itimerval every = {.it_interval = {0, 5000}, .it_value = {0, 5000}};
+    setitimer(ITIMER_REAL, &every, NULL);
 
     printf("READY\n");
     fflush(stdout);
@@ -102,6 +121,16 @@ int main(int argc, char **argv) {
     char dup_text[8] = {0};
     int check = open(dup_path, O_RDONLY);
     if (read(check, dup_text, sizeof dup_text - 1) != 4 || strcmp(dup_text, "ABCD") != 0) fail("dup'ed fds share one offset");
+    /* signalfd, rlimit, itimer */
+    raise(SIGUSR1);
+    struct signalfd_siginfo info;
+    if (read(signals, &info, sizeof info) != sizeof info || info.ssi_signo != SIGUSR1) fail("signalfd");
+    struct rlimit now_files;
+    getrlimit(RLIMIT_NOFILE, &now_files);
+    if (now_files.rlim_cur != 200) fail("RLIMIT_NOFILE");
+    long alarms_before = alarms;
+    usleep(50000);
+    if (alarms == alarms_before) fail("ITIMER_REAL");
     /* release the blocked reader */
     if (write(idle_pipe[1], "wake", 4) != 4) fail("write to the idle pipe");
     pthread_join(reader, NULL);
