@@ -6,18 +6,18 @@ let usage = """
     stasis: transparent checkpoint/restart for Linux x86-64 programs
 
     usage:
-      stasis run [--dir DIR] [--signal SIG] [--keep N] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
-      stasis checkpoint [--dir DIR] [--timeout SECONDS] [--skip-unsupported] [--json] PID
-      stasis restart [--pid-file F] [--allow-changed-files] IMAGE
+      stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
+      stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--json] PID
+      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] IMAGE
       stasis inspect [--json] IMAGE
-      stasis verify [--json] IMAGE...
+      stasis verify [--key FILE] [--json] IMAGE...
       stasis ls [--full] [--json] [DIR]
       stasis COMMAND --help
 
     A running program is checkpointed by `stasis checkpoint PID` or `kill -USR2 PID`.
     Exit codes: 0 ok, 1 failure, 2 usage, 3 bad image, 4 incompatible machine, 5 files changed,
     6 no such process, 7 checkpoint failed, 8 timeout, 9 restore failed, 10 permission denied,
-    127 cannot execute.
+    11 signature mismatch, 127 cannot execute.
     """
 
 func main() -> Int32 {

@@ -7,19 +7,20 @@ import StasisSystem
 /// trigger signal with value ID, wait for /tmp/stasis-UID/PID-ID.result ("ok PATH" or "error MESSAGE").
 enum CheckpointCommand {
     static let help = """
-        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--skip-unsupported] [--json] PID
+        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--json] PID
 
         Checkpoints a program started with `stasis run`; waits until the image is complete and prints
         its path as the last line of stdout. The program keeps running.
           --dir DIR          write the image to DIR instead of the program's image directory
           --timeout SECONDS  give up after SECONDS (default 600)
+          --key FILE         sign this image (and the program's later ones) with FILE's key (HMAC-SHA256)
           --skip-unsupported checkpoint even with descriptors Stasis cannot save (sockets...): restart puts
                              /dev/null in their place, with a warning
           --json             print {"pid", "image", "threads", "freeze_ns", "pause_ns", "total_ns"} instead of the path
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
-        let options = try OptionParser(arguments, valued: ["--dir", "--timeout"], flags: ["--help", "--json", "--skip-unsupported"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--timeout", "--key"], flags: ["--help", "--json", "--skip-unsupported"],
                                        command: "checkpoint")
         if options.flags.contains("--help") {
             printOut(help)
@@ -49,8 +50,17 @@ enum CheckpointCommand {
             unlink(resultPath)
         }
         let skip = options.flags.contains("--skip-unsupported")
-        if directory != nil || skip {
-            try writeAtomically(requestPath, "\(requestID)\n\(directory ?? "")\n\(skip ? "skip-unsupported" : "")\n", owner: uid)
+        var keyLine = ""
+        if let keyPath = options.values["--key"] {
+            _ = try RestartCommand.readKey(keyPath)
+            guard let absolute = absolutePath(keyPath), !absolute.contains("\n") else {
+                throw LauncherError(.usage, "cannot resolve key file \(keyPath)")
+            }
+            keyLine = "key-file \(absolute)\n"  // the agent reads the file itself: the key never lands in /tmp
+        }
+        if directory != nil || skip || !keyLine.isEmpty {
+            try writeAtomically(requestPath, "\(requestID)\n\(directory ?? "")\n\(skip ? "skip-unsupported" : "")\n\(keyLine)",
+                                owner: uid)
         } else {
             unlink(requestPath)
         }

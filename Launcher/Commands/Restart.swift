@@ -7,12 +7,14 @@ import StasisSystem
 /// (with the original PID when permitted and free), forward signals, and exit as the program does.
 enum RestartCommand {
     static let help = """
-        usage: stasis restart [--pid-file F] [--allow-changed-files] IMAGE
+        usage: stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] IMAGE
 
         Brings the checkpointed program back where it was, in the foreground; the exit status is the
         program's. The original PID is reused when it is free and the caller may choose PIDs (root or
         CAP_CHECKPOINT_RESTORE); otherwise a new PID is used and stderr says so.
           --pid-file F             write the restored program's PID to F
+          --key FILE               refuse the image unless its HMAC-SHA256 signature matches FILE's key;
+                                   the restored program keeps signing its images with it
           --allow-changed-files    go on when a file the program had open or mapped changed since the
                                    checkpoint (a warning per file); by default that refuses the restart
         Signals sent to this process are forwarded to the program.
@@ -22,7 +24,7 @@ enum RestartCommand {
                                      SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGPWR, SIGVTALRM, SIGPROF, SIGXCPU]
 
     static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
-        let options = try OptionParser(arguments, valued: ["--pid-file"], flags: ["--help", "--allow-changed-files"], command: "restart")
+        let options = try OptionParser(arguments, valued: ["--pid-file", "--key"], flags: ["--help", "--allow-changed-files"], command: "restart")
         if options.flags.contains("--help") {
             printOut(help)
             return 0
@@ -35,6 +37,27 @@ enum RestartCommand {
         try checkOwnership(image, source)
         try MachineCheck.check(image)
         try FileCheck.check(image, allowChanged: options.flags.contains("--allow-changed-files"))
+        var keyPipe: (read: FileDescriptor, write: FileDescriptor)? = nil
+        if let keyPath = options.values["--key"] {
+            let key = try readKey(keyPath)
+            do {
+                try image.verifySignature(from: source, key: key)
+            } catch {
+                throw LauncherError(.signatureMismatch, "\(source.path): \(error)")
+            }
+            var ends: [Int32] = [0, 0]
+            guard pipe(&ends) == 0 else { throw LauncherError(.failure, "cannot create a pipe: \(Errno.current)") }
+            let pair = (read: FileDescriptor(rawValue: ends[0]), write: FileDescriptor(rawValue: ends[1]))
+            _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
+            do {
+                try pair.write.writeAll(key)  // at most 4000 bytes: fits the pipe
+            } catch {
+                throw LauncherError(.failure, "cannot pass the key to the restorer: \(error)")
+            }
+            pair.write.closeAfterError()
+            keyPipe = pair
+        }
         let restorer = Installation.restorer
         guard access(restorer, X_OK) == 0 else {
             throw LauncherError(.failure, "restorer not found at \(restorer); build with `swift build` first")
@@ -44,7 +67,9 @@ enum RestartCommand {
         guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(pipeFDs[1], F_SETFD, FD_CLOEXEC) == 0 else { throw LauncherError(.failure, "cannot create a pipe: \(Errno.current)") }
         let statusRead = FileDescriptor(rawValue: pipeFDs[0])
         let statusWrite = FileDescriptor(rawValue: pipeFDs[1])
-        var plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: statusWrite)
+        var plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: statusWrite,
+                                          keyFD: keyPipe?.read)
+        keyPipe?.read.closeAfterError()
 
         // Block the forwarded signals and SIGCHLD before the child exists: sigwaitinfo collects them,
         // and the child starts with them blocked until its sigreturn installs the program's mask.
@@ -53,8 +78,10 @@ enum RestartCommand {
         for signal in forwarded + [SIGCHLD] { sigaddset(&blocked, signal) }
         sigprocmask(SIG_BLOCK, &blocked, nil)
 
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(restorer), strdup(String(plan.imageTarget)),
-                                                     strdup(String(plan.statusTarget)), nil]
+        var argv: [UnsafeMutablePointer<CChar>?] = [strdup(restorer), strdup(String(plan.imageTarget)),
+                                                     strdup(String(plan.statusTarget))]
+        if plan.keyTarget >= 0 { argv.append(strdup(String(plan.keyTarget))) }
+        argv.append(nil)
         var usedSetTID: Int32 = 0
         var setTIDError: Int32 = 0
         let pid: Int32 = restorer.withCString { path in
@@ -100,6 +127,20 @@ enum RestartCommand {
         }
         if let pidFile = options.values["--pid-file"] { try writePIDFile(pidFile, pid) }
         return forwardSignals(to: pid, blocked: blocked)
+    }
+
+    /// A key file's bytes (at most 4000), for HMAC-SHA256 signatures.
+    static func readKey(_ path: String) throws(LauncherError) -> [UInt8] {
+        let key: [UInt8]
+        do {
+            key = try readFile(path)
+        } catch {
+            throw LauncherError(.usage, "cannot read key file \(path): \(error)")
+        }
+        guard !key.isEmpty, key.count <= 4000 else {
+            throw LauncherError(.usage, "key file \(path) must hold 1 to 4000 bytes")
+        }
+        return key
     }
 
     /// Restart never raises privileges: an image must be the caller's (file and process), unless root.

@@ -3,13 +3,15 @@ import Glibc
 /// `stasis run`: exec PROGRAM in place (same PID) with the agent preloaded.
 enum RunCommand {
     static let help = """
-        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
+        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
 
         Runs PROGRAM in place of stasis (same PID) with the checkpoint agent preloaded.
           --dir DIR       where images go (default: the current directory)
           --signal SIG    checkpoint trigger signal (default: USR2); use another if PROGRAM owns SIGUSR2
           --keep N        keep only the N newest images of each process (older ones are removed once a
                           newer one is complete); default: keep all
+          --key FILE      sign every image with HMAC-SHA256 using FILE's bytes (1-4000); the key stays in
+                          the agent's scratch memory, which images never contain
           --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
           --pid-file F    write the PID to F
         LD_PRELOAD, STASIS_DIR and STASIS_SIGNAL are set for PROGRAM and inherited by its children,
@@ -21,7 +23,7 @@ enum RunCommand {
             printOut(help)
             return
         }
-        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep"], flags: ["--help", "--skip-unsupported"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key"], flags: ["--help", "--skip-unsupported"],
                                        command: "run", stopAtFirstPositional: true)
         if options.flags.contains("--help") {
             printOut(help)
@@ -49,15 +51,21 @@ enum RunCommand {
         guard access(agent, R_OK) == 0 else {
             throw LauncherError(.failure, "agent library not found at \(agent); build with `swift build` first")
         }
-        if let existing = getenv("LD_PRELOAD").map({ String(cString: $0) }), !existing.isEmpty,
-            !existing.split(separator: ":").contains(where: { $0 == agent })
-        {
-            setenv("LD_PRELOAD", agent + ":" + existing, 1)
-        } else {
+        let existing = getenv("LD_PRELOAD").map { String(cString: $0) } ?? ""
+        if existing.isEmpty {
             setenv("LD_PRELOAD", agent, 1)
-        }
+        } else if !existing.split(whereSeparator: { $0 == ":" || $0 == " " }).contains(where: { $0 == agent }) {
+            setenv("LD_PRELOAD", agent + ":" + existing, 1)
+        }  // else: the agent is there already, with the user's other libraries: leave it as it is
         setenv("STASIS_DIR", imageDirectory, 1)
         setenv("STASIS_SIGNAL", String(signal), 1)
+        if let keyPath = options.values["--key"] {
+            _ = try RestartCommand.readKey(keyPath)  // fail now, not at the first checkpoint
+            guard let absolute = absolutePath(keyPath) else { throw LauncherError(.usage, "cannot resolve \(keyPath)") }
+            setenv("STASIS_KEY_FILE", absolute, 1)
+        } else {
+            unsetenv("STASIS_KEY_FILE")
+        }
         if options.flags.contains("--skip-unsupported") {
             setenv("STASIS_SKIP_UNSUPPORTED", "1", 1)
         } else {

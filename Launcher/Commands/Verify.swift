@@ -4,15 +4,16 @@ import StasisImage
 /// `stasis verify IMAGE`: every check a restart makes, and every byte's checksum, without restoring.
 enum VerifyCommand {
     static let help = """
-        usage: stasis verify [--json] IMAGE...
+        usage: stasis verify [--key FILE] [--json] IMAGE...
 
         Checks each image completely without restoring it: header, every record's checksum and fields,
         and the checksum of all page data. Exit 0 when all verify, 3 otherwise. Progress goes to stderr
-        on a terminal.
+        on a terminal. With --key, the HMAC-SHA256 signature must match FILE's key too (exit 11).
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
-        let options = try OptionParser(arguments, valued: [], flags: ["--help", "--json"], command: "verify")
+        let options = try OptionParser(arguments, valued: ["--key"], flags: ["--help", "--json"], command: "verify")
+        let key = try options.values["--key"].map { (path) throws(LauncherError) in try RestartCommand.readKey(path) }
         if options.flags.contains("--help") {
             printOut(help)
             return
@@ -21,7 +22,7 @@ enum VerifyCommand {
         var failed: LauncherError?
         for path in options.positional {
             do throws(LauncherError) {
-                let (image, size) = try verify(path, showProgress: isatty(2) != 0)
+                let (image, size) = try verify(path, showProgress: isatty(2) != 0, key: key)
                 if options.flags.contains("--json") {
                     printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes)}")
                 } else {
@@ -41,9 +42,16 @@ enum VerifyCommand {
         throw LauncherError(failed.code, "some images did not verify")
     }
 
-    static func verify(_ path: String, showProgress: Bool) throws(LauncherError) -> (Image, UInt64) {
+    static func verify(_ path: String, showProgress: Bool, key: [UInt8]? = nil) throws(LauncherError) -> (Image, UInt64) {
         let source = try FileImageSource(path: path)
         let image = try source.decode()
+        if let key {
+            do {
+                try image.verifySignature(from: source, key: key)
+            } catch {
+                throw LauncherError(.signatureMismatch, "\(path): \(error)")
+            }
+        }
         let total = max(image.storedBytes, 1)
         var lastShown: UInt64 = 0
         do {

@@ -13,14 +13,16 @@ struct FileDescriptorPlan {
     /// Numbers the restorer gets for the image and the status pipe (free in the program's table).
     var imageTarget: Int32 = 0
     var statusTarget: Int32 = 0
+    /// With a key: the number the restorer gets for the pipe that carries it.
+    var keyTarget: Int32 = -1
     private var opened: [FileDescriptor] = []
     private var base: Int32 = 0
 
-    init(image: Image, imageFD: FileDescriptor, statusFD: FileDescriptor) throws(LauncherError) {
+    init(image: Image, imageFD: FileDescriptor, statusFD: FileDescriptor, keyFD: FileDescriptor? = nil) throws(LauncherError) {
         let highest = image.fileDescriptors.map(\.fd).max() ?? 2
         imageTarget = max(highest, 2) + 1
         statusTarget = imageTarget + 1
-        base = statusTarget + 16
+        base = statusTarget + 17
         var pipes: [UInt64: (read: FileDescriptor, write: FileDescriptor)] = [:]
         let present = Set(image.fileDescriptors.map(\.fd))
         var sources: [Int32: FileDescriptor] = [:]
@@ -102,6 +104,11 @@ struct FileDescriptorPlan {
         let status = try duplicate(statusFD)
         moves.append(stasis_fd_move_t(source: image.rawValue, target: imageTarget, close_on_exec: 0, reserved: 0))
         moves.append(stasis_fd_move_t(source: status.rawValue, target: statusTarget, close_on_exec: 0, reserved: 0))
+        if let keyFD {
+            keyTarget = statusTarget + 1
+            let key = try duplicate(keyFD)
+            moves.append(stasis_fd_move_t(source: key.rawValue, target: keyTarget, close_on_exec: 0, reserved: 0))
+        }
     }
 
     /// Moves `fd` above the program's numbers and keeps it until the child has its copy.

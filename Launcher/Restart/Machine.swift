@@ -1,6 +1,7 @@
 import CStasisSpawn
 import Glibc
 import StasisImage
+import StasisSystem
 
 /// Checks that this machine can run the image's saved CPU state (the kernel patches' header_arch check).
 enum MachineCheck {
@@ -22,10 +23,42 @@ enum MachineCheck {
             throw LauncherError(.incompatibleMachine,
                                 "this CPU lacks \(list), which the image's saved registers use; restart on a CPU that has them")
         }
+        try checkVDSO(image)
         let size = stasis_cpu_xsave_size()
         if image.header.xsaveSize > max(size, 512) + 4 {
             throw LauncherError(.incompatibleMachine,
                                 "the image's xsave area (\(image.header.xsaveSize) bytes) is larger than this CPU's (\(size))")
+        }
+    }
+}
+
+extension MachineCheck {
+    /// The restored code holds pointers into the old vDSO: this kernel's [vvar], [vvar_vclock] and
+    /// [vdso] must have the same sizes and spacing as the image's, so that the restorer can move them
+    /// there (checked here too, so that a mismatch is exit 4 before anything starts).
+    static func checkVDSO(_ image: Image) throws(LauncherError) {
+        let names: [(MemoryAreaRecord.Flags, String)] = [(.vdso, "[vdso]"), (.vvar, "[vvar]"), (.vvarVclock, "[vvar_vclock]")]
+        var saved: [String: (UInt64, UInt64)] = [:]
+        for area in image.memoryAreas {
+            for (flag, name) in names where area.flags.contains(flag) { saved[name] = (area.start, area.end) }
+        }
+        guard !saved.isEmpty, let maps = try? readFile("/proc/self/maps") else { return }  // unreadable: the restorer checks
+        var here: [String: (UInt64, UInt64)] = [:]
+        for line in String(decoding: maps, as: UTF8.self).split(separator: "\n") {
+            guard let name = line.split(separator: " ").last.map(String.init), names.contains(where: { $0.1 == name }) else { continue }
+            let range = line.split(separator: " ")[0].split(separator: "-")
+            guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16) else { continue }
+            here[name] = (start, end)
+        }
+        let savedBase = saved.values.map(\.0).min() ?? 0
+        let hereBase = here.values.map(\.0).min() ?? 0
+        let same = Set(saved.keys) == Set(here.keys) && saved.allSatisfy { name, range in
+            guard let mine = here[name] else { return false }
+            return range.1 - range.0 == mine.1 - mine.0 && range.0 - savedBase == mine.0 - hereBase
+        }
+        guard same else {
+            throw LauncherError(.incompatibleMachine,
+                                "this kernel's vDSO layout differs from the one the image was taken on (kernel \(image.header.kernelRelease)); restart on that kernel")
         }
     }
 }
@@ -36,6 +69,10 @@ enum FileCheck {
     /// files open for writing may have grown since (the program kept writing before it was killed).
     /// With `allowChanged`, a changed file is a warning on stderr instead (a missing one still fails).
     static func check(_ image: Image, allowChanged: Bool = false) throws(LauncherError) {
+        var directory = stat()
+        guard stat(image.process.cwd, &directory) == 0, directory.st_mode & S_IFMT == S_IFDIR else {
+            throw LauncherError(.filesChanged, "the program's working directory \(image.process.cwd) is missing; create it to restart")
+        }
         for area in image.memoryAreas where area.isFileBacked && area.fileSize != 0 || (area.isFileBacked && area.inode != 0) {
             try unchanged(area.path, size: area.fileSize, mtime: area.fileModificationNanoseconds, what: "mapped file",
                           allowChanged: allowChanged)

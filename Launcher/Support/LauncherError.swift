@@ -13,6 +13,7 @@ enum ExitCode: Int32 {
     case timeout = 8            // checkpoint: no answer in time
     case restoreFailed = 9      // the restorer could not rebuild the process
     case permissionDenied = 10  // restart: the image is another user's, or of a more privileged process
+    case signatureMismatch = 11 // restart/verify --key: unsigned image, or signed with another key, or changed
     case cannotExecute = 127    // run: PROGRAM could not be executed
 }
 

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -43,6 +44,20 @@ static void *map_scratch(size_t bytes) {
     return region + page;
 }
 
+/* --key: the signing key goes to scratch memory, which no image contains. */
+static void load_key(const char *path, stasis_key_slot_t *slot) {
+    if (!path || !*path) return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, slot->key, sizeof slot->key) : -1;
+    if (fd >= 0) close(fd);
+    if (n <= 0) {
+        static const char msg[] = "stasis: cannot read the key file in STASIS_KEY_FILE; images will not be signed\n";
+        (void)!write(2, msg, sizeof msg - 1);
+        return;
+    }
+    slot->key_bytes = (uint32_t)n;
+}
+
 __attribute__((constructor)) static void stasis_shim_init(void) {
     const char *dir = getenv("STASIS_DIR");
     if (dir && *dir && strlen(dir) < sizeof stasis_config.image_dir) {
@@ -75,6 +90,8 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     stasis_config.arena_start = (uint64_t)arena;
     stasis_config.arena_bytes = STASIS_ARENA_BYTES;
     stasis_config.slots_start = (uint64_t)arena;
+    stasis_config.key_slot = (uint64_t)arena + STASIS_ARENA_BYTES - sizeof(stasis_key_slot_t);
+    load_key(getenv("STASIS_KEY_FILE"), (stasis_key_slot_t *)stasis_config.key_slot);
     stasis_config.slot_capacity = STASIS_MAX_THREADS;
     stasis_config.stack_start = (uint64_t)stack;
     stasis_config.stack_bytes = STASIS_STACK_BYTES;

@@ -47,9 +47,10 @@ __attribute__((noinline)) static int32_t call_on_stack(int32_t (*fn)(stasis_capt
         "and $-16, %%rsp\n\t"
         "call *%[fn]\n\t"
         "mov %%rbx, %%rsp\n\t"
-        : "=a"(result)
-        : [fn] "r"(fn), "D"(arg), [top] "r"(stack_top)
-        : "rbx", "rcx", "rdx", "rsi", "r8", "r9", "r10", "r11", "memory", "cc");
+        : "=a"(result), "+D"(arg)
+        : [fn] "r"(fn), [top] "r"(stack_top)
+        : "rbx", "rcx", "rdx", "rsi", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3",
+          "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
     return result;
 }
 

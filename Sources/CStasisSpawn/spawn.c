@@ -32,7 +32,7 @@ __attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
         if (stasis_syscall4(STASIS_NR_epoll_ctl, a->epoll_fd, 1 /* EPOLL_CTL_ADD */, a->fd, (long)&event) < 0)
             stasis_syscall1(STASIS_NR_exit_group, 124);
     }
-    if (plan->cwd) stasis_syscall1(STASIS_NR_chdir, (long)plan->cwd);
+    if (plan->cwd && stasis_syscall1(STASIS_NR_chdir, (long)plan->cwd) < 0) stasis_syscall1(STASIS_NR_exit_group, 123);
     stasis_syscall1(STASIS_NR_umask, plan->umask);
     static char *const empty_env[] = {NULL};
     stasis_syscall3(STASIS_NR_execve, (long)plan->path, (long)plan->argv, (long)empty_env);

@@ -22,7 +22,8 @@ public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture
     // The arena starts with the followers' capture slots (constructor.c); scratch comes after them.
     let slotBytes = (Int(config.pointee.slot_capacity) * MemoryLayout<stasis_thread_slot_t>.stride + 4095) & ~4095
     guard let base = UnsafeMutableRawPointer(bitPattern: UInt(config.pointee.arena_start) + UInt(slotBytes)) else { return -22 }
-    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes)
+    // ... and ends with the key slot (one page).
+    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes - 4096)
     guard var job = CheckpointJob(arena: &arena, capture: capture) else { return -12 }
     let result = job.run(arena: &arena)
     job.report(result)
@@ -104,11 +105,29 @@ struct CheckpointJob {
         cursor.skipPast(UInt8(ascii: "\n"))
         let end = cursor.index > start && text[cursor.index - 1] == UInt8(ascii: "\n") ? cursor.index - 1 : cursor.index
         if cursor.skipWord("skip-unsupported") { skipUnsupported = true }
+        cursor.skipPast(UInt8(ascii: "\n"))
+        if cursor.skipWord("key-file ") { loadKey(text + cursor.index, n - cursor.index) }
         if end > start && text[start] == UInt8(ascii: "/") {
             directory.removeAll()
             directory.append(bytes: text + start, count: end - start)
         }
         message.removeAll()
+    }
+
+    /// `stasis checkpoint --key FILE`: reads FILE (path up to the newline) into the key slot.
+    @_noAllocation @_noLocks
+    private mutating func loadKey(_ path: UnsafeMutablePointer<UInt8>, _ count: Int) {
+        var end = 0
+        while end < count && path[end] != UInt8(ascii: "\n") { end += 1 }
+        guard end > 0, end < count else { return }
+        path[end] = 0
+        guard let slot = UnsafeMutablePointer<stasis_key_slot_t>(bitPattern: UInt(capture.pointee.config.pointee.key_slot))
+        else { return }
+        let fd = RawSyscall.open(UnsafeRawPointer(path).assumingMemoryBound(to: CChar.self), RawFlag.readOnly | RawFlag.closeOnExec)
+        guard fd >= 0 else { return }
+        let n = RawSyscall.read(Int32(fd), UnsafeMutableRawPointer(slot) + 4, Int(STASIS_KEY_MAX))
+        RawSyscall.close(Int32(fd))
+        slot.pointee.key_bytes = n > 0 ? UInt32(n) : 0
     }
 
     /// /tmp/stasis-UID/PID
@@ -191,12 +210,23 @@ struct CheckpointJob {
         }
         imageFD = Int32(fd)
         var image = ImageFile(fd: imageFD, zeros: UnsafeRawPointer(zeros))
+        if let slot = UnsafeMutablePointer<stasis_key_slot_t>(bitPattern: UInt(capture.pointee.config.pointee.key_slot)),
+            slot.pointee.key_bytes > 0, slot.pointee.key_bytes <= UInt32(STASIS_KEY_MAX),
+            let macMemory = arena.take(MemoryLayout<stasis_hmac_t>.size, alignment: 16)
+        {
+            let mac = macMemory.assumingMemoryBound(to: stasis_hmac_t.self)
+            _unsafePerformance {
+                stasis_hmac_init(mac, UnsafeRawPointer(slot).assumingMemoryBound(to: UInt8.self) + 4, Int(slot.pointee.key_bytes))
+            }
+            image.mac = mac
+        }
 
         try writeHeader(&image, sequence: sequence, threadCount: 1 + followers)
         try ProcessDumper.dump(arena: &arena, into: &image)
         var agent = stasis_agent_record_t()
         agent.restore_tail = capture.pointee.restore_tail
         agent.restore_thread_tail = capture.pointee.restore_thread_tail
+        agent.key_slot = capture.pointee.config.pointee.key_slot
         agent.state_address = UInt64(UInt(bitPattern: state))
         agent.trigger_signal = capture.pointee.config.pointee.trigger_signal
         try image.writeRecord(kind: UInt32(STASIS_RECORD_AGENT), fixed: &agent, fixedBytes: MemoryLayout<stasis_agent_record_t>.size)
@@ -216,9 +246,7 @@ struct CheckpointJob {
         if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
 
-        var end = stasis_end_record_t(record_count: image.recordCount, end_offset: image.offset,
-                                      magic: STASIS_END_MAGIC)
-        try image.writeRecord(kind: UInt32(STASIS_RECORD_END), fixed: &end, fixedBytes: MemoryLayout<stasis_end_record_t>.size)
+        try image.writeEnd()
         // Memory is in the file: the program may run again while the image reaches the disk.
         // The pause ends here; read the clock first: once woken, busy threads may keep us off the CPU.
         thawedAt = monotonicNanoseconds()
@@ -324,10 +352,12 @@ struct CheckpointJob {
         header.program_bytes = UInt32(programBytes)
         var crc = _unsafePerformance { stasis_crc32c_update(stasis_crc32c_begin(), &header, UInt(MemoryLayout<stasis_image_header_t>.size)) }
         crc = _unsafePerformance { stasis_crc32c_end(stasis_crc32c_update(crc, scratch.bytes, UInt(programBytes))) }
-        header.header_crc = crc
+        // Written with header_crc = 0 (what the signature covers), then the CRC goes in with pwrite.
         try image.writeRaw(&header, MemoryLayout<stasis_image_header_t>.size)
         try image.writeRaw(scratch.bytes, programBytes)
         try image.pad(to: 8)
+        var headerCRC = crc
+        try image.patch(&headerCRC, 4, at: UInt64(STASIS_HEADER_CRC_OFFSET))
         scratch.removeAll()
     }
 

@@ -1,3 +1,5 @@
+import CStasisABI
+
 /// Random access to an image's bytes. The launcher reads a file; tests pass an array.
 /// Page data is never read through this: only headers and payloads.
 public protocol ImageSource {
@@ -27,6 +29,11 @@ public struct Image: Equatable, Sendable {
     public var memoryAreas: [MemoryAreaRecord] = []
     /// Records of kinds this version does not know, skipped by length.
     public var unknownRecordCount = 0
+    /// File offset of every record header, END included (for the signature check).
+    public var recordOffsets: [UInt64] = []
+    /// The END record's HMAC-SHA256, when the image was written with a key.
+    public var signature: [UInt8]? = nil
+    public var endOffset: UInt64 = 0
 
     public init() {}
 
@@ -45,6 +52,7 @@ public struct Image: Equatable, Sendable {
         let program = try source.bytes(at: UInt64(ImageHeader.size), count: programBytes)
         try ImageHeader.verifyCRC(fixed: fixed, program: program, expected: header.headerCRC)
         header.program = String(decoding: program, as: UTF8.self)
+        header.programBytes = programBytes
 
         var image = Image()
         image.header = header
@@ -87,6 +95,7 @@ public struct Image: Equatable, Sendable {
                 throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "data checksum without data")
             }
             var reader = ByteReader(payload, base: payloadStart)
+            if record.kind != RecordKind.end.rawValue { image.recordOffsets.append(offset) }
             guard let kind = RecordKind(rawValue: record.kind) else {
                 image.unknownRecordCount += 1
                 offset = next
@@ -98,9 +107,14 @@ public struct Image: Equatable, Sendable {
                 let recordCount = try reader.read(UInt64.self)
                 let endOffset = try reader.read(UInt64.self)
                 let magic = try reader.read(UInt64.self)
-                guard magic == 0x444E_4549_5341_5453, recordCount == count, endOffset == offset else {
+                let flags = try reader.read(UInt64.self)
+                let mac = try reader.readBytes(32)
+                guard magic == 0x444E_4549_5341_5453, recordCount == count, endOffset == offset, flags & ~1 == 0 else {
                     throw .invalidRecord(.end, at: offset, reason: "record count or offset does not match")
                 }
+                image.recordOffsets.append(offset)
+                image.endOffset = offset
+                image.signature = flags & 1 != 0 ? mac : nil
                 guard next == source.size else {
                     throw .invalidRecord(.end, at: offset, reason: "\(source.size - next) bytes after the END record")
                 }
@@ -159,6 +173,35 @@ public struct Image: Equatable, Sendable {
                 throw .checksumMismatch("the page data of area \(hex(area.start))-\(hex(area.end))")
             }
         }
+    }
+
+    /// Checks the END record's HMAC-SHA256 with `key`: every byte before the mac, CRC fields as zero.
+    public func verifySignature(from source: ImageSource, key: [UInt8]) throws(ImageError) {
+        guard let signature else { throw .signature("the image is not signed") }
+        var mac = stasis_hmac_t()
+        key.withUnsafeBufferPointer { stasis_hmac_init(&mac, $0.baseAddress!, $0.count) }
+        let covered = endOffset + UInt64(RecordHeader.size) + 32
+        var zeroed: [(UInt64, UInt64)] = [(UInt64(ImageHeader.crcOffset), UInt64(ImageHeader.crcOffset) + 4)]
+        for offset in recordOffsets { zeroed.append((offset + 24, offset + 32)) }
+        var position: UInt64 = 0
+        var next = 0
+        let chunk: UInt64 = 4 << 20
+        while position < covered {
+            let count = Int(min(chunk, covered - position))
+            var bytes = try source.bytes(at: position, count: count)
+            while next < zeroed.count && zeroed[next].0 < position + UInt64(count) {
+                let (start, end) = zeroed[next]
+                for i in max(start, position)..<min(end, position + UInt64(count)) { bytes[Int(i - position)] = 0 }
+                if end <= position + UInt64(count) { next += 1 } else { break }
+            }
+            bytes.withUnsafeBytes { stasis_hmac_update(&mac, $0.baseAddress!, $0.count) }
+            position += UInt64(count)
+        }
+        var computed = [UInt8](repeating: 0, count: 32)
+        computed.withUnsafeMutableBufferPointer { stasis_hmac_final(&mac, $0.baseAddress!) }
+        var difference: UInt8 = 0
+        for i in 0..<32 { difference |= computed[i] ^ signature[i] }  // constant time
+        guard difference == 0 else { throw .signature("the signature does not match this key: the image was changed, or signed with another key") }
     }
 
     private static func checkOnce(_ kind: RecordKind, _ seen: inout Set<UInt32>, _ offset: UInt64) throws(ImageError) {
@@ -222,6 +265,8 @@ public struct ImageEncoder {
         w.write(count)
         w.write(UInt64(writer.bytes.count))
         w.write(UInt64(0x444E_4549_5341_5453))
+        w.write(UInt64(0))
+        w.write(bytes: [UInt8](repeating: 0, count: 32))
         append(kind: .end, payload: w.bytes)
         return writer.bytes
     }

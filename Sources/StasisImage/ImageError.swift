@@ -8,6 +8,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidRecord(RecordKind?, at: UInt64, reason: String)
     case missingRecord(String)
     case checksumMismatch(String)
+    case signature(String)
     case io(String)
 
     public var description: String {
@@ -22,6 +23,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
             return "corrupt image: \(kind.map { "\($0)" } ?? "record") at byte \(at): \(why)"
         case .missingRecord(let what): return "incomplete image: no \(what) record"
         case .checksumMismatch(let what): return "corrupt image: checksum mismatch in \(what)"
+        case .signature(let why): return "signature check failed: \(why)"
         case .io(let what): return what
         }
     }

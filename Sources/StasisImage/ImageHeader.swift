@@ -24,8 +24,10 @@ public struct ImageHeader: Equatable, Sendable {
 
     public init() {}
 
+    /// Length of the program path as stored (the path need not be UTF-8).
+    public var programBytes = 0
     /// Offset of the first record.
-    public var recordsOffset: UInt64 { UInt64((ImageHeader.size + program.utf8.count + 7) & ~7) }
+    public var recordsOffset: UInt64 { UInt64((ImageHeader.size + programBytes + 7) & ~7) }
 
     /// Decodes and checks the fixed fields. `bytes` must hold at least `size` bytes; the program path is
     /// read by `decodeProgram`.

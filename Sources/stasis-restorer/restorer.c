@@ -1,7 +1,7 @@
 /* restorer.c: stasis-restorer, exec'd by `stasis restart` with the program's
  * descriptors, cwd and umask already in place.
  *
- *   stasis-restorer IMAGE_FD STATUS_FD
+ *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD]
  *
  * Algorithm:
  *   1. read and check the image header; list our own mappings
@@ -93,18 +93,34 @@ __attribute__((noreturn, used)) static void rst_phase2(struct rst_args *args) {
     if (tail < RST_MMAP_MIN || tail >= RST_USER_TOP || thread_tail < RST_MMAP_MIN || thread_tail >= RST_USER_TOP)
         rst_fail(args, "bad restore tail address", tail);
     rst_restore_mm(args);
+    if (args->key_fd >= 0) {
+        /* The signing key goes back into the agent's scratch memory, so later images are signed. */
+        if (args->key_slot_ok) {
+            stasis_key_slot_t *slot = (stasis_key_slot_t *)args->agent.key_slot;
+            long n = stasis_syscall3(STASIS_NR_read, args->key_fd, (long)slot->key, STASIS_KEY_MAX);
+            slot->key_bytes = n > 0 ? (uint32_t)n : 0;
+        } else {
+            rst_warn(args, "the image has no key slot; later images will not be signed", 0);
+        }
+        stasis_syscall1(STASIS_NR_close, args->key_fd);
+    }
     rst_restore_threads(args);
 }
 
 __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     long argc = (long)initial_sp[0];
     char **argv = (char **)(initial_sp + 1);
+    /* No signal may reach a program handler while restorer code runs (threads created below inherit
+     * this mask); each thread's rt_sigreturn installs the program's own. */
+    uint64_t all = ~0ull;
+    stasis_syscall4(STASIS_NR_rt_sigprocmask, 2 /* SIG_SETMASK */, (long)&all, 0, 8);
     struct rst_args local;
     memset(&local, 0, sizeof local);
     local.status_fd = -1;
     if (argc < 3) rst_fail(&local, "usage: stasis-restorer IMAGE_FD STATUS_FD (run by `stasis restart`)", (uint64_t)argc);
     local.image_fd = parse_int(argv[1]);
     local.status_fd = parse_int(argv[2]);
+    local.key_fd = argc > 3 ? parse_int(argv[3]) : -1;
     if (local.image_fd < 0 || local.status_fd < 0) rst_fail(&local, "bad descriptor arguments", 0);
 
     rst_read_header(&local);

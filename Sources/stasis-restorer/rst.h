@@ -11,6 +11,7 @@
 
 #include "stasis_image_abi.h"
 #include "stasis_kernel.h"
+#include "stasis_sha256.h"
 #include "stasis_syscall.h"
 
 #define RST_PAGE 4096ul
@@ -58,6 +59,8 @@ struct rst_args {
     int thread_count;
     uint64_t thread_stacks;         /* RST_THREAD_STACK_BYTES per thread, in the work region */
     int have_process, have_agent, have_signals;
+    int key_fd;                     /* -1, or a pipe with the signing key (`stasis restart --key`) */
+    int key_slot_ok;                /* the agent's key slot lies in a scratch area of the image */
     char path[STASIS_MAX_PATH + 1]; /* scratch */
 };
 

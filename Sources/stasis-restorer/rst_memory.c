@@ -294,6 +294,9 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     if (area.start < args->work_start + args->work_bytes && area.end > args->work_start)
         rst_fail(args, "memory area overlaps the restorer", area.start);
     map_area(args, &area, payload + sizeof area + runs_bytes);
+    uint64_t slot = args->agent.key_slot;
+    if ((area.flags & STASIS_AREA_SCRATCH) && slot >= area.start && slot + sizeof(stasis_key_slot_t) <= area.end)
+        args->key_slot_ok = 1;
 
     /* Page data: runs in order, contiguous in the file from data_offset. */
     uint64_t area_pages = (area.end - area.start) / RST_PAGE;
@@ -378,7 +381,6 @@ void rst_restore_mm(struct rst_args *args) {
     /* Resource limits: a hard limit above ours needs privilege; then keep ours and say so. */
     for (int resource = 0; resource < 16; resource++) {
         uint64_t wanted[2] = {p->rlimits[resource][0], p->rlimits[resource][1]};
-        if (!wanted[0] && !wanted[1]) continue; /* not captured */
         if (stasis_syscall4(302 /* prlimit64 */, 0, resource, (long)wanted, 0) == 0) continue;
         uint64_t current[2];
         if (stasis_syscall4(302, 0, resource, 0, (long)current) != 0) continue;

@@ -120,3 +120,73 @@ struct DurabilityTests {
         #expect(message.contains("only its owner or root") && message.split(separator: "\n").count == 1, "\(message)")
     }
 }
+
+/// --key: images signed with HMAC-SHA256; the key never lands in an image; restart refuses an image
+/// that does not match, and a restored program goes on signing.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct SigningTests {
+    @Test func signedImagesRestoreOnlyWithTheirKeyAndNeverContainIt() throws {
+        let scratch = Scratch()
+        let key = (0..<48).map { _ in UInt8.random(in: 0...255) }
+        let keyFile = scratch.file("key"), otherKey = scratch.file("other-key")
+        try writeBytes(key, to: keyFile)
+        try writeBytes(Array("another key entirely".utf8), to: otherKey)
+        let (program, output) = try DurabilityTests().startCounter(scratch, mebibytes: 2, extra: ["--key", keyFile])
+        let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        program.killAndReap()
+        try #require(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        let bytes = try readBytes(image)
+        #expect(!contains(bytes, key), "the key is in the image")
+
+        #expect(try Stasis.run(["verify", "--key", keyFile, image], in: scratch.path).code == 0)
+        let wrong = try Stasis.run(["verify", "--key", otherKey, image], in: scratch.path)
+        #expect(wrong.code == 11 && wrong.output.contains("signature"), "\(wrong.output)")
+
+        // Tampered, with its CRC resealed: only the signature can tell.
+        var tampered = bytes
+        tampered[48] ^= 0x01  // header: sequence
+        resealHeader(&tampered)
+        let tamperedPath = scratch.file("tampered.stasis")
+        try writeBytes(tampered, to: tamperedPath)
+        chmod(tamperedPath, 0o600)
+        #expect(try Stasis.run(["verify", tamperedPath], in: scratch.path).code == 0, "CRCs alone accept it")
+        let refused = try Stasis.run(["restart", "--key", keyFile, tamperedPath], in: scratch.path)
+        #expect(refused.code == 11 && refused.output.split(separator: "\n").count == 1, "\(refused.output)")
+
+        // The right key restores, and the restored program signs its next image with it.
+        let pidFile = scratch.file("restored.pid")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--key", keyFile, "--pid-file", pidFile, image],
+                                       outputPath: scratch.file("restart.log"))
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        let next = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
+        let nextImage = next.output.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(try Stasis.run(["verify", "--key", keyFile, nextImage], in: scratch.path).code == 0)
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        #expect((try String(contentsOfFile: output)).contains("PASS"))
+    }
+
+    @Test func anUnsignedImageIsRefusedWhenAKeyIsRequired() throws {
+        let scratch = Scratch()
+        try writeBytes(Array("k".utf8), to: scratch.file("key"))
+        let (program, _) = try DurabilityTests().startCounter(scratch, mebibytes: 1)
+        let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        program.killAndReap()
+        try #require(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        let refused = try Stasis.run(["restart", "--key", scratch.file("key"), image], in: scratch.path)
+        #expect(refused.code == 11 && refused.output.contains("not signed"), "\(refused.output)")
+    }
+}
+
+func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+    guard needle.count <= haystack.count, let first = needle.first else { return false }
+    var i = 0
+    while i <= haystack.count - needle.count {
+        if haystack[i] == first && Array(haystack[i..<i + needle.count]) == needle { return true }
+        i += 1
+    }
+    return false
+}

@@ -151,3 +151,32 @@ func sampleImage() -> (bytes: [UInt8], area: MemoryAreaRecord) {
         #expect(throws: ImageError.self) { try Image.decode(from: ByteArraySource(encoder.finish())) }
     }
 }
+
+@Suite struct DigestTests {
+    func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format2($0)) }.joined() }
+    func format2(_ b: UInt8) -> String { (b < 16 ? "0" : "") + String(b, radix: 16) }
+
+    @Test func sha256MatchesFIPSVectors() {
+        var h = stasis_sha256_t()
+        stasis_sha256_init(&h)
+        let abc = Array("abc".utf8)
+        abc.withUnsafeBytes { stasis_sha256_update(&h, $0.baseAddress!, $0.count) }
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBufferPointer { stasis_sha256_final(&h, $0.baseAddress!) }
+        #expect(hex(out) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    @Test func hmacMatchesRFC4231TestCase2() {
+        var m = stasis_hmac_t()
+        let key = Array("Jefe".utf8), data = Array("what do ya want for nothing?".utf8)
+        key.withUnsafeBufferPointer { stasis_hmac_init(&m, $0.baseAddress!, $0.count) }
+        data.withUnsafeBytes { stasis_hmac_update(&m, $0.baseAddress!, $0.count) }
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBufferPointer { stasis_hmac_final(&m, $0.baseAddress!) }
+        #expect(hex(out) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    }
+
+    @Test func crc32cMatchesTheStandardCheckValue() {
+        #expect(CRC32C.of(Array("123456789".utf8)) == 0xE306_9283)
+    }
+}

@@ -68,14 +68,20 @@ _Static_assert(sizeof(stasis_record_header_t) == 32, "image ABI: stasis_record_h
 #define STASIS_RECORD_CRC_OFFSET 24 /* payload_crc, data_crc: filled in when the record is complete */
 #define STASIS_HEADER_CRC_OFFSET 140
 
-/* END: the last record. Its presence and counts prove the file is complete. */
+/* END: the last record. Its presence and counts prove the file is complete.
+ * With a key (--key), mac is the HMAC-SHA256 of every byte of the file before it, read with the
+ * CRC fields (header_crc, each record header's payload_crc and data_crc) as zero. */
 typedef struct stasis_end_record {
     uint64_t record_count;  /* records before this one */
     uint64_t end_offset;    /* file offset of this record's header */
     uint64_t magic;         /* STASIS_END_MAGIC */
+    uint64_t flags;         /* STASIS_END_SIGNED */
+    uint8_t mac[32];        /* zero unless signed */
 } stasis_end_record_t;
 #define STASIS_END_MAGIC 0x444E454953415453ull /* "STASIEND" */
-_Static_assert(sizeof(stasis_end_record_t) == 24, "image ABI: stasis_end_record_t");
+#define STASIS_END_SIGNED 1ull
+#define STASIS_END_MAC_OFFSET 32 /* within the END payload */
+_Static_assert(sizeof(stasis_end_record_t) == 64, "image ABI: stasis_end_record_t");
 
 /* PROCESS: whole-process state. Followed by cwd, exe path, then auxv bytes. */
 typedef struct stasis_process_record {
@@ -240,8 +246,16 @@ typedef struct stasis_agent_record {
     int32_t trigger_signal;
     uint32_t reserved;
     uint64_t restore_thread_tail; /* stasis_restore_thread_tail: set a done flag + rt_sigreturn (other threads) */
+    uint64_t key_slot;       /* stasis_key_slot_t in agent scratch memory (never in an image) */
 } stasis_agent_record_t;
-_Static_assert(sizeof(stasis_agent_record_t) == 32, "image ABI: stasis_agent_record_t");
+_Static_assert(sizeof(stasis_agent_record_t) == 40, "image ABI: stasis_agent_record_t");
+
+/* The signing key, in the agent's scratch arena: images never contain it. The restorer fills it
+ * when `stasis restart --key` gives one. */
+typedef struct stasis_key_slot {
+    uint32_t key_bytes;      /* 0: images are not signed */
+    uint8_t key[4092];
+} stasis_key_slot_t;
 
 /* The agent's state that a restore must change, at stasis_agent_record.state_address. */
 typedef struct stasis_agent_state {

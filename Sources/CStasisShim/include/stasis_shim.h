@@ -23,6 +23,7 @@ typedef struct stasis_agent_config {
     uint64_t slots_start;              /* capture slots for followers, at the start of the arena */
     uint32_t slot_capacity;
     uint32_t skip_unsupported;       /* STASIS_SKIP_UNSUPPORTED=1: see --skip-unsupported */
+    uint64_t key_slot;                 /* stasis_key_slot_t: the last page of the arena (scratch) */
 } stasis_agent_config_t;
 
 /* One follower thread's capture, filled by the thread itself in its handler. */

@@ -102,7 +102,8 @@ struct FileDescriptorDumper {
             record.kind = UInt32(STASIS_FD_DEVICE)
         } else if type == UInt32(STASIS_S_IFDIR) && link[0] == UInt8(ascii: "/") && !isDeleted {
             record.kind = UInt32(STASIS_FD_DIRECTORY)
-        } else if type == 0o010000 /* S_IFIFO */ && startsWith(link, linkCount, "pipe:[") {
+        } else if type == 0o010000 /* S_IFIFO */ && startsWith(link, linkCount, "pipe:[") && fd > 2 {
+            // (A pipe at fd 0-2 is a pipeline's: INHERIT gives it restart's own, below.)
             record.kind = UInt32(STASIS_FD_PIPE)
             record.object_id = st.st_ino
             record.object_flags = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_fcntl, Int(fd), 1032 /* F_GETPIPE_SZ */))

@@ -16,6 +16,9 @@ struct ImageFile {
     private var payloadCRC: UInt32 = 0
     private var dataCRC: UInt32 = 0
     private var inData = false
+    /// HMAC-SHA256 over every byte as first written (CRC fields still zero), when the agent has a key.
+    var mac: UnsafeMutablePointer<stasis_hmac_t>? = nil
+    private var macFinished = false
     /// One page of zeros (from the arena) for padding.
     let zeros: UnsafeRawPointer
 
@@ -36,8 +39,15 @@ struct ImageFile {
         try writeRaw(bytes, count)
     }
 
+    /// `count` bytes starting `offset` bytes into `base`.
+    @_noAllocation @_noLocks
+    mutating func write(_ base: UnsafeRawPointer, from offset: Int, count: Int) throws(FreezeFailure) {
+        try write(base + offset, count)
+    }
+
     @_noAllocation @_noLocks
     mutating func writeRaw(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
+        if let mac, !macFinished { _unsafePerformance { stasis_hmac_update(mac, bytes, count) } }
         var done = 0
         while done < count {
             let n = RawSyscall.write(fd, bytes + done, count - done)
@@ -107,6 +117,25 @@ struct ImageFile {
         try patch(&crcs, 8, at: recordOffset + UInt64(STASIS_RECORD_CRC_OFFSET))
         inData = false
         recordCount += 1
+    }
+
+    /// The END record: counts, and the HMAC of everything before its mac field when signing.
+    @_noAllocation @_noLocks
+    mutating func writeEnd() throws(FreezeFailure) {
+        var end = stasis_end_record_t()
+        end.record_count = recordCount
+        end.end_offset = offset
+        end.magic = STASIS_END_MAGIC
+        end.flags = mac != nil ? STASIS_END_SIGNED : 0
+        try beginRecord(kind: UInt32(STASIS_RECORD_END), payloadBytes: MemoryLayout<stasis_end_record_t>.size)
+        try write(&end, Int(STASIS_END_MAC_OFFSET))
+        if let mac {
+            _unsafePerformance { withUnsafeMutableBytes(of: &end.mac) { stasis_hmac_final(mac, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) } }
+            macFinished = true
+        }
+        try write(&end, from: Int(STASIS_END_MAC_OFFSET), count: Int(STASIS_MAC_BYTES))
+        try endPayload()
+        try endRecord()
     }
 
     /// A record whose whole payload is one fixed struct followed by optional bytes.
