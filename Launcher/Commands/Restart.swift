@@ -152,6 +152,10 @@ enum RestartCommand {
             throw LauncherError(.permissionDenied, "\(source.path) belongs to uid \(owner); only its owner or root may restart it")
         }
         let p = image.process
+        guard p.effectiveCapabilities == 0 else {
+            throw LauncherError(.permissionDenied,
+                                "the image is of a process with capabilities (0x\(String(p.effectiveCapabilities, radix: 16))); only root may restart it")
+        }
         guard p.uid == caller, p.euid == caller else {
             throw LauncherError(.permissionDenied,
                                 "the image is of a process with uid \(p.uid)/euid \(p.euid); restarting it as uid \(caller) is refused")

@@ -84,6 +84,8 @@ static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stas
         t->altstack_flags = altstack.ss_flags;
     }
     stasis_syscall2(STASIS_NR_prctl, PR_GET_NAME, (long)t->name);
+    /* Signals that arrived while checkpointing stay pending (the handler blocks them all). */
+    stasis_syscall2(127 /* rt_sigpending */, (long)&t->pending_signals, 8);
     t->syscall_number = -1;
 
     /* fpstate: 512 bytes of fxsave, extended to the full xsave area when the

@@ -61,6 +61,8 @@ struct rst_args {
     int have_process, have_agent, have_signals;
     int key_fd;                     /* -1, or a pipe with the signing key (`stasis restart --key`) */
     int key_slot_ok;                /* the agent's key slot lies in a scratch area of the image */
+    uint64_t raised_signals;        /* pending signals raised again so far (each once: rt_sigpending
+                                       shows process-wide ones in every thread) */
     char path[STASIS_MAX_PATH + 1]; /* scratch */
 };
 

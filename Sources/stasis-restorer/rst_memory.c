@@ -394,7 +394,15 @@ void rst_restore_mm(struct rst_args *args) {
 /* Interval timers last: their signals must find the program's handlers and memory in place. */
 void rst_restore_timers(struct rst_args *args) {
     for (int which = 0; which < 3; which++) {
-        const int64_t *t = args->process.itimers[which];
+        int64_t t[4] = {args->process.itimers[which][0], args->process.itimers[which][1],
+                        args->process.itimers[which][2], args->process.itimers[which][3]};
+        /* A periodic ITIMER_REAL re-arms only when its SIGALRM is dequeued: taken while that signal
+         * was pending (the checkpoint handler blocks it), it reads as value 0. It is not disarmed:
+         * the next expiry is one interval away. */
+        if (!t[2] && !t[3]) {
+            t[2] = t[0];
+            t[3] = t[1];
+        }
         if (!t[2] && !t[3]) continue; /* disarmed */
         stasis_syscall3(38 /* setitimer */, which, (long)t, 0);
     }

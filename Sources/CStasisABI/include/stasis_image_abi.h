@@ -102,8 +102,9 @@ typedef struct stasis_process_record {
     int64_t itimers[3][4];     /* getitimer REAL, VIRTUAL, PROF: interval sec, usec, value sec, usec */
     uint32_t no_new_privs;     /* PR_GET_NO_NEW_PRIVS */
     uint32_t dumpable;         /* PR_GET_DUMPABLE */
+    uint64_t cap_effective;    /* capget: effective capabilities (restart as non-root refuses nonzero) */
 } stasis_process_record_t;
-_Static_assert(sizeof(stasis_process_record_t) == 512, "image ABI: stasis_process_record_t");
+_Static_assert(sizeof(stasis_process_record_t) == 520, "image ABI: stasis_process_record_t");
 
 /* MEMORY_AREA flags */
 enum {
@@ -168,8 +169,9 @@ typedef struct stasis_thread_record {
     int32_t in_syscall;               /* nonzero: interrupted in a system call (orig rax follows) */
     int64_t syscall_number;
     char name[16];                    /* thread name */
+    uint64_t pending_signals;         /* rt_sigpending: pending for this thread (with the process's) */
 } stasis_thread_record_t;
-_Static_assert(sizeof(stasis_thread_record_t) == 312, "image ABI: stasis_thread_record_t");
+_Static_assert(sizeof(stasis_thread_record_t) == 320, "image ABI: stasis_thread_record_t");
 
 /* SIGNAL_ACTIONS: the kernel's struct sigaction for signals 1..64. */
 typedef struct stasis_signal_action {

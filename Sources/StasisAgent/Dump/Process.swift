@@ -29,6 +29,7 @@ enum ProcessDumper {
         captureLimitsAndTimers(into: &record.rlimits, &record.itimers)
         record.no_new_privs = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_prctl, 39 /* PR_GET_NO_NEW_PRIVS */))
         record.dumpable = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_prctl, 3 /* PR_GET_DUMPABLE */))
+        record.cap_effective = effectiveCapabilities()
 
         let statCount = ProcFile.read(literal: "/proc/self/stat", into: statText, capacity: 8192)
         if statCount < 0 { throw FreezeFailure(step: .readProc, errno: -statCount) }
@@ -50,6 +51,19 @@ enum ProcessDumper {
         try image.write(auxv, Int(record.auxv_bytes))
         try image.endPayload()
         try image.endRecord()
+    }
+
+    /// capget, version 3: two 32-bit words per set; the effective set is the first of each triple.
+    @_noAllocation @_noLocks
+    static func effectiveCapabilities() -> UInt64 {
+        var header: (UInt32, Int32) = (0x2008_0522 /* _LINUX_CAPABILITY_VERSION_3 */, 0)
+        var data: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0)
+        let r = withUnsafeMutablePointer(to: &header) { h in
+            withUnsafeMutablePointer(to: &data) { d in
+                RawSyscall.call(125 /* capget */, Int(bitPattern: h), Int(bitPattern: d))
+            }
+        }
+        return r == 0 ? UInt64(data.0) | UInt64(data.3) << 32 : 0
     }
 
     /// prlimit64 for the 16 resources, getitimer for REAL, VIRTUAL and PROF.

@@ -7,7 +7,7 @@ public struct ProcessRecord: Equatable, Sendable {
         return x.bytes == y.bytes
     }
 
-    public static let fixedSize = 512
+    public static let fixedSize = 520
     public var pid: Int32 = 0, ppid: Int32 = 0
     public var uid: UInt32 = 0, gid: UInt32 = 0, euid: UInt32 = 0, egid: UInt32 = 0
     public var umask: UInt32 = 0o022
@@ -25,6 +25,7 @@ public struct ProcessRecord: Equatable, Sendable {
     public var intervalTimers = [[Int64]](repeating: [0, 0, 0, 0], count: 3)
     public var noNewPrivileges: UInt32 = 0
     public var dumpable: UInt32 = 1
+    public var effectiveCapabilities: UInt64 = 0
 
     public init() {}
 
@@ -47,6 +48,7 @@ public struct ProcessRecord: Equatable, Sendable {
         for i in 0..<3 { for j in 0..<4 { intervalTimers[i][j] = try reader.read(Int64.self) } }
         noNewPrivileges = try reader.read(UInt32.self)
         dumpable = try reader.read(UInt32.self)
+        effectiveCapabilities = try reader.read(UInt64.self)
         cwd = try reader.readString(cwdBytes)
         executable = try reader.readString(exeBytes)
         auxv = try reader.readBytes(auxvBytes)
@@ -68,7 +70,7 @@ public struct ProcessRecord: Equatable, Sendable {
         writer.write(UInt32(auxv.count)); writer.write(UInt32(0))
         for (soft, hard) in resourceLimits { writer.write(soft); writer.write(hard) }
         for timer in intervalTimers { for v in timer { writer.write(v) } }
-        writer.write(noNewPrivileges); writer.write(dumpable)
+        writer.write(noNewPrivileges); writer.write(dumpable); writer.write(effectiveCapabilities)
         writer.write(bytes: Array(cwd.utf8)); writer.write(bytes: Array(executable.utf8)); writer.write(bytes: auxv)
     }
 }

@@ -1,6 +1,6 @@
 /// One thread's state (stasis_thread_record_t) and its xsave area.
 public struct ThreadRecord: Equatable, Sendable {
-    public static let fixedSize = 312
+    public static let fixedSize = 320
     /// Names of `generalRegisters`, in the kernel's struct sigcontext order.
     public static let registerNames = [
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp", "rbx", "rdx", "rax", "rcx",
@@ -22,6 +22,7 @@ public struct ThreadRecord: Equatable, Sendable {
     public var inSyscall: Int32 = 0
     public var syscallNumber: Int64 = -1
     public var name: String = ""
+    public var pendingSignals: UInt64 = 0
     public var xsave: [UInt8] = []
 
     public init() {}
@@ -52,6 +53,7 @@ public struct ThreadRecord: Equatable, Sendable {
         inSyscall = try reader.read(Int32.self)
         syscallNumber = try reader.read(Int64.self)
         name = try reader.readFixedString(16)
+        pendingSignals = try reader.read(UInt64.self)
         guard xsaveBytes <= 16384 else { throw .invalidRecord(.thread, at: reader.base, reason: "xsave area of \(xsaveBytes) bytes") }
         xsave = try reader.readBytes(xsaveBytes)
         try validate(at: reader.base)
@@ -83,6 +85,7 @@ public struct ThreadRecord: Equatable, Sendable {
         writer.write(altStackPointer); writer.write(altStackSize); writer.write(altStackFlags)
         writer.write(inSyscall); writer.write(syscallNumber)
         writer.writeFixedString(name, count: 16)
+        writer.write(pendingSignals)
         writer.write(bytes: xsave)
     }
 }

@@ -4,7 +4,7 @@
  *
  * Holds known state: FILL_MIB MiB filled with a pattern, values in vector
  * registers (AVX-512 zmm when the CPU has it, else AVX2 ymm) re-checked every
- * iteration, a non-default MXCSR, a read offset in INPUT_FILE, a SIGTERM
+ * iteration, a non-default MXCSR, a read offset in INPUT_FILE, a blocked pending SIGUSR1, a SIGTERM
  * handler, a counter printed to stdout. On SIGTERM it verifies everything and
  * prints PASS (exit 0) or FAIL <what> (exit 1). Prints "READY" once set up. */
 #define _GNU_SOURCE
@@ -78,6 +78,12 @@ int main(int argc, char **argv) {
     memset(&action, 0, sizeof action);
     action.sa_handler = on_term;
     sigaction(SIGTERM, &action, NULL);
+    /* a blocked, pending signal */
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, NULL);
+    raise(SIGUSR1);
     unsigned mxcsr = 0x1f80 | 0x6000; /* round toward zero */
     __asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
 
@@ -101,6 +107,9 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, NULL, &now_action);
     if (now_action.sa_handler != on_term) return fail("signal handler");
     if (count <= 0) return fail("counter");
+    sigset_t pending;
+    sigpending(&pending);
+    if (!sigismember(&pending, SIGUSR1)) return fail("pending signal");
     printf("PASS count %ld pid %d\n", (long)count, getpid());
     fflush(stdout);
     return 0;
