@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the image reader (StasisImage) with libFuzzer and AddressSanitizer.
+# Fuzzes both image readers with libFuzzer and AddressSanitizer: the Swift one (StasisImage, what
+# `stasis restart`/`verify`/`inspect` run first) and the restorer's own (rst_image.c), SECONDS each.
 #   Fuzz/run.sh [SECONDS]        default 60; CI runs a short round
 # Seeds: images written by a real checkpoint (if `stasis` is built) and the unit tests' encoder.
 set -euo pipefail
@@ -23,7 +24,13 @@ if [ -x .build/debug/stasis ] && [ -z "$(ls -A "$OUT/corpus")" ]; then
     [ -n "$IMAGE" ] && head -c 65536 "$IMAGE" > "$OUT/corpus/real-prefix" && cp "$IMAGE" "$OUT/corpus/real-full"
     rm -rf "$WORK"
 fi
-"$OUT/image-fuzzer" -max_total_time="$SECONDS_TO_RUN" -max_len=262144 -print_final_stats=1 \
-    -artifact_prefix="$OUT/" "$OUT/corpus" 2>&1 \
-    | grep -E "stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|crash-|Done" || true
+clang -fsanitize=fuzzer,address -g -O1 -I Sources/CStasisABI/include -o "$OUT/restorer-reader-fuzzer" \
+    Fuzz/restorer_reader_fuzz.c Sources/stasis-restorer/rst_image.c > "$OUT/build-restorer.log" 2>&1 \
+    || { cat "$OUT/build-restorer.log"; exit 1; }
+for FUZZER in image-fuzzer restorer-reader-fuzzer; do
+    echo "== $FUZZER"
+    "$OUT/$FUZZER" -max_total_time="$SECONDS_TO_RUN" -max_len=262144 -print_final_stats=1 \
+        -artifact_prefix="$OUT/" "$OUT/corpus" 2>&1 \
+        | grep -E "stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|crash-|Done" || true
+done
 ls "$OUT"/crash-* 2>/dev/null && { echo "fuzzer found crashes"; exit 1; } || echo "no crashes"
