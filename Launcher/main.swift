@@ -6,7 +6,8 @@ let usage = """
     stasis: transparent checkpoint/restart for Linux x86-64 programs
 
     usage:
-      stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
+      stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported]
+                 [--checkpoint-on SIG [--exit-code N]] [--pid-file F] -- PROGRAM ARGS...
       stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--json] PID
       stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] IMAGE
       stasis inspect [--json] IMAGE

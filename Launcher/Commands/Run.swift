@@ -10,6 +10,10 @@ enum RunCommand {
           --signal SIG    checkpoint trigger signal (default: USR2); use another if PROGRAM owns SIGUSR2
           --keep N        keep only the N newest images of each process (older ones are removed once a
                           newer one is complete); default: keep all
+          --checkpoint-on SIG  on SIG (e.g. TERM), write a checkpoint and exit with --exit-code (default 0):
+                          for schedulers that warn before preemption (Slurm --signal, HTCondor
+                          checkpoint_exit_code); if the checkpoint fails the program dies of SIG
+          --exit-code N   exit status after a --checkpoint-on checkpoint
           --key FILE      sign every image with HMAC-SHA256 using FILE's bytes (1-4000); the key stays in
                           the agent's scratch memory, which images never contain
           --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
@@ -23,7 +27,7 @@ enum RunCommand {
             printOut(help)
             return
         }
-        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key"], flags: ["--help", "--skip-unsupported"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code"], flags: ["--help", "--skip-unsupported"],
                                        command: "run", stopAtFirstPositional: true)
         if options.flags.contains("--help") {
             printOut(help)
@@ -65,6 +69,19 @@ enum RunCommand {
             setenv("STASIS_KEY_FILE", absolute, 1)
         } else {
             unsetenv("STASIS_KEY_FILE")
+        }
+        unsetenv("STASIS_EXIT_SIGNAL")
+        unsetenv("STASIS_EXIT_CODE")
+        if let name = options.values["--checkpoint-on"] {
+            guard let exitSignal = parseSignal(name), exitSignal != SIGKILL, exitSignal != SIGSTOP, exitSignal != signal else {
+                throw LauncherError(.usage, "--checkpoint-on needs a catchable signal other than the trigger (\(signal))")
+            }
+            setenv("STASIS_EXIT_SIGNAL", String(exitSignal), 1)
+            let code = options.values["--exit-code"] ?? "0"
+            guard let n = Int(code), (0...255).contains(n) else { throw LauncherError(.usage, "--exit-code needs 0-255") }
+            setenv("STASIS_EXIT_CODE", String(n), 1)
+        } else if options.values["--exit-code"] != nil {
+            throw LauncherError(.usage, "--exit-code goes with --checkpoint-on")
         }
         if options.flags.contains("--skip-unsupported") {
             setenv("STASIS_SKIP_UNSUPPORTED", "1", 1)

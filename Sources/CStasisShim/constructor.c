@@ -102,6 +102,21 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     action.sa_flags = SA_SIGINFO | SA_RESTART;
     sigfillset(&action.sa_mask); /* nothing interrupts a checkpoint */
     extern int __sigaction(int, const struct sigaction *, struct sigaction *);
+    const char *exit_signal = getenv("STASIS_EXIT_SIGNAL");
+    stasis_config.exit_signal = exit_signal ? parse_signal(exit_signal) : 0;
+    if (stasis_config.exit_signal == SIGKILL || stasis_config.exit_signal == SIGSTOP ||
+        stasis_config.exit_signal == stasis_config.trigger_signal)
+        stasis_config.exit_signal = 0;
+    const char *exit_code = getenv("STASIS_EXIT_CODE");
+    if (exit_code && *exit_code) {
+        int code = 0;
+        for (const char *p = exit_code; *p >= '0' && *p <= '9' && code < 256; p++) code = code * 10 + (*p - '0');
+        stasis_config.exit_code = code & 0xff;
+    }
+    if (stasis_config.exit_signal && __sigaction(stasis_config.exit_signal, &action, NULL) != 0) {
+        static const char msg[] = "stasis: cannot install the checkpoint-on signal handler\n";
+        (void)!write(2, msg, sizeof msg - 1);
+    }
     if (__sigaction(stasis_config.trigger_signal, &action, NULL) != 0) { /* the real one: ours is interposed */
         static const char msg[] = "stasis: cannot install the checkpoint signal handler\n";
         (void)!write(2, msg, sizeof msg - 1);

@@ -101,7 +101,7 @@ static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stas
     }
 }
 
-int stasis_trigger_is_checkpoint(const siginfo_t *info);
+int stasis_trigger_is_checkpoint(int signo, const siginfo_t *info);
 void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext);
 
 /* A follower: the leader's freeze signal reached this thread. Capture, report, wait for the thaw.
@@ -129,7 +129,7 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
         follow_freeze((const ucontext_t *)ucontext);
         return;
     }
-    if (!stasis_trigger_is_checkpoint(info)) {
+    if (!stasis_trigger_is_checkpoint(signo, info)) {
         stasis_deliver_to_program(signo, info, ucontext);
         return;
     }
@@ -149,9 +149,19 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
     capture_thread(&capture.thread, (const ucontext_t *)ucontext, &capture);
 
     void *stack_top = (void *)(stasis_config.stack_start + stasis_config.stack_bytes);
-    (void)call_on_stack(stasis_agent_checkpoint, &capture, stack_top);
+    int32_t result = call_on_stack(stasis_agent_checkpoint, &capture, stack_top);
 
     __atomic_store_n(&stasis_state.busy, 0, __ATOMIC_RELEASE);
+    if (signo == stasis_config.exit_signal) {
+        /* --checkpoint-on: the image is safe, so exit with the configured status (a scheduler's
+         * "checkpointed" code). If it failed, die of the signal as if Stasis were not there. */
+        if (result == 0) stasis_syscall1(STASIS_NR_exit_group, stasis_config.exit_code);
+        struct { void *handler; unsigned long flags; void *restorer; unsigned long mask; } dfl = {0, 0, 0, 0};
+        stasis_syscall4(STASIS_NR_rt_sigaction, signo, (long)&dfl, 0, 8);
+        unsigned long unblock = 1ul << (signo - 1);
+        stasis_syscall4(STASIS_NR_rt_sigprocmask, 1 /* SIG_UNBLOCK */, (long)&unblock, 0, 8);
+        stasis_syscall3(STASIS_NR_tgkill, stasis_syscall0(STASIS_NR_getpid), stasis_syscall0(STASIS_NR_gettid), signo);
+    }
 }
 
 /* The restorer's last step, run from the program's own memory so that the

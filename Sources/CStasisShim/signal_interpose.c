@@ -21,17 +21,21 @@
 
 extern stasis_agent_config_t stasis_config;
 
-/* The program's view of the trigger signal's disposition. */
-static struct sigaction program_action; /* zero: SIG_DFL */
+/* The program's view of the dispositions of the signals the agent owns: the trigger, and the
+ * --checkpoint-on signal. Zero: SIG_DFL. */
+static struct sigaction program_actions[65];
 
 extern int __sigaction(int, const struct sigaction *, struct sigaction *);
 
-static int is_trigger(int signo) { return stasis_config.arena_start && signo == stasis_config.trigger_signal; }
+static int is_agents(int signo) {
+    return stasis_config.arena_start && signo > 0 && signo < 65 &&
+           (signo == stasis_config.trigger_signal || signo == stasis_config.exit_signal);
+}
 
 int sigaction(int signo, const struct sigaction *act, struct sigaction *old) {
-    if (!is_trigger(signo)) return __sigaction(signo, act, old);
-    struct sigaction previous = program_action;
-    if (act) program_action = *act;
+    if (!is_agents(signo)) return __sigaction(signo, act, old);
+    struct sigaction previous = program_actions[signo];
+    if (act) program_actions[signo] = *act;
     if (old) *old = previous;
     return 0;
 }
@@ -51,6 +55,7 @@ static int set_mask(int how, const sigset_t *set, sigset_t *old) {
     if (set && stasis_config.arena_start) {
         copy = *set;
         sigdelset(&copy, stasis_config.trigger_signal);
+        if (stasis_config.exit_signal) sigdelset(&copy, stasis_config.exit_signal);
         set = &copy;
     }
     return (int)stasis_syscall4(STASIS_NR_rt_sigprocmask, how, (long)set, (long)old, 8);
@@ -70,9 +75,11 @@ int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
     return 0;
 }
 
-/* Called by the signal entry: 1 when this delivery is a checkpoint request. */
-int stasis_trigger_is_checkpoint(const siginfo_t *info) {
-    void (*handler)(int) = program_action.sa_handler;
+/* Called by the signal entry: 1 when this delivery is a checkpoint request. The --checkpoint-on
+ * signal always is (the user asked for checkpoint-and-exit instead of the program's reaction). */
+int stasis_trigger_is_checkpoint(int signo, const siginfo_t *info) {
+    if (signo == stasis_config.exit_signal) return 1;
+    void (*handler)(int) = program_actions[signo].sa_handler;
     if (handler == SIG_DFL || handler == SIG_IGN) return 1;
     return info && info->si_code == SI_QUEUE && info->si_value.sival_ptr != NULL;
 }
@@ -80,8 +87,8 @@ int stasis_trigger_is_checkpoint(const siginfo_t *info) {
 /* Runs the program's own handler for a trigger that was not a checkpoint, with the
  * mask it asked for (its sa_mask, plus the signal unless SA_NODEFER). */
 void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext) {
-    struct sigaction action = program_action;
-    if (action.sa_flags & SA_RESETHAND) memset(&program_action, 0, sizeof program_action);
+    struct sigaction action = program_actions[signo];
+    if (action.sa_flags & SA_RESETHAND) memset(&program_actions[signo], 0, sizeof program_actions[signo]);
     const ucontext_t *uc = ucontext;
     sigset_t mask;
     memcpy(&mask, &uc->uc_sigmask, sizeof mask);

@@ -190,3 +190,26 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
     }
     return false
 }
+
+/// --checkpoint-on: a scheduler's warning signal writes a checkpoint and exits with a chosen code;
+/// the image restarts and the program finishes its work.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct CheckpointOnSignalTests {
+    @Test func checkpointThenExitWithTheConfiguredCode() throws {
+        let scratch = Scratch()
+        let (program, output) = try DurabilityTests().startCounter(scratch, mebibytes: 2,
+                                                                  extra: ["--checkpoint-on", "HUP", "--exit-code", "85"])
+        program.send(SIGHUP)
+        #expect(try program.wait() == .exited(85))
+        let images = opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") }
+        try #require(images.count == 1, "\(images)")
+        let pidFile = scratch.file("restored.pid")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, scratch.file(images[0])],
+                                       outputPath: scratch.file("restart.log"))
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        #expect((try String(contentsOfFile: output)).contains("PASS"))
+    }
+}

@@ -24,6 +24,8 @@ typedef struct stasis_agent_config {
     uint32_t slot_capacity;
     uint32_t skip_unsupported;       /* STASIS_SKIP_UNSUPPORTED=1: see --skip-unsupported */
     uint64_t key_slot;                 /* stasis_key_slot_t: the last page of the arena (scratch) */
+    int32_t exit_signal;               /* STASIS_EXIT_SIGNAL (--checkpoint-on): checkpoint, then exit; 0 = none */
+    int32_t exit_code;                 /* STASIS_EXIT_CODE: the exit status after that checkpoint */
 } stasis_agent_config_t;
 
 /* One follower thread's capture, filled by the thread itself in its handler. */
