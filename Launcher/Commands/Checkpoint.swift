@@ -39,7 +39,7 @@ enum CheckpointCommand {
             }
             directory = resolved
         }
-        let (uid, signal) = try target(pid)
+        let (uid, signal, defaultDirectory) = try target(pid)
         let control = try ControlDirectory.prepare(uid: uid)
         var requestID = Int32.random(in: 1...Int32.max)
         if requestID == 0x5354_465a { requestID -= 1 }  // STASIS_FREEZE_MAGIC marks the agent's own freeze signal
@@ -70,9 +70,13 @@ enum CheckpointCommand {
             throw LauncherError(.noSuchProcess, "cannot signal process \(pid): \(Errno.current)")
         }
         let deadline = now() + timeout
+        let progress = isatty(2) != 0 ? Progress(pid: pid, directory: directory ?? defaultDirectory) : nil
+        defer { progress?.finish() }
         while true {
+            progress?.update()
             if let result = try? readFile(resultPath) {  // ENOENT until the agent answers
                 let text = String(decoding: result, as: UTF8.self).trimmingSuffixNewline()
+                progress?.finish()
                 if text.hasPrefix("ok ") {
                     // "ok PATH" then "NAME VALUE" lines (threads, freeze_ns, pause_ns, total_ns).
                     let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
@@ -102,8 +106,8 @@ enum CheckpointCommand {
         }
     }
 
-    /// The target's uid and trigger signal; fails unless it runs the agent.
-    static func target(_ pid: pid_t) throws(LauncherError) -> (uid_t, Int32) {
+    /// The target's uid, trigger signal and image directory; fails unless it runs the agent.
+    static func target(_ pid: pid_t) throws(LauncherError) -> (uid_t, Int32, String?) {
         var st = stat()
         guard stat("/proc/\(pid)", &st) == 0 else {
             throw LauncherError(.noSuchProcess, "no process \(pid); check the PID")
@@ -115,13 +119,15 @@ enum CheckpointCommand {
             throw LauncherError(.noSuchProcess, "process \(pid) is not running under stasis (start it with `stasis run`)")
         }
         var signal = SIGUSR2
-        if let environ = try? readFile("/proc/\(pid)/environ") {  // unreadable: keep the default
+        var directory: String?
+        if let environ = try? readFile("/proc/\(pid)/environ") {  // unreadable: keep the defaults
             for entry in environ.split(separator: 0) {
                 let text = String(decoding: entry, as: UTF8.self)
                 if text.hasPrefix("STASIS_SIGNAL="), let n = Int32(text.dropFirst(14)), (1...64).contains(n) { signal = n }
+                if text.hasPrefix("STASIS_DIR=") { directory = String(text.dropFirst(11)) }
             }
         }
-        return (st.st_uid, signal)
+        return (st.st_uid, signal, directory)
     }
 }
 
@@ -161,5 +167,39 @@ extension String {
         var s = self
         while s.hasSuffix("\n") { s.removeLast() }
         return s
+    }
+}
+
+/// Progress on a terminal while a large image is written: the size of the agent's temporary file
+/// (DIR/.NAME-PID.tmp), every half second, on one stderr line.
+final class Progress {
+    let path: String?
+    var lastShown = 0.0
+    var shown = false
+    let started = now()
+
+    init(pid: pid_t, directory: String?) {
+        let comm = ((try? readFile("/proc/\(pid)/comm")) ?? []).prefix { $0 != 10 }
+        let name = String(decoding: comm.map { c in
+            (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c == 95 || c == 46 ? c : 95
+        }, as: UTF8.self)
+        path = directory.map { "\($0)/.\(name.isEmpty ? "process" : name)-\(pid).tmp" }
+    }
+
+    func update() {
+        guard let path, now() - lastShown >= 0.5 else { return }
+        lastShown = now()
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_size > 0 else { return }
+        let mib = Double(st.st_size) / 1_048_576
+        let rate = mib / max(now() - started, 0.001)
+        let text = "\rstasis: checkpoint: \(Int(mib)) MiB written (\(Int(rate)) MiB/s)   "
+        _ = text.withCString { write(2, $0, strlen($0)) }
+        shown = true
+    }
+
+    func finish() {
+        if shown { _ = "\n".withCString { write(2, $0, 1) } }
+        shown = false
     }
 }

@@ -154,11 +154,15 @@ struct CheckpointJob {
     /// The thread's comm, limited to characters that are safe in a file name.
     @_noAllocation @_noLocks
     private func appendProgramName(_ buffer: inout TextBuffer) {
-        var name: (UInt64, UInt64) = (0, 0)
+        // The process's name (/proc/self/comm is the main thread's), not the name of whichever
+        // thread took the signal.
+        var name: (UInt64, UInt64, UInt64) = (0, 0, 0)
         withUnsafeMutableBytes(of: &name) { bytes in
-            _ = RawSyscall.call(STASIS_NR_prctl, 16 /* PR_GET_NAME */, Int(bitPattern: bytes.baseAddress))
+            let n = ProcFile.read(literal: "/proc/self/comm", into: bytes.baseAddress!, capacity: 24)
+            if n <= 0 { _ = RawSyscall.call(STASIS_NR_prctl, 16 /* PR_GET_NAME */, Int(bitPattern: bytes.baseAddress)) }
             var wrote = false
             for i in 0..<15 {
+                if bytes[i] == UInt8(ascii: "\n") { break }
                 let c = bytes[i]
                 if c == 0 { break }
                 let safe = (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
