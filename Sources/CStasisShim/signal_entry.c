@@ -54,6 +54,32 @@ __attribute__((noinline)) static int32_t call_on_stack(int32_t (*fn)(stasis_capt
     return result;
 }
 
+/* A sleep cut short by the checkpoint signal continues instead of returning EINTR.
+ *
+ * Running any handler turns an interrupted clock_nanosleep (which nanosleep, usleep and sleep call)
+ * into EINTR, and rt_sigreturn clears the kernel's restart block, so the kernel cannot resume it. But
+ * the remaining time is known: the kernel wrote it to the caller's rem (r10), and an absolute sleep's
+ * deadline does not change (usleep passes no rem: it sleeps its whole request again). So when the frame shows glibc's `mov $230,%eax; syscall` returning EINTR,
+ * the frame is wound back to re-issue the call (relative: with rem as the request). Both the running
+ * program and a restored one then sleep to the original deadline. Code bytes are read with
+ * process_vm_readv, which fails instead of faulting. */
+static void resume_interrupted_sleep(ucontext_t *uc) {
+    greg_t *g = uc->uc_mcontext.gregs;
+    if (g[REG_RAX] != -4 /* EINTR */) return;
+    static const unsigned char pattern[7] = {0xb8, 0xe6, 0x00, 0x00, 0x00, 0x0f, 0x05}; /* mov $230,%eax; syscall */
+    unsigned char code[7];
+    struct { void *base; size_t len; } local = {code, 7}, remote = {(void *)(g[REG_RIP] - 7), 7};
+    long pid = stasis_syscall0(STASIS_NR_getpid);
+    if (stasis_syscall6(310 /* process_vm_readv */, pid, (long)&local, 1, (long)&remote, 1, 0) != 7) return;
+    if (memcmp(code, pattern, 7) != 0) return;
+    int absolute = (g[REG_RSI] & 1 /* TIMER_ABSTIME */) != 0;
+    /* Relative with rem: the request becomes what remains. Without rem (usleep) the remaining time
+     * is unknown: the whole request again, which POSIX allows (a sleep lasts at least as asked). */
+    if (!absolute && g[REG_R10]) g[REG_RDX] = g[REG_R10];
+    g[REG_RAX] = 230;
+    g[REG_RIP] -= 2;
+}
+
 static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stasis_capture_t *capture) {
     for (int i = 0; i < STASIS_REG_COUNT; i++) t->gregs[i] = (uint64_t)uc->uc_mcontext.gregs[i];
     t->uc_flags = uc->uc_flags;
@@ -113,6 +139,7 @@ static void follow_freeze(const ucontext_t *uc) {
     if (slot >= 0 && (uint32_t)slot < stasis_config.slot_capacity) {
         stasis_thread_slot_t *slots = (stasis_thread_slot_t *)stasis_config.slots_start;
         stasis_capture_t scratch;
+        resume_interrupted_sleep((ucontext_t *)uc);
         memset(&slots[slot].record, 0, sizeof slots[slot].record);
         capture_thread(&slots[slot].record, uc, &scratch);
         slots[slot].xsave = scratch.xsave;
@@ -146,6 +173,7 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
     capture.restore_tail = (uint64_t)&stasis_restore_tail;
     extern void stasis_restore_thread_tail(void);
     capture.restore_thread_tail = (uint64_t)&stasis_restore_thread_tail;
+    resume_interrupted_sleep((ucontext_t *)ucontext);
     capture_thread(&capture.thread, (const ucontext_t *)ucontext, &capture);
 
     void *stack_top = (void *)(stasis_config.stack_start + stasis_config.stack_bytes);

@@ -31,3 +31,36 @@ struct SystemCallTests {
         #expect(result.contains("GOT hello") && result.contains("PASS"), "\(result)")
     }
 }
+
+/// A sleep interrupted by the checkpoint signal is resumed with its remaining time, in the running
+/// program and in the restored one, instead of returning EINTR (CRIU and DMTCP return EINTR).
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct SleepTests {
+    @Test func sleepsSurviveACheckpointAndARestart() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("sleeper", into: scratch.path)
+        // Live: checkpoint in the middle of both sleeps; the program must finish without EINTR.
+        let liveOutput = scratch.file("live.out")
+        let live = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary], outputPath: liveOutput)
+        try waitUntil("READY") { ((try? String(contentsOfFile: liveOutput)) ?? "").contains("READY") }
+        usleep(300_000)
+        #expect(try Stasis.run(["checkpoint", String(live.pid)], in: scratch.path).code == 0)
+        usleep(1_700_000)
+        #expect(try Stasis.run(["checkpoint", String(live.pid)], in: scratch.path).code == 0)
+        #expect(try live.wait() == .exited(0))
+        #expect((try String(contentsOfFile: liveOutput)).contains("PASS"))
+
+        // Restored: checkpoint mid-sleep, kill, restart: the rest of the sleep, then PASS.
+        let output = scratch.file("restored.out")
+        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary], outputPath: output)
+        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        usleep(300_000)
+        let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        try #require(code == 0, "\(text)")
+        program.killAndReap()
+        let restart = try ChildProcess(Stasis.launcher, ["restart", text.split(separator: "\n").last.map(String.init) ?? ""],
+                                       outputPath: scratch.file("restart.log"))
+        #expect(try restart.wait(seconds: 30) == .exited(0))
+        #expect((try String(contentsOfFile: output)).contains("PASS"), "\((try? String(contentsOfFile: output)) ?? "")")
+    }
+}
