@@ -8,6 +8,7 @@ public func fuzzImage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let source = ByteArraySource(bytes)
     if let image = try? Image.decode(from: source) {
         _ = try? image.verifyPageData(from: source)
+        _ = try? image.verifySignature(from: source, key: Array("fuzz".utf8))
         for fd in image.fileDescriptors {
             _ = fd.epollEntries
             _ = fd.timerState

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 SECONDS_TO_RUN=${1:-60}
 OUT=.build/fuzz
 mkdir -p "$OUT/corpus"
+clang -fsanitize=address -O1 -c -I Sources/CStasisABI/include Sources/CStasisABI/sha256.c -o "$OUT/sha256.o"
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name StasisImage \
     -I Sources/CStasisABI/include \
-    Sources/StasisImage/*.swift Sources/StasisImage/Records/*.swift Fuzz/ImageFuzz.swift \
+    Sources/StasisImage/*.swift Sources/StasisImage/Records/*.swift Fuzz/ImageFuzz.swift "$OUT/sha256.o" \
     -o "$OUT/image-fuzzer" > "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
 # A small real image as a seed, when the launcher is built.
 if [ -x .build/debug/stasis ] && [ -z "$(ls -A "$OUT/corpus")" ]; then
