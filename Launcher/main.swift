@@ -7,7 +7,7 @@ let usage = """
 
     usage:
       stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported]
-                 [--checkpoint-on SIG [--exit-code N]] [--pid-file F] -- PROGRAM ARGS...
+                 [--checkpoint-on SIG [--exit-code N]] [--interval DURATION] [--pid-file F] -- PROGRAM ARGS...
       stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--json] PID
       stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] IMAGE
       stasis inspect [--json] IMAGE
@@ -33,6 +33,8 @@ func main() -> Int32 {
         case "run": try RunCommand.main(arguments)
         case "checkpoint": try CheckpointCommand.main(arguments)
         case "restart": return try RestartCommand.main(arguments)
+        case "__watch-detach": return WatchCommand.detach(arguments)
+        case "__watch": return WatchCommand.watch(arguments)
         case "inspect": try InspectCommand.main(arguments)
         case "verify": try VerifyCommand.main(arguments)
         case "ls": try ListCommand.main(arguments)

@@ -14,6 +14,8 @@ enum RunCommand {
                           for schedulers that warn before preemption (Slurm --signal, HTCondor
                           checkpoint_exit_code); if the checkpoint fails the program dies of SIG
           --exit-code N   exit status after a --checkpoint-on checkpoint
+          --interval D    also checkpoint every D (e.g. 90s, 15m, 2h), from a detached watcher process that
+                          is not the program's child and ends when the program does
           --key FILE      sign every image with HMAC-SHA256 using FILE's bytes (1-4000); the key stays in
                           the agent's scratch memory, which images never contain
           --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
@@ -27,7 +29,7 @@ enum RunCommand {
             printOut(help)
             return
         }
-        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code"], flags: ["--help", "--skip-unsupported"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code", "--interval"], flags: ["--help", "--skip-unsupported"],
                                        command: "run", stopAtFirstPositional: true)
         if options.flags.contains("--help") {
             printOut(help)
@@ -98,6 +100,16 @@ enum RunCommand {
         }
         if let pidFile = options.values["--pid-file"] {
             try writePIDFile(pidFile, getpid())
+        }
+        if let text = options.values["--interval"] {
+            guard let seconds = WatchCommand.parseDuration(text), seconds >= 1 else {
+                throw LauncherError(.usage, "--interval needs a duration of at least 1s, like 90s, 15m or 2h")
+            }
+            // The watcher's checkpoints go to the same directory, with the same key, if any.
+            var checkpointArguments = ["--dir", imageDirectory]
+            if let key = getenv("STASIS_KEY_FILE") { checkpointArguments += ["--key", String(cString: key)] }
+            if options.flags.contains("--skip-unsupported") { checkpointArguments.append("--skip-unsupported") }
+            try WatchCommand.startWatcher(interval: seconds, checkpointArguments: checkpointArguments)
         }
         var argv: [UnsafeMutablePointer<CChar>?] = options.positional.map { strdup($0) }
         argv.append(nil)

@@ -213,3 +213,28 @@ struct CheckpointOnSignalTests {
         #expect((try String(contentsOfFile: output)).contains("PASS"))
     }
 }
+
+/// --interval: periodic checkpoints from a watcher that is not the program's child and goes away
+/// with the program.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct IntervalTests {
+    @Test func periodicCheckpointsFromADetachedWatcher() throws {
+        let scratch = Scratch()
+        let (program, _) = try DurabilityTests().startCounter(scratch, mebibytes: 1, extra: ["--interval", "1s"])
+        try waitUntil("two periodic images", seconds: 20) {
+            opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") }.count >= 2
+        }
+        // No child of the program: its children list is empty.
+        let children = (try? String(contentsOfFile: "/proc/\(program.pid)/task/\(program.pid)/children")) ?? ""
+        #expect(children.trimmingCharacters(in: " \n").isEmpty, "the program has children: \(children)")
+        for name in opendirNames(scratch.path) where name.hasSuffix(".stasis") {
+            #expect(try Stasis.run(["verify", scratch.file(name)], in: scratch.path).code == 0)
+        }
+        program.killAndReap()
+        // The watcher notices within a second or two and stops; no new images appear.
+        sleep(3)
+        let count = opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") }.count
+        sleep(2)
+        #expect(opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") }.count == count)
+    }
+}
