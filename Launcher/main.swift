@@ -9,7 +9,7 @@ let usage = """
       stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported]
                  [--checkpoint-on SIG [--exit-code N]] [--interval DURATION] [--pid-file F] -- PROGRAM ARGS...
       stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--json] PID
-      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] IMAGE
+      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] IMAGE
       stasis inspect [--json] IMAGE
       stasis verify [--key FILE] [--json] IMAGE...
       stasis ls [--full] [--json] [DIR]

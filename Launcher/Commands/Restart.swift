@@ -7,7 +7,7 @@ import StasisSystem
 /// (with the original PID when permitted and free), forward signals, and exit as the program does.
 enum RestartCommand {
     static let help = """
-        usage: stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] IMAGE
+        usage: stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] IMAGE
 
         Brings the checkpointed program back where it was, in the foreground; the exit status is the
         program's. The original PID is reused when it is free and the caller may choose PIDs (root or
@@ -15,6 +15,8 @@ enum RestartCommand {
           --pid-file F             write the restored program's PID to F
           --key FILE               refuse the image unless its HMAC-SHA256 signature matches FILE's key;
                                    the restored program keeps signing its images with it
+          --interval D             checkpoint the restored program every D (90s, 15m, 2h), into --dir or the
+                                   program's own image directory
           --allow-changed-files    go on when a file the program had open or mapped changed since the
                                    checkpoint (a warning per file); by default that refuses the restart
         Signals sent to this process are forwarded to the program.
@@ -24,7 +26,7 @@ enum RestartCommand {
                                      SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGPWR, SIGVTALRM, SIGPROF, SIGXCPU]
 
     static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
-        let options = try OptionParser(arguments, valued: ["--pid-file", "--key"], flags: ["--help", "--allow-changed-files"], command: "restart")
+        let options = try OptionParser(arguments, valued: ["--pid-file", "--key", "--interval", "--dir"], flags: ["--help", "--allow-changed-files"], command: "restart")
         if options.flags.contains("--help") {
             printOut(help)
             return 0
@@ -126,7 +128,17 @@ enum RestartCommand {
             throw LauncherError(.restoreFailed, "restore of \(options.positional[0]) failed: \(error)")
         }
         if let pidFile = options.values["--pid-file"] { try writePIDFile(pidFile, pid) }
-        return forwardSignals(to: pid, blocked: blocked)
+        var interval: Double? = nil
+        if let text = options.values["--interval"] {
+            guard let seconds = WatchCommand.parseDuration(text), seconds >= 1 else {
+                throw LauncherError(.usage, "--interval needs a duration of at least 1s, like 90s, 15m or 2h")
+            }
+            interval = seconds
+        }
+        var checkpointArguments: [String] = []
+        if let dir = options.values["--dir"] { checkpointArguments += ["--dir", dir] }
+        if let key = options.values["--key"] { checkpointArguments += ["--key", key] }
+        return forwardSignals(to: pid, blocked: blocked, interval: interval, checkpointArguments: checkpointArguments)
     }
 
     /// A key file's bytes (at most 4000), for HMAC-SHA256 signatures.
@@ -164,10 +176,23 @@ enum RestartCommand {
 
     /// Waits for the program, passing on signals sent to us; returns its exit status, or re-raises its
     /// fatal signal so that our parent sees the same.
-    static func forwardSignals(to pid: pid_t, blocked: sigset_t) -> Int32 {
+    /// With `interval`, also runs `stasis checkpoint PID` every `interval` seconds (as a child of this
+    /// launcher, not of the program), passing `checkpointArguments`.
+    static func forwardSignals(to pid: pid_t, blocked: sigset_t, interval: Double? = nil,
+                               checkpointArguments: [String] = []) -> Int32 {
         var set = blocked
+        var helpers: [pid_t] = []
+        var nextCheckpoint = interval.map { now() + $0 }
         while true {
             var waitStatus: Int32 = 0
+            helpers.removeAll { helper in waitpid(helper, &waitStatus, WNOHANG) == helper }
+            if let due = nextCheckpoint, let interval, now() >= due {
+                if helpers.isEmpty, let helper = try? WatchCommand.spawnSelf(["checkpoint"] + checkpointArguments + [String(pid)],
+                                                                            newSession: false) {
+                    helpers.append(helper)  // nil: could not spawn; the next interval tries again
+                }
+                nextCheckpoint = now() + interval
+            }
             let done = waitpid(pid, &waitStatus, WNOHANG)
             if done == pid {
                 if waitStatus & 0x7f == 0 { return (waitStatus >> 8) & 0xff }  // exited
@@ -178,7 +203,8 @@ enum RestartCommand {
                 return 128 + signal
             }
             var info = siginfo_t()
-            let signal = sigwaitinfo(&set, &info)
+            var timeout = timespec(tv_sec: 1, tv_nsec: 0)
+            let signal = interval == nil ? sigwaitinfo(&set, &info) : sigtimedwait(&set, &info, &timeout)
             if signal <= 0 || signal == SIGCHLD { continue }
             // Keyboard signals already reached the whole foreground process group.
             if info.si_code == SI_KERNEL && [SIGINT, SIGQUIT, SIGTSTP].contains(signal) { continue }

@@ -237,4 +237,24 @@ struct IntervalTests {
         sleep(2)
         #expect(opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") }.count == count)
     }
+
+    @Test func restartKeepsCheckpointingEveryInterval() throws {
+        let scratch = Scratch()
+        let (program, output) = try DurabilityTests().startCounter(scratch, mebibytes: 1)
+        let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        program.killAndReap()
+        try #require(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        let pidFile = scratch.file("restored.pid")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--interval", "1s", "--pid-file", pidFile, image],
+                                       outputPath: scratch.file("restart.log"))
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+        try waitUntil("periodic images after restart", seconds: 20) {
+            opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") }.count >= 3
+        }
+        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        #expect((try String(contentsOfFile: output)).contains("PASS"))
+    }
 }
