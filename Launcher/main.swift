@@ -6,9 +6,9 @@ let usage = """
     stasis: transparent checkpoint/restart for Linux x86-64 programs
 
     usage:
-      stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported]
+      stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported] [--no-fork]
                  [--checkpoint-on SIG [--exit-code N]] [--interval DURATION] [--pid-file F] -- PROGRAM ARGS...
-      stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--json] PID
+      stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--no-fork] [--json] PID
       stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] IMAGE
       stasis inspect [--json] IMAGE
       stasis verify [--key FILE] [--json] IMAGE...

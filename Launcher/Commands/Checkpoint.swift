@@ -14,13 +14,15 @@ enum CheckpointCommand {
           --dir DIR          write the image to DIR instead of the program's image directory
           --timeout SECONDS  give up after SECONDS (default 600)
           --key FILE         sign this image (and the program's later ones) with FILE's key (HMAC-SHA256)
+          --no-fork          write this image from inside the frozen program instead of from a
+                             copy-on-write copy (pause_ns in --json shows the difference)
           --skip-unsupported checkpoint even with descriptors Stasis cannot save (sockets...): restart puts
                              /dev/null in their place, with a warning
           --json             print {"pid", "image", "threads", "freeze_ns", "pause_ns", "total_ns"} instead of the path
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
-        let options = try OptionParser(arguments, valued: ["--dir", "--timeout", "--key"], flags: ["--help", "--json", "--skip-unsupported"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--timeout", "--key"], flags: ["--help", "--json", "--skip-unsupported", "--no-fork"],
                                        command: "checkpoint")
         if options.flags.contains("--help") {
             printOut(help)
@@ -50,6 +52,7 @@ enum CheckpointCommand {
             unlink(resultPath)
         }
         let skip = options.flags.contains("--skip-unsupported")
+        let noFork = options.flags.contains("--no-fork")
         var keyLine = ""
         if let keyPath = options.values["--key"] {
             _ = try RestartCommand.readKey(keyPath)
@@ -58,9 +61,9 @@ enum CheckpointCommand {
             }
             keyLine = "key-file \(absolute)\n"  // the agent reads the file itself: the key never lands in /tmp
         }
-        if directory != nil || skip || !keyLine.isEmpty {
-            try writeAtomically(requestPath, "\(requestID)\n\(directory ?? "")\n\(skip ? "skip-unsupported" : "")\n\(keyLine)",
-                                owner: uid)
+        if directory != nil || skip || noFork || !keyLine.isEmpty {
+            let optionLine = (skip ? "skip-unsupported" : "") + (noFork ? " nofork" : "")
+            try writeAtomically(requestPath, "\(requestID)\n\(directory ?? "")\n\(optionLine)\n\(keyLine)", owner: uid)
         } else {
             unlink(requestPath)
         }

@@ -18,6 +18,10 @@ enum RunCommand {
                           is not the program's child and ends when the program does
           --key FILE      sign every image with HMAC-SHA256 using FILE's bytes (1-4000); the key stays in
                           the agent's scratch memory, which images never contain
+          --no-fork       write images from inside the program while it is frozen, instead of the default
+                          copy-on-write (once every thread is captured, a detached copy of the process
+                          writes memory while the program runs on: the pause no longer grows with memory;
+                          the cost is page faults on first writes meanwhile)
           --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
           --pid-file F    write the PID to F
         LD_PRELOAD, STASIS_DIR and STASIS_SIGNAL are set for PROGRAM and inherited by its children,
@@ -29,7 +33,7 @@ enum RunCommand {
             printOut(help)
             return
         }
-        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code", "--interval"], flags: ["--help", "--skip-unsupported"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code", "--interval"], flags: ["--help", "--skip-unsupported", "--no-fork"],
                                        command: "run", stopAtFirstPositional: true)
         if options.flags.contains("--help") {
             printOut(help)
@@ -84,6 +88,11 @@ enum RunCommand {
             setenv("STASIS_EXIT_CODE", String(n), 1)
         } else if options.values["--exit-code"] != nil {
             throw LauncherError(.usage, "--exit-code goes with --checkpoint-on")
+        }
+        if options.flags.contains("--no-fork") {
+            setenv("STASIS_FORK", "0", 1)
+        } else {
+            unsetenv("STASIS_FORK")
         }
         if options.flags.contains("--skip-unsupported") {
             setenv("STASIS_SKIP_UNSUPPORTED", "1", 1)

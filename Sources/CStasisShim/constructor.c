@@ -71,6 +71,8 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
         for (const char *p = keep; *p >= '0' && *p <= '9' && n < 1000000; p++) n = n * 10 + (*p - '0');
         stasis_config.keep = (uint32_t)n;
     }
+    const char *fork_writer = getenv("STASIS_FORK");
+    stasis_config.fork_writer = !fork_writer || fork_writer[0] != '0'; /* copy-on-write unless STASIS_FORK=0 */
     const char *skip = getenv("STASIS_SKIP_UNSUPPORTED");
     stasis_config.skip_unsupported = skip && skip[0] == '1';
     const char *sig = getenv("STASIS_SIGNAL");

@@ -128,6 +128,27 @@ static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stas
 }
 
 int stasis_trigger_is_checkpoint(int signo, const siginfo_t *info);
+
+/* A trigger that arrived while a checkpoint was still finishing: request id (or -1 for a plain
+ * kill) and signal, re-sent to the process once busy is clear. */
+static long pending_request;
+static int pending_signal;
+
+static void resend_trigger(int signo, long request) {
+    long pid = stasis_syscall0(STASIS_NR_getpid);
+    if (request == -1) {
+        stasis_syscall2(STASIS_NR_kill, pid, signo);
+        return;
+    }
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    info.si_signo = signo;
+    info.si_code = SI_QUEUE;
+    info.si_pid = (pid_t)pid;
+    info.si_uid = (uid_t)stasis_syscall0(STASIS_NR_getuid);
+    info.si_value.sival_ptr = (void *)request;
+    stasis_syscall3(129 /* rt_sigqueueinfo */, pid, signo, (long)&info);
+}
 void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext);
 
 /* A follower: the leader's freeze signal reached this thread. Capture, report, wait for the thaw.
@@ -160,13 +181,22 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
         stasis_deliver_to_program(signo, info, ucontext);
         return;
     }
-    if (!stasis_config.arena_start || __atomic_exchange_n(&stasis_state.busy, 1, __ATOMIC_ACQ_REL)) return;
+    if (!stasis_config.arena_start) return;
+    if (__atomic_exchange_n(&stasis_state.busy, 1, __ATOMIC_ACQ_REL)) {
+        /* Another thread is still finishing a checkpoint (with a copy-on-write writer, its result can
+         * reach `stasis checkpoint` before that thread is done): keep the request for it to re-send. */
+        long request = (info && info->si_code == SI_QUEUE) ? (long)info->si_value.sival_ptr : -1;
+        __atomic_store_n(&pending_request, request, __ATOMIC_RELEASE);
+        __atomic_store_n(&pending_signal, signo, __ATOMIC_RELEASE);
+        return;
+    }
 
     stasis_capture_t capture;
     memset(&capture, 0, sizeof capture);
     capture.config = &stasis_config;
     capture.state = &stasis_state;
     capture.signal_code = info ? info->si_code : 0;
+    capture.signal_number = signo;
     capture.sender_pid = info ? info->si_pid : 0;
     capture.request_id = (info && info->si_code == SI_QUEUE) ? (int64_t)info->si_value.sival_ptr : 0;
     extern void stasis_restore_tail(void);
@@ -180,6 +210,8 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
     int32_t result = call_on_stack(stasis_agent_checkpoint, &capture, stack_top);
 
     __atomic_store_n(&stasis_state.busy, 0, __ATOMIC_RELEASE);
+    long request = __atomic_exchange_n(&pending_request, 0, __ATOMIC_ACQ_REL);
+    if (request) resend_trigger(__atomic_load_n(&pending_signal, __ATOMIC_ACQUIRE), request);
     if (signo == stasis_config.exit_signal) {
         /* --checkpoint-on: the image is safe, so exit with the configured status (a scheduler's
          * "checkpointed" code). If it failed, die of the signal as if Stasis were not there. */

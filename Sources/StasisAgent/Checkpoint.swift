@@ -26,7 +26,11 @@ public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture
     var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes - 4096)
     guard var job = CheckpointJob(arena: &arena, capture: capture) else { return -12 }
     let result = job.run(arena: &arena)
-    job.report(result)
+    if !job.delegated { job.report(result) }
+    if job.isWriterChild {
+        // The copy-on-write writer never returns into the program's code.
+        _ = RawSyscall.call(STASIS_NR_exit_group, result == nil ? 0 : 1)
+    }
     return result.map { -Int32(truncatingIfNeeded: $0.errno) } ?? 0
 }
 
@@ -46,6 +50,12 @@ struct CheckpointJob {
     var threadCount = 1
     /// Record unsupported descriptors as such (restart puts /dev/null there) instead of failing.
     var skipUnsupported = false
+    /// Copy-on-write (default): after the non-memory records, a detached copy writes memory and publishes.
+    var forkWriter = false
+    /// This process is that child: it reports and exits instead of returning to the program.
+    var isWriterChild = false
+    /// This process handed the rest to a child: the child reports.
+    var delegated = false
 
     @_noAllocation @_noLocks
     init?(arena: inout FreezeArena, capture: UnsafeMutablePointer<stasis_capture_t>) {
@@ -66,6 +76,9 @@ struct CheckpointJob {
         uid = RawSyscall.call(STASIS_NR_getuid)
         startedAt = monotonicNanoseconds()
         skipUnsupported = capture.pointee.config.pointee.skip_unsupported != 0
+        // --checkpoint-on exits right after: the image must be complete by then, so no child writer.
+        forkWriter = capture.pointee.config.pointee.fork_writer != 0
+            && capture.pointee.signal_number != capture.pointee.config.pointee.exit_signal
     }
 
     /// Writes the image; nil on success.
@@ -105,6 +118,7 @@ struct CheckpointJob {
         cursor.skipPast(UInt8(ascii: "\n"))
         let end = cursor.index > start && text[cursor.index - 1] == UInt8(ascii: "\n") ? cursor.index - 1 : cursor.index
         if cursor.skipWord("skip-unsupported") { skipUnsupported = true }
+        if cursor.skipWord(" nofork") || cursor.skipWord("nofork") { forkWriter = false }
         cursor.skipPast(UInt8(ascii: "\n"))
         if cursor.skipWord("key-file ") { loadKey(text + cursor.index, n - cursor.index) }
         if end > start && text[start] == UInt8(ascii: "/") {
@@ -112,6 +126,23 @@ struct CheckpointJob {
             directory.append(bytes: text + start, count: end - start)
         }
         message.removeAll()
+    }
+
+    /// --fork: reaps the intermediate child (waitid on the pid in state.writer_pid).
+    @_noAllocation @_noLocks
+    private func reapPreviousWriter() {
+        let state = capture.pointee.state
+        let writer = state.pointee.writer_pid
+        guard writer > 0 else { return }
+        var info: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutablePointer(to: &info) { pointer in
+            // waitid(P_PID, writer, WEXITED | __WALL): it was cloned without an exit signal.
+            while RawSyscall.call(247 /* waitid */, 1, Int(writer), Int(bitPattern: pointer), 4 | 0x4000_0000, 0)
+                == -RawErrno.interrupted {}
+        }
+        state.pointee.writer_pid = 0
     }
 
     /// `stasis checkpoint --key FILE`: reads FILE (path up to the newline) into the key slot.
@@ -243,6 +274,31 @@ struct CheckpointJob {
         files.skipUnsupported = skipUnsupported
         try files.dump(excluding: imageFD, into: &image)
 
+        if forkWriter {
+            // Copy-on-write: a grandchild gets this address space as it is now and writes it; the program
+            // goes on at once. Raw clone (no atfork handlers, no exit signal); the child only clones the
+            // writer and exits, and is reaped here at once, so the program never has a child it did not
+            // make: the writer is an orphan that init reaps.
+            let child = RawSyscall.call(56 /* clone */, 0, 0, 0, 0, 0)
+            if child == 0 {
+                let writer = RawSyscall.call(56 /* clone */, 0, 0, 0, 0, 0)
+                if writer != 0 { _ = RawSyscall.call(STASIS_NR_exit_group, writer > 0 ? 0 : 1) }
+                isWriterChild = true
+                thawedAt = monotonicNanoseconds()
+            } else if child > 0 {
+                capture.pointee.state.pointee.writer_pid = Int32(truncatingIfNeeded: child)
+                reapPreviousWriter()  // the intermediate child: it exits right after its clone
+                RawSyscall.close(imageFD)
+                imageFD = -1
+                tempPath.removeAll()  // the child's now: a failure here must not unlink it
+                thawedAt = monotonicNanoseconds()
+                freeze.thaw()
+                thawed = true
+                delegated = true
+                return
+            }  // clone failed: write in place
+        }
+
         let mapsCapacity = 32 << 20
         guard let maps = arena.take(mapsCapacity), var memory = MemoryDumper.make(arena: &arena, config: capture.pointee.config)
         else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
@@ -251,10 +307,12 @@ struct CheckpointJob {
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
 
         try image.writeEnd()
-        // Memory is in the file: the program may run again while the image reaches the disk.
-        // The pause ends here; read the clock first: once woken, busy threads may keep us off the CPU.
-        thawedAt = monotonicNanoseconds()
-        freeze.thaw()
+        if !isWriterChild {
+            // Memory is in the file: the program may run again while the image reaches the disk.
+            // The pause ends here; read the clock first: once woken, busy threads may keep us off the CPU.
+            thawedAt = monotonicNanoseconds()
+            freeze.thaw()
+        }
         thawed = true
 
         let synced = RawSyscall.call(STASIS_NR_fsync, Int(imageFD))

@@ -6,12 +6,12 @@ import Testing
 @Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
 struct CounterRestartTests {
     /// Starts the counter fixture under `stasis run` and waits for READY.
-    func startCounter(_ scratch: Scratch, mebibytes: Int) throws -> (ChildProcess, String) {
+    func startCounter(_ scratch: Scratch, mebibytes: Int, extra: [String] = []) throws -> (ChildProcess, String) {
         let binary = try compileFixture("counter", into: scratch.path)
         let input = scratch.file("input.txt")
         try "12345678".write(toFile: input)
         let output = scratch.file("counter.out")
-        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, String(mebibytes), input],
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path] + extra + ["--", binary, String(mebibytes), input],
                                      outputPath: output, workingDirectory: scratch.path)
         try waitUntil("READY from the fixture") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
         return (child, output)
@@ -40,9 +40,11 @@ struct CounterRestartTests {
         return (child, pid)
     }
 
-    @Test func restoredCounterVerifiesItsMemoryRegistersFilesAndSignals() throws {
+    /// Both ways of writing: the default copy-on-write child, and in place (--no-fork).
+    @Test(arguments: [[], ["--no-fork"]])
+    func restoredCounterVerifiesItsMemoryRegistersFilesAndSignals(mode: [String]) throws {
         let scratch = Scratch()
-        let (original, output) = try startCounter(scratch, mebibytes: 64)
+        let (original, output) = try startCounter(scratch, mebibytes: 64, extra: mode)
         usleep(UInt32.random(in: 50_000...400_000))  // a random moment
         let image = try checkpoint(original.pid, scratch)
         original.killAndReap()

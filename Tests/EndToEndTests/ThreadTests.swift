@@ -5,13 +5,13 @@ import Testing
 /// with its registers, TLS, name, TID, mutexes and blocking calls; three checkpoint/restart cycles.
 @Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
 struct ThreadTests {
-    @Test(arguments: [4, 64])
-    func threadsSurviveThreeCheckpointRestartCycles(workers: Int) throws {
+    @Test(arguments: [(4, false), (64, false), (16, true)])
+    func threadsSurviveThreeCheckpointRestartCycles(workers: Int, inPlace: Bool) throws {
         let scratch = Scratch()
         let binary = try compileFixture("threads", into: scratch.path)
         let output = scratch.file("threads.out")
-        let original = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, String(workers)],
-                                        outputPath: output)
+        let original = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path] + (inPlace ? ["--no-fork"] : [])
+                                        + ["--", binary, String(workers)], outputPath: output)
         try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
         var pid = original.pid
         var launcher: ChildProcess? = nil

@@ -270,6 +270,8 @@ typedef struct stasis_agent_state {
     volatile int32_t freeze_generation; /* bumped by the leader to thaw the followers (futex word) */
     volatile int32_t captured;          /* followers that have captured themselves (futex word) */
     volatile int32_t slot_count;        /* next free capture slot */
+    int32_t writer_pid;                 /* --fork: the child still writing the last image, to reap */
+    int32_t reserved;
 } stasis_agent_state_t;
 #define STASIS_AGENT_STATE_MAGIC 0x5354415445414753ull
 

@@ -26,6 +26,8 @@ typedef struct stasis_agent_config {
     uint64_t key_slot;                 /* stasis_key_slot_t: the last page of the arena (scratch) */
     int32_t exit_signal;               /* STASIS_EXIT_SIGNAL (--checkpoint-on): checkpoint, then exit; 0 = none */
     int32_t exit_code;                 /* STASIS_EXIT_CODE: the exit status after that checkpoint */
+    int32_t fork_writer;               /* a copy-on-write child writes memory (default; STASIS_FORK=0: in place) */
+    int32_t reserved3;
 } stasis_agent_config_t;
 
 /* One follower thread's capture, filled by the thread itself in its handler. */
@@ -64,6 +66,7 @@ typedef struct stasis_capture {
     stasis_thread_record_t thread;   /* filled by the shim */
     const void *_Nullable xsave;     /* the frame's fpstate, thread.xsave_bytes long */
     int32_t signal_code;             /* si_code: SI_QUEUE for `stasis checkpoint` */
+    int32_t signal_number;           /* the trigger or the --checkpoint-on signal */
     int32_t sender_pid;
     int64_t request_id;              /* si_value for SI_QUEUE, else 0 */
     stasis_agent_config_t *_Nonnull config;
