@@ -70,7 +70,7 @@ enum RestartCommand {
         let statusRead = FileDescriptor(rawValue: pipeFDs[0])
         let statusWrite = FileDescriptor(rawValue: pipeFDs[1])
         var plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: statusWrite,
-                                          keyFD: keyPipe?.read)
+                                          keyFD: keyPipe?.read, imageSource: source)
         keyPipe?.read.closeAfterError()
 
         // Block the forwarded signals and SIGCHLD before the child exists: sigwaitinfo collects them,

@@ -108,3 +108,7 @@ int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, i
 int stasis_make_signalfd(uint64_t mask, int32_t nonblocking) {
     return (int)stasis_syscall4(289 /* signalfd4 */, -1, (long)&mask, 8, 02000000 | (nonblocking ? 04000 : 0));
 }
+
+int stasis_make_memfd(const char *name) {
+    return (int)stasis_syscall2(319 /* memfd_create */, (long)name, 1 /* MFD_CLOEXEC */ | 2 /* MFD_ALLOW_SEALING */);
+}

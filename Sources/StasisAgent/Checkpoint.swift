@@ -484,6 +484,14 @@ struct CheckpointJob {
             text.append(" thread(s) did not stop within 5 s (blocking the checkpoint signal with raw system calls?)")
             return
         case .tooManyThreads: text.append("more threads than the agent can capture (4096)")
+        case .readDeletedFile:
+            text.append("cannot read the contents of the deleted file at fd ")
+            text.append(decimal: failure.object)
+        case .deletedFileTooLarge:
+            text.append("the deleted file or memfd at fd ")
+            text.append(decimal: failure.object)
+            text.append(" is larger than 4 GiB; Stasis saves such contents only up to that size")
+            return
         case .readPipe:
             text.append("cannot save the bytes buffered in the pipe at fd ")
             text.append(decimal: failure.object)

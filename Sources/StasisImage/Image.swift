@@ -37,7 +37,9 @@ public struct Image: Equatable, Sendable {
 
     public init() {}
 
-    public var storedBytes: UInt64 { memoryAreas.reduce(0) { $0 + $1.dataBytes } }
+    public var storedBytes: UInt64 {
+        memoryAreas.reduce(0) { $0 + $1.dataBytes } + fileDescriptors.reduce(0) { $0 + $1.dataBytes }
+    }
 
     /// Largest payload accepted for one record: runs of a 64 GiB area with every other page stored.
     static let maxPayload: UInt32 = 128 << 20
@@ -132,7 +134,16 @@ public struct Image: Equatable, Sendable {
             case .thread:
                 image.threads.append(try ThreadRecord(decoding: &reader))
             case .fileDescriptor:
-                image.fileDescriptors.append(try FileDescriptorRecord(decoding: &reader))
+                var fd = try FileDescriptorRecord(decoding: &reader)
+                if fd.kind == .deleted || fd.kind == .memfd {
+                    guard record.dataBytes == (fd.objectID + 4095) & ~4095 else {
+                        throw .invalidRecord(.fileDescriptor, at: offset, reason: "fd \(fd.fd): contents of \(record.dataBytes) bytes for a size of \(fd.objectID)")
+                    }
+                    fd.dataOffset = record.dataOffset
+                    fd.dataBytes = record.dataBytes
+                    fd.dataCRC = record.dataCRC
+                }
+                image.fileDescriptors.append(fd)
             case .memoryArea:
                 var area = try MemoryAreaRecord(decoding: &reader, header: record)
                 area.dataCRC = record.dataCRC
@@ -146,7 +157,7 @@ public struct Image: Equatable, Sendable {
             if kind != .end, reader.remaining != 0 {
                 throw .invalidRecord(kind, at: offset, reason: "\(reader.remaining) unexplained payload bytes")
             }
-            if record.dataBytes > 0 && kind != .memoryArea {
+            if record.dataBytes > 0 && kind != .memoryArea && kind != .fileDescriptor {
                 throw .invalidRecord(kind, at: offset, reason: "page data on a record that has none")
             }
             offset = next
@@ -159,19 +170,23 @@ public struct Image: Equatable, Sendable {
     public func verifyPageData(from source: ImageSource, progress: (UInt64) -> Void = { _ in }) throws(ImageError) {
         var checked: UInt64 = 0
         let chunk: UInt64 = 4 << 20
-        for area in memoryAreas where area.dataBytes > 0 {
+        var ranges = memoryAreas.filter { $0.dataBytes > 0 }.map {
+            ($0.dataOffset, $0.dataBytes, $0.dataCRC, "the page data of area \(hex($0.start))-\(hex($0.end))")
+        }
+        ranges += fileDescriptors.filter { $0.dataBytes > 0 }.map {
+            ($0.dataOffset, $0.dataBytes, $0.dataCRC, "the saved contents of fd \($0.fd)")
+        }
+        for (start, bytes, expected, what) in ranges {
             var crc = CRC32C()
             var offset: UInt64 = 0
-            while offset < area.dataBytes {
-                let count = Int(min(chunk, area.dataBytes - offset))
-                crc.update(try source.bytes(at: area.dataOffset + offset, count: count))
+            while offset < bytes {
+                let count = Int(min(chunk, bytes - offset))
+                crc.update(try source.bytes(at: start + offset, count: count))
                 offset += UInt64(count)
                 checked += UInt64(count)
                 progress(checked)
             }
-            guard crc.value == area.dataCRC else {
-                throw .checksumMismatch("the page data of area \(hex(area.start))-\(hex(area.end))")
-            }
+            guard crc.value == expected else { throw .checksumMismatch(what) }
         }
     }
 

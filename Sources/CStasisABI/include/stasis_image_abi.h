@@ -200,6 +200,9 @@ enum {
                                 extra = the kernel's struct termios (TCGETS, 36 bytes) */
     STASIS_FD_UNSUPPORTED = 9, /* not saved (--skip-unsupported); path = what it was; restart puts /dev/null */
     STASIS_FD_SIGNALFD = 10,   /* object_id = the signal mask */
+    STASIS_FD_DELETED = 11,    /* a regular file deleted while open (or O_TMPFILE): its contents are the
+                                  record's page data (size = object_id bytes); recreated unlinked */
+    STASIS_FD_MEMFD = 12,      /* memfd_create: contents as for DELETED; object_flags = F_GET_SEALS */
 };
 #define STASIS_TERMIOS_BYTES 36
 

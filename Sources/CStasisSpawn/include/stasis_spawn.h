@@ -41,6 +41,7 @@ typedef struct stasis_spawn_plan {
 int stasis_make_eventfd(uint64_t count, int32_t semaphore, int32_t nonblocking);
 int stasis_make_epoll(void);
 int stasis_make_signalfd(uint64_t mask, int32_t nonblocking);
+int stasis_make_memfd(const char *_Nonnull name);
 int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, int64_t value_sec, int64_t value_nsec,
                         int64_t interval_sec, int64_t interval_nsec);
 

@@ -96,10 +96,24 @@ struct FileDescriptorDumper {
         let type = st.st_mode & UInt32(STASIS_S_IFMT)
         let isDeleted = endsWith(link, linkCount, " (deleted)")
         var extraBytes = 0
+        var contentBytes: UInt64 = 0  // a deleted file's or memfd's contents, stored as page data
         if type == UInt32(STASIS_S_IFREG) && link[0] == UInt8(ascii: "/") && !isDeleted {
             record.kind = UInt32(STASIS_FD_REGULAR)
         } else if type == UInt32(STASIS_S_IFCHR) && isStatelessDevice(link, linkCount) {
             record.kind = UInt32(STASIS_FD_DEVICE)
+        } else if type == UInt32(STASIS_S_IFREG) && isDeleted && (link[0] == UInt8(ascii: "/")) {
+            // Deleted while open, O_TMPFILE, or memfd ("/memfd:NAME (deleted)"): the contents go in the image.
+            let isMemfd = startsWith(link, linkCount, "/memfd:")
+            record.kind = UInt32(isMemfd ? STASIS_FD_MEMFD : STASIS_FD_DELETED)
+            record.object_id = UInt64(bitPattern: st.st_size)
+            if isMemfd {
+                let seals = RawSyscall.call(STASIS_NR_fcntl, Int(fd), 1034 /* F_GET_SEALS */)
+                record.object_flags = seals > 0 ? UInt32(seals) : 0
+            }
+            guard st.st_size <= Self.maxSavedFileBytes else {
+                throw FreezeFailure(step: .deletedFileTooLarge, errno: RawErrno.tooBig, object: Int(fd))
+            }
+            contentBytes = UInt64(st.st_size)
         } else if type == UInt32(STASIS_S_IFDIR) && link[0] == UInt8(ascii: "/") && !isDeleted {
             record.kind = UInt32(STASIS_FD_DIRECTORY)
         } else if type == 0o010000 /* S_IFIFO */ && startsWith(link, linkCount, "pipe:[") && fd > 2 {
@@ -148,11 +162,15 @@ struct FileDescriptorDumper {
             dumpedCount += 1
         }
         let fixedBytes = MemoryLayout<stasis_file_descriptor_record_t>.size
-        try image.beginRecord(kind: UInt32(STASIS_RECORD_FILE_DESCRIPTOR), payloadBytes: fixedBytes + linkCount + extraBytes)
+        let page = UInt64(STASIS_PAGE_SIZE)
+        let dataBytes = (contentBytes + page - 1) / page * page
+        try image.beginRecord(kind: UInt32(STASIS_RECORD_FILE_DESCRIPTOR), payloadBytes: fixedBytes + linkCount + extraBytes,
+                              dataBytes: dataBytes)
         try image.write(&record, fixedBytes)
         try image.write(linkBuffer, linkCount)
         if extraBytes > 0 { try image.write(extraBuffer, extraBytes) }
         try image.endPayload()
+        if dataBytes > 0 { try copyContents(fd, bytes: contentBytes, padded: dataBytes, into: &image) }
         try image.endRecord()
     }
 
@@ -257,6 +275,36 @@ struct FileDescriptorDumper {
         let n = ProcFile.read(path.cString, into: infoBuffer, capacity: Self.infoCapacity)
         if n < 0 { throw FreezeFailure(step: .readProc, errno: -n, object: Int(fd)) }
         return FDInfo(text: infoBuffer.assumingMemoryBound(to: UInt8.self), count: n)
+    }
+
+    static let maxSavedFileBytes: Int64 = 4 << 30
+
+    /// A deleted file's contents, read through a fresh read-only open of /proc/self/fd/N (the fd itself
+    /// may be write-only, and its offset must not move), padded with zeros to the page.
+    @_noAllocation @_noLocks
+    private func copyContents(_ fd: Int32, bytes: UInt64, padded: UInt64, into image: inout ImageFile) throws(FreezeFailure) {
+        var path = TextBuffer(pathMemory, capacity: 64)
+        path.append("/proc/self/fd/")
+        path.append(decimal: Int(fd))
+        let reader = RawSyscall.open(path.cString, RawFlag.readOnly | RawFlag.closeOnExec)
+        if reader < 0 { throw FreezeFailure(step: .readDeletedFile, errno: -reader, object: Int(fd)) }
+        defer { RawSyscall.close(Int32(reader)) }
+        var done: UInt64 = 0
+        let chunk = UInt64(Self.extraCapacity)
+        while done < padded {
+            let want = Int(min(chunk, padded - done))
+            var got = 0
+            if done < bytes {
+                let n = RawSyscall.call(STASIS_NR_pread64, reader, Int(bitPattern: extraBuffer), min(want, Int(bytes - done)), Int(done))
+                if n == -RawErrno.interrupted { continue }
+                if n < 0 { throw FreezeFailure(step: .readDeletedFile, errno: -n, object: Int(fd)) }
+                got = n
+            }
+            // Past the end (or if the file shrank meanwhile): zeros.
+            for i in got..<want { extraBuffer.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
+            try image.write(extraBuffer, want)
+            done += UInt64(want)
+        }
     }
 
     /// TCGETS succeeds only on a terminal; it leaves the modes in extraBuffer.

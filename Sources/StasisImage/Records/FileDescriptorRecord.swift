@@ -15,6 +15,8 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         case terminal = 8   // restart's own terminal takes its place; extra: struct termios (36 bytes)
         case unsupported = 9  // not saved (--skip-unsupported): /dev/null takes its place
         case signalfd = 10    // objectID: the signal mask
+        case deleted = 11     // contents in the record's page data (objectID bytes); recreated unlinked
+        case memfd = 12       // as deleted; objectFlags: seals
     }
 
     /// A timerfd's state (stasis_timerfd_state_t).
@@ -63,6 +65,10 @@ public struct FileDescriptorRecord: Equatable, Sendable {
     public var sharesWith: Int32 = -1
     /// Pipe: the buffered bytes. Epoll: the registrations, 16 bytes each.
     public var extra: [UInt8] = []
+    /// Deleted files and memfds: where their contents are in the image.
+    public var dataOffset: UInt64 = 0
+    public var dataBytes: UInt64 = 0
+    public var dataCRC: UInt32 = 0
 
     /// An epoll record's registrations.
     public var epollEntries: [EpollEntry] {
@@ -112,7 +118,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }
-        guard [.inherit, .pipe, .eventfd, .epoll, .timerfd, .unsupported, .signalfd].contains(kind) || path.hasPrefix("/") else {
+        guard [.inherit, .pipe, .eventfd, .epoll, .timerfd, .unsupported, .signalfd, .memfd].contains(kind) || path.hasPrefix("/") else {
             throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd) has no absolute path")
         }
     }

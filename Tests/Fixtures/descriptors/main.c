@@ -6,6 +6,7 @@
  *   - a timerfd with a 1 ms interval that keeps firing
  *   - a directory fd used with openat(), at a high fd number (1000)
  *   - a file written through two dup'ed fds (one offset between them)
+ *   - a temporary file deleted while open (tmpfile()) and a sealed memfd, with contents and offsets
  *   - a signalfd for SIGUSR1 (blocked), an RLIMIT_NOFILE soft limit of 200, and an
  *     ITIMER_REAL with a 5 ms interval whose SIGALRM handler counts
  * Prints READY, then PASS or FAIL <what>. */
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/time.h>
@@ -69,6 +71,14 @@ int main(int argc, char **argv) {
     int first = open(dup_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int second = dup(first);
     if (write(first, "A", 1) != 1 || write(second, "B", 1) != 1) return 1;
+    FILE *scratch = tmpfile();
+    fputs("deleted-but-open contents", scratch);
+    fflush(scratch);
+    fseek(scratch, 8, SEEK_SET);
+    int memory = memfd_create("stasis-test", MFD_ALLOW_SEALING);
+    if (write(memory, "memfd contents", 14) != 14) return 1;
+    fcntl(memory, F_ADD_SEALS, F_SEAL_SHRINK);
+    lseek(memory, 6, SEEK_SET);
     sigset_t usr1;
     sigemptyset(&usr1);
     sigaddset(&usr1, SIGUSR1);
@@ -121,6 +131,12 @@ int main(int argc, char **argv) {
     char dup_text[8] = {0};
     int check = open(dup_path, O_RDONLY);
     if (read(check, dup_text, sizeof dup_text - 1) != 4 || strcmp(dup_text, "ABCD") != 0) fail("dup'ed fds share one offset");
+    /* deleted file and memfd: contents, offsets, seals */
+    char rest[32] = {0};
+    if (!fgets(rest, sizeof rest, scratch) || strcmp(rest, "but-open contents") != 0) fail("deleted file contents/offset");
+    char mem[16] = {0};
+    if (read(memory, mem, 8) != 8 || strcmp(mem, "contents") != 0) fail("memfd contents/offset");
+    if (fcntl(memory, F_GET_SEALS) != F_SEAL_SHRINK) fail("memfd seals");
     /* signalfd, rlimit, itimer */
     raise(SIGUSR1);
     struct signalfd_siginfo info;
