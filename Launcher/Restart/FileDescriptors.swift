@@ -43,6 +43,25 @@ struct FileDescriptorPlan {
             case .deleted, .memfd:
                 guard let imageSource else { throw LauncherError(.failure, "fd \(record.fd): no image to read its contents from") }
                 source = try recreateContents(record, from: imageSource)
+            case .listeningSocket:
+                guard let state = record.socketState, !state.address.isEmpty else {
+                    throw LauncherError(.restoreFailed, "fd \(record.fd): a listening socket without an address")
+                }
+                let fd = state.address.withUnsafeBytes { address in
+                    stasis_make_listener(state.domain, state.type, state.socketProtocol, state.options, address.baseAddress!,
+                                         UInt32(address.count), state.receiveBuffer, state.sendBuffer)
+                }
+                guard fd >= 0 else {
+                    throw LauncherError(.restoreFailed, "fd \(record.fd): cannot listen again on the saved address: \(Errno(rawValue: -fd)); is it in use?")
+                }
+                try setStatusFlags(FileDescriptor(rawValue: fd), record)
+                source = try keep(FileDescriptor(rawValue: fd), record)
+            case .resetSocket:
+                guard let state = record.socketState else { continue }
+                let fd = stasis_make_reset_socket(state.domain, state.type, state.socketProtocol)
+                guard fd >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot make a socket: \(Errno(rawValue: -fd))") }
+                try setStatusFlags(FileDescriptor(rawValue: fd), record)
+                source = try keep(FileDescriptor(rawValue: fd), record)
             case .signalfd:
                 let fd = stasis_make_signalfd(record.objectID, Int32(bitPattern: record.statusFlags) & O_NONBLOCK != 0 ? 1 : 0)
                 guard fd >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot recreate a signalfd: \(Errno(rawValue: -fd))") }

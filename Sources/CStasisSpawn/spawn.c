@@ -2,6 +2,13 @@
 #include "stasis_spawn.h"
 
 #include <stddef.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include "stasis_syscall.h"
 
 struct clone_args_v2 {
@@ -111,4 +118,67 @@ int stasis_make_signalfd(uint64_t mask, int32_t nonblocking) {
 
 int stasis_make_memfd(const char *name) {
     return (int)stasis_syscall2(319 /* memfd_create */, (long)name, 1 /* MFD_CLOEXEC */ | 2 /* MFD_ALLOW_SEALING */);
+}
+
+int stasis_make_listener(int32_t domain, int32_t type, int32_t protocol, uint32_t options, const void *address,
+                         uint32_t address_bytes, int32_t receive_buffer, int32_t send_buffer) {
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+    if (fd < 0) return -errno;
+    int one = 1;
+    /* Always reuse the address: the checkpointed process died a moment ago and its connections may
+     * sit in TIME_WAIT. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (options & 2) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (options & 4) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    if (receive_buffer > 0) { int v = receive_buffer / 2; setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v); }
+    if (send_buffer > 0) { int v = send_buffer / 2; setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v); }
+    if (domain == AF_UNIX && address_bytes > sizeof(sa_family_t)) {
+        const struct sockaddr_un *un = address;
+        struct stat st;
+        if (un->sun_path[0] && stat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(un->sun_path);
+    }
+    if (bind(fd, address, address_bytes) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+int stasis_make_reset_socket(int32_t domain, int32_t type, int32_t protocol) {
+    if ((domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM) {
+        /* Connect to a throwaway loopback listener, accept, and close the accepted end with a zero
+         * linger: the kernel answers with RST, so the program's next read or write gets ECONNRESET. */
+        int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t length = sizeof any;
+        if (listener < 0 || bind(listener, (struct sockaddr *)&any, sizeof any) != 0 || listen(listener, 1) != 0 ||
+            getsockname(listener, (struct sockaddr *)&any, &length) != 0) {
+            if (listener >= 0) close(listener);
+            return -errno;
+        }
+        int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (client < 0 || connect(client, (struct sockaddr *)&any, sizeof any) != 0) {
+            int error = errno;
+            close(listener);
+            if (client >= 0) close(client);
+            return -error;
+        }
+        int accepted = accept(listener, NULL, NULL);
+        struct linger abort_on_close = {1, 0};
+        if (accepted >= 0) {
+            setsockopt(accepted, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+            close(accepted);
+        }
+        close(listener);
+        return client;
+    }
+    if (domain == AF_UNIX && (type == SOCK_STREAM || type == SOCK_SEQPACKET)) {
+        int pair[2];
+        if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, pair) != 0) return -errno;
+        close(pair[1]);
+        return pair[0];
+    }
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+    return fd < 0 ? -errno : fd;
 }

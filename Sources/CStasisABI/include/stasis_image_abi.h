@@ -203,7 +203,23 @@ enum {
     STASIS_FD_DELETED = 11,    /* a regular file deleted while open (or O_TMPFILE): its contents are the
                                   record's page data (size = object_id bytes); recreated unlinked */
     STASIS_FD_MEMFD = 12,      /* memfd_create: contents as for DELETED; object_flags = F_GET_SEALS */
+    STASIS_FD_SOCKET_LISTEN = 13, /* a listening socket: re-created, bound to its address, listening;
+                                     extra = stasis_socket_state_t */
+    STASIS_FD_SOCKET_RESET = 14,  /* any other socket (a connection): comes back as a socket whose
+                                     peer is gone (TCP: reset; UNIX: closed); extra = stasis_socket_state_t */
 };
+
+/* A socket's identity and options (getsockopt, getsockname). */
+typedef struct stasis_socket_state {
+    int32_t domain, type, protocol; /* SO_DOMAIN, SO_TYPE, SO_PROTOCOL */
+    uint32_t options;               /* STASIS_SOCKET_* */
+    int32_t receive_buffer, send_buffer; /* SO_RCVBUF, SO_SNDBUF (as the kernel reports them) */
+    uint32_t address_bytes;         /* of address */
+    uint32_t reserved;
+    uint8_t address[128];           /* getsockname */
+} stasis_socket_state_t;
+_Static_assert(sizeof(stasis_socket_state_t) == 160, "image ABI: stasis_socket_state_t");
+enum { STASIS_SOCKET_REUSEADDR = 1, STASIS_SOCKET_REUSEPORT = 2, STASIS_SOCKET_KEEPALIVE = 4 };
 #define STASIS_TERMIOS_BYTES 36
 
 /* A timerfd's remaining time, interval and unread expirations (from /proc/self/fdinfo). */

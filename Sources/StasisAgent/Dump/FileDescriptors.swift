@@ -143,6 +143,10 @@ struct FileDescriptorDumper {
         } else if linkEquals(link, linkCount, "anon_inode:[eventpoll]") {
             record.kind = UInt32(STASIS_FD_EPOLL)
             extraBytes = try captureEpollEntries(fd)
+        } else if type == 0o140000 /* S_IFSOCK */ && fd > 2 {
+            // Listening sockets are re-created; any other socket comes back with its peer gone.
+            extraBytes = captureSocket(fd)
+            record.kind = UInt32(socketIsListening(fd) ? STASIS_FD_SOCKET_LISTEN : STASIS_FD_SOCKET_RESET)
         } else if type == UInt32(STASIS_S_IFCHR) && isTerminal(fd) {
             record.kind = UInt32(STASIS_FD_TERMINAL)  // the modes are in extraBuffer (isTerminal)
             extraBytes = Int(STASIS_TERMIOS_BYTES)
@@ -278,6 +282,44 @@ struct FileDescriptorDumper {
     }
 
     static let maxSavedFileBytes: Int64 = 4 << 30
+
+    @_noAllocation @_noLocks
+    private func socketOption(_ fd: Int32, _ name: Int) -> Int32 {
+        var value: Int32 = 0
+        var length: UInt32 = 4
+        let r = withUnsafeMutablePointer(to: &value) { v in
+            withUnsafeMutablePointer(to: &length) { l in
+                RawSyscall.call(55 /* getsockopt */, Int(fd), 1 /* SOL_SOCKET */, name, Int(bitPattern: v), Int(bitPattern: l))
+            }
+        }
+        return r == 0 ? value : 0
+    }
+
+    @_noAllocation @_noLocks
+    private func socketIsListening(_ fd: Int32) -> Bool { socketOption(fd, 30 /* SO_ACCEPTCONN */) != 0 }
+
+    /// stasis_socket_state_t into extraBuffer; returns its size.
+    @_noAllocation @_noLocks
+    private func captureSocket(_ fd: Int32) -> Int {
+        let state = extraBuffer.assumingMemoryBound(to: stasis_socket_state_t.self)
+        state.pointee = stasis_socket_state_t()
+        state.pointee.domain = socketOption(fd, 39 /* SO_DOMAIN */)
+        state.pointee.type = socketOption(fd, 3 /* SO_TYPE */)
+        state.pointee.protocol = socketOption(fd, 38 /* SO_PROTOCOL */)
+        var options: UInt32 = 0
+        if socketOption(fd, 2 /* SO_REUSEADDR */) != 0 { options |= UInt32(STASIS_SOCKET_REUSEADDR) }
+        if socketOption(fd, 15 /* SO_REUSEPORT */) != 0 { options |= UInt32(STASIS_SOCKET_REUSEPORT) }
+        if socketOption(fd, 9 /* SO_KEEPALIVE */) != 0 { options |= UInt32(STASIS_SOCKET_KEEPALIVE) }
+        state.pointee.options = options
+        state.pointee.receive_buffer = socketOption(fd, 8 /* SO_RCVBUF */)
+        state.pointee.send_buffer = socketOption(fd, 7 /* SO_SNDBUF */)
+        var length: UInt32 = 128
+        let r = withUnsafeMutablePointer(to: &length) { l in
+            RawSyscall.call(51 /* getsockname */, Int(fd), Int(bitPattern: extraBuffer + 32), Int(bitPattern: l))
+        }
+        state.pointee.address_bytes = r == 0 ? min(length, 128) : 0
+        return MemoryLayout<stasis_socket_state_t>.size
+    }
 
     /// A deleted file's contents, read through a fresh read-only open of /proc/self/fd/N (the fd itself
     /// may be write-only, and its offset must not move), padded with zeros to the page.

@@ -17,6 +17,32 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         case signalfd = 10    // objectID: the signal mask
         case deleted = 11     // contents in the record's page data (objectID bytes); recreated unlinked
         case memfd = 12       // as deleted; objectFlags: seals
+        case listeningSocket = 13  // extra: SocketState; re-created and bound
+        case resetSocket = 14      // extra: SocketState; comes back with its peer gone
+    }
+
+    /// A socket's identity and options (stasis_socket_state_t, 160 bytes).
+    public struct SocketState: Equatable, Sendable {
+        public var domain: Int32 = 0, type: Int32 = 0, socketProtocol: Int32 = 0
+        public var options: UInt32 = 0
+        public var receiveBuffer: Int32 = 0, sendBuffer: Int32 = 0
+        public var address: [UInt8] = []
+    }
+
+    public var socketState: SocketState? {
+        guard kind == .listeningSocket || kind == .resetSocket, extra.count == 160 else { return nil }
+        var reader = ByteReader(extra)
+        var state = SocketState()
+        guard let domain = try? reader.read(Int32.self), let type = try? reader.read(Int32.self),
+            let socketProtocol = try? reader.read(Int32.self), let options = try? reader.read(UInt32.self),
+            let receive = try? reader.read(Int32.self), let send = try? reader.read(Int32.self),
+            let length = try? reader.read(UInt32.self), (try? reader.read(UInt32.self)) != nil,
+            let address = try? reader.readBytes(128), length <= 128
+        else { return nil }  // validated at decode: 160 bytes
+        (state.domain, state.type, state.socketProtocol, state.options) = (domain, type, socketProtocol, options)
+        (state.receiveBuffer, state.sendBuffer) = (receive, send)
+        state.address = Array(address.prefix(Int(length)))
+        return state
     }
 
     /// A timerfd's state (stasis_timerfd_state_t).
@@ -112,13 +138,14 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         }
         guard pathBytes <= 4096 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "path too long") }
         path = try reader.readString(pathBytes)
-        guard extraBytes <= 1 << 20, [.pipe, .epoll, .timerfd, .terminal].contains(kind) || extraBytes == 0,
+        guard extraBytes <= 1 << 20, [.pipe, .epoll, .timerfd, .terminal, .listeningSocket, .resetSocket].contains(kind) || extraBytes == 0,
             kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40,
-            kind != .terminal || extraBytes == 36
+            kind != .terminal || extraBytes == 36, (kind != .listeningSocket && kind != .resetSocket) || extraBytes == 160
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }
-        guard [.inherit, .pipe, .eventfd, .epoll, .timerfd, .unsupported, .signalfd, .memfd].contains(kind) || path.hasPrefix("/") else {
+        guard [.inherit, .pipe, .eventfd, .epoll, .timerfd, .unsupported, .signalfd, .memfd, .listeningSocket,
+               .resetSocket].contains(kind) || path.hasPrefix("/") else {
             throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd) has no absolute path")
         }
     }
