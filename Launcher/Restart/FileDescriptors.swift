@@ -27,6 +27,7 @@ struct FileDescriptorPlan {
         var pipes: [UInt64: (read: FileDescriptor, write: FileDescriptor)] = [:]
         let present = Set(image.fileDescriptors.map(\.fd))
         var sources: [Int32: FileDescriptor] = [:]
+        var fifosSeen = Set<UInt64>()
         for record in image.fileDescriptors {
             let source: FileDescriptor
             // A dup'ed descriptor gets the same open file description (one offset, one set of flags).
@@ -43,6 +44,9 @@ struct FileDescriptorPlan {
             case .deleted, .memfd:
                 guard let imageSource else { throw LauncherError(.failure, "fd \(record.fd): no image to read its contents from") }
                 source = try recreateContents(record, from: imageSource)
+            case .fifo:
+                source = try reopenFIFO(record, refill: !fifosSeen.contains(record.objectID))
+                fifosSeen.insert(record.objectID)
             case .listeningSocket:
                 guard let state = record.socketState, !state.address.isEmpty else {
                     throw LauncherError(.restoreFailed, "fd \(record.fd): a listening socket without an address")
@@ -244,6 +248,31 @@ struct FileDescriptorPlan {
         let result = FileDescriptor(rawValue: reopened)
         if record.offset > 0 { _ = lseek(reopened, off_t(record.offset), SEEK_SET) }
         return try keep(result, record)
+    }
+
+    /// A named FIFO: held open read-write by the launcher until the program has it (so that neither
+    /// open blocks and the refill has a reader), refilled once, then opened with the recorded flags.
+    private mutating func reopenFIFO(_ record: FileDescriptorRecord, refill: Bool) throws(LauncherError) -> FileDescriptor {
+        let holder: FileDescriptor
+        do {
+            holder = try FileDescriptor.open(record.path, O_RDWR | O_NONBLOCK)
+        } catch {
+            throw LauncherError(.filesChanged, "fd \(record.fd): cannot reopen the FIFO \(record.path): \(error)")
+        }
+        opened.append(holder)
+        if refill && !record.extra.isEmpty {
+            do {
+                try holder.writeAll(record.extra)
+            } catch {
+                throw LauncherError(.restoreFailed, "fd \(record.fd): cannot refill the FIFO \(record.path): \(error)")
+            }
+        }
+        let flags = Int32(bitPattern: record.statusFlags) & (O_ACCMODE | O_APPEND | O_NONBLOCK)
+        let fd = open(record.path, flags | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw LauncherError(.filesChanged, "fd \(record.fd): cannot reopen the FIFO \(record.path): \(Errno.current)") }
+        let file = FileDescriptor(rawValue: fd)
+        try setStatusFlags(file, record)
+        return try keep(file, record)
     }
 
     /// TCSETS with the saved struct termios (raw mode, echo...).

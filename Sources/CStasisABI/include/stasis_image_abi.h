@@ -207,6 +207,8 @@ enum {
                                      extra = stasis_socket_state_t */
     STASIS_FD_SOCKET_RESET = 14,  /* any other socket (a connection): comes back as a socket whose
                                      peer is gone (TCP: reset; UNIX: closed); extra = stasis_socket_state_t */
+    STASIS_FD_FIFO = 15,          /* a named FIFO: reopened by path; extra = its buffered bytes (first
+                                     record of that FIFO only), object_id = inode */
 };
 
 /* A socket's identity and options (getsockopt, getsockname). */

@@ -143,6 +143,10 @@ struct FileDescriptorDumper {
         } else if linkEquals(link, linkCount, "anon_inode:[eventpoll]") {
             record.kind = UInt32(STASIS_FD_EPOLL)
             extraBytes = try captureEpollEntries(fd)
+        } else if type == 0o010000 /* S_IFIFO */ && link[0] == UInt8(ascii: "/") && !isDeleted && fd > 2 {
+            record.kind = UInt32(STASIS_FD_FIFO)
+            record.object_id = st.st_ino
+            if !hasSeenPipe(st.st_ino) { extraBytes = try capturePipeBytes(fd) }
         } else if type == 0o140000 /* S_IFSOCK */ && fd > 2 {
             // Listening sockets are re-created; any other socket comes back with its peer gone.
             extraBytes = captureSocket(fd)

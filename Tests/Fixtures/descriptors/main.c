@@ -6,6 +6,7 @@
  *   - a timerfd with a 1 ms interval that keeps firing
  *   - a directory fd used with openat(), at a high fd number (1000)
  *   - a file written through two dup'ed fds (one offset between them)
+ *   - a named FIFO holding "fifo-data"
  *   - a temporary file deleted while open (tmpfile()) and a sealed memfd, with contents and offsets
  *   - a signalfd for SIGUSR1 (blocked), an RLIMIT_NOFILE soft limit of 200, and an
  *     ITIMER_REAL with a 5 ms interval whose SIGALRM handler counts
@@ -22,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
@@ -71,6 +73,11 @@ int main(int argc, char **argv) {
     int first = open(dup_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int second = dup(first);
     if (write(first, "A", 1) != 1 || write(second, "B", 1) != 1) return 1;
+    char fifo_path[4096];
+    snprintf(fifo_path, sizeof fifo_path, "%s/fifo", argv[1]);
+    mkfifo(fifo_path, 0600);
+    int fifo = open(fifo_path, O_RDWR | O_NONBLOCK);
+    if (write(fifo, "fifo-data", 9) != 9) return 1;
     FILE *scratch = tmpfile();
     fputs("deleted-but-open contents", scratch);
     fflush(scratch);
@@ -131,6 +138,9 @@ int main(int argc, char **argv) {
     char dup_text[8] = {0};
     int check = open(dup_path, O_RDONLY);
     if (read(check, dup_text, sizeof dup_text - 1) != 4 || strcmp(dup_text, "ABCD") != 0) fail("dup'ed fds share one offset");
+    /* the FIFO's buffered bytes */
+    char fifo_got[16] = {0};
+    if (read(fifo, fifo_got, sizeof fifo_got - 1) != 9 || strcmp(fifo_got, "fifo-data") != 0) fail("FIFO contents");
     /* deleted file and memfd: contents, offsets, seals */
     char rest[32] = {0};
     if (!fgets(rest, sizeof rest, scratch) || strcmp(rest, "but-open contents") != 0) fail("deleted file contents/offset");
