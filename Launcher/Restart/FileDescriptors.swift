@@ -28,6 +28,10 @@ struct FileDescriptorPlan {
         let present = Set(image.fileDescriptors.map(\.fd))
         var sources: [Int32: FileDescriptor] = [:]
         var fifosSeen = Set<UInt64>()
+        // UNIX sockets by inode, to find the pairs whose two ends the program had.
+        var socketPeers: [UInt64: FileDescriptorRecord] = [:]
+        for record in image.fileDescriptors where record.kind == .resetSocket { socketPeers[record.objectID] = record }
+        var pairs: [UInt64: FileDescriptor] = [:]  // inode -> the new end for it
         for record in image.fileDescriptors {
             let source: FileDescriptor
             // A dup'ed descriptor gets the same open file description (one offset, one set of flags).
@@ -62,6 +66,12 @@ struct FileDescriptorPlan {
                 source = try keep(FileDescriptor(rawValue: fd), record)
             case .resetSocket:
                 guard let state = record.socketState else { continue }
+                // Both ends in the image: a socketpair again, with what each end had waiting.
+                if state.domain == AF_UNIX, state.peerInode != 0, let peer = socketPeers[UInt64(state.peerInode)] {
+                    source = try socketPair(record, state, peer: peer, &pairs)
+                    try setStatusFlags(source, record)
+                    break
+                }
                 let fd = stasis_make_reset_socket(state.domain, state.type, state.socketProtocol)
                 guard fd >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot make a socket: \(Errno(rawValue: -fd))") }
                 try setStatusFlags(FileDescriptor(rawValue: fd), record)
@@ -248,6 +258,30 @@ struct FileDescriptorPlan {
         let result = FileDescriptor(rawValue: reopened)
         if record.offset > 0 { _ = lseek(reopened, off_t(record.offset), SEEK_SET) }
         return try keep(result, record)
+    }
+
+    /// The new end for this record's inode, creating the pair (and refilling both directions) the first
+    /// time either end is met.
+    private mutating func socketPair(_ record: FileDescriptorRecord, _ state: FileDescriptorRecord.SocketState,
+                                     peer: FileDescriptorRecord, _ pairs: inout [UInt64: FileDescriptor]) throws(LauncherError)
+        -> FileDescriptor
+    {
+        if let end = pairs[record.objectID] { return end }
+        var ends: [Int32] = [0, 0]
+        let result = ends.withUnsafeMutableBufferPointer { stasis_make_socketpair(state.type, $0.baseAddress!) }
+        guard result == 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot recreate a socket pair: \(Errno(rawValue: -result))") }
+        let mine = try keep(FileDescriptor(rawValue: ends[0]), record)
+        let theirs = try keep(FileDescriptor(rawValue: ends[1]), peer)
+        pairs[record.objectID] = mine
+        pairs[peer.objectID] = theirs
+        // What was waiting to be read on an end is sent again through the other one.
+        do {
+            if !state.queued.isEmpty { try theirs.writeAll(state.queued) }
+            if let peerQueued = peer.socketState?.queued, !peerQueued.isEmpty { try mine.writeAll(peerQueued) }
+        } catch {
+            throw LauncherError(.restoreFailed, "fd \(record.fd): cannot refill the socket pair: \(error)")
+        }
+        return mine
     }
 
     /// A named FIFO: held open read-write by the launcher until the program has it (so that neither

@@ -182,3 +182,11 @@ int stasis_make_reset_socket(int32_t domain, int32_t type, int32_t protocol) {
     int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
     return fd < 0 ? -errno : fd;
 }
+
+int stasis_make_socketpair(int32_t type, int32_t *pair) {
+    int fds[2];
+    if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds) != 0) return -errno;
+    pair[0] = fds[0];
+    pair[1] = fds[1];
+    return 0;
+}

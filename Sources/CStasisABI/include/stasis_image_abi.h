@@ -205,8 +205,10 @@ enum {
     STASIS_FD_MEMFD = 12,      /* memfd_create: contents as for DELETED; object_flags = F_GET_SEALS */
     STASIS_FD_SOCKET_LISTEN = 13, /* a listening socket: re-created, bound to its address, listening;
                                      extra = stasis_socket_state_t */
-    STASIS_FD_SOCKET_RESET = 14,  /* any other socket (a connection): comes back as a socket whose
-                                     peer is gone (TCP: reset; UNIX: closed); extra = stasis_socket_state_t */
+    STASIS_FD_SOCKET_RESET = 14,  /* any other socket: extra = stasis_socket_state_t, then for a UNIX
+                                     stream the bytes queued for reading (peeked); object_id = its inode.
+                                     Two records that are each other's peer come back as a socketpair
+                                     with those bytes; otherwise the peer is gone (TCP: reset; UNIX: closed) */
     STASIS_FD_FIFO = 15,          /* a named FIFO: reopened by path; extra = its buffered bytes (first
                                      record of that FIFO only), object_id = inode */
 };
@@ -217,7 +219,8 @@ typedef struct stasis_socket_state {
     uint32_t options;               /* STASIS_SOCKET_* */
     int32_t receive_buffer, send_buffer; /* SO_RCVBUF, SO_SNDBUF (as the kernel reports them) */
     uint32_t address_bytes;         /* of address */
-    uint32_t reserved;
+    uint32_t peer_inode;            /* AF_UNIX: the peer socket's inode (sock_diag), 0 if none; a peer
+                                       that is another record's object_id makes the two a socketpair */
     uint8_t address[128];           /* getsockname */
 } stasis_socket_state_t;
 _Static_assert(sizeof(stasis_socket_state_t) == 160, "image ABI: stasis_socket_state_t");

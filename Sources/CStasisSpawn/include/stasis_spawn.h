@@ -48,6 +48,8 @@ int stasis_make_listener(int32_t domain, int32_t type, int32_t protocol, uint32_
 /* A socket whose peer is gone: TCP gets a reset (ECONNRESET on the next use), UNIX stream a closed
  * peer (end of file, EPIPE); other types an unconnected socket. */
 int stasis_make_reset_socket(int32_t domain, int32_t type, int32_t protocol);
+/* socketpair(AF_UNIX, type | SOCK_CLOEXEC): ends in pair[0], pair[1]; 0 or -errno. */
+int stasis_make_socketpair(int32_t type, int32_t *_Nonnull pair);
 int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, int64_t value_sec, int64_t value_nsec,
                         int64_t interval_sec, int64_t interval_nsec);
 

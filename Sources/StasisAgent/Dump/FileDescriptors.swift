@@ -17,6 +17,10 @@ struct FileDescriptorDumper {
     var seenPipeCount = 0
     var skipUnsupported = false
     /// Descriptors written so far, with their inode, to find dup'ed ones (same open file description).
+    /// UNIX socket inode → peer inode pairs (sock_diag), read when the first UNIX socket is met.
+    let peerTable: UnsafeMutablePointer<UInt32>
+    var peerCount = -1
+    static let peerCapacity = 65536
     let dumpedFDs: UnsafeMutablePointer<Int32>
     let dumpedInodes: UnsafeMutablePointer<UInt64>
     var dumpedCount = 0
@@ -31,10 +35,11 @@ struct FileDescriptorDumper {
         guard let directory = arena.take(directoryCapacity), let link = arena.take(Int(STASIS_MAX_PATH)),
             let path = arena.take(64), let info = arena.take(infoCapacity), let extra = arena.take(extraCapacity),
             let pipes = arena.take(pipeCapacity * 8), let fds = arena.take(dumpedCapacity * 4),
-            let inodes = arena.take(dumpedCapacity * 8)
+            let inodes = arena.take(dumpedCapacity * 8), let peers = arena.take(peerCapacity * 8)
         else { return nil }
         return FileDescriptorDumper(directoryBuffer: directory, linkBuffer: link, pathMemory: path, infoBuffer: info,
                                     extraBuffer: extra, seenPipes: pipes.assumingMemoryBound(to: UInt64.self),
+                                    peerTable: peers.assumingMemoryBound(to: UInt32.self),
                                     dumpedFDs: fds.assumingMemoryBound(to: Int32.self),
                                     dumpedInodes: inodes.assumingMemoryBound(to: UInt64.self))
     }
@@ -150,7 +155,14 @@ struct FileDescriptorDumper {
         } else if type == 0o140000 /* S_IFSOCK */ && fd > 2 {
             // Listening sockets are re-created; any other socket comes back with its peer gone.
             extraBytes = captureSocket(fd)
-            record.kind = UInt32(socketIsListening(fd) ? STASIS_FD_SOCKET_LISTEN : STASIS_FD_SOCKET_RESET)
+            record.object_id = st.st_ino
+            let listening = socketIsListening(fd)
+            record.kind = UInt32(listening ? STASIS_FD_SOCKET_LISTEN : STASIS_FD_SOCKET_RESET)
+            let state = extraBuffer.assumingMemoryBound(to: stasis_socket_state_t.self)
+            if !listening && state.pointee.domain == 1 /* AF_UNIX */ {
+                state.pointee.peer_inode = try unixPeer(of: UInt32(truncatingIfNeeded: st.st_ino))
+                if state.pointee.type == 1 /* SOCK_STREAM */ { extraBytes += peekQueued(fd, at: extraBytes) }
+            }
         } else if type == UInt32(STASIS_S_IFCHR) && isTerminal(fd) {
             record.kind = UInt32(STASIS_FD_TERMINAL)  // the modes are in extraBuffer (isTerminal)
             extraBytes = Int(STASIS_TERMIOS_BYTES)
@@ -301,6 +313,68 @@ struct FileDescriptorDumper {
 
     @_noAllocation @_noLocks
     private func socketIsListening(_ fd: Int32) -> Bool { socketOption(fd, 30 /* SO_ACCEPTCONN */) != 0 }
+
+    /// The bytes waiting to be read on a stream socket, left in place (MSG_PEEK), after `offset`.
+    @_noAllocation @_noLocks
+    private func peekQueued(_ fd: Int32, at offset: Int) -> Int {
+        let n = RawSyscall.call(45 /* recvfrom */, Int(fd), Int(bitPattern: extraBuffer + offset), Self.extraCapacity - offset,
+                                0x2 | 0x40 /* MSG_PEEK | MSG_DONTWAIT */, 0, 0)
+        return n > 0 ? n : 0
+    }
+
+    /// The peer of a UNIX socket, from NETLINK_SOCK_DIAG (UNIX_DIAG_PEER); the table of every UNIX
+    /// socket's peer is read once per checkpoint.
+    @_noAllocation @_noLocks
+    private mutating func unixPeer(of inode: UInt32) throws(FreezeFailure) -> UInt32 {
+        if peerCount < 0 { try loadUnixPeers() }
+        for i in 0..<max(peerCount, 0) where peerTable[2 * i] == inode { return peerTable[2 * i + 1] }
+        return 0
+    }
+
+    @_noAllocation @_noLocks
+    private mutating func loadUnixPeers() throws(FreezeFailure) {
+        peerCount = 0
+        let fd = RawSyscall.call(41 /* socket */, 16 /* AF_NETLINK */, 2 | 0o2000000 /* SOCK_DGRAM | CLOEXEC */, 4 /* NETLINK_SOCK_DIAG */)
+        if fd < 0 { return }  // no sock_diag: no pairs, every UNIX socket comes back with its peer gone
+        defer { RawSyscall.close(Int32(fd)) }
+        // nlmsghdr (16) + unix_diag_req (24): SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, AF_UNIX,
+        // every state, UDIAG_SHOW_PEER.
+        let request = infoBuffer
+        for i in 0..<40 { request.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
+        request.storeBytes(of: UInt32(40), toByteOffset: 0, as: UInt32.self)
+        request.storeBytes(of: UInt16(20), toByteOffset: 4, as: UInt16.self)
+        request.storeBytes(of: UInt16(0x301), toByteOffset: 6, as: UInt16.self)
+        request.storeBytes(of: UInt8(1), toByteOffset: 16, as: UInt8.self)
+        request.storeBytes(of: UInt32.max, toByteOffset: 20, as: UInt32.self)
+        request.storeBytes(of: UInt32(4), toByteOffset: 28, as: UInt32.self)
+        if RawSyscall.call(44 /* sendto */, fd, Int(bitPattern: request), 40, 0, 0, 0) != 40 { return }
+        while true {
+            let n = RawSyscall.call(45 /* recvfrom */, fd, Int(bitPattern: infoBuffer), Self.infoCapacity, 0, 0, 0)
+            if n == -RawErrno.interrupted { continue }
+            if n <= 0 { return }
+            var offset = 0
+            while offset + 16 <= n {
+                let length = Int(infoBuffer.load(fromByteOffset: offset, as: UInt32.self))
+                let type = infoBuffer.load(fromByteOffset: offset + 4, as: UInt16.self)
+                if type == 3 /* NLMSG_DONE */ || type == 2 /* NLMSG_ERROR */ { return }
+                guard length >= 16 + 16, offset + length <= n else { return }
+                let inode = infoBuffer.load(fromByteOffset: offset + 16 + 4, as: UInt32.self)
+                var attribute = offset + 16 + 16
+                while attribute + 4 <= offset + length {
+                    let attributeLength = Int(infoBuffer.load(fromByteOffset: attribute, as: UInt16.self))
+                    let attributeType = infoBuffer.load(fromByteOffset: attribute + 2, as: UInt16.self)
+                    guard attributeLength >= 4 else { break }
+                    if attributeType == 2 /* UNIX_DIAG_PEER */, attributeLength >= 8, peerCount < Self.peerCapacity {
+                        peerTable[2 * peerCount] = inode
+                        peerTable[2 * peerCount + 1] = infoBuffer.load(fromByteOffset: attribute + 4, as: UInt32.self)
+                        peerCount += 1
+                    }
+                    attribute += (attributeLength + 3) & ~3
+                }
+                offset += (length + 3) & ~3
+            }
+        }
+    }
 
     /// stasis_socket_state_t into extraBuffer; returns its size.
     @_noAllocation @_noLocks

@@ -28,21 +28,27 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         public var options: UInt32 = 0
         public var receiveBuffer: Int32 = 0, sendBuffer: Int32 = 0
         public var address: [UInt8] = []
+        /// AF_UNIX: the peer's inode (0: none).
+        public var peerInode: UInt32 = 0
+        /// UNIX stream: bytes that were waiting to be read on this end.
+        public var queued: [UInt8] = []
     }
 
     public var socketState: SocketState? {
-        guard kind == .listeningSocket || kind == .resetSocket, extra.count == 160 else { return nil }
+        guard kind == .listeningSocket || kind == .resetSocket, extra.count >= 160 else { return nil }
         var reader = ByteReader(extra)
         var state = SocketState()
         guard let domain = try? reader.read(Int32.self), let type = try? reader.read(Int32.self),
             let socketProtocol = try? reader.read(Int32.self), let options = try? reader.read(UInt32.self),
             let receive = try? reader.read(Int32.self), let send = try? reader.read(Int32.self),
-            let length = try? reader.read(UInt32.self), (try? reader.read(UInt32.self)) != nil,
+            let length = try? reader.read(UInt32.self), let peer = try? reader.read(UInt32.self),
             let address = try? reader.readBytes(128), length <= 128
         else { return nil }  // validated at decode: 160 bytes
         (state.domain, state.type, state.socketProtocol, state.options) = (domain, type, socketProtocol, options)
         (state.receiveBuffer, state.sendBuffer) = (receive, send)
         state.address = Array(address.prefix(Int(length)))
+        state.peerInode = peer
+        state.queued = Array(extra.dropFirst(160))
         return state
     }
 
@@ -141,7 +147,8 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         path = try reader.readString(pathBytes)
         guard extraBytes <= 1 << 20, [.pipe, .fifo, .epoll, .timerfd, .terminal, .listeningSocket, .resetSocket].contains(kind) || extraBytes == 0,
             kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40,
-            kind != .terminal || extraBytes == 36, (kind != .listeningSocket && kind != .resetSocket) || extraBytes == 160
+            kind != .terminal || extraBytes == 36, kind != .listeningSocket || extraBytes == 160,
+            kind != .resetSocket || extraBytes >= 160
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }

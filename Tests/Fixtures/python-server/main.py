@@ -1,5 +1,6 @@
 # python-server: a TCP listener plus a connection to itself. After a restart the listener must accept
 # new clients, and the old connection must fail like a reset one (its peer is gone).
+# Also a socketpair with bytes queued in both directions, which must come back connected, bytes and all.
 # Prints "READY PORT"; on SIGTERM accepts the client the test queued, expects "ping", prints PASS.
 import signal
 import socket
@@ -14,6 +15,9 @@ server.listen(8)
 port = server.getsockname()[1]
 client = socket.create_connection(("127.0.0.1", port))
 accepted, _ = server.accept()
+left, right = socket.socketpair()
+left.sendall(b"to-right")
+right.sendall(b"to-left")
 print("READY", port, flush=True)
 while not stop:
     time.sleep(0.01)
@@ -27,4 +31,10 @@ server.settimeout(5)
 fresh, _ = server.accept()
 fresh.settimeout(5)
 got = fresh.recv(4)
-print("PASS" if got == b"ping" and old != "old connection still works" else f"FAIL {got!r} {old}", old, flush=True)
+left.settimeout(5)
+right.settimeout(5)
+pair_ok = right.recv(8) == b"to-right" and left.recv(7) == b"to-left"
+left.sendall(b"again")
+pair_ok = pair_ok and right.recv(5) == b"again"
+ok = got == b"ping" and old != "old connection still works" and pair_ok
+print("PASS" if ok else f"FAIL {got!r} pair {pair_ok}", old, flush=True)
