@@ -496,17 +496,7 @@ struct FDInfo {
     /// The hexadecimal value after `name` at the start of a line.
     @_noAllocation @_noLocks
     func hexField(_ name: StaticString) -> UInt64? {
-        var cursor = ByteCursor(text, count: count)
-        while !cursor.atEnd {
-            let lineStart = cursor.index
-            cursor.skipPast(UInt8(ascii: "\n"))
-            var line = ByteCursor(text + lineStart, count: cursor.index - lineStart)
-            if line.skipWord(name) {
-                line.skip(UInt8(ascii: " "))
-                line.skip(UInt8(ascii: "\t"))
-                return line.hex()
-            }
-        }
-        return nil
+        guard var line = find(name) else { return nil }
+        return line.hex()
     }
 }

@@ -109,33 +109,34 @@ enum ProcessDumper {
     }
 }
 
-/// The trigger thread's own state, captured by the C shim from its signal frame.
+/// Threads as they captured themselves in their signal handlers (the C shim): the record, then the
+/// xsave bytes, which are still in the (frozen) thread's signal frame.
 enum ThreadDumper {
+    /// The leader: the thread that took the trigger.
     @_noAllocation @_noLocks
     static func dump(_ capture: UnsafeMutablePointer<stasis_capture_t>, into image: inout ImageFile)
         throws(FreezeFailure)
     {
-        let xsaveBytes = Int(capture.pointee.thread.xsave_bytes)
-        try image.beginRecord(kind: UInt32(STASIS_RECORD_THREAD),
-                              payloadBytes: MemoryLayout<stasis_thread_record_t>.size + xsaveBytes)
-        try image.write(&capture.pointee.thread, MemoryLayout<stasis_thread_record_t>.size)
-        if let xsave = capture.pointee.xsave, xsaveBytes > 0 { try image.write(xsave, xsaveBytes) }
-        try image.endPayload()
-        try image.endRecord()
+        try write(&capture.pointee.thread, xsave: capture.pointee.xsave, into: &image)
     }
-}
 
-extension ThreadDumper {
-    /// A follower's capture, from its slot; the xsave bytes are still in its (frozen) signal frame.
+    /// A follower, from its capture slot.
     @_noAllocation @_noLocks
     static func dump(follower slot: UnsafeMutablePointer<stasis_thread_slot_t>, into image: inout ImageFile)
         throws(FreezeFailure)
     {
-        let xsaveBytes = Int(slot.pointee.record.xsave_bytes)
+        try write(&slot.pointee.record, xsave: slot.pointee.xsave, into: &image)
+    }
+
+    @_noAllocation @_noLocks
+    private static func write(_ record: UnsafeMutablePointer<stasis_thread_record_t>, xsave: UnsafeRawPointer?,
+                              into image: inout ImageFile) throws(FreezeFailure)
+    {
+        let xsaveBytes = Int(record.pointee.xsave_bytes)
         try image.beginRecord(kind: UInt32(STASIS_RECORD_THREAD),
                               payloadBytes: MemoryLayout<stasis_thread_record_t>.size + xsaveBytes)
-        try image.write(&slot.pointee.record, MemoryLayout<stasis_thread_record_t>.size)
-        if let xsave = slot.pointee.xsave, xsaveBytes > 0 { try image.write(xsave, xsaveBytes) }
+        try image.write(record, MemoryLayout<stasis_thread_record_t>.size)
+        if let xsave, xsaveBytes > 0 { try image.write(xsave, xsaveBytes) }
         try image.endPayload()
         try image.endRecord()
     }
