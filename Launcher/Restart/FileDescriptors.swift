@@ -32,6 +32,10 @@ struct FileDescriptorPlan {
         var socketPeers: [UInt64: FileDescriptorRecord] = [:]
         for record in image.fileDescriptors where record.kind == .resetSocket { socketPeers[record.objectID] = record }
         var pairs: [UInt64: FileDescriptor] = [:]  // inode -> the new end for it
+        // Pseudo-terminals the program holds both ends of, by their old number.
+        var ptyMasters: [UInt64: FileDescriptorRecord] = [:]
+        for record in image.fileDescriptors where record.kind == .ptyMaster { ptyMasters[record.objectID] = record }
+        var ptys: [UInt64: (master: FileDescriptor, slave: FileDescriptor)] = [:]
         for record in image.fileDescriptors {
             let source: FileDescriptor
             // A dup'ed descriptor gets the same open file description (one offset, one set of flags).
@@ -83,26 +87,21 @@ struct FileDescriptorPlan {
             case .unsupported:
                 printError("stasis: warning: fd \(record.fd) (\(record.path)) was not saved (--skip-unsupported); it is /dev/null now")
                 source = try keep(try reopenNull(record), record)
+            case .ptyMaster:
+                source = try ptyPair(record, &ptys).master
+            case .terminal where record.path.hasPrefix("/dev/pts/"):
+                // The slave of a pair whose master the program holds: the new pair's slave.
+                if let number = UInt64(record.path.dropFirst(9)), let master = ptyMasters[number] {
+                    let pair = try ptyPair(master, &ptys)
+                    source = pair.slave
+                    applyModes(record, to: source.rawValue)
+                    break
+                }
+                guard let fd = try terminal(record) else { continue }
+                source = fd
             case .terminal:
-                // The terminal `stasis restart` runs on takes the old one's place, with the program's modes.
-                if record.fd <= 2 && isatty(record.fd) != 0 {
-                    keepStdio |= 1 << record.fd
-                    applyModes(record, to: record.fd)
-                    continue
-                }
-                let fd: FileDescriptor
-                do {
-                    fd = try FileDescriptor.open("/dev/tty", O_RDWR | O_NOCTTY | (Int32(bitPattern: record.statusFlags) & O_NONBLOCK))
-                } catch {
-                    if record.fd <= 2 {
-                        keepStdio |= 1 << record.fd  // no terminal here: whatever restart's fd is (a file, a pipe)
-                        continue
-                    }
-                    fd = try reopenNull(record)
-                    printError("stasis: fd \(record.fd) was a terminal and `stasis restart` has none; it is /dev/null now")
-                }
-                applyModes(record, to: fd.rawValue)
-                source = try keep(fd, record)
+                guard let fd = try terminal(record) else { continue }
+                source = fd
             case .regular, .device, .directory:
                 source = try reopen(record)
             case .pipe:
@@ -282,6 +281,52 @@ struct FileDescriptorPlan {
             throw LauncherError(.restoreFailed, "fd \(record.fd): cannot refill the socket pair: \(error)")
         }
         return mine
+    }
+
+    /// The terminal `stasis restart` runs on takes the old one's place, with the program's modes; nil when
+    /// that is one of the launcher's own fds 0-2, kept as they are.
+    private mutating func terminal(_ record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor? {
+        if record.fd <= 2 && isatty(record.fd) != 0 {
+            keepStdio |= 1 << record.fd
+            applyModes(record, to: record.fd)
+            return nil
+        }
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open("/dev/tty", O_RDWR | O_NOCTTY | (Int32(bitPattern: record.statusFlags) & O_NONBLOCK))
+        } catch {
+            if record.fd <= 2 {
+                keepStdio |= 1 << record.fd  // no terminal here: whatever restart's fd is (a file, a pipe)
+                return nil
+            }
+            fd = try reopenNull(record)
+            printError("stasis: fd \(record.fd) was a terminal and `stasis restart` has none; it is /dev/null now")
+        }
+        applyModes(record, to: fd.rawValue)
+        return try keep(fd, record)
+    }
+
+    /// A new pseudo-terminal pair for a master record (once per old number), with its modes and size.
+    private mutating func ptyPair(_ master: FileDescriptorRecord, _ ptys: inout [UInt64: (master: FileDescriptor, slave: FileDescriptor)])
+        throws(LauncherError) -> (master: FileDescriptor, slave: FileDescriptor)
+    {
+        if let pair = ptys[master.objectID] { return pair }
+        let fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
+        var unlock: Int32 = 0
+        var number: UInt32 = 0
+        guard fd >= 0, ioctl(fd, 0x4004_5431 /* TIOCSPTLCK */, &unlock) == 0, ioctl(fd, 0x8004_5430 /* TIOCGPTN */, &number) == 0
+        else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open a pseudo-terminal: \(Errno.current)") }
+        let slaveFD = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard slaveFD >= 0 else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open /dev/pts/\(number): \(Errno.current)") }
+        if master.extra.count == 44 {
+            var modes = Array(master.extra.prefix(36))
+            var size = Array(master.extra.suffix(8))
+            _ = modes.withUnsafeMutableBytes { ioctl(slaveFD, 0x5402 /* TCSETS */, $0.baseAddress!) }
+            _ = size.withUnsafeMutableBytes { ioctl(fd, 0x5414 /* TIOCSWINSZ */, $0.baseAddress!) }
+        }
+        let pair = (master: try keep(FileDescriptor(rawValue: fd), master), slave: try keep(FileDescriptor(rawValue: slaveFD), master))
+        ptys[master.objectID] = pair
+        return pair
     }
 
     /// A named FIFO: held open read-write by the launcher until the program has it (so that neither

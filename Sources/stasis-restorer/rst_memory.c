@@ -377,6 +377,7 @@ void rst_restore_mm(struct rst_args *args) {
     if (r < 0) rst_warn(args, "PR_SET_MM_MAP failed; the heap break is the restorer's", (uint64_t)-r);
     stasis_syscall2(STASIS_NR_prctl, 15 /* PR_SET_NAME */, (long)p->comm);
     if (p->dumpable <= 2) stasis_syscall2(STASIS_NR_prctl, 4 /* PR_SET_DUMPABLE */, p->dumpable);
+    if (p->personality && p->personality != 0xffffffffu) stasis_syscall1(STASIS_NR_personality, p->personality);
     if (p->no_new_privs) stasis_syscall5(STASIS_NR_prctl, 38 /* PR_SET_NO_NEW_PRIVS */, 1, 0, 0, 0);
     /* Resource limits: a hard limit above ours needs privilege; then keep ours and say so. */
     for (int resource = 0; resource < 16; resource++) {

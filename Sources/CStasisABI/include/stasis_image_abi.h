@@ -211,6 +211,9 @@ enum {
                                      with those bytes; otherwise the peer is gone (TCP: reset; UNIX: closed) */
     STASIS_FD_FIFO = 15,          /* a named FIFO: reopened by path; extra = its buffered bytes (first
                                      record of that FIFO only), object_id = inode */
+    STASIS_FD_PTY_MASTER = 16,    /* a pseudo-terminal master the program opened: object_id = its pty
+                                     number; extra = the slave's struct termios (36) + winsize (8). A new
+                                     pair is made; TERMINAL records of /dev/pts/<that number> get its slave */
 };
 
 /* A socket's identity and options (getsockopt, getsockname). */

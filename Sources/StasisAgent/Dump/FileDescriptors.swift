@@ -163,6 +163,17 @@ struct FileDescriptorDumper {
                 state.pointee.peer_inode = try unixPeer(of: UInt32(truncatingIfNeeded: st.st_ino))
                 if state.pointee.type == 1 /* SOCK_STREAM */ { extraBytes += peekQueued(fd, at: extraBytes) }
             }
+        } else if type == UInt32(STASIS_S_IFCHR) && (linkEquals(link, linkCount, "/dev/ptmx")
+            || linkEquals(link, linkCount, "/dev/pts/ptmx")) && isTerminal(fd)
+        {
+            record.kind = UInt32(STASIS_FD_PTY_MASTER)  // termios in extraBuffer (isTerminal), winsize after it
+            var number: UInt32 = 0
+            _ = withUnsafeMutablePointer(to: &number) { n in
+                RawSyscall.call(STASIS_NR_ioctl, Int(fd), 0x8004_5430 /* TIOCGPTN */, Int(bitPattern: n))
+            }
+            record.object_id = UInt64(number)
+            _ = RawSyscall.call(STASIS_NR_ioctl, Int(fd), 0x5413 /* TIOCGWINSZ */, Int(bitPattern: extraBuffer + 36))
+            extraBytes = 44
         } else if type == UInt32(STASIS_S_IFCHR) && isTerminal(fd) {
             record.kind = UInt32(STASIS_FD_TERMINAL)  // the modes are in extraBuffer (isTerminal)
             extraBytes = Int(STASIS_TERMIOS_BYTES)

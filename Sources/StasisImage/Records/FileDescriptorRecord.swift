@@ -20,6 +20,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         case listeningSocket = 13  // extra: SocketState; re-created and bound
         case resetSocket = 14      // extra: SocketState; comes back with its peer gone
         case fifo = 15             // reopened by path; extra: buffered bytes (first record of that FIFO)
+        case ptyMaster = 16        // objectID: pty number; extra: slave termios (36) + winsize (8)
     }
 
     /// A socket's identity and options (stasis_socket_state_t, 160 bytes).
@@ -145,10 +146,10 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         }
         guard pathBytes <= 4096 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "path too long") }
         path = try reader.readString(pathBytes)
-        guard extraBytes <= 1 << 20, [.pipe, .fifo, .epoll, .timerfd, .terminal, .listeningSocket, .resetSocket].contains(kind) || extraBytes == 0,
+        guard extraBytes <= 1 << 20, [.pipe, .fifo, .epoll, .timerfd, .terminal, .listeningSocket, .resetSocket, .ptyMaster].contains(kind) || extraBytes == 0,
             kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40,
             kind != .terminal || extraBytes == 36, kind != .listeningSocket || extraBytes == 160,
-            kind != .resetSocket || extraBytes >= 160
+            kind != .resetSocket || extraBytes >= 160, kind != .ptyMaster || extraBytes == 44
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }
