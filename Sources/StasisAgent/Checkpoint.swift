@@ -484,6 +484,11 @@ struct CheckpointJob {
             text.append(" thread(s) did not stop within 5 s (blocking the checkpoint signal with raw system calls?)")
             return
         case .tooManyThreads: text.append("more threads than the agent can capture (4096)")
+        case .sysvSharedMemory:
+            text.append("SysV shared memory (shmat) at 0x")
+            text.append(hex: UInt64(UInt(bitPattern: failure.object)))
+            text.append(" is not supported yet")
+            return
         case .readDeletedFile:
             text.append("cannot read the contents of the deleted file at fd ")
             text.append(decimal: failure.object)

@@ -87,6 +87,11 @@ struct MemoryDumper {
         let deletedSuffix: StaticString = " (deleted)"
         let isDeleted = area.pathCount >= deletedSuffix.utf8CodeUnitCount
             && endsWith(line + area.pathStart, area.pathCount, deletedSuffix)
+        // SysV shared memory (shmat) cannot come back as the same segment yet: refuse rather than write
+        // an image that would restore it as private copies.
+        if area.pathCount >= 5 && startsWith(line + area.pathStart, area.pathCount, "/SYSV") {
+            throw FreezeFailure(step: .sysvSharedMemory, errno: RawErrno.notSupported, object: Int(bitPattern: UInt(area.start)))
+        }
         let flags = flags(of: area, line: line, isDeleted: isDeleted)
         var record = stasis_memory_area_record_t()
         record.start = area.start
