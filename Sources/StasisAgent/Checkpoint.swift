@@ -266,6 +266,7 @@ struct CheckpointJob {
         agent.trigger_signal = capture.pointee.config.pointee.trigger_signal
         try image.writeRecord(kind: UInt32(STASIS_RECORD_AGENT), fixed: &agent, fixedBytes: MemoryLayout<stasis_agent_record_t>.size)
         try SignalActionsDumper.dump(into: &image)
+        try TimerDumper.dump(arena: &arena, into: &image)
         try ThreadDumper.dump(capture, into: &image)
         for i in 0..<followers { try ThreadDumper.dump(follower: freeze.slots + i, into: &image) }
         guard var files = FileDescriptorDumper.make(arena: &arena) else {

@@ -27,6 +27,7 @@ public struct Image: Equatable, Sendable {
     public var threads: [ThreadRecord] = []
     public var fileDescriptors: [FileDescriptorRecord] = []
     public var memoryAreas: [MemoryAreaRecord] = []
+    public var timers: [PosixTimerRecord] = []
     /// Records of kinds this version does not know, skipped by length.
     public var unknownRecordCount = 0
     /// File offset of every record header, END included (for the signature check).
@@ -128,6 +129,8 @@ public struct Image: Equatable, Sendable {
             case .agent:
                 try checkOnce(kind, &seen, offset)
                 image.agent = try AgentRecord(decoding: &reader)
+            case .posixTimer:
+                image.timers.append(try PosixTimerRecord(decoding: &reader))
             case .signalActions:
                 try checkOnce(kind, &seen, offset)
                 image.signalActions = try SignalActionsRecord(decoding: &reader)

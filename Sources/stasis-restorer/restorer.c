@@ -70,6 +70,15 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
         args->thread_count++;
         return 0;
     }
+    case STASIS_RECORD_POSIX_TIMER:
+        if (record->payload_bytes != sizeof(stasis_posix_timer_record_t)) return -1;
+        if (args->timer_count >= 64) {
+            rst_warn(args, "more than 64 POSIX timers; the rest are not restored", 64);
+            return 0;
+        }
+        if (rst_pread_all(args->image_fd, &args->timers[args->timer_count], sizeof args->timers[0], payload) < 0) return -1;
+        args->timer_count++;
+        return 0;
     case STASIS_RECORD_FILE_DESCRIPTOR: {
         /* The launcher put every descriptor in place; close-on-exec can only be set after our exec. */
         stasis_file_descriptor_record_t fd;

@@ -35,6 +35,8 @@ struct rst_thread {
     uint64_t xsave_offset;
     volatile int32_t done;
     int32_t index;
+    int32_t new_tid;                /* the id it got (its old one when set_tid worked) */
+    int32_t reserved;
     struct rst_args *args;
 };
 
@@ -61,6 +63,8 @@ struct rst_args {
     int have_process, have_agent, have_signals;
     int key_fd;                     /* -1, or a pipe with the signing key (`stasis restart --key`) */
     int key_slot_ok;                /* the agent's key slot lies in a scratch area of the image */
+    stasis_posix_timer_record_t timers[64]; /* POSIX timers, created once every thread exists */
+    int timer_count;
     uint64_t raised_signals;        /* pending signals raised again so far (each once: rt_sigpending
                                        shows process-wide ones in every thread) */
     char path[STASIS_MAX_PATH + 1]; /* scratch */

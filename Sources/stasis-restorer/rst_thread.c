@@ -67,6 +67,7 @@ static uint64_t prepare_thread(struct rst_args *args, struct rst_thread *thread)
     stasis_thread_record_t *t = &thread->record;
 
     long new_tid = stasis_syscall1(STASIS_NR_set_tid_address, (long)t->clear_child_tid);
+    thread->new_tid = (int32_t)new_tid;
     if (t->robust_list)
         stasis_syscall2(STASIS_NR_set_robust_list, (long)t->robust_list, (long)t->robust_list_len);
     stasis_syscall2(STASIS_NR_arch_prctl, RST_ARCH_SET_FS, (long)t->fs_base);
@@ -136,6 +137,38 @@ __attribute__((noreturn)) static void thread_child(struct rst_thread *thread) {
     __builtin_unreachable();
 }
 
+/* POSIX timers with their old ids (PR_TIMER_CREATE_RESTORE_IDS makes timer_create take the id from
+ * *timerid), their notification (a thread's new id when ids changed) and their remaining time. */
+static void restore_posix_timers(struct rst_args *args) {
+    if (!args->timer_count) return;
+    if (stasis_syscall5(STASIS_NR_prctl, 77 /* PR_TIMER_CREATE_RESTORE_IDS */, 1, 0, 0, 0) < 0) {
+        rst_warn(args, "this kernel cannot restore POSIX timer ids; timers not restored", (uint64_t)args->timer_count);
+        return;
+    }
+    for (int i = 0; i < args->timer_count; i++) {
+        const stasis_posix_timer_record_t *t = &args->timers[i];
+        struct { uint64_t value; int32_t signo, notify, tid; int32_t pad[11]; } event;
+        memset(&event, 0, sizeof event);
+        event.value = t->value;
+        event.signo = t->signal;
+        event.notify = t->notify;
+        event.tid = t->tid;
+        for (int j = 0; j < args->thread_count; j++)
+            if (args->threads[j].record.tid == t->tid) event.tid = args->threads[j].new_tid;
+        int32_t id = t->id;
+        long r = stasis_syscall3(222 /* timer_create */, t->clock_id, (long)&event, (long)&id);
+        if (r < 0 || id != t->id) {
+            rst_warn(args, "a POSIX timer could not be re-created with its id", (uint64_t)t->id);
+            continue;
+        }
+        if (t->value_sec || t->value_nsec) {
+            int64_t spec[4] = {t->interval_sec, t->interval_nsec, t->value_sec, t->value_nsec};
+            stasis_syscall4(223 /* timer_settime */, id, 0, (long)spec, 0);
+        }
+    }
+    stasis_syscall5(STASIS_NR_prctl, 77, 0, 0, 0, 0);
+}
+
 void rst_restore_threads(struct rst_args *args) {
     if (args->have_signals) {
         for (int sig = 1; sig <= STASIS_SIGNAL_COUNT; sig++) {
@@ -188,6 +221,7 @@ void rst_restore_threads(struct rst_args *args) {
     }
 
     uint64_t frame = prepare_thread(args, &args->threads[main_index]);
+    restore_posix_timers(args);
     rst_restore_timers(args);
     stasis_syscall1(STASIS_NR_close, args->image_fd);
     rst_write_text(args->status_fd, "ok\n");

@@ -54,7 +54,23 @@ enum {
     STASIS_RECORD_SIGNAL_ACTIONS = 4,
     STASIS_RECORD_FILE_DESCRIPTOR = 5,
     STASIS_RECORD_AGENT = 6,
+    STASIS_RECORD_POSIX_TIMER = 7,
 };
+
+/* POSIX_TIMER: one timer_create timer (from /proc/self/timers and timer_gettime). Restored with the
+ * same id (prctl PR_TIMER_CREATE_RESTORE_IDS), notification and remaining time; a pending overrun
+ * count is not restored. */
+typedef struct stasis_posix_timer_record {
+    int32_t id;
+    int32_t clock_id;
+    int32_t signal;          /* sigev_signo */
+    int32_t notify;          /* sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD 2, | SIGEV_THREAD_ID 4 */
+    int32_t tid;             /* SIGEV_THREAD_ID: the thread */
+    int32_t overrun;         /* timer_getoverrun, informational */
+    uint64_t value;          /* sigev_value */
+    int64_t interval_sec, interval_nsec, value_sec, value_nsec; /* timer_gettime: value = remaining */
+} stasis_posix_timer_record_t;
+_Static_assert(sizeof(stasis_posix_timer_record_t) == 64, "image ABI: stasis_posix_timer_record_t");
 
 typedef struct stasis_record_header {
     uint32_t kind;          /* STASIS_RECORD_* */
