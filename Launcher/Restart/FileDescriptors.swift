@@ -87,6 +87,8 @@ struct FileDescriptorPlan {
             case .unsupported:
                 printError("stasis: warning: fd \(record.fd) (\(record.path)) was not saved (--skip-unsupported); it is /dev/null now")
                 source = try keep(try reopenNull(record), record)
+            case .inotify:
+                source = try inotify(record)
             case .ptyMaster:
                 source = try ptyPair(record, &ptys).master
             case .terminal where record.path.hasPrefix("/dev/pts/"):
@@ -304,6 +306,29 @@ struct FileDescriptorPlan {
         }
         applyModes(record, to: fd.rawValue)
         return try keep(fd, record)
+    }
+
+    /// A new inotify instance with every watch re-added on the same file (found by its handle) and with
+    /// the same watch descriptor. A watch whose file is gone, or that needs privileges to find
+    /// (open_by_handle_at: CAP_DAC_READ_SEARCH), is skipped with a warning; queued events are lost.
+    private mutating func inotify(_ record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor {
+        let fd = stasis_make_inotify(Int32(bitPattern: record.statusFlags) & O_NONBLOCK != 0 ? 1 : 0)
+        guard fd >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot create an inotify instance: \(Errno(rawValue: -fd))") }
+        for watch in record.inotifyWatches {
+            var path = [CChar](repeating: 0, count: 4096)
+            let found = watch.handle.withUnsafeBufferPointer { handle in
+                stasis_path_of_handle(watch.device, watch.handleType, handle.baseAddress!, UInt32(handle.count), &path, 4096)
+            }
+            guard found == 0 else {
+                printError("stasis: warning: fd \(record.fd): inotify watch \(watch.descriptor) not restored: its file cannot be found (\(Errno(rawValue: -found)))")
+                continue
+            }
+            let wd = stasis_inotify_watch(fd, path, watch.mask, watch.descriptor)
+            if wd != watch.descriptor {
+                printError("stasis: warning: fd \(record.fd): inotify watch \(watch.descriptor) came back as \(wd)")
+            }
+        }
+        return try keep(FileDescriptor(rawValue: fd), record)
     }
 
     /// A new pseudo-terminal pair for a master record (once per old number), with its modes and size.

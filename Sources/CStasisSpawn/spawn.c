@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* spawn.c: see stasis_spawn.h. */
 #include "stasis_spawn.h"
 
@@ -8,6 +9,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/inotify.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include "stasis_syscall.h"
 
@@ -189,4 +194,56 @@ int stasis_make_socketpair(int32_t type, int32_t *pair) {
     pair[0] = fds[0];
     pair[1] = fds[1];
     return 0;
+}
+
+int stasis_path_of_handle(uint64_t kernel_dev, int32_t handle_type, const uint8_t *handle, uint32_t handle_bytes,
+                          char *path, uint32_t path_capacity) {
+    unsigned major = (unsigned)(kernel_dev >> 20), minor = (unsigned)(kernel_dev & 0xfffff);
+    FILE *mounts = fopen("/proc/self/mountinfo", "re");
+    if (!mounts) return -errno;
+    char line[4096], mount_point[4096] = {0};
+    while (fgets(line, sizeof line, mounts)) {
+        unsigned m1, m2;
+        char point[4096];
+        if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &m1, &m2, point) == 3 && m1 == major && m2 == minor) {
+            strcpy(mount_point, point);
+            break;
+        }
+    }
+    fclose(mounts);
+    if (!mount_point[0]) return -ENOENT;
+    int mount_fd = open(mount_point, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (mount_fd < 0) return -errno;
+    struct { unsigned int bytes; int type; unsigned char data[128]; } fh;
+    if (handle_bytes > sizeof fh.data) { close(mount_fd); return -EINVAL; }
+    fh.bytes = handle_bytes;
+    fh.type = handle_type;
+    memcpy(fh.data, handle, handle_bytes);
+    int fd = open_by_handle_at(mount_fd, (struct file_handle *)&fh, O_PATH | O_CLOEXEC);
+    int error = errno;
+    close(mount_fd);
+    if (fd < 0) return -error;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, path_capacity - 1);
+    error = errno;
+    close(fd);
+    if (n < 0) return -error;
+    path[n] = 0;
+    return 0;
+}
+
+int stasis_make_inotify(int32_t nonblocking) {
+    int fd = inotify_init1(IN_CLOEXEC | (nonblocking ? IN_NONBLOCK : 0));
+    return fd < 0 ? -errno : fd;
+}
+
+int stasis_inotify_watch(int32_t fd, const char *path, uint32_t mask, int32_t wanted) {
+    for (int tries = 0; tries < 100000; tries++) {
+        int wd = inotify_add_watch(fd, path, mask);
+        if (wd < 0) return -errno;
+        if (wd >= wanted) return wd;
+        inotify_rm_watch(fd, wd); /* the next add gets the next number */
+    }
+    return -EAGAIN;
 }

@@ -83,15 +83,15 @@ struct UnsupportedProgramTests {
     @Test func anUnsupportedDescriptorIsNamedInTheError() throws {
         let scratch = Scratch()
         let output = scratch.file("out")
-        // inotify is not supported yet: the agent must name the fd and keep the program running.
+        // A pidfd is not supported yet: the agent must name the fd and keep the program running.
         let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", "python3", "-c",
-                                                       "import ctypes, time; f = ctypes.CDLL(None).inotify_init(); print('READY', f, flush=True); time.sleep(60)"],
+                                                       "import os, time; f = os.pidfd_open(os.getpid()); print('READY', f, flush=True); time.sleep(60)"],
                                      outputPath: output)
         defer { child.killAndReap() }
         try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
         let (code, text) = try Stasis.run(["checkpoint", String(child.pid)], in: scratch.path)
         #expect(code == 7, "\(text)")
-        #expect(text.contains("inotify") && text.contains("is not supported yet"), "\(text)")
+        #expect(text.contains("pidfd") && text.contains("is not supported yet"), "\(text)")
         #expect(text.split(separator: "\n").count == 1, "\(text)")
         #expect(kill(child.pid, 0) == 0)
         #expect(opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") || $0.hasSuffix(".tmp") }.isEmpty)
@@ -104,8 +104,8 @@ struct EscapeHatchTests {
     @Test func skipUnsupportedCheckpointsAndRestartPutsDevNullThere() throws {
         let scratch = Scratch()
         let output = scratch.file("out")
-        let script = "import ctypes, os, signal, sys, time\n"
-            + "f = ctypes.CDLL(None).inotify_init()\n"
+        let script = "import os, signal, sys, time\n"
+            + "f = os.pidfd_open(os.getpid())\n"
             + "signal.signal(signal.SIGTERM, lambda *a: (print('PASS', os.readlink('/proc/self/fd/%d' % f), flush=True), sys.exit(0)))\n"
             + "print('READY', flush=True)\n"
             + "while True: time.sleep(0.01)\n"

@@ -230,6 +230,9 @@ enum {
     STASIS_FD_PTY_MASTER = 16,    /* a pseudo-terminal master the program opened: object_id = its pty
                                      number; extra = the slave's struct termios (36) + winsize (8). A new
                                      pair is made; TERMINAL records of /dev/pts/<that number> get its slave */
+    STASIS_FD_INOTIFY = 17,       /* an inotify instance: extra = its /proc/self/fdinfo text (one
+                                     "inotify wd:… ino:… sdev:… mask:… f_handle:…" line per watch);
+                                     watches are re-added by file handle, queued events are lost */
 };
 
 /* A socket's identity and options (getsockopt, getsockname). */

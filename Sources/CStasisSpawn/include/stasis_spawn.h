@@ -48,6 +48,14 @@ int stasis_make_listener(int32_t domain, int32_t type, int32_t protocol, uint32_
 /* A socket whose peer is gone: TCP gets a reset (ECONNRESET on the next use), UNIX stream a closed
  * peer (end of file, EPIPE); other types an unconnected socket. */
 int stasis_make_reset_socket(int32_t domain, int32_t type, int32_t protocol);
+/* The path of a file handle on the file system with kernel device `kernel_dev` (major << 20 | minor),
+ * via /proc/self/mountinfo and open_by_handle_at (needs CAP_DAC_READ_SEARCH). 0 or -errno. */
+int stasis_path_of_handle(uint64_t kernel_dev, int32_t handle_type, const uint8_t *_Nonnull handle, uint32_t handle_bytes,
+                          char *_Nonnull path, uint32_t path_capacity);
+int stasis_make_inotify(int32_t nonblocking);
+/* inotify_add_watch, removing and re-adding until the kernel hands out `wanted` as the watch
+ * descriptor (it counts up); returns the descriptor it got, or -errno. */
+int stasis_inotify_watch(int32_t fd, const char *_Nonnull path, uint32_t mask, int32_t wanted);
 /* socketpair(AF_UNIX, type | SOCK_CLOEXEC): ends in pair[0], pair[1]; 0 or -errno. */
 int stasis_make_socketpair(int32_t type, int32_t *_Nonnull pair);
 int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, int64_t value_sec, int64_t value_nsec,

@@ -142,6 +142,11 @@ struct FileDescriptorDumper {
             (timer.interval_sec, timer.interval_nsec) = info.pairField("it_interval:") ?? (0, 0)
             extraBuffer.storeBytes(of: timer, as: stasis_timerfd_state_t.self)
             extraBytes = MemoryLayout<stasis_timerfd_state_t>.size
+        } else if linkEquals(link, linkCount, "anon_inode:inotify") {
+            record.kind = UInt32(STASIS_FD_INOTIFY)
+            let info = try readInfo(fd)
+            extraBytes = min(info.count, Self.extraCapacity)
+            for i in 0..<extraBytes { extraBuffer.storeBytes(of: info.text[i], toByteOffset: i, as: UInt8.self) }
         } else if linkEquals(link, linkCount, "anon_inode:[signalfd]") {
             record.kind = UInt32(STASIS_FD_SIGNALFD)
             record.object_id = try readInfo(fd).hexField("sigmask:") ?? 0

@@ -21,6 +21,47 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         case resetSocket = 14      // extra: SocketState; comes back with its peer gone
         case fifo = 15             // reopened by path; extra: buffered bytes (first record of that FIFO)
         case ptyMaster = 16        // objectID: pty number; extra: slave termios (36) + winsize (8)
+        case inotify = 17          // extra: the fdinfo text with one line per watch
+    }
+
+    /// One watch of an inotify instance, from its fdinfo line.
+    public struct InotifyWatch: Equatable, Sendable {
+        public var descriptor: Int32 = 0
+        public var mask: UInt32 = 0
+        public var device: UInt64 = 0  // kernel dev_t: major << 20 | minor
+        public var handleType: Int32 = 0
+        public var handle: [UInt8] = []
+    }
+
+    public var inotifyWatches: [InotifyWatch] {
+        guard kind == .inotify else { return [] }
+        var watches: [InotifyWatch] = []
+        for line in String(decoding: extra, as: UTF8.self).split(separator: "\n") where line.hasPrefix("inotify ") {
+            var watch = InotifyWatch()
+            for field in line.split(separator: " ") {
+                let parts = field.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2 else { continue }
+                let value = String(parts[1])
+                switch parts[0] {
+                case "wd": watch.descriptor = Int32(value, radix: 16) ?? 0
+                case "mask": watch.mask = UInt32(value, radix: 16) ?? 0
+                case "sdev": watch.device = UInt64(value, radix: 16) ?? 0
+                case "fhandle-type": watch.handleType = Int32(value, radix: 16) ?? 0
+                case "f_handle":
+                    var bytes: [UInt8] = []
+                    var index = value.startIndex
+                    while let next = value.index(index, offsetBy: 2, limitedBy: value.endIndex), index < value.endIndex {
+                        guard let byte = UInt8(value[index..<next], radix: 16) else { break }
+                        bytes.append(byte)
+                        index = next
+                    }
+                    watch.handle = bytes
+                default: break
+                }
+            }
+            if watch.descriptor > 0 { watches.append(watch) }
+        }
+        return watches.sorted { $0.descriptor < $1.descriptor }
     }
 
     /// A socket's identity and options (stasis_socket_state_t, 160 bytes).
@@ -146,7 +187,8 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         }
         guard pathBytes <= 4096 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "path too long") }
         path = try reader.readString(pathBytes)
-        guard extraBytes <= 1 << 20, [.pipe, .fifo, .epoll, .timerfd, .terminal, .listeningSocket, .resetSocket, .ptyMaster].contains(kind) || extraBytes == 0,
+        guard extraBytes <= 1 << 20, [.pipe, .fifo, .epoll, .timerfd, .terminal, .listeningSocket, .resetSocket, .ptyMaster,
+                                      .inotify].contains(kind) || extraBytes == 0,
             kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40,
             kind != .terminal || extraBytes == 36, kind != .listeningSocket || extraBytes == 160,
             kind != .resetSocket || extraBytes >= 160, kind != .ptyMaster || extraBytes == 44
@@ -154,7 +196,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         extra = try reader.readBytes(extraBytes)
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }
         guard [.inherit, .pipe, .eventfd, .epoll, .timerfd, .unsupported, .signalfd, .memfd, .listeningSocket,
-               .resetSocket].contains(kind) || path.hasPrefix("/") else {
+               .resetSocket, .inotify].contains(kind) || path.hasPrefix("/") else {
             throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd) has no absolute path")
         }
     }

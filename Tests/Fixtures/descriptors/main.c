@@ -6,6 +6,7 @@
  *   - a timerfd with a 1 ms interval that keeps firing
  *   - a directory fd used with openat(), at a high fd number (1000)
  *   - a file written through two dup'ed fds (one offset between them)
+ *   - an inotify instance watching the directory (wd 2, after a removed wd 1)
  *   - a named FIFO holding "fifo-data"
  *   - a temporary file deleted while open (tmpfile()) and a sealed memfd, with contents and offsets
  *   - a signalfd for SIGUSR1 (blocked), an RLIMIT_NOFILE soft limit of 200, and an
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -73,6 +75,10 @@ int main(int argc, char **argv) {
     int first = open(dup_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int second = dup(first);
     if (write(first, "A", 1) != 1 || write(second, "B", 1) != 1) return 1;
+    int watcher = inotify_init1(IN_NONBLOCK);
+    int removed = inotify_add_watch(watcher, "/", IN_CREATE);
+    inotify_rm_watch(watcher, removed);
+    int watch = inotify_add_watch(watcher, argv[1], IN_CREATE);
     char fifo_path[4096];
     snprintf(fifo_path, sizeof fifo_path, "%s/fifo", argv[1]);
     mkfifo(fifo_path, 0600);
@@ -138,6 +144,22 @@ int main(int argc, char **argv) {
     char dup_text[8] = {0};
     int check = open(dup_path, O_RDONLY);
     if (read(check, dup_text, sizeof dup_text - 1) != 4 || strcmp(dup_text, "ABCD") != 0) fail("dup'ed fds share one offset");
+    /* inotify: a file created now is reported on the same watch descriptor */
+    char created[4096];
+    snprintf(created, sizeof created, "%s/created-after-restart", argv[1]);
+    close(open(created, O_CREAT | O_WRONLY, 0600));
+    char notices[4096];
+    usleep(10000);
+    ssize_t got_notices;
+    do got_notices = read(watcher, notices, sizeof notices); while (got_notices < 0 && errno == EINTR);
+    int seen_create = 0;
+    for (ssize_t at = 0; at + (ssize_t)sizeof(struct inotify_event) <= got_notices;) {
+        struct inotify_event *notice = (struct inotify_event *)(notices + at);
+        if (notice->wd == watch && (notice->mask & IN_CREATE)) seen_create = 1;  /* (IN_IGNORED of wd 1 may come first) */
+        at += (ssize_t)sizeof *notice + notice->len;
+    }
+    if (!seen_create) fail("inotify watch");
+    unlink(created);
     /* the FIFO's buffered bytes */
     char fifo_got[16] = {0};
     if (read(fifo, fifo_got, sizeof fifo_got - 1) != 9 || strcmp(fifo_got, "fifo-data") != 0) fail("FIFO contents");
