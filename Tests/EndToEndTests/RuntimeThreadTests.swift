@@ -86,19 +86,10 @@ struct SocketTests {
     @Test func listenerIsRecreatedAndConnectionsComeBackReset() throws {
         let scratch = Scratch()
         let output = scratch.file("out")
-        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", "python3",
-                                                         Stasis.packageRoot + "/Tests/Fixtures/python-server/main.py"],
-                                       outputPath: output)
-        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        let (restart, pid) = try checkpointRestartCycles(["python3", Stasis.packageRoot + "/Tests/Fixtures/python-server/main.py"],
+                                                         scratch: scratch, output: output)
         let text = try String(contentsOfFile: output)
         let port = UInt16(text.split(separator: "\n").first { $0.hasPrefix("READY") }?.split(separator: " ").last ?? "") ?? 0
-        let (code, checkpoint) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
-        try #require(code == 0, "\(checkpoint)")
-        let image = checkpoint.split(separator: "\n").last.map(String.init) ?? ""
-        program.killAndReap()
-        let pidFile = scratch.file("restored.pid")
-        let restart = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image], outputPath: scratch.file("restart.log"))
-        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
         // A new client, queued on the restored listener.
         let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(client) }
@@ -111,7 +102,6 @@ struct SocketTests {
         }
         #expect(connected == 0, "connect to the restored listener on port \(port): \(String(cString: strerror(errno)))")
         _ = write(client, "ping", 4)
-        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
         kill(pid, SIGTERM)
         #expect(try restart.wait() == .exited(0))
         let result = try String(contentsOfFile: output)

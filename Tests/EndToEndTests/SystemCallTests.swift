@@ -72,19 +72,10 @@ struct PosixTimerTests {
         let scratch = Scratch()
         let binary = try compileFixture("posix-timers", into: scratch.path)
         let output = scratch.file("out")
-        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary], outputPath: output)
-        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
-        let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
-        try #require(code == 0, "\(text)")
-        program.killAndReap()
-        let pidFile = scratch.file("restored.pid")
-        let restart = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, text.split(separator: "\n").last.map(String.init) ?? ""],
-                                       outputPath: scratch.file("restart.log"))
-        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
-        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        let (restart, pid) = try checkpointRestartCycles([binary], scratch: scratch, output: output)
         usleep(100_000)
         kill(pid, SIGTERM)
         #expect(try restart.wait() == .exited(0))
-        #expect((try String(contentsOfFile: output)).contains("PASS"), "\((try? String(contentsOfFile: output)) ?? "") \((try? String(contentsOfFile: scratch.file("restart.log"))) ?? "")")
+        #expect((try String(contentsOfFile: output)).contains("PASS"), "\((try? String(contentsOfFile: output)) ?? "")")
     }
 }

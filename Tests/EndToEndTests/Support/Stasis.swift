@@ -86,3 +86,34 @@ func compileFixture(_ name: String, into directory: String) throws -> String {
     guard status == 0 else { throw TestFailure("cc \(name) failed: \((try? String(contentsOfFile: directory + "/cc.log")) ?? "")") }
     return output
 }
+
+/// Starts `arguments` under `stasis run`, waits for READY in `output`, then does `cycles` rounds of
+/// checkpoint → SIGKILL → restart. Returns the last `stasis restart` child and the restored PID.
+func checkpointRestartCycles(_ arguments: [String], scratch: Scratch, output: String, cycles: Int = 3,
+                             runOptions: [String] = []) throws -> (ChildProcess, pid_t) {
+    let original = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path] + runOptions + ["--"] + arguments,
+                                    outputPath: output)
+    try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+    var pid = original.pid
+    var launcher: ChildProcess? = nil
+    for cycle in 1...cycles {
+        usleep(50_000)
+        let (code, text) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
+        try #require(code == 0, "cycle \(cycle): \(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        if let launcher {
+            kill(pid, SIGKILL)  // `stasis restart` reaps it and passes the signal on
+            _ = try launcher.wait()
+        } else {
+            original.killAndReap()
+        }
+        let pidFile = scratch.file("restored-\(cycle).pid")
+        let next = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image],
+                                    outputPath: scratch.file("restart-\(cycle).log"))
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+        pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        launcher = next
+    }
+    guard let launcher else { throw TestFailure("no cycles") }
+    return (launcher, pid)
+}
