@@ -7,6 +7,8 @@
  *   - a directory fd used with openat(), at a high fd number (1000)
  *   - a file written through two dup'ed fds (one offset between them)
  *   - an inotify instance watching the directory (wd 2, after a removed wd 1)
+ *   - a TCP listener on loopback, a UNIX socketpair with queued bytes, a pseudo-terminal pair in raw
+ *     mode, and a POSIX timer with a far deadline: every kind at once
  *   - a named FIFO holding "fifo-data"
  *   - a temporary file deleted while open (tmpfile()) and a sealed memfd, with contents and offsets
  *   - a signalfd for SIGUSR1 (blocked), an RLIMIT_NOFILE soft limit of 200, and an
@@ -19,8 +21,13 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <termios.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -75,6 +82,28 @@ int main(int argc, char **argv) {
     int first = open(dup_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int second = dup(first);
     if (write(first, "A", 1) != 1 || write(second, "B", 1) != 1) return 1;
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in loopback = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t loopback_length = sizeof loopback;
+    if (bind(listener, (struct sockaddr *)&loopback, sizeof loopback) != 0 || listen(listener, 4) != 0) return 1;
+    getsockname(listener, (struct sockaddr *)&loopback, &loopback_length);
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0 || write(pair[0], "queued", 6) != 6) return 1;
+    int pty_master = posix_openpt(O_RDWR | O_NOCTTY);
+    grantpt(pty_master);
+    unlockpt(pty_master);
+    int pty_slave = open(ptsname(pty_master), O_RDWR | O_NOCTTY);
+    struct termios raw;
+    tcgetattr(pty_slave, &raw);
+    cfmakeraw(&raw);
+    tcsetattr(pty_slave, TCSANOW, &raw);
+    struct sigevent timer_event = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN + 3};
+    timer_t far_timer;
+    timer_create(CLOCK_MONOTONIC, &timer_event, &far_timer);
+    struct itimerspec far_deadline = {.it_value = {7200, 0}};
+    timer_settime(far_timer, 0, &far_deadline, NULL);
     int watcher = inotify_init1(IN_NONBLOCK);
     int removed = inotify_add_watch(watcher, "/", IN_CREATE);
     inotify_rm_watch(watcher, removed);
@@ -160,6 +189,21 @@ int main(int argc, char **argv) {
     }
     if (!seen_create) fail("inotify watch");
     unlink(created);
+    /* sockets: the listener takes a new client; the pair still holds its bytes */
+    int dialer = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(dialer, (struct sockaddr *)&loopback, sizeof loopback) != 0) fail("connect to the restored listener");
+    char queued[8] = {0};
+    if (read(pair[1], queued, 6) != 6 || strcmp(queued, "queued") != 0) fail("socketpair bytes");
+    /* the pty pair: connected, still raw */
+    struct termios now_modes;
+    if (tcgetattr(pty_slave, &now_modes) != 0 || (now_modes.c_lflag & ICANON)) fail("pty slave modes");
+    if (write(pty_master, "pt", 2) != 2) fail("pty master write");
+    usleep(20000);
+    char pty_got[4] = {0};
+    if (read(pty_slave, pty_got, 2) != 2 || strcmp(pty_got, "pt") != 0) fail("pty pair");
+    /* the POSIX timer */
+    struct itimerspec left;
+    if (timer_gettime(far_timer, &left) != 0 || left.it_value.tv_sec < 7000) fail("POSIX timer");
     /* the FIFO's buffered bytes */
     char fifo_got[16] = {0};
     if (read(fifo, fifo_got, sizeof fifo_got - 1) != 9 || strcmp(fifo_got, "fifo-data") != 0) fail("FIFO contents");
