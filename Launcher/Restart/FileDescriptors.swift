@@ -200,7 +200,7 @@ struct FileDescriptorPlan {
     /// Opens with the recorded access mode and status flags, at the recorded offset.
     private mutating func reopen(_ record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor {
         let keepFlags = Int32(bitPattern: record.statusFlags) & (O_ACCMODE | O_APPEND | O_NONBLOCK | 0o40000 /* O_DIRECT */
-            | 0o1000000 /* O_NOATIME */ | O_SYNC | O_DSYNC | 0o100000 /* O_LARGEFILE */ | O_DIRECTORY)
+            | 0o1000000 /* O_NOATIME */ | O_SYNC | O_DSYNC | 0o100000 /* O_LARGEFILE */ | O_DIRECTORY | 0o10000000 /* O_PATH */)
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(record.path, keepFlags | (record.kind == .directory ? O_DIRECTORY : 0))

@@ -75,6 +75,7 @@ int main(int argc, char **argv) {
     struct itimerspec spec = {.it_interval = {0, 1000000}, .it_value = {0, 1000000}};
     timerfd_settime(timer, 0, &spec, NULL);
     int dir = open(argv[1], O_RDONLY | O_DIRECTORY);
+    int path_only = open(argv[1], O_PATH | O_DIRECTORY); /* an O_PATH fd: openat works through it */
     if (dup2(dir, 1000) != 1000) return 1;
     close(dir);
     char dup_path[4096];
@@ -168,6 +169,8 @@ int main(int argc, char **argv) {
     /* openat through the directory fd */
     int probe = openat(1000, "probe.txt", O_RDONLY);
     if (probe < 0) fail("openat on the directory fd");
+    if (openat(path_only, "probe.txt", O_RDONLY) < 0) fail("openat on the O_PATH fd");
+    if (!(fcntl(path_only, F_GETFL) & O_PATH)) fail("O_PATH flag");
     /* dup'ed fds share one offset: nothing is overwritten */
     if (write(first, "C", 1) != 1 || write(second, "D", 1) != 1) fail("write through dup'ed fds");
     char dup_text[8] = {0};
