@@ -29,8 +29,11 @@ let package = Package(
             name: "StasisAgent",
             dependencies: ["CStasisShim", "CStasisABI", "StasisProc"],
             // -wmo: the freeze-window checks (@_noAllocation) need every function body visible.
+            exclude: ["StaticLink"],
             swiftSettings: [.unsafeFlags(["-wmo", "-num-threads", "1"])],
-            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+            // StaticLink/libstdc++.so is a linker script that selects libstdc++.a (see the file).
+            linkerSettings: [.unsafeFlags(["-static-stdlib",
+                                           "-Xclang-linker", "-L\(Context.packageDirectory)/Sources/StasisAgent/StaticLink"])]
         ),
         .executableTarget(
             name: "stasis-restorer",

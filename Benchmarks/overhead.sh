@@ -16,8 +16,10 @@ measure() {  # prints mean microseconds per run of "$@"
     t1=$(date +%s%N)
     echo $(( (t1 - t0) / N / 1000 ))
 }
+# The interpreter itself, not a version manager's shim script (which would exec several programs).
+PYTHON=$(python3 -c 'import sys; print(sys.executable)')
 printf "%-22s %12s %12s %12s\n" program plain_us agent_us added_us
-for cmd in "/bin/true" "python3 -c pass"; do
+for cmd in "/bin/true" "$PYTHON -c pass"; do
     plain=$(measure env STASIS_DIR="$WORK" $cmd)
     with=$(measure env LD_PRELOAD="$AGENT" STASIS_DIR="$WORK" $cmd)
     printf "%-22s %12s %12s %12s\n" "$cmd" "$plain" "$with" "$((with - plain))"
