@@ -129,11 +129,12 @@ struct CheckpointJob {
     }
 
     /// --fork: reaps the intermediate child (waitid on the pid in state.writer_pid).
-    @_noAllocation @_noLocks
-    private func reapPreviousWriter() {
+    /// Returns the child's exit status (-1 if there was none to reap).
+    @_noAllocation @_noLocks @discardableResult
+    private func reapPreviousWriter() -> Int32 {
         let state = capture.pointee.state
         let writer = state.pointee.writer_pid
-        guard writer > 0 else { return }
+        guard writer > 0 else { return -1 }
         var info: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
                    UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
             (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -143,6 +144,25 @@ struct CheckpointJob {
                 == -RawErrno.interrupted {}
         }
         state.pointee.writer_pid = 0
+        // siginfo_t: si_code at byte 8 (CLD_EXITED = 1), si_status at byte 24.
+        return UInt32(truncatingIfNeeded: info.1) == 1 ? Int32(truncatingIfNeeded: info.3) : -1
+    }
+
+    /// Exit status of the intermediate child when its memory map is not the program's.
+    static let mapsDifferInChild = 3
+
+    /// In the intermediate child: does /proc/self/maps read the same as the program's did before the clone?
+    /// (fork copies every area one to one, except MADV_DONTFORK ones.)
+    @_noAllocation @_noLocks
+    private func childSeesSameMaps(_ parentMaps: UnsafeMutableRawPointer, _ parentCount: Int,
+                                   arena: inout FreezeArena) -> Bool {
+        let capacity = parentCount + 2
+        guard let mine = arena.take(capacity) else { return false }
+        let count = ProcFile.read(literal: "/proc/self/maps", into: mine, capacity: capacity)
+        guard count == parentCount else { return false }
+        let a = mine.assumingMemoryBound(to: UInt8.self), b = parentMaps.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<count where a[i] != b[i] { return false }
+        return true
     }
 
     /// `stasis checkpoint --key FILE`: reads FILE (path up to the newline) into the key slot.
@@ -275,6 +295,14 @@ struct CheckpointJob {
         files.skipUnsupported = skipUnsupported
         try files.dump(excluding: imageFD, into: &image)
 
+        // The memory map, read while every thread is frozen: the in-place writer and the copy-on-write
+        // writer both dump exactly these areas.
+        let mapsCapacity = 32 << 20
+        guard let maps = arena.take(mapsCapacity), var memory = MemoryDumper.make(arena: &arena, config: capture.pointee.config)
+        else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
+        let mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
+        if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
+
         if forkWriter {
             // Copy-on-write: a grandchild gets this address space as it is now and writes it; the program
             // goes on at once. Raw clone (no atfork handlers, no exit signal); the child only clones the
@@ -282,29 +310,29 @@ struct CheckpointJob {
             // make: the writer is an orphan that init reaps.
             let child = RawSyscall.call(56 /* clone */, 0, 0, 0, 0, 0)
             if child == 0 {
+                // Areas marked MADV_DONTFORK (Node's V8 heap, RDMA buffers) are not in a child at all:
+                // if the child's map differs from the program's, say so and let the program write in place.
+                if !childSeesSameMaps(maps, mapsCount, arena: &arena) { _ = RawSyscall.call(STASIS_NR_exit_group, Self.mapsDifferInChild) }
                 let writer = RawSyscall.call(56 /* clone */, 0, 0, 0, 0, 0)
                 if writer != 0 { _ = RawSyscall.call(STASIS_NR_exit_group, writer > 0 ? 0 : 1) }
                 isWriterChild = true
                 thawedAt = monotonicNanoseconds()
             } else if child > 0 {
                 capture.pointee.state.pointee.writer_pid = Int32(truncatingIfNeeded: child)
-                reapPreviousWriter()  // the intermediate child: it exits right after its clone
-                RawSyscall.close(imageFD)
-                imageFD = -1
-                tempPath.removeAll()  // the child's now: a failure here must not unlink it
-                thawedAt = monotonicNanoseconds()
-                freeze.thaw()
-                thawed = true
-                delegated = true
-                return
-            }  // clone failed: write in place
+                // The intermediate child: it exits right after its clone.
+                if reapPreviousWriter() != Int32(Self.mapsDifferInChild) {
+                    RawSyscall.close(imageFD)
+                    imageFD = -1
+                    tempPath.removeAll()  // the child's now: a failure here must not unlink it
+                    thawedAt = monotonicNanoseconds()
+                    freeze.thaw()
+                    thawed = true
+                    delegated = true
+                    return
+                }
+            }  // clone failed, or areas a child cannot see: write in place
         }
 
-        let mapsCapacity = 32 << 20
-        guard let maps = arena.take(mapsCapacity), var memory = MemoryDumper.make(arena: &arena, config: capture.pointee.config)
-        else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
-        let mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
-        if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
 
         try image.writeEnd()

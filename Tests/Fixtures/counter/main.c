@@ -5,7 +5,8 @@
  * Holds known state: FILL_MIB MiB filled with a pattern, values in vector
  * registers (AVX-512 zmm when the CPU has it, else AVX2 ymm) re-checked every
  * iteration, a non-default MXCSR, a read offset in INPUT_FILE, a blocked pending SIGUSR1, a SIGTERM
- * handler, a counter printed to stdout. On SIGTERM it verifies everything and
+ * handler, a MADV_DONTFORK area (as Node's V8 heap has: a copy-on-write writer cannot see it),
+ * a counter printed to stdout. On SIGTERM it verifies everything and
  * prints PASS (exit 0) or FAIL <what> (exit 1). Prints "READY" once set up. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -69,6 +70,12 @@ int main(int argc, char **argv) {
     mprotect(guarded, 4096, PROT_READ);
     mprotect(guarded + 4096, 4096, PROT_NONE);
 
+    /* an area a forked child does not get */
+    char *unforked = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (unforked == MAP_FAILED) return fail("mmap dontfork");
+    for (int i = 0; i < 65536; i++) unforked[i] = (char)(i * 7 + 3);
+    if (madvise(unforked, 65536, MADV_DONTFORK) != 0) return fail("madvise dontfork");
+
     int input = open(argv[2], O_RDONLY);
     if (input < 0) return fail("open input");
     char first[5] = {0};
@@ -99,6 +106,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < bytes / 8; i++)
         if (fill[i] != i * 0x9e3779b97f4a7c15ull) return fail("memory pattern");
     if (guarded[0] != 'r') return fail("read-only page");
+    for (int i = 0; i < 65536; i++)
+        if (unforked[i] != (char)(i * 7 + 3)) return fail("MADV_DONTFORK area");
     mprotect(guarded + 4096, 4096, PROT_READ);
     if (guarded[4096] != 'n') return fail("PROT_NONE page");
     char next[5] = {0};
