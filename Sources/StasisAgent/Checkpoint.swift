@@ -300,37 +300,54 @@ struct CheckpointJob {
         let mapsCapacity = 32 << 20
         guard let maps = arena.take(mapsCapacity), var memory = MemoryDumper.make(arena: &arena, config: capture.pointee.config)
         else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
-        let mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
+        var mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
         if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
 
-        if forkWriter {
-            // Copy-on-write: a grandchild gets this address space as it is now and writes it; the program
-            // goes on at once. Raw clone (no atfork handlers, no exit signal); the child only clones the
-            // writer and exits, and is reaped here at once, so the program never has a child it did not
-            // make: the writer is an orphan that init reaps.
+        // Copy-on-write: a grandchild gets this address space as it is now and writes it; the program
+        // goes on at once. Raw clone (no atfork handlers, no exit signal); the child only clones the
+        // writer and exits, and is reaped here at once, so the program never has a child it did not
+        // make: the writer is an orphan that init reaps. Areas marked MADV_DONTFORK (Node's V8 heap,
+        // RDMA buffers) are not in a child at all: the first child finds its map differs and says so;
+        // the second attempt clears the mark for the clone and puts it back. Else: write in place.
+        var dontFork: UnsafeMutablePointer<UInt64>? = nil
+        var dontForkCount = 0
+        var attempt = 0
+        while forkWriter && attempt < 2 {
+            attempt += 1
+            if attempt == 2 {
+                guard let (ranges, count) = DontForkAreas.find(arena: &arena), count > 0 else { break }
+                dontFork = ranges
+                dontForkCount = count
+                DontForkAreas.mark(ranges, count, advice: DontForkAreas.doFork)
+                // Clearing the mark may merge areas: the child must compare with the map as it is now.
+                mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
+                if mapsCount < 0 {
+                    DontForkAreas.mark(ranges, count, advice: DontForkAreas.dontFork)
+                    throw FreezeFailure(step: .readProc, errno: -mapsCount)
+                }
+            }
             let child = RawSyscall.call(56 /* clone */, 0, 0, 0, 0, 0)
+            if let ranges = dontFork, child != 0 { DontForkAreas.mark(ranges, dontForkCount, advice: DontForkAreas.dontFork) }
             if child == 0 {
-                // Areas marked MADV_DONTFORK (Node's V8 heap, RDMA buffers) are not in a child at all:
-                // if the child's map differs from the program's, say so and let the program write in place.
                 if !childSeesSameMaps(maps, mapsCount, arena: &arena) { _ = RawSyscall.call(STASIS_NR_exit_group, Self.mapsDifferInChild) }
                 let writer = RawSyscall.call(56 /* clone */, 0, 0, 0, 0, 0)
                 if writer != 0 { _ = RawSyscall.call(STASIS_NR_exit_group, writer > 0 ? 0 : 1) }
                 isWriterChild = true
                 thawedAt = monotonicNanoseconds()
-            } else if child > 0 {
-                capture.pointee.state.pointee.writer_pid = Int32(truncatingIfNeeded: child)
-                // The intermediate child: it exits right after its clone.
-                if reapPreviousWriter() != Int32(Self.mapsDifferInChild) {
-                    RawSyscall.close(imageFD)
-                    imageFD = -1
-                    tempPath.removeAll()  // the child's now: a failure here must not unlink it
-                    thawedAt = monotonicNanoseconds()
-                    freeze.thaw()
-                    thawed = true
-                    delegated = true
-                    return
-                }
-            }  // clone failed, or areas a child cannot see: write in place
+                break
+            }
+            guard child > 0 else { break }  // clone failed: write in place
+            capture.pointee.state.pointee.writer_pid = Int32(truncatingIfNeeded: child)
+            // The intermediate child: it exits right after its clone.
+            if reapPreviousWriter() == Int32(Self.mapsDifferInChild) { continue }
+            RawSyscall.close(imageFD)
+            imageFD = -1
+            tempPath.removeAll()  // the child's now: a failure here must not unlink it
+            thawedAt = monotonicNanoseconds()
+            freeze.thaw()
+            thawed = true
+            delegated = true
+            return
         }
 
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)

@@ -222,3 +222,58 @@ func endsWith(_ bytes: UnsafePointer<UInt8>, _ count: Int, _ suffix: StaticStrin
     for i in 0..<n where bytes[count - n + i] != s[i] { return false }
     return true
 }
+
+/// Areas marked MADV_DONTFORK, from /proc/self/smaps ("VmFlags: ... dc"). Read only when a child has
+/// shown they exist: smaps walks every page table, which costs milliseconds in a large process.
+enum DontForkAreas {
+    static let dontFork = 10  // MADV_DONTFORK
+    static let doFork = 11    // MADV_DOFORK
+
+    /// (start, end) pairs in arena memory and their count; nil when smaps cannot be read or is too large.
+    @_noAllocation @_noLocks
+    static func find(arena: inout FreezeArena) -> (UnsafeMutablePointer<UInt64>, Int)? {
+        let capacity = 64 << 20
+        let rangeCapacity = 4096
+        guard let text = arena.take(capacity), let raw = arena.take(rangeCapacity * 16) else { return nil }
+        let count = ProcFile.read(literal: "/proc/self/smaps", into: text, capacity: capacity)
+        guard count > 0 else { return nil }
+        let bytes = text.assumingMemoryBound(to: UInt8.self)
+        let ranges = raw.assumingMemoryBound(to: UInt64.self)
+        var found = 0
+        var areaStart: UInt64 = 0, areaEnd: UInt64 = 0
+        var lineStart = 0
+        while lineStart < count {
+            var lineEnd = lineStart
+            while lineEnd < count && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            let line = bytes + lineStart
+            let length = lineEnd - lineStart
+            let first = length > 0 ? line[0] : 0
+            if (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) || (first >= UInt8(ascii: "a") && first <= UInt8(ascii: "f")) {
+                if let area = MapsLine(parsing: line, count: length) { areaStart = area.start; areaEnd = area.end }
+            } else if length > 8 && line[0] == UInt8(ascii: "V") && line[1] == UInt8(ascii: "m") && line[2] == UInt8(ascii: "F") {
+                // Two-letter flags separated by spaces, after "VmFlags:".
+                var i = 8
+                while i + 1 < length {
+                    if line[i] == UInt8(ascii: "d") && line[i + 1] == UInt8(ascii: "c")
+                        && line[i - 1] == UInt8(ascii: " ") && (i + 2 == length || line[i + 2] == UInt8(ascii: " ")) {
+                        guard found < rangeCapacity else { return nil }
+                        ranges[2 * found] = areaStart
+                        ranges[2 * found + 1] = areaEnd
+                        found += 1
+                        break
+                    }
+                    i += 1
+                }
+            }
+            lineStart = lineEnd + 1
+        }
+        return (ranges, found)
+    }
+
+    @_noAllocation @_noLocks
+    static func mark(_ ranges: UnsafeMutablePointer<UInt64>, _ count: Int, advice: Int) {
+        for i in 0..<count {
+            _ = RawSyscall.call(28 /* madvise */, Int(ranges[2 * i]), Int(ranges[2 * i + 1] - ranges[2 * i]), advice)
+        }
+    }
+}
