@@ -222,7 +222,9 @@ enum {
     STASIS_FD_SOCKET_LISTEN = 13, /* a listening socket: re-created, bound to its address, listening;
                                      extra = stasis_socket_state_t */
     STASIS_FD_SOCKET_RESET = 14,  /* any other socket: extra = stasis_socket_state_t, then for a UNIX
-                                     stream the bytes queued for reading (peeked); object_id = its inode.
+                                     stream the bytes queued for reading (peeked), for a UNIX
+                                     datagram socket its queued messages as (u32 length, bytes)...;
+                                     object_id = its inode.
                                      Two records that are each other's peer come back as a socketpair
                                      with those bytes; otherwise the peer is gone (TCP: reset; UNIX: closed) */
     STASIS_FD_FIFO = 15,          /* a named FIFO: reopened by path; extra = its buffered bytes (first

@@ -167,6 +167,7 @@ struct FileDescriptorDumper {
             if !listening && state.pointee.domain == 1 /* AF_UNIX */ {
                 state.pointee.peer_inode = try unixPeer(of: UInt32(truncatingIfNeeded: st.st_ino))
                 if state.pointee.type == 1 /* SOCK_STREAM */ { extraBytes += peekQueued(fd, at: extraBytes) }
+                if state.pointee.type == 2 /* SOCK_DGRAM */ { extraBytes += peekDatagrams(fd, at: extraBytes) }
             }
         } else if type == UInt32(STASIS_S_IFCHR) && (linkEquals(link, linkCount, "/dev/ptmx")
             || linkEquals(link, linkCount, "/dev/pts/ptmx")) && isTerminal(fd)
@@ -336,6 +337,40 @@ struct FileDescriptorDumper {
         let n = RawSyscall.call(45 /* recvfrom */, Int(fd), Int(bitPattern: extraBuffer + offset), Self.extraCapacity - offset,
                                 0x2 | 0x40 /* MSG_PEEK | MSG_DONTWAIT */, 0, 0)
         return n > 0 ? n : 0
+    }
+
+    /// The datagrams waiting on a UNIX datagram socket, each as a 4-byte length and its bytes, left in
+    /// place: with SO_PEEK_OFF set, each MSG_PEEK returns the next one. The program's own peek offset
+    /// is put back. Stops early (the rest are lost) only if they do not fit in the record.
+    @_noAllocation @_noLocks
+    private func peekDatagrams(_ fd: Int32, at offset: Int) -> Int {
+        var previous: Int32 = -1
+        var length: UInt32 = 4
+        let got = withUnsafeMutablePointer(to: &previous) { v in
+            withUnsafeMutablePointer(to: &length) { l in
+                RawSyscall.call(55 /* getsockopt */, Int(fd), 1 /* SOL_SOCKET */, 42 /* SO_PEEK_OFF */, Int(bitPattern: v), Int(bitPattern: l))
+            }
+        }
+        guard got == 0, setPeekOffset(fd, 0) else { return 0 }
+        var used = 0
+        while offset + used + 4 <= Self.extraCapacity {
+            let space = Self.extraCapacity - offset - used - 4
+            let n = RawSyscall.call(45 /* recvfrom */, Int(fd), Int(bitPattern: extraBuffer + offset + used + 4), space,
+                                    0x2 | 0x40 | 0x20 /* MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC */, 0, 0)
+            guard n >= 0, n <= space else { break }  // queue empty, or this one does not fit
+            extraBuffer.storeBytes(of: UInt32(n), toByteOffset: offset + used, as: UInt32.self)
+            used += 4 + n
+        }
+        _ = setPeekOffset(fd, previous)
+        return used
+    }
+
+    @_noAllocation @_noLocks
+    private func setPeekOffset(_ fd: Int32, _ value: Int32) -> Bool {
+        var v = value
+        return withUnsafeMutablePointer(to: &v) { p in
+            RawSyscall.call(54 /* setsockopt */, Int(fd), 1 /* SOL_SOCKET */, 42 /* SO_PEEK_OFF */, Int(bitPattern: p), 4)
+        } == 0
     }
 
     /// The peer of a UNIX socket, from NETLINK_SOCK_DIAG (UNIX_DIAG_PEER); the table of every UNIX

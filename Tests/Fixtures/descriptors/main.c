@@ -7,8 +7,8 @@
  *   - a directory fd used with openat(), at a high fd number (1000)
  *   - a file written through two dup'ed fds (one offset between them)
  *   - an inotify instance watching the directory (wd 2, after a removed wd 1)
- *   - a TCP listener on loopback, a UNIX socketpair with queued bytes, a pseudo-terminal pair in raw
- *     mode, and a POSIX timer with a far deadline: every kind at once
+ *   - a TCP listener on loopback, a UNIX socketpair with queued bytes, a datagram pair with three
+ *     queued messages, a pseudo-terminal pair in raw mode, and a POSIX timer with a far deadline: every kind at once
  *   - a named FIFO holding "fifo-data"
  *   - a temporary file deleted while open (tmpfile()) and a sealed memfd, with contents and offsets
  *   - a signalfd for SIGUSR1 (blocked), an RLIMIT_NOFILE soft limit of 200, and an
@@ -92,6 +92,9 @@ int main(int argc, char **argv) {
     getsockname(listener, (struct sockaddr *)&loopback, &loopback_length);
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0 || write(pair[0], "queued", 6) != 6) return 1;
+    int datagrams[2]; /* three queued messages, one of them empty: they must come back as three */
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, datagrams) != 0 || send(datagrams[0], "one", 3, 0) != 3 ||
+        send(datagrams[0], "", 0, 0) != 0 || send(datagrams[0], "three", 5, 0) != 5) return 1;
     int pty_master = posix_openpt(O_RDWR | O_NOCTTY);
     grantpt(pty_master);
     unlockpt(pty_master);
@@ -197,6 +200,11 @@ int main(int argc, char **argv) {
     if (connect(dialer, (struct sockaddr *)&loopback, sizeof loopback) != 0) fail("connect to the restored listener");
     char queued[8] = {0};
     if (read(pair[1], queued, 6) != 6 || strcmp(queued, "queued") != 0) fail("socketpair bytes");
+    char message[8] = {0};
+    if (recv(datagrams[1], message, sizeof message, MSG_DONTWAIT) != 3 || memcmp(message, "one", 3) != 0) fail("datagram 1");
+    if (recv(datagrams[1], message, sizeof message, MSG_DONTWAIT) != 0) fail("datagram 2 (empty)");
+    if (recv(datagrams[1], message, sizeof message, MSG_DONTWAIT) != 5 || memcmp(message, "three", 5) != 0) fail("datagram 3");
+    if (recv(datagrams[1], message, sizeof message, MSG_DONTWAIT) != -1) fail("datagram: more than were queued");
     /* the pty pair: connected, still raw */
     struct termios now_modes;
     if (tcgetattr(pty_slave, &now_modes) != 0 || (now_modes.c_lflag & ICANON)) fail("pty slave modes");
