@@ -84,8 +84,25 @@ int stasis_trigger_is_checkpoint(int signo, const siginfo_t *info) {
     return info && info->si_code == SI_QUEUE && info->si_value.sival_ptr != NULL;
 }
 
+/* Calls handler(signo, info, ucontext) with the stack pointer at top (a one-argument sa_handler
+ * ignores the other two: the x86-64 calling convention allows it). */
+__attribute__((noinline)) static void call_handler_on_stack(void (*handler)(int, siginfo_t *, void *), long signo,
+                                                            siginfo_t *info, void *ucontext, void *top) {
+    __asm__ volatile(
+        "mov %%rsp, %%rbx\n\t"
+        "mov %[top], %%rsp\n\t"
+        "and $-16, %%rsp\n\t"
+        "call *%[handler]\n\t"
+        "mov %%rbx, %%rsp\n\t"
+        : "+D"(signo), "+S"(info), "+d"(ucontext)
+        : [handler] "r"(handler), [top] "r"(top)
+        : "rax", "rbx", "rcx", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
+          "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+}
+
 /* Runs the program's own handler for a trigger that was not a checkpoint, with the
- * mask it asked for (its sa_mask, plus the signal unless SA_NODEFER). */
+ * mask it asked for (its sa_mask, plus the signal unless SA_NODEFER), on its alternate
+ * stack if it asked for SA_ONSTACK (the kernel ran the agent's handler where it was). */
 void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext) {
     struct sigaction action = program_actions[signo];
     if (action.sa_flags & SA_RESETHAND) memset(&program_actions[signo], 0, sizeof program_actions[signo]);
@@ -96,6 +113,14 @@ void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext) {
         if (sigismember(&action.sa_mask, s)) sigaddset(&mask, s);
     if (!(action.sa_flags & SA_NODEFER)) sigaddset(&mask, signo);
     stasis_syscall4(STASIS_NR_rt_sigprocmask, SIG_SETMASK, (long)&mask, 0, 8);
+    stack_t alternate;
+    if ((action.sa_flags & SA_ONSTACK) && stasis_syscall2(STASIS_NR_sigaltstack, 0, (long)&alternate) == 0 &&
+        !(alternate.ss_flags & (SS_DISABLE | SS_ONSTACK)) && alternate.ss_size > 0) {
+        void (*handler)(int, siginfo_t *, void *) =
+            (action.sa_flags & SA_SIGINFO) ? action.sa_sigaction : (void (*)(int, siginfo_t *, void *))action.sa_handler;
+        call_handler_on_stack(handler, signo, info, ucontext, (char *)alternate.ss_sp + alternate.ss_size);
+        return;
+    }
     if (action.sa_flags & SA_SIGINFO) {
         action.sa_sigaction(signo, info, ucontext);
     } else {
