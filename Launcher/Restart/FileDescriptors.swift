@@ -61,7 +61,7 @@ struct FileDescriptorPlan {
                 }
                 let fd = state.address.withUnsafeBytes { address in
                     stasis_make_listener(state.domain, state.type, state.socketProtocol, state.options, address.baseAddress!,
-                                         UInt32(address.count), state.receiveBuffer, state.sendBuffer)
+                                         UInt32(address.count), state.receiveBuffer, state.sendBuffer, state.listenBacklog)
                 }
                 guard fd >= 0 else {
                     throw LauncherError(.restoreFailed, "fd \(record.fd): cannot listen again on the saved address: \(Errno(rawValue: -fd)); is it in use?")

@@ -126,7 +126,7 @@ int stasis_make_memfd(const char *name) {
 }
 
 int stasis_make_listener(int32_t domain, int32_t type, int32_t protocol, uint32_t options, const void *address,
-                         uint32_t address_bytes, int32_t receive_buffer, int32_t send_buffer) {
+                         uint32_t address_bytes, int32_t receive_buffer, int32_t send_buffer, int32_t backlog) {
     int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
     if (fd < 0) return -errno;
     int one = 1;
@@ -142,7 +142,7 @@ int stasis_make_listener(int32_t domain, int32_t type, int32_t protocol, uint32_
         struct stat st;
         if (un->sun_path[0] && stat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(un->sun_path);
     }
-    if (bind(fd, address, address_bytes) != 0 || listen(fd, SOMAXCONN) != 0) {
+    if (bind(fd, address, address_bytes) != 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0) {
         int error = errno;
         close(fd);
         return -error;

@@ -220,7 +220,7 @@ enum {
                                   record's page data (size = object_id bytes); recreated unlinked */
     STASIS_FD_MEMFD = 12,      /* memfd_create: contents as for DELETED; object_flags = F_GET_SEALS */
     STASIS_FD_SOCKET_LISTEN = 13, /* a listening socket: re-created, bound to its address, listening;
-                                     extra = stasis_socket_state_t */
+                                     extra = stasis_socket_state_t, then for TCP a u32 backlog */
     STASIS_FD_SOCKET_RESET = 14,  /* any other socket: extra = stasis_socket_state_t, then for a UNIX
                                      stream the bytes queued for reading (peeked), for a UNIX
                                      datagram socket its queued messages as (u32 length, bytes)...;

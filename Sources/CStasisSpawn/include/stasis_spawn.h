@@ -44,7 +44,8 @@ int stasis_make_signalfd(uint64_t mask, int32_t nonblocking);
 int stasis_make_memfd(const char *_Nonnull name);
 /* A listening socket bound to `address` (a stale UNIX socket file there is removed first). */
 int stasis_make_listener(int32_t domain, int32_t type, int32_t protocol, uint32_t options,
-                         const void *_Nonnull address, uint32_t address_bytes, int32_t receive_buffer, int32_t send_buffer);
+                         const void *_Nonnull address, uint32_t address_bytes, int32_t receive_buffer, int32_t send_buffer,
+                         int32_t backlog /* <= 0: SOMAXCONN */);
 /* A socket whose peer is gone: TCP gets a reset (ECONNRESET on the next use), UNIX stream a closed
  * peer (end of file, EPIPE); other types an unconnected socket. */
 int stasis_make_reset_socket(int32_t domain, int32_t type, int32_t protocol);

@@ -164,6 +164,13 @@ struct FileDescriptorDumper {
             let listening = socketIsListening(fd)
             record.kind = UInt32(listening ? STASIS_FD_SOCKET_LISTEN : STASIS_FD_SOCKET_RESET)
             let state = extraBuffer.assumingMemoryBound(to: stasis_socket_state_t.self)
+            if listening && (state.pointee.domain == 2 || state.pointee.domain == 10) /* AF_INET, AF_INET6 */ {
+                let backlog = tcpListenBacklog(fd)  // 0 for anything but TCP
+                if backlog > 0 {
+                    extraBuffer.storeBytes(of: backlog, toByteOffset: extraBytes, as: UInt32.self)
+                    extraBytes += 4
+                }
+            }
             if !listening && state.pointee.domain == 1 /* AF_UNIX */ {
                 state.pointee.peer_inode = try unixPeer(of: UInt32(truncatingIfNeeded: st.st_ino))
                 if state.pointee.type == 1 /* SOCK_STREAM */ { extraBytes += peekQueued(fd, at: extraBytes) }
@@ -337,6 +344,21 @@ struct FileDescriptorDumper {
         let n = RawSyscall.call(45 /* recvfrom */, Int(fd), Int(bitPattern: extraBuffer + offset), Self.extraCapacity - offset,
                                 0x2 | 0x40 /* MSG_PEEK | MSG_DONTWAIT */, 0, 0)
         return n > 0 ? n : 0
+    }
+
+    /// A TCP listener's backlog (0 if unknown): TCP_INFO reports sk_max_ack_backlog in tcpi_sacked (byte 28) for a
+    /// listening socket.
+    @_noAllocation @_noLocks
+    private func tcpListenBacklog(_ fd: Int32) -> UInt32 {
+        var info: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var length: UInt32 = 32
+        let r = withUnsafeMutablePointer(to: &info) { v in
+            withUnsafeMutablePointer(to: &length) { l in
+                RawSyscall.call(55 /* getsockopt */, Int(fd), 6 /* IPPROTO_TCP */, 11 /* TCP_INFO */, Int(bitPattern: v), Int(bitPattern: l))
+            }
+        }
+        guard r == 0, length >= 32 else { return 0 }  // 0: not known
+        return UInt32(truncatingIfNeeded: info.3 &>> 32)
     }
 
     /// The datagrams waiting on a UNIX datagram socket, each as a 4-byte length and its bytes, left in

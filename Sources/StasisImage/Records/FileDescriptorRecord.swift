@@ -72,8 +72,16 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         public var address: [UInt8] = []
         /// AF_UNIX: the peer's inode (0: none).
         public var peerInode: UInt32 = 0
-        /// UNIX stream: bytes that were waiting to be read on this end.
+        /// UNIX stream: bytes that were waiting to be read on this end; UNIX datagram: the messages, each
+        /// as a u32 length and its bytes; TCP listener: its backlog (u32).
         public var queued: [UInt8] = []
+
+        /// A TCP listener's backlog when the image has it, else 0 (restart then uses SOMAXCONN).
+        public var listenBacklog: Int32 {
+            guard queued.count >= 4 else { return 0 }
+            let value = UInt32(queued[0]) | UInt32(queued[1]) << 8 | UInt32(queued[2]) << 16 | UInt32(queued[3]) << 24
+            return value <= UInt32(Int32.max) ? Int32(value) : 0
+        }
     }
 
     public var socketState: SocketState? {
@@ -190,7 +198,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         guard extraBytes <= 1 << 20, [.pipe, .fifo, .epoll, .timerfd, .terminal, .listeningSocket, .resetSocket, .ptyMaster,
                                       .inotify].contains(kind) || extraBytes == 0,
             kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40,
-            kind != .terminal || extraBytes == 36, kind != .listeningSocket || extraBytes == 160,
+            kind != .terminal || extraBytes == 36, kind != .listeningSocket || extraBytes == 160 || extraBytes == 164,
             kind != .resetSocket || extraBytes >= 160, kind != .ptyMaster || extraBytes == 44
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)

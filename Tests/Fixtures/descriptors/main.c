@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -198,6 +199,10 @@ int main(int argc, char **argv) {
     /* sockets: the listener takes a new client; the pair still holds its bytes */
     int dialer = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(dialer, (struct sockaddr *)&loopback, sizeof loopback) != 0) fail("connect to the restored listener");
+    struct tcp_info listener_info; /* a listener's tcpi_sacked is its backlog */
+    socklen_t info_length = sizeof listener_info;
+    if (getsockopt(listener, IPPROTO_TCP, TCP_INFO, &listener_info, &info_length) != 0 || listener_info.tcpi_sacked != 4)
+        fail("listener backlog");
     char queued[8] = {0};
     if (read(pair[1], queued, 6) != 6 || strcmp(queued, "queued") != 0) fail("socketpair bytes");
     char message[8] = {0};
