@@ -277,8 +277,8 @@ struct FileDescriptorPlan {
         pairs[peer.objectID] = theirs
         // What was waiting to be read on an end is sent again through the other one.
         do {
-            try refill(through: theirs, state.queued, type: state.type)
-            if let peerQueued = peer.socketState?.queued { try refill(through: mine, peerQueued, type: state.type) }
+            try refill(through: theirs, state)
+            if let peerState = peer.socketState { try refill(through: mine, peerState) }
         } catch {
             throw LauncherError(.restoreFailed, "fd \(record.fd): cannot refill the socket pair: \(error)")
         }
@@ -286,19 +286,12 @@ struct FileDescriptorPlan {
     }
 
     /// Sends what was queued for reading on one end through the other: a stream's bytes as they are, a
-    /// datagram socket's as the messages they were (each stored as a 4-byte length and its bytes).
-    private func refill(through end: FileDescriptor, _ queued: [UInt8], type: Int32) throws(Errno) {
-        guard type == 2 /* SOCK_DGRAM */ else {
-            if !queued.isEmpty { try end.writeAll(queued) }
-            return
-        }
-        var at = 0
-        while at + 4 <= queued.count {
-            let length = Int(UInt32(queued[at]) | UInt32(queued[at + 1]) << 8 | UInt32(queued[at + 2]) << 16 | UInt32(queued[at + 3]) << 24)
-            guard length <= queued.count - at - 4 else { return }
-            let sent = queued.withUnsafeBytes { send(end.rawValue, $0.baseAddress! + at + 4, length, 0) }
-            if sent < 0 { throw Errno.current }
-            at += 4 + length
+    /// datagram socket's as the messages they were.
+    private func refill(through end: FileDescriptor, _ state: FileDescriptorRecord.SocketState) throws(Errno) {
+        if state.type == SOCK_DGRAM.rawValue, let messages = state.datagrams {  // validated at decode
+            for message in messages { try end.send(message: message) }
+        } else if !state.queued.isEmpty {
+            try end.writeAll(state.queued)
         }
     }
 

@@ -38,6 +38,11 @@ public struct FileDescriptor: Hashable, Sendable {
         }
     }
 
+    /// One message on a datagram socket. The corresponding C function is `send(2)`.
+    public func send(message bytes: [UInt8]) throws(Errno) {
+        _ = try valueOrErrno { bytes.withUnsafeBytes { raw in Glibc.send(rawValue, raw.baseAddress, raw.count, 0) } }
+    }
+
     public func seek(to offset: Int64) throws(Errno) {
         _ = try valueOrErrno { Glibc.lseek(rawValue, off_t(offset), SEEK_SET) }
     }

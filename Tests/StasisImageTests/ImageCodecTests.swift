@@ -179,4 +179,28 @@ func sampleImage() -> (bytes: [UInt8], area: MemoryAreaRecord) {
     @Test func crc32cMatchesTheStandardCheckValue() {
         #expect(CRC32C.of(Array("123456789".utf8)) == 0xE306_9283)
     }
+
+    /// A datagram socket's queued messages: (u32 length, bytes)... after the 160-byte socket state.
+    @Test func datagramSocketRecordSplitsIntoItsMessagesAndRejectsAShortOne() throws {
+        func record(queued: [UInt8]) -> [UInt8] {
+            var state = ByteWriter()
+            state.write(Int32(1)); state.write(Int32(2)); state.write(Int32(0))  // AF_UNIX, SOCK_DGRAM
+            state.write(bytes: [UInt8](repeating: 0, count: 160 - 12))
+            var fd = FileDescriptorRecord()
+            fd.fd = 5
+            fd.kind = .resetSocket
+            fd.extra = state.bytes + queued
+            var writer = ByteWriter()
+            fd.encode(into: &writer)
+            return writer.bytes
+        }
+        var messages = ByteWriter()
+        for message in ["one", "", "three"] { messages.write(UInt32(message.utf8.count)); messages.write(bytes: Array(message.utf8)) }
+        var reader = ByteReader(record(queued: messages.bytes))
+        let decoded = try FileDescriptorRecord(decoding: &reader)
+        #expect(decoded.socketState?.datagrams == [Array("one".utf8), [], Array("three".utf8)])
+
+        var short = ByteReader(record(queued: messages.bytes.dropLast()))
+        #expect(throws: ImageError.self) { try FileDescriptorRecord(decoding: &short) }
+    }
 }

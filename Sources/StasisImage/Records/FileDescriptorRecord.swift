@@ -78,9 +78,20 @@ public struct FileDescriptorRecord: Equatable, Sendable {
 
         /// A TCP listener's backlog when the image has it, else 0 (restart then uses SOMAXCONN).
         public var listenBacklog: Int32 {
-            guard queued.count >= 4 else { return 0 }
-            let value = UInt32(queued[0]) | UInt32(queued[1]) << 8 | UInt32(queued[2]) << 16 | UInt32(queued[3]) << 24
-            return value <= UInt32(Int32.max) ? Int32(value) : 0
+            var reader = ByteReader(queued)
+            guard let value = try? reader.read(UInt32.self), value <= UInt32(Int32.max) else { return 0 }
+            return Int32(value)
+        }
+
+        /// UNIX datagram: the queued messages in order; nil when the bytes do not split into whole messages.
+        public var datagrams: [[UInt8]]? {
+            var reader = ByteReader(queued)
+            var messages: [[UInt8]] = []
+            while reader.remaining > 0 {
+                guard let length = try? reader.read(UInt32.self), let message = try? reader.readBytes(Int(length)) else { return nil }
+                messages.append(message)
+            }
+            return messages
         }
     }
 
@@ -202,6 +213,9 @@ public struct FileDescriptorRecord: Equatable, Sendable {
             kind != .resetSocket || extraBytes >= 160, kind != .ptyMaster || extraBytes == 44
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)
+        if kind == .resetSocket, let state = socketState, state.type == 2 /* SOCK_DGRAM */, state.datagrams == nil {
+            throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): queued datagrams do not add up")
+        }
         guard fd >= 0, fd < 1 << 20 else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd)") }
         guard [.inherit, .pipe, .eventfd, .epoll, .timerfd, .unsupported, .signalfd, .memfd, .listeningSocket,
                .resetSocket, .inotify].contains(kind) || path.hasPrefix("/") else {
