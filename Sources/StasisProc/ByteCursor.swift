@@ -25,6 +25,17 @@ public struct ByteCursor {
         if index < count { index += 1 }
     }
 
+    /// The line at the cursor (without its newline) as a cursor of its own, moving past it; nil at the end.
+    @inlinable @_noAllocation @_noLocks
+    public mutating func nextLine() -> ByteCursor? {
+        guard index < count else { return nil }
+        let start = index
+        while index < count && bytes[index] != UInt8(ascii: "\n") { index += 1 }
+        let line = ByteCursor(bytes + start, count: index - start)
+        if index < count { index += 1 }
+        return line
+    }
+
     /// Hex digits; nil if none or overflow.
     @inlinable @_noAllocation @_noLocks
     public mutating func hex() -> UInt64? {

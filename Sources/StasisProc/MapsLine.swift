@@ -66,3 +66,24 @@ public struct MapsLine {
         return true
     }
 }
+
+/// /proc/PID/smaps: each area's maps line is followed by "Key: value" lines, the last being
+/// "VmFlags: rd wr mr mw me dc ..." (two-letter flags, e.g. dc = MADV_DONTFORK).
+public enum SmapsLine {
+    /// Whether `line` is a "VmFlags:" line holding `flag`.
+    @inlinable @_noAllocation @_noLocks
+    public static func vmFlags(_ line: ByteCursor, contain flag: StaticString) -> Bool {
+        var cursor = line
+        guard cursor.skipWord("VmFlags:"), flag.utf8CodeUnitCount == 2 else { return false }
+        let wanted = flag.utf8Start
+        while !cursor.atEnd {
+            cursor.skip(UInt8(ascii: " "))
+            let start = cursor.index
+            cursor.skipPast(UInt8(ascii: " "))
+            var end = cursor.index
+            if end > start && line.bytes[end - 1] == UInt8(ascii: " ") { end -= 1 }
+            if end - start == 2 && line.bytes[start] == wanted[0] && line.bytes[start + 1] == wanted[1] { return true }
+        }
+        return false
+    }
+}

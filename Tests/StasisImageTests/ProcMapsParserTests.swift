@@ -56,4 +56,24 @@ extension String {
         while let c = s.last, set.contains(c) { s.removeLast() }
         return String(s)
     }
+
+    @Test func splitsTextIntoLinesAndFindsSmapsFlags() {
+        let smaps = "7f00-7f10 rw-p 00000000 00:00 0 \nRss:  4 kB\nVmFlags: rd wr mr mw me dc ac sd \n"
+            + "7f10-7f20 rw-p 00000000 00:00 0\nVmFlags: rd wr mr mw me ac sd dcx\nVmFlags: rd dc"
+        var bytes = Array(smaps.utf8)
+        var found: [(UInt64, Bool)] = []
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            var lines = ByteCursor(UnsafePointer(buffer.baseAddress!), count: buffer.count)
+            var start: UInt64 = 0
+            while let line = lines.nextLine() {
+                if let area = MapsLine(parsing: line.bytes, count: line.count) {
+                    start = area.start
+                } else if line.count > 0 && line.bytes[0] == UInt8(ascii: "V") {
+                    found.append((start, SmapsLine.vmFlags(line, contain: "dc")))
+                }
+            }
+        }
+        #expect(found.map(\.0) == [0x7f00, 0x7f10, 0x7f10])
+        #expect(found.map(\.1) == [true, false, true])  // "dcx" is not "dc"; the last line has no newline
+    }
 }

@@ -46,19 +46,13 @@ struct MemoryDumper {
         pagemapFD = Int32(fd)
         defer { RawSyscall.close(pagemapFD) }
 
-        var lineStart = 0
-        while lineStart < count {
-            var lineEnd = lineStart
-            while lineEnd < count && maps[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
-            let line = maps + lineStart
-            let length = lineEnd - lineStart
-            if length > 0 {
-                guard let area = MapsLine(parsing: line, count: length) else {
-                    throw FreezeFailure(step: .readProc, errno: RawErrno.invalid, object: lineStart)
-                }
-                try dumpArea(area, line: line, into: &image)
+        var lines = ByteCursor(maps, count: count)
+        while let line = lines.nextLine() {
+            guard line.count > 0 else { continue }
+            guard let area = MapsLine(parsing: line.bytes, count: line.count) else {
+                throw FreezeFailure(step: .readProc, errno: RawErrno.invalid, object: line.bytes - maps)
             }
-            lineStart = lineEnd + 1
+            try dumpArea(area, line: line.bytes, into: &image)
         }
     }
 
@@ -241,31 +235,17 @@ enum DontForkAreas {
         let ranges = raw.assumingMemoryBound(to: UInt64.self)
         var found = 0
         var areaStart: UInt64 = 0, areaEnd: UInt64 = 0
-        var lineStart = 0
-        while lineStart < count {
-            var lineEnd = lineStart
-            while lineEnd < count && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
-            let line = bytes + lineStart
-            let length = lineEnd - lineStart
-            let first = length > 0 ? line[0] : 0
-            if (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) || (first >= UInt8(ascii: "a") && first <= UInt8(ascii: "f")) {
-                if let area = MapsLine(parsing: line, count: length) { areaStart = area.start; areaEnd = area.end }
-            } else if length > 8 && line[0] == UInt8(ascii: "V") && line[1] == UInt8(ascii: "m") && line[2] == UInt8(ascii: "F") {
-                // Two-letter flags separated by spaces, after "VmFlags:".
-                var i = 8
-                while i + 1 < length {
-                    if line[i] == UInt8(ascii: "d") && line[i + 1] == UInt8(ascii: "c")
-                        && line[i - 1] == UInt8(ascii: " ") && (i + 2 == length || line[i + 2] == UInt8(ascii: " ")) {
-                        guard found < rangeCapacity else { return nil }
-                        ranges[2 * found] = areaStart
-                        ranges[2 * found + 1] = areaEnd
-                        found += 1
-                        break
-                    }
-                    i += 1
-                }
+        var lines = ByteCursor(bytes, count: count)
+        while let line = lines.nextLine() {
+            // An area's maps line starts with a hex digit; its "Key: value" lines with a capital.
+            if let area = MapsLine(parsing: line.bytes, count: line.count) {
+                (areaStart, areaEnd) = (area.start, area.end)
+            } else if SmapsLine.vmFlags(line, contain: "dc") {
+                guard found < rangeCapacity else { return nil }
+                ranges[2 * found] = areaStart
+                ranges[2 * found + 1] = areaEnd
+                found += 1
             }
-            lineStart = lineEnd + 1
         }
         return (ranges, found)
     }
