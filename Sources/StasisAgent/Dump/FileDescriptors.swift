@@ -261,23 +261,13 @@ struct FileDescriptorDumper {
         let count = Int(pending)
         if count == 0 { return 0 }
         guard count <= Self.extraCapacity else { throw FreezeFailure(step: .readPipe, errno: RawErrno.tooBig, object: Int(fd)) }
-        var got = 0
-        while got < count {
-            let n = RawSyscall.read(Int32(reader), extraBuffer + got, count - got)
-            if n == -RawErrno.interrupted { continue }
-            if n <= 0 { throw FreezeFailure(step: .readPipe, errno: n < 0 ? -n : RawErrno.invalid, object: Int(fd)) }
-            got += n
-        }
+        let got = RawSyscall.readAll(Int32(reader), extraBuffer, count)
+        if got < 0 { throw FreezeFailure(step: .readPipe, errno: -got, object: Int(fd)) }
         let writer = RawSyscall.open(path.cString, RawFlag.writeOnly | nonblocking | RawFlag.closeOnExec)
         if writer < 0 { throw FreezeFailure(step: .readPipe, errno: -writer, object: Int(fd)) }
         defer { RawSyscall.close(Int32(writer)) }
-        var put = 0
-        while put < count {
-            let n = RawSyscall.write(Int32(writer), extraBuffer + put, count - put)
-            if n == -RawErrno.interrupted { continue }
-            if n <= 0 { throw FreezeFailure(step: .readPipe, errno: n < 0 ? -n : RawErrno.invalid, object: Int(fd)) }
-            put += n
-        }
+        let put = RawSyscall.writeAll(Int32(writer), extraBuffer, count)
+        if put < 0 { throw FreezeFailure(step: .readPipe, errno: -put, object: Int(fd)) }
         return count
     }
 
@@ -326,13 +316,17 @@ struct FileDescriptorDumper {
     @_noAllocation @_noLocks
     private func socketOption(_ fd: Int32, _ name: Int) -> Int32 {
         var value: Int32 = 0
-        var length: UInt32 = 4
-        let r = withUnsafeMutablePointer(to: &value) { v in
-            withUnsafeMutablePointer(to: &length) { l in
-                RawSyscall.call(55 /* getsockopt */, Int(fd), 1 /* SOL_SOCKET */, name, Int(bitPattern: v), Int(bitPattern: l))
-            }
+        return getSocketOption(fd, level: 1 /* SOL_SOCKET */, name, into: &value, size: 4) ? value : 0
+    }
+
+    /// getsockopt(2) into the `size` bytes at `value`, which the kernel must fill whole; false on failure.
+    @_noAllocation @_noLocks
+    private func getSocketOption(_ fd: Int32, level: Int, _ name: Int, into value: UnsafeMutableRawPointer, size: Int) -> Bool {
+        var length = UInt32(size)
+        let r = withUnsafeMutablePointer(to: &length) { l in
+            RawSyscall.call(55 /* getsockopt */, Int(fd), level, name, Int(bitPattern: value), Int(bitPattern: l))
         }
-        return r == 0 ? value : 0
+        return r == 0 && length == UInt32(size)
     }
 
     @_noAllocation @_noLocks
@@ -350,14 +344,8 @@ struct FileDescriptorDumper {
     /// listening socket.
     @_noAllocation @_noLocks
     private func tcpListenBacklog(_ fd: Int32) -> UInt32 {
-        var info: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        var length: UInt32 = 32
-        let r = withUnsafeMutablePointer(to: &info) { v in
-            withUnsafeMutablePointer(to: &length) { l in
-                RawSyscall.call(55 /* getsockopt */, Int(fd), 6 /* IPPROTO_TCP */, 11 /* TCP_INFO */, Int(bitPattern: v), Int(bitPattern: l))
-            }
-        }
-        guard r == 0, length >= 32 else { return 0 }  // 0: not known
+        var info: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // the first 32 bytes of struct tcp_info
+        guard getSocketOption(fd, level: 6 /* IPPROTO_TCP */, 11 /* TCP_INFO */, into: &info, size: 32) else { return 0 }  // 0: not known
         return UInt32(truncatingIfNeeded: info.3 &>> 32)
     }
 
@@ -367,13 +355,8 @@ struct FileDescriptorDumper {
     @_noAllocation @_noLocks
     private func peekDatagrams(_ fd: Int32, at offset: Int) -> Int {
         var previous: Int32 = -1
-        var length: UInt32 = 4
-        let got = withUnsafeMutablePointer(to: &previous) { v in
-            withUnsafeMutablePointer(to: &length) { l in
-                RawSyscall.call(55 /* getsockopt */, Int(fd), 1 /* SOL_SOCKET */, 42 /* SO_PEEK_OFF */, Int(bitPattern: v), Int(bitPattern: l))
-            }
-        }
-        guard got == 0, setPeekOffset(fd, 0) else { return 0 }
+        guard getSocketOption(fd, level: 1 /* SOL_SOCKET */, 42 /* SO_PEEK_OFF */, into: &previous, size: 4), setPeekOffset(fd, 0)
+        else { return 0 }
         var used = 0
         while offset + used + 4 <= Self.extraCapacity {
             let space = Self.extraCapacity - offset - used - 4

@@ -48,14 +48,8 @@ struct ImageFile {
     @_noAllocation @_noLocks
     mutating func writeRaw(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
         if let mac, !macFinished { _unsafePerformance { stasis_hmac_update(mac, bytes, count) } }
-        var done = 0
-        while done < count {
-            let n = RawSyscall.write(fd, bytes + done, count - done)
-            if n == -RawErrno.interrupted { continue }
-            if n < 0 { throw FreezeFailure(step: .writeImage, errno: -n) }
-            if n == 0 { throw FreezeFailure(step: .writeImage, errno: RawErrno.noSpace) }
-            done += n
-        }
+        let written = RawSyscall.writeAll(fd, bytes, count)
+        if written < 0 { throw FreezeFailure(step: .writeImage, errno: -written) }
         offset += UInt64(count)
     }
 

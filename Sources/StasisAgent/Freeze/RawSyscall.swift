@@ -40,6 +40,32 @@ enum RawSyscall {
         call(STASIS_NR_write, Int(fd), Int(bitPattern: bytes), count)
     }
 
+    /// Reads exactly `count` bytes, retrying on EINTR: 0, or -errno (-EINVAL if the file ends first).
+    @_noAllocation @_noLocks
+    static func readAll(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+        var done = 0
+        while done < count {
+            let n = read(fd, buffer + done, count - done)
+            if n == -RawErrno.interrupted { continue }
+            if n <= 0 { return n < 0 ? n : -RawErrno.invalid }
+            done += n
+        }
+        return 0
+    }
+
+    /// Writes all `count` bytes, retrying on EINTR: 0, or -errno (-ENOSPC if nothing more goes in).
+    @_noAllocation @_noLocks
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+        var done = 0
+        while done < count {
+            let n = write(fd, bytes + done, count - done)
+            if n == -RawErrno.interrupted { continue }
+            if n <= 0 { return n < 0 ? n : -RawErrno.noSpace }
+            done += n
+        }
+        return 0
+    }
+
     @_noAllocation @_noLocks
     static func readlink(_ path: UnsafePointer<CChar>, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
         call(STASIS_NR_readlink, Int(bitPattern: path), Int(bitPattern: buffer), count)
