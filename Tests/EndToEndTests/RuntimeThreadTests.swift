@@ -37,30 +37,9 @@ struct DescriptorTests {
         let binary = try compileFixture("descriptors", into: scratch.path)
         try "probe".write(toFile: scratch.file("probe.txt"))
         let output = scratch.file("out")
-        let original = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, scratch.path],
-                                        outputPath: output)
-        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
-        var pid = original.pid
-        var launcher: ChildProcess? = nil
-        for cycle in 1...3 {
-            usleep(50_000)
-            let (code, text) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
-            try #require(code == 0, "cycle \(cycle): \(text)")
-            let image = text.split(separator: "\n").last.map(String.init) ?? ""
-            if let launcher {
-                kill(pid, SIGKILL)
-                #expect(try launcher.wait() == .signaled(SIGKILL))
-            } else {
-                original.killAndReap()
-            }
-            let pidFile = scratch.file("restored-\(cycle).pid")
-            launcher = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image],
-                                        outputPath: scratch.file("restart-\(cycle).log"))
-            try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
-            pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
-        }
+        let (launcher, pid) = try checkpointRestartCycles([binary, scratch.path], scratch: scratch, output: output)
         kill(pid, SIGTERM)
-        #expect(try launcher?.wait() == .exited(0))
+        #expect(try launcher.wait() == .exited(0))
         let result = try String(contentsOfFile: output)
         #expect(result.contains("PASS") && !result.contains("FAIL"), "\(result)")
     }

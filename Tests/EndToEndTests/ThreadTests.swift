@@ -10,33 +10,15 @@ struct ThreadTests {
         let scratch = Scratch()
         let binary = try compileFixture("threads", into: scratch.path)
         let output = scratch.file("threads.out")
-        let original = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path] + (inPlace ? ["--no-fork"] : [])
-                                        + ["--", binary, String(workers)], outputPath: output)
-        try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
-        var pid = original.pid
-        var launcher: ChildProcess? = nil
-        for cycle in 1...3 {
-            usleep(UInt32.random(in: 20_000...200_000))
-            let (code, text) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
-            try #require(code == 0, "cycle \(cycle) checkpoint: \(text)")
-            let image = text.split(separator: "\n").last.map(String.init) ?? ""
-            if let launcher {
-                kill(pid, SIGKILL)  // `stasis restart` reaps it and exits: the PID is free again at once
-                #expect(try launcher.wait() == .signaled(SIGKILL), "restart passes on the fatal signal")
-            } else {
-                original.killAndReap()
-            }
-            let pidFile = scratch.file("restored-\(cycle).pid")
-            let next = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image],
-                                        outputPath: scratch.file("restart-\(cycle).log"))
-            try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
-            pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
-            launcher = next
+        let (launcher, pid) = try checkpointRestartCycles(
+            [binary, String(workers)], scratch: scratch, output: output, runOptions: inPlace ? ["--no-fork"] : [],
+            delay: 20_000...200_000
+        ) { cycle, pid in
             #expect(taskCount(pid) == workers + 6, "cycle \(cycle): threads in /proc/\(pid)/task")
         }
         usleep(100_000)
         kill(pid, SIGTERM)
-        #expect(try launcher?.wait() == .exited(0))
+        #expect(try launcher.wait() == .exited(0))
         let result = try String(contentsOfFile: output)
         #expect(result.contains("PASS threads \(workers + 6)") && !result.contains("FAIL"), "\(result)")
     }

@@ -88,22 +88,24 @@ func compileFixture(_ name: String, into directory: String) throws -> String {
 }
 
 /// Starts `arguments` under `stasis run`, waits for READY in `output`, then does `cycles` rounds of
-/// checkpoint → SIGKILL → restart. Returns the last `stasis restart` child and the restored PID.
+/// checkpoint → SIGKILL → restart (after a pause drawn from `delay` µs), calling `afterRestart` with the
+/// cycle and the restored PID. Returns the last `stasis restart` child and the restored PID.
 func checkpointRestartCycles(_ arguments: [String], scratch: Scratch, output: String, cycles: Int = 3,
-                             runOptions: [String] = []) throws -> (ChildProcess, pid_t) {
+                             runOptions: [String] = [], delay: ClosedRange<UInt32> = 50_000...50_000,
+                             afterRestart: (Int, pid_t) throws -> Void = { _, _ in }) throws -> (ChildProcess, pid_t) {
     let original = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path] + runOptions + ["--"] + arguments,
                                     outputPath: output)
     try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
     var pid = original.pid
     var launcher: ChildProcess? = nil
     for cycle in 1...cycles {
-        usleep(50_000)
+        usleep(UInt32.random(in: delay))
         let (code, text) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
         try #require(code == 0, "cycle \(cycle): \(text)")
         let image = text.split(separator: "\n").last.map(String.init) ?? ""
         if let launcher {
-            kill(pid, SIGKILL)  // `stasis restart` reaps it and passes the signal on
-            _ = try launcher.wait()
+            kill(pid, SIGKILL)  // `stasis restart` reaps it and exits: the PID is free again at once
+            #expect(try launcher.wait() == .signaled(SIGKILL), "restart passes on the fatal signal")
         } else {
             original.killAndReap()
         }
@@ -113,6 +115,7 @@ func checkpointRestartCycles(_ arguments: [String], scratch: Scratch, output: St
         try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
         pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
         launcher = next
+        try afterRestart(cycle, pid)
     }
     guard let launcher else { throw TestFailure("no cycles") }
     return (launcher, pid)
