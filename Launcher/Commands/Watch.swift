@@ -76,34 +76,20 @@ enum WatchCommand {
     /// posix_spawn of this executable with stdin/stdout on /dev/null, default signals, no LD_PRELOAD.
     static func spawnSelf(_ arguments: [String], newSession: Bool) throws(LauncherError) -> pid_t {
         let path = Installation.directory + "/stasis"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | (newSession ? 0x80 /* SETSID */ : 0)))
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var environment: [UnsafeMutablePointer<CChar>?] = []
+        var environment: [String] = []
         var entry = environ
         while let pointer = entry.pointee {
-            if !String(cString: pointer).hasPrefix("LD_PRELOAD=") { environment.append(strdup(pointer)) }
+            let variable = String(cString: pointer)
+            if !variable.hasPrefix("LD_PRELOAD=") { environment.append(variable) }
             entry += 1
         }
-        environment.append(nil)
-        defer { for p in environment { free(p) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, path, &actions, &attributes, argv, environment)
-        guard result == 0 else { throw LauncherError(.failure, "cannot start \(path): \(String(cString: strerror(result)))") }
-        return pid
+        do {
+            return try spawnWithDefaultSignals(path, arguments: arguments, environment: environment, newSession: newSession) { actions in
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            }
+        } catch {
+            throw LauncherError(.failure, "cannot start \(path): \(error)")
+        }
     }
 }

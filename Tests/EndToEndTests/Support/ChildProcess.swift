@@ -1,4 +1,5 @@
 import Glibc
+import StasisSystem
 import Testing
 
 /// A child started with posix_spawn: default signal dispositions, an empty signal mask (the test runner's
@@ -15,37 +16,24 @@ final class ChildProcess {
 
     init(_ path: String, _ arguments: [String], environment: [String] = [], outputPath: String,
          workingDirectory: String? = nil, inputPath: String = "/dev/null") throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, inputPath, inputPath == "/dev/null" ? O_RDONLY : O_RDWR, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        spawnAddCloseFrom(&actions, 3)
-        if let workingDirectory { spawnAddChdir(&actions, workingDirectory) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
         var env = environment
         for key in ["PATH", "HOME", "LANG", "PYENV_ROOT", "PYENV_VERSION"] {
             if let value = getenv(key), !environment.contains(where: { $0.hasPrefix(key + "=") }) {
                 env.append("\(key)=\(String(cString: value))")
             }
         }
-        let envp = env.map { strdup($0) } + [nil]
-        defer { for p in envp { free(p) } }
-        var child: pid_t = 0
-        let result = posix_spawn(&child, path, &actions, &attributes, argv, envp)
-        guard result == 0 else { throw TestFailure("posix_spawn \(path): \(String(cString: strerror(result)))") }
+        let child: pid_t
+        do {
+            child = try spawnWithDefaultSignals(path, arguments: arguments, environment: env) { actions in
+                posix_spawn_file_actions_addopen(&actions, 0, inputPath, inputPath == "/dev/null" ? O_RDONLY : O_RDWR, 0)
+                posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+                _ = spawnAddCloseFrom(&actions, 3)
+                if let workingDirectory { _ = spawnAddChdir(&actions, workingDirectory) }
+            }
+        } catch {
+            throw TestFailure("posix_spawn \(path): \(error)")
+        }
         pid = child
         ChildRegistry.shared.add(child)
     }
