@@ -7,7 +7,7 @@ import StasisSystem
 /// trigger signal with value ID, wait for /tmp/stasis-UID/PID-ID.result ("ok PATH" or "error MESSAGE").
 enum CheckpointCommand {
     static let help = """
-        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--json] PID
+        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported] [--json] PID
 
         Checkpoints a program started with `stasis run`; waits until the image is complete and prints
         its path as the last line of stdout. The program keeps running.
@@ -16,13 +16,17 @@ enum CheckpointCommand {
           --key FILE         sign this image (and the program's later ones) with FILE's key (HMAC-SHA256)
           --no-fork          write this image from inside the frozen program instead of from a
                              copy-on-write copy (pause_ns in --json shows the difference)
+          --incremental      store only the pages written since the program's previous image, which this
+                             one then needs at restart (the first --incremental image is a full one; so is
+                             one whose parent is gone, in another directory, or the chain's --max-chain'th)
+          --full             a full image even when the program runs with `stasis run --incremental`
           --skip-unsupported checkpoint even with descriptors Stasis cannot save (sockets...): restart puts
                              /dev/null in their place, with a warning
           --json             print {"pid", "image", "threads", "freeze_ns", "pause_ns", "total_ns"} instead of the path
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
-        let options = try OptionParser(arguments, valued: ["--dir", "--timeout", "--key"], flags: ["--help", "--json", "--skip-unsupported", "--no-fork"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--timeout", "--key"], flags: ["--help", "--json", "--skip-unsupported", "--no-fork", "--incremental", "--full"],
                                        command: "checkpoint")
         if options.flags.contains("--help") {
             printOut(help)
@@ -53,6 +57,9 @@ enum CheckpointCommand {
         }
         let skip = options.flags.contains("--skip-unsupported")
         let noFork = options.flags.contains("--no-fork")
+        let incremental = options.flags.contains("--incremental")
+        let full = options.flags.contains("--full")
+        if incremental && full { throw LauncherError(.usage, "--incremental and --full exclude each other") }
         var keyLine = ""
         if let keyPath = options.values["--key"] {
             _ = try RestartCommand.readKey(keyPath)
@@ -61,8 +68,9 @@ enum CheckpointCommand {
             }
             keyLine = "key-file \(absolute)\n"  // the agent reads the file itself: the key never lands in /tmp
         }
-        if directory != nil || skip || noFork || !keyLine.isEmpty {
-            let optionLine = (skip ? "skip-unsupported" : "") + (noFork ? " nofork" : "")
+        if directory != nil || skip || noFork || incremental || full || !keyLine.isEmpty {
+            let words = [(skip, "skip-unsupported"), (noFork, "nofork"), (incremental, "incremental"), (full, "full")]
+            let optionLine = words.filter(\.0).map(\.1).joined(separator: " ")
             try writeAtomically(requestPath, "\(requestID)\n\(directory ?? "")\n\(optionLine)\n\(keyLine)", owner: uid)
         } else {
             unlink(requestPath)

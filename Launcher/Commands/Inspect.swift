@@ -50,6 +50,11 @@ enum InspectCommand {
             brk:        0x\(hex(image.process.startBrk))-0x\(hex(image.process.brk))
 
             """
+        if let parent = image.parent {
+            let inherited = image.memoryAreas.reduce(0) { $0 + $1.inheritedPages } * 4096
+            out += "parent:     \(parent.name) (checkpoint #\(parent.sequence)); incremental, \(parent.chainLength) images in "
+                + "the chain; \(inherited) bytes inherited\n"
+        }
         for thread in image.threads {
             out += "thread \(thread.tid) (\(thread.name)): fs_base 0x\(hex(thread.fsBase)) sigmask 0x\(hex(thread.signalMask))"
                 + " rseq 0x\(hex(thread.rseqAddress)) clear_child_tid 0x\(hex(thread.clearChildTID))\n"
@@ -62,7 +67,8 @@ enum InspectCommand {
         out += "\nmemory (\(image.memoryAreas.count) areas, \(image.storedBytes) bytes stored):\n"
         for area in image.memoryAreas {
             out += "  \(hex(area.start, width: 12))-\(hex(area.end, width: 12)) \(protection(area)) "
-                + "\(pad(String(area.storedPages * 4096), 10)) \(area.path)\n"
+                + "\(pad(String(area.storedPages * 4096), 10)) \(area.path)"
+                + (area.inheritedPages > 0 ? " (+\(area.inheritedPages * 4096) inherited)" : "") + "\n"
         }
         out += "\nfile descriptors:\n"
         for fd in image.fileDescriptors {
@@ -88,6 +94,11 @@ enum InspectCommand {
         parts.append("\"uid\": \(h.uid)")
         parts.append("\"sequence\": \(h.sequence)")
         parts.append("\"time_ns\": \(h.timeNanoseconds)")
+        if let parent = image.parent {
+            parts.append("\"parent\": {\"name\": \(str(parent.name)), \"sequence\": \(parent.sequence), \"chain_length\": \(parent.chainLength)}")
+        } else {
+            parts.append("\"parent\": null")
+        }
         parts.append("\"kernel\": \(str(h.kernelRelease))")
         parts.append("\"xcr0\": \(h.xcr0)")
         parts.append("\"xsave_size\": \(h.xsaveSize)")

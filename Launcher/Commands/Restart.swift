@@ -1,3 +1,4 @@
+import CStasisABI
 import CStasisSpawn
 import Glibc
 import StasisImage
@@ -37,6 +38,19 @@ enum RestartCommand {
         let source = try FileImageSource(path: options.positional[0])
         let image = try source.decode()
         try checkOwnership(image, source)
+        // An incremental image: its parents, checked like it, and where each inherited page is.
+        let chain = try ImageChain.load(image, source: source) { parent, parentSource throws(LauncherError) in
+            try checkOwnership(parent, parentSource)
+            if let keyPath = options.values["--key"] {
+                do {
+                    try parent.verifySignature(from: parentSource, key: try readKey(keyPath))
+                } catch let error as LauncherError {
+                    throw error
+                } catch {
+                    throw LauncherError(.signatureMismatch, "\(parentSource.path): \(error)")
+                }
+            }
+        }
         try MachineCheck.check(image)
         try FileCheck.check(image, allowChanged: options.flags.contains("--allow-changed-files"))
         var keyPipe: (read: FileDescriptor, write: FileDescriptor)? = nil
@@ -60,6 +74,7 @@ enum RestartCommand {
             pair.write.closeAfterError()
             keyPipe = pair
         }
+        let planFile = chain.isIncremental ? try restorePlan(chain) : nil
         let restorer = Installation.restorer
         guard access(restorer, X_OK) == 0 else {
             throw LauncherError(.failure, "restorer not found at \(restorer); build with `swift build` first")
@@ -69,9 +84,15 @@ enum RestartCommand {
         guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(pipeFDs[1], F_SETFD, FD_CLOEXEC) == 0 else { throw LauncherError(.failure, "cannot create a pipe: \(Errno.current)") }
         let statusRead = FileDescriptor(rawValue: pipeFDs[0])
         let statusWrite = FileDescriptor(rawValue: pipeFDs[1])
+        var extra: [FileDescriptor] = []
+        if let planFile { extra = [planFile] + chain.members.dropFirst().map(\.source.descriptor) }
         var plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: statusWrite,
-                                          keyFD: keyPipe?.read, imageSource: source)
+                                          keyFD: keyPipe?.read, imageSource: source, extraDescriptors: extra)
         keyPipe?.read.closeAfterError()
+        if let planFile {
+            // The restorer knows the parents by the numbers it will have for them.
+            try writePlanTargets(planFile, Array(plan.extraTargets.dropFirst()))
+        }
 
         // Block the forwarded signals and SIGCHLD before the child exists: sigwaitinfo collects them,
         // and the child starts with them blocked until its sigreturn installs the program's mask.
@@ -82,7 +103,8 @@ enum RestartCommand {
 
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup(restorer), strdup(String(plan.imageTarget)),
                                                      strdup(String(plan.statusTarget))]
-        if plan.keyTarget >= 0 { argv.append(strdup(String(plan.keyTarget))) }
+        argv.append(strdup(String(plan.keyTarget)))
+        argv.append(strdup(String(plan.extraTargets.first ?? -1)))
         argv.append(nil)
         var usedSetTID: Int32 = 0
         var setTIDError: Int32 = 0
@@ -103,6 +125,7 @@ enum RestartCommand {
             }
         }
         plan.closeAll()
+        planFile?.closeAfterError()
         statusWrite.closeAfterError()
         guard pid > 0 else {
             statusRead.closeAfterError()
@@ -139,6 +162,55 @@ enum RestartCommand {
         if let dir = options.values["--dir"] { checkpointArguments += ["--dir", dir] }
         if let key = options.values["--key"] { checkpointArguments += ["--key", key] }
         return forwardSignals(to: pid, blocked: blocked, interval: interval, checkpointArguments: checkpointArguments)
+    }
+
+    /// The restore plan for an incremental image (stasis_restore_plan.h), in a memfd: the parents'
+    /// page data that is used is checked against its CRCs first (the restorer checks the newest
+    /// image's own as it reads it).
+    static func restorePlan(_ chain: ImageChain) throws(LauncherError) -> FileDescriptor {
+        let segments = try chain.pageSegments()
+        for (member, area) in chain.contributingAreas(segments) {
+            let source = chain.members[member].source
+            do {
+                try Image.checkData(at: area.dataOffset, bytes: area.dataBytes, crc: area.dataCRC,
+                                    what: "the page data of area 0x\(String(area.start, radix: 16))-0x\(String(area.end, radix: 16))", from: source)
+            } catch {
+                throw LauncherError(.badImage, "\(source.path): \(error)")
+            }
+        }
+        let fd = stasis_make_memfd("stasis-restore-plan")
+        guard fd >= 0 else { throw LauncherError(.failure, "cannot create the restore plan: \(Errno(rawValue: -fd))") }
+        let file = FileDescriptor(rawValue: fd)
+        var header = stasis_restore_plan_header_t()
+        header.magic = STASIS_PLAN_MAGIC
+        header.segment_count = UInt32(segments.count)
+        header.image_count = UInt32(chain.members.count - 1)
+        var bytes = [UInt8](repeating: 0, count: MemoryLayout<stasis_restore_plan_header_t>.size
+            + segments.count * MemoryLayout<stasis_page_segment_t>.size)
+        bytes.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: header, as: stasis_restore_plan_header_t.self)
+            segments.withUnsafeBytes { source in
+                raw.baseAddress!.advanced(by: MemoryLayout<stasis_restore_plan_header_t>.size)
+                    .copyMemory(from: source.baseAddress!, byteCount: source.count)
+            }
+        }
+        do {
+            try file.writeAll(bytes)
+        } catch {
+            file.closeAfterError()
+            throw LauncherError(.failure, "cannot write the restore plan: \(error)")
+        }
+        return file
+    }
+
+    /// Fills in the plan's image_fds once the restorer's numbers for the parents are known.
+    static func writePlanTargets(_ file: FileDescriptor, _ targets: [Int32]) throws(LauncherError) {
+        var fds = targets
+        let offset = MemoryLayout<stasis_restore_plan_header_t>.offset(of: \.image_fds)!
+        let n = fds.withUnsafeBytes { pwrite(file.rawValue, $0.baseAddress!, $0.count, off_t(offset)) }
+        guard n == fds.count * 4 else { throw LauncherError(.failure, "cannot write the restore plan: \(Errno.current)") }
+        _ = fds.count
+        fds.removeAll()
     }
 
     /// A key file's bytes (at most 4000), for HMAC-SHA256 signatures.

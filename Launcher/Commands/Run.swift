@@ -3,7 +3,7 @@ import Glibc
 /// `stasis run`: exec PROGRAM in place (same PID) with the agent preloaded.
 enum RunCommand {
     static let help = """
-        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
+        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--incremental [--max-chain N]] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
 
         Runs PROGRAM in place of stasis (same PID) with the checkpoint agent preloaded.
           --dir DIR       where images go (default: the current directory)
@@ -22,6 +22,9 @@ enum RunCommand {
                           copy-on-write (once every thread is captured, a detached copy of the process
                           writes memory while the program runs on: the pause no longer grows with memory;
                           the cost is page faults on first writes meanwhile)
+          --incremental   every checkpoint after the first stores only the pages written since the one
+                          before (userfaultfd write protection); restart follows the chain of images
+          --max-chain N   with --incremental: after N images in a chain the next one is full (default 8)
           --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
           --pid-file F    write the PID to F
         LD_PRELOAD, STASIS_DIR and STASIS_SIGNAL are set for PROGRAM and inherited by its children,
@@ -33,7 +36,7 @@ enum RunCommand {
             printOut(help)
             return
         }
-        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code", "--interval"], flags: ["--help", "--skip-unsupported", "--no-fork"],
+        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code", "--interval", "--max-chain"], flags: ["--help", "--skip-unsupported", "--no-fork", "--incremental"],
                                        command: "run", stopAtFirstPositional: true)
         if options.flags.contains("--help") {
             printOut(help)
@@ -98,6 +101,19 @@ enum RunCommand {
             setenv("STASIS_SKIP_UNSUPPORTED", "1", 1)
         } else {
             unsetenv("STASIS_SKIP_UNSUPPORTED")
+        }
+        if options.flags.contains("--incremental") {
+            setenv("STASIS_INCREMENTAL", "1", 1)
+        } else {
+            unsetenv("STASIS_INCREMENTAL")
+        }
+        if let text = options.values["--max-chain"] {
+            guard options.flags.contains("--incremental"), let n = Int(text), (1...1000).contains(n) else {
+                throw LauncherError(.usage, "--max-chain needs --incremental and a number of images from 1 to 1000")
+            }
+            setenv("STASIS_MAX_CHAIN", String(n), 1)
+        } else {
+            unsetenv("STASIS_MAX_CHAIN")
         }
         if let keep = options.values["--keep"] {
             guard let n = Int(keep), n >= 1, n <= 1_000_000 else {

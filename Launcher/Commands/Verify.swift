@@ -7,8 +7,10 @@ enum VerifyCommand {
         usage: stasis verify [--key FILE] [--json] IMAGE...
 
         Checks each image completely without restoring it: header, every record's checksum and fields,
-        and the checksum of all page data. Exit 0 when all verify, 3 otherwise. Progress goes to stderr
-        on a terminal. With --key, the HMAC-SHA256 signature must match FILE's key too (exit 11).
+        and the checksum of all page data. An incremental image's parents (its chain) must be present and
+        be the images it names (exit 12), and verify too. Exit 0 when all verify, 3 otherwise. Progress
+        goes to stderr on a terminal. With --key, the HMAC-SHA256 signature must match FILE's key too
+        (exit 11).
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
@@ -24,9 +26,10 @@ enum VerifyCommand {
             do throws(LauncherError) {
                 let (image, size) = try verify(path, showProgress: isatty(2) != 0, key: key)
                 if options.flags.contains("--json") {
-                    printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes)}")
+                    printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes), \"chain_length\": \(image.parent?.chainLength ?? 1)}")
                 } else {
-                    printOut("\(path): ok (\(image.memoryAreas.count) memory areas, \(image.threads.count) threads, \(image.storedBytes) bytes of pages)")
+                    let chain = image.parent.map { ", incremental: \($0.chainLength) images in its chain" } ?? ""
+                    printOut("\(path): ok (\(image.memoryAreas.count) memory areas, \(image.threads.count) threads, \(image.storedBytes) bytes of pages\(chain))")
                 }
             } catch {
                 if options.flags.contains("--json") {
@@ -42,7 +45,9 @@ enum VerifyCommand {
         throw LauncherError(failed.code, "some images did not verify")
     }
 
-    static func verify(_ path: String, showProgress: Bool, key: [UInt8]? = nil) throws(LauncherError) -> (Image, UInt64) {
+    static func verify(_ path: String, showProgress: Bool, key: [UInt8]? = nil, followChain: Bool = true)
+        throws(LauncherError) -> (Image, UInt64)
+    {
         let source = try FileImageSource(path: path)
         let image = try source.decode()
         if let key {
@@ -64,6 +69,13 @@ enum VerifyCommand {
             throw LauncherError(.badImage, "\(path): \(error)")
         }
         if showProgress && lastShown > 0 { printError("") }
+        if followChain && image.parent != nil {
+            // The chain: each parent present, the one named, and intact.
+            let chain = try ImageChain.load(image, source: source)
+            for member in chain.members.dropFirst() {
+                _ = try verify(member.source.path, showProgress: showProgress, key: key, followChain: false)
+            }
+        }
         return (image, source.size)
     }
 }

@@ -15,15 +15,17 @@ struct FileDescriptorPlan {
     var statusTarget: Int32 = 0
     /// With a key: the number the restorer gets for the pipe that carries it.
     var keyTarget: Int32 = -1
+    /// The numbers the restorer gets for `extraDescriptors` (restore plan, parent images), in order.
+    var extraTargets: [Int32] = []
     private var opened: [FileDescriptor] = []
     private var base: Int32 = 0
 
     init(image: Image, imageFD: FileDescriptor, statusFD: FileDescriptor, keyFD: FileDescriptor? = nil,
-         imageSource: ImageSource? = nil) throws(LauncherError) {
+         imageSource: ImageSource? = nil, extraDescriptors: [FileDescriptor] = []) throws(LauncherError) {
         let highest = image.fileDescriptors.map(\.fd).max() ?? 2
         imageTarget = max(highest, 2) + 1
         statusTarget = imageTarget + 1
-        base = statusTarget + 17
+        base = statusTarget + 17 + Int32(extraDescriptors.count)
         var pipes: [UInt64: (read: FileDescriptor, write: FileDescriptor)] = [:]
         let present = Set(image.fileDescriptors.map(\.fd))
         var sources: [Int32: FileDescriptor] = [:]
@@ -146,6 +148,12 @@ struct FileDescriptorPlan {
             keyTarget = statusTarget + 1
             let key = try duplicate(keyFD)
             moves.append(stasis_fd_move_t(source: key.rawValue, target: keyTarget, close_on_exec: 0, reserved: 0))
+        }
+        for (i, extra) in extraDescriptors.enumerated() {
+            let target = statusTarget + 2 + Int32(i)
+            let copy = try duplicate(extra)
+            moves.append(stasis_fd_move_t(source: copy.rawValue, target: target, close_on_exec: 0, reserved: 0))
+            extraTargets.append(target)
         }
     }
 

@@ -14,6 +14,7 @@ enum ExitCode: Int32 {
     case restoreFailed = 9      // the restorer could not rebuild the process
     case permissionDenied = 10  // restart: the image is another user's, or of a more privileged process
     case signatureMismatch = 11 // restart/verify --key: unsigned image, or signed with another key, or changed
+    case incompleteChain = 12   // restart/verify: an incremental image's parent is missing or not the one it names
     case cannotExecute = 127    // run: PROGRAM could not be executed
 }
 

@@ -73,6 +73,15 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     }
     const char *fork_writer = getenv("STASIS_FORK");
     stasis_config.fork_writer = !fork_writer || fork_writer[0] != '0'; /* copy-on-write unless STASIS_FORK=0 */
+    const char *incremental = getenv("STASIS_INCREMENTAL");
+    stasis_config.incremental = incremental && incremental[0] == '1';
+    const char *max_chain = getenv("STASIS_MAX_CHAIN");
+    stasis_config.max_chain = 8;
+    if (max_chain && *max_chain) {
+        long n = 0;
+        for (const char *p = max_chain; *p >= '0' && *p <= '9' && n < 100000; p++) n = n * 10 + (*p - '0');
+        if (n >= 1) stasis_config.max_chain = (uint32_t)n;
+    }
     const char *skip = getenv("STASIS_SKIP_UNSUPPORTED");
     stasis_config.skip_unsupported = skip && skip[0] == '1';
     const char *sig = getenv("STASIS_SIGNAL");
@@ -94,6 +103,7 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     stasis_config.slots_start = (uint64_t)arena;
     stasis_config.key_slot = (uint64_t)arena + STASIS_ARENA_BYTES - sizeof(stasis_key_slot_t);
     load_key(getenv("STASIS_KEY_FILE"), (stasis_key_slot_t *)stasis_config.key_slot);
+    stasis_config.tracking_slot = stasis_config.key_slot - STASIS_TRACKING_BYTES;
     stasis_config.slot_capacity = STASIS_MAX_THREADS;
     stasis_config.stack_start = (uint64_t)stack;
     stasis_config.stack_bytes = STASIS_STACK_BYTES;

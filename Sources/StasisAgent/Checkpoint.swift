@@ -23,7 +23,8 @@ public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture
     let slotBytes = (Int(config.pointee.slot_capacity) * MemoryLayout<stasis_thread_slot_t>.stride + 4095) & ~4095
     guard let base = UnsafeMutableRawPointer(bitPattern: UInt(config.pointee.arena_start) + UInt(slotBytes)) else { return -22 }
     // ... and ends with the key slot (one page).
-    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes - 4096)
+    // ... and ends with the tracking slot (two pages) and the key slot (one page).
+    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes - 4096 - Int(STASIS_TRACKING_BYTES))
     guard var job = CheckpointJob(arena: &arena, capture: capture) else { return -12 }
     let result = job.run(arena: &arena)
     if !job.delegated { job.report(result) }
@@ -56,6 +57,12 @@ struct CheckpointJob {
     var isWriterChild = false
     /// This process handed the rest to a child: the child reports.
     var delegated = false
+    /// --incremental: store only pages written since the previous image (Dump/DirtyPages.swift).
+    var incremental = false
+    /// Images in this image's chain: 1 for a full image.
+    var chainLength: UInt32 = 1
+    /// This image's header.time_ns (a later incremental image names it as its parent by it).
+    var imageTimeNanoseconds: UInt64 = 0
 
     @_noAllocation @_noLocks
     init?(arena: inout FreezeArena, capture: UnsafeMutablePointer<stasis_capture_t>) {
@@ -79,6 +86,7 @@ struct CheckpointJob {
         // --checkpoint-on exits right after: the image must be complete by then, so no child writer.
         forkWriter = capture.pointee.config.pointee.fork_writer != 0
             && capture.pointee.signal_number != capture.pointee.config.pointee.exit_signal
+        incremental = capture.pointee.config.pointee.incremental != 0
     }
 
     /// Writes the image; nil on success.
@@ -117,8 +125,14 @@ struct CheckpointJob {
         let start = cursor.index
         cursor.skipPast(UInt8(ascii: "\n"))
         let end = cursor.index > start && text[cursor.index - 1] == UInt8(ascii: "\n") ? cursor.index - 1 : cursor.index
-        if cursor.skipWord("skip-unsupported") { skipUnsupported = true }
-        if cursor.skipWord(" nofork") || cursor.skipWord("nofork") { forkWriter = false }
+        // OPTIONS: words separated by spaces.
+        while cursor.index < n && text[cursor.index] != UInt8(ascii: "\n") {
+            if cursor.skipWord("skip-unsupported") { skipUnsupported = true }
+            else if cursor.skipWord("nofork") { forkWriter = false }
+            else if cursor.skipWord("incremental") { incremental = true }
+            else if cursor.skipWord("full") { incremental = false }
+            else { cursor.index += 1 }
+        }
         cursor.skipPast(UInt8(ascii: "\n"))
         if cursor.skipWord("key-file ") { loadKey(text + cursor.index, n - cursor.index) }
         if end > start && text[start] == UInt8(ascii: "/") {
@@ -277,6 +291,15 @@ struct CheckpointJob {
         }
 
         try writeHeader(&image, sequence: sequence, threadCount: 1 + followers)
+        // Incremental: the parent must still be the image the write protection started from.
+        let tracker = DirtyPageTracker(config: capture.pointee.config, pid: pid)
+        var parentChain: UInt32? = nil
+        if incremental, let tracker, let chain = tracker.usableBase(directory: directory,
+                                                                    maxChain: capture.pointee.config.pointee.max_chain) {
+            parentChain = chain
+            chainLength = chain + 1
+            try writeParent(&image, tracker: tracker)
+        }
         try ProcessDumper.dump(arena: &arena, into: &image)
         var agent = stasis_agent_record_t()
         agent.restore_tail = capture.pointee.restore_tail
@@ -293,7 +316,7 @@ struct CheckpointJob {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }
         files.skipUnsupported = skipUnsupported
-        try files.dump(excluding: imageFD, into: &image)
+        try files.dump(excluding: imageFD, and: tracker?.descriptor() ?? -1, into: &image)
 
         // The memory map, read while every thread is frozen: the in-place writer and the copy-on-write
         // writer both dump exactly these areas.
@@ -302,6 +325,9 @@ struct CheckpointJob {
         else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
         var mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
         if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
+        if parentChain != nil { try memory.classify(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena) }
+        // Tracking continues for a process that had it, and starts with its first --incremental image.
+        let armTracking = tracker != nil && (incremental || tracker?.descriptor() != nil)
 
         // Copy-on-write: a grandchild gets this address space as it is now and writes it; the program
         // goes on at once. Raw clone (no atfork handlers, no exit signal); the child only clones the
@@ -343,6 +369,7 @@ struct CheckpointJob {
             RawSyscall.close(imageFD)
             imageFD = -1
             tempPath.removeAll()  // the child's now: a failure here must not unlink it
+            if armTracking, let tracker { armDirtyTracking(tracker, memory: memory, maps: maps, count: mapsCount, sequence: sequence) }
             thawedAt = monotonicNanoseconds()
             freeze.thaw()
             thawed = true
@@ -353,6 +380,9 @@ struct CheckpointJob {
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
 
         try image.writeEnd()
+        if !isWriterChild, armTracking, let tracker {
+            armDirtyTracking(tracker, memory: memory, maps: maps, count: mapsCount, sequence: sequence)
+        }
         if !isWriterChild {
             // Memory is in the file: the program may run again while the image reaches the disk.
             // The pause ends here; read the clock first: once woken, busy threads may keep us off the CPU.
@@ -381,13 +411,84 @@ struct CheckpointJob {
         publishedAt = monotonicNanoseconds()
     }
 
+    /// The PARENT record: the tracker's base image, by name, sequence and time.
+    @_noAllocation @_noLocks
+    private func writeParent(_ image: inout ImageFile, tracker: DirtyPageTracker) throws(FreezeFailure) {
+        let (name, nameCount) = tracker.baseName()
+        var parent = stasis_parent_record_t()
+        parent.sequence = tracker.state.pointee.base_sequence
+        parent.time_ns = tracker.state.pointee.base_time_ns
+        parent.pid = Int32(truncatingIfNeeded: pid)
+        parent.chain_length = chainLength
+        parent.name_bytes = UInt32(nameCount)
+        try image.writeRecord(kind: UInt32(STASIS_RECORD_PARENT), fixed: &parent,
+                              fixedBytes: MemoryLayout<stasis_parent_record_t>.size, tail: UnsafeRawPointer(name), tailBytes: nameCount)
+    }
+
+    /// Write-protects memory as captured now: this image becomes the next incremental one's parent.
+    @_noAllocation @_noLocks
+    private func armDirtyTracking(_ tracker: DirtyPageTracker, memory: MemoryDumper, maps: UnsafeMutableRawPointer,
+                                  count: Int, sequence: UInt64)
+    {
+        let pagemap = RawSyscall.open(literal: "/proc/self/pagemap", RawFlag.readOnly | RawFlag.closeOnExec)
+        guard pagemap >= 0 else {
+            tracker.forget()
+            return
+        }
+        defer { RawSyscall.close(Int32(pagemap)) }
+        _ = tracker.arm(maps: maps.assumingMemoryBound(to: UInt8.self), count: count, pagemapFD: Int32(pagemap),
+                        scratchRanges: memory.scratchRanges, path: finalPath, sequence: sequence,
+                        timeNanoseconds: imageTimeNanoseconds, chainLength: chainLength)
+    }
+
+    /// The sequence of the oldest image `sequence`'s chain needs (itself for a full image), following
+    /// PARENT records; 0 when an image in the chain cannot be read.
+    @_noAllocation @_noLocks
+    private mutating func chainStart(of sequence: UInt64) -> UInt64 {
+        var current = sequence
+        for _ in 0..<100_000 {
+            scratch.removeAll()
+            appendImageName(&scratch, sequence: current)
+            let fd = RawSyscall.open(scratch.cString, RawFlag.readOnly | RawFlag.closeOnExec | RawFlag.noFollow)
+            guard fd >= 0 else { return current }  // already gone: nothing older to keep for it
+            defer { RawSyscall.close(Int32(fd)) }
+            var header = stasis_image_header_t()
+            var record = stasis_record_header_t()
+            var parent = stasis_parent_record_t()
+            let headerBytes = MemoryLayout<stasis_image_header_t>.size
+            let n = withUnsafeMutablePointer(to: &header) { RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), headerBytes, 0) }
+            guard n == headerBytes else { return 0 }
+            let first = (UInt64(headerBytes) + UInt64(header.program_bytes) + 7) & ~7
+            let m = withUnsafeMutablePointer(to: &record) {
+                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), MemoryLayout<stasis_record_header_t>.size, Int(first))
+            }
+            guard m == MemoryLayout<stasis_record_header_t>.size else { return 0 }
+            guard record.kind == UInt32(STASIS_RECORD_PARENT) else { return current }
+            let p = withUnsafeMutablePointer(to: &parent) {
+                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), MemoryLayout<stasis_parent_record_t>.size,
+                                Int(first) + MemoryLayout<stasis_record_header_t>.size)
+            }
+            guard p == MemoryLayout<stasis_parent_record_t>.size, parent.sequence < current else { return 0 }
+            current = parent.sequence
+        }
+        return 0
+    }
+
     /// --keep N: once the new image is safe, remove this process's images numbered N or more below it.
     /// Only names this agent writes (COMM-PID-SEQ.stasis) are touched.
     @_noAllocation @_noLocks
     private mutating func removeOldImages(newest: UInt64) {
         let keep = UInt64(capture.pointee.config.pointee.keep)
         guard keep > 0, newest > keep else { return }
-        var old = newest - keep
+        // Incremental images need their parents: keep every image a kept one's chain goes back to.
+        var oldestNeeded = newest - keep + 1
+        for kept in (newest - keep + 1)...newest {
+            let start = chainStart(of: kept)
+            if start == 0 { return }  // unreadable: delete nothing rather than break a chain
+            oldestNeeded = min(oldestNeeded, start)
+        }
+        guard oldestNeeded > 1 else { return }
+        var old = oldestNeeded - 1
         var misses = 0
         while old > 0 && misses < 64 {  // earlier numbers may be gone already; stop after a run of gaps
             scratch.removeAll()
@@ -444,6 +545,7 @@ struct CheckpointJob {
             _ = RawSyscall.call(STASIS_NR_clock_gettime, 0 /* CLOCK_REALTIME */, Int(bitPattern: pointer))
         }
         header.time_ns = UInt64(bitPattern: now.0 &* 1_000_000_000 &+ now.1)
+        imageTimeNanoseconds = header.time_ns
         // uname(2): six 65-byte fields; release is the third.
         scratch.removeAll()
         _ = RawSyscall.call(STASIS_NR_uname, Int(bitPattern: scratch.bytes))
@@ -490,6 +592,8 @@ struct CheckpointJob {
             message.append(decimal: Int(thawedAt - startedAt))
             message.append("\ntotal_ns ")
             message.append(decimal: Int(publishedAt - startedAt))
+            message.append("\nchain_length ")
+            message.append(decimal: Int(chainLength))
         }
         message.append("\n")
         let requestID = capture.pointee.request_id

@@ -28,6 +28,8 @@ public struct Image: Equatable, Sendable {
     public var fileDescriptors: [FileDescriptorRecord] = []
     public var memoryAreas: [MemoryAreaRecord] = []
     public var timers: [PosixTimerRecord] = []
+    /// Incremental images: the image their inherited pages come from.
+    public var parent: ParentRecord? = nil
     /// Records of kinds this version does not know, skipped by length.
     public var unknownRecordCount = 0
     /// File offset of every record header, END included (for the signature check).
@@ -131,6 +133,10 @@ public struct Image: Equatable, Sendable {
                 image.agent = try AgentRecord(decoding: &reader)
             case .posixTimer:
                 image.timers.append(try PosixTimerRecord(decoding: &reader))
+            case .parent:
+                // First, so that a chain can be followed without decoding whole images.
+                guard count == 0 else { throw .invalidRecord(.parent, at: offset, reason: "not the first record") }
+                image.parent = try ParentRecord(decoding: &reader)
             case .signalActions:
                 try checkOnce(kind, &seen, offset)
                 image.signalActions = try SignalActionsRecord(decoding: &reader)
@@ -172,7 +178,6 @@ public struct Image: Equatable, Sendable {
     /// `progress` gets the bytes checked so far.
     public func verifyPageData(from source: ImageSource, progress: (UInt64) -> Void = { _ in }) throws(ImageError) {
         var checked: UInt64 = 0
-        let chunk: UInt64 = 4 << 20
         var ranges = memoryAreas.filter { $0.dataBytes > 0 }.map {
             ($0.dataOffset, $0.dataBytes, $0.dataCRC, "the page data of area \(hex($0.start))-\(hex($0.end))")
         }
@@ -180,17 +185,23 @@ public struct Image: Equatable, Sendable {
             ($0.dataOffset, $0.dataBytes, $0.dataCRC, "the saved contents of fd \($0.fd)")
         }
         for (start, bytes, expected, what) in ranges {
-            var crc = CRC32C()
-            var offset: UInt64 = 0
-            while offset < bytes {
-                let count = Int(min(chunk, bytes - offset))
-                crc.update(try source.bytes(at: start + offset, count: count))
-                offset += UInt64(count)
-                checked += UInt64(count)
-                progress(checked)
-            }
-            guard crc.value == expected else { throw .checksumMismatch(what) }
+            try Image.checkData(at: start, bytes: bytes, crc: expected, what: what, from: source) { checked += $0; progress(checked) }
         }
+    }
+
+    /// Reads `bytes` of page data at `start` and checks them against `crc` (`what` names them in the error).
+    public static func checkData(at start: UInt64, bytes: UInt64, crc expected: UInt32, what: String, from source: ImageSource,
+                                 progress: (UInt64) -> Void = { _ in }) throws(ImageError) {
+        let chunk: UInt64 = 4 << 20
+        var crc = CRC32C()
+        var offset: UInt64 = 0
+        while offset < bytes {
+            let count = Int(min(chunk, bytes - offset))
+            crc.update(try source.bytes(at: start + offset, count: count))
+            offset += UInt64(count)
+            progress(UInt64(count))
+        }
+        guard crc.value == expected else { throw .checksumMismatch(what) }
     }
 
     /// Checks the END record's HMAC-SHA256 with `key`: every byte before the mac, CRC fields as zero.
@@ -240,6 +251,12 @@ public struct Image: Equatable, Sendable {
         for thread in threads where thread.xsave.count > Int(header.xsaveSize) {
             throw .invalidRecord(.thread, at: 0, reason: "xsave area larger than the header's")
         }
+        if parent == nil, let area = memoryAreas.first(where: { $0.runs.contains(where: \.isInherited) }) {
+            throw .invalidRecord(.memoryArea, at: 0, reason: "area \(hex(area.start)) inherits pages but the image has no parent")
+        }
+        if let parent, parent.pid != header.pid || parent.sequence >= header.sequence {
+            throw .invalidRecord(.parent, at: 0, reason: "parent \(parent.pid)/\(parent.sequence) is not an earlier image of process \(header.pid)")
+        }
         var fds = Set<Int32>()
         for fd in fileDescriptors where !fds.insert(fd.fd).inserted {
             throw .invalidRecord(.fileDescriptor, at: 0, reason: "fd \(fd.fd) appears twice")
@@ -270,6 +287,12 @@ public struct ImageEncoder {
         writer.pad(toMultipleOf: pageData.isEmpty ? 8 : 4096)
         writer.write(bytes: pageData)
         count += 1
+    }
+
+    public mutating func append(_ parent: ParentRecord) {
+        var w = ByteWriter()
+        parent.encode(into: &w)
+        append(kind: .parent, payload: w.bytes)
     }
 
     public mutating func append(_ area: MemoryAreaRecord, pageData: [UInt8]) {

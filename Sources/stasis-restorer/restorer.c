@@ -1,7 +1,7 @@
 /* restorer.c: stasis-restorer, exec'd by `stasis restart` with the program's
  * descriptors, cwd and umask already in place.
  *
- *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD]
+ *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD|-1 [PLAN_FD|-1]]
  *
  * Algorithm:
  *   1. read and check the image header; list our own mappings
@@ -96,6 +96,7 @@ __attribute__((noreturn, used)) static void rst_phase2(struct rst_args *args) {
     rst_unmap_restorer(args);
     rst_move_vdso(args);
     rst_for_each_record(args, collect_record);
+    rst_check_plan_done(args);
     if (!args->have_process || !args->have_agent || args->thread_count != (int)args->header.thread_count)
         rst_fail(args, "image lacks a process or agent record, or some of its threads", (uint64_t)args->thread_count);
     uint64_t tail = args->agent.restore_tail, thread_tail = args->agent.restore_thread_tail;
@@ -130,9 +131,11 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     local.image_fd = parse_int(argv[1]);
     local.status_fd = parse_int(argv[2]);
     local.key_fd = argc > 3 ? parse_int(argv[3]) : -1;
+    local.plan_fd = argc > 4 ? parse_int(argv[4]) : -1;
     if (local.image_fd < 0 || local.status_fd < 0) rst_fail(&local, "bad descriptor arguments", 0);
 
     rst_read_header(&local);
+    rst_read_plan(&local);
     rst_read_current_maps(&local);
     rst_find_hole(&local);
 

@@ -13,6 +13,7 @@
 #include "stasis_kernel.h"
 #include "stasis_sha256.h"
 #include "stasis_syscall.h"
+#include "stasis_restore_plan.h"
 
 #define RST_PAGE 4096ul
 #define RST_USER_TOP 0x7ffffffff000ul
@@ -67,6 +68,9 @@ struct rst_args {
     int timer_count;
     uint64_t raised_signals;        /* pending signals raised again so far (each once: rt_sigpending
                                        shows process-wide ones in every thread) */
+    int plan_fd;                    /* -1, or the launcher's restore plan (stasis_restore_plan.h) */
+    stasis_restore_plan_header_t plan;
+    uint32_t next_segment;          /* the first plan segment not yet read in */
     char path[STASIS_MAX_PATH + 1]; /* scratch */
 };
 
@@ -94,6 +98,8 @@ void rst_move_vdso(struct rst_args *args);
 int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);
 void rst_restore_mm(struct rst_args *args);
 void rst_restore_timers(struct rst_args *args);
+void rst_read_plan(struct rst_args *args);
+void rst_check_plan_done(struct rst_args *args);
 
 /* rst_thread.c */
 __attribute__((noreturn)) void rst_restore_threads(struct rst_args *args);

@@ -250,6 +250,8 @@ void rst_move_vdso(struct rst_args *args) {
 
 /* ---- program memory -------------------------------------------------------- */
 
+static void read_segments(struct rst_args *args, const stasis_memory_area_record_t *area);
+
 static void read_path(struct rst_args *args, uint64_t offset, uint32_t length) {
     if (length > STASIS_MAX_PATH || rst_pread_all(args->image_fd, args->path, length, offset) < 0)
         rst_fail(args, "bad path in record at", offset);
@@ -298,7 +300,8 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     if ((area.flags & STASIS_AREA_SCRATCH) && slot >= area.start && slot + sizeof(stasis_key_slot_t) <= area.end)
         args->key_slot_ok = 1;
 
-    /* Page data: runs in order, contiguous in the file from data_offset. */
+    /* Page data: runs in order, contiguous in the file from data_offset; inherited runs (an
+     * incremental image) hold none: the plan's segments bring their pages from the parents. */
     uint64_t area_pages = (area.end - area.start) / RST_PAGE;
     uint64_t data = record->data_offset;
     uint64_t stored = 0;
@@ -309,10 +312,15 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
         if (rst_pread_all(args->image_fd, runs, batch * sizeof runs[0], payload + sizeof area + i * sizeof runs[0]) < 0)
             return -1;
         for (uint64_t j = 0; j < batch; j++) {
-            if (runs[j].first_page >= area_pages || runs[j].page_count > area_pages - runs[j].first_page) return -1;
+            uint64_t first = runs[j].first_page & ~STASIS_RUN_INHERITED;
+            if (first >= area_pages || runs[j].page_count > area_pages - first) return -1;
+            if (runs[j].first_page & STASIS_RUN_INHERITED) {
+                if (args->plan_fd < 0) rst_fail(args, "incremental image without a restore plan; area", area.start);
+                continue;
+            }
             uint64_t bytes = runs[j].page_count * RST_PAGE;
             if (stored + bytes > record->data_bytes) return -1;
-            void *into = (void *)(area.start + runs[j].first_page * RST_PAGE);
+            void *into = (void *)(area.start + first * RST_PAGE);
             int err = rst_pread_all(args->image_fd, into, bytes, data);
             if (err < 0) rst_fail(args, "cannot read page data for area", area.start);
             crc = stasis_crc32c_update(crc, into, bytes);
@@ -323,11 +331,47 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     if (stored != record->data_bytes) return -1;
     if (stored && stasis_crc32c_end(crc) != record->data_crc)
         rst_fail(args, "page data checksum mismatch for area", area.start);
+    read_segments(args, &area);
     if (area.run_count) { /* mapped writable for the reads above */
         long r = stasis_syscall3(STASIS_NR_mprotect, (long)area.start, (long)(area.end - area.start), (long)area.prot);
         if (r < 0) rst_fail(args, "cannot protect memory area", area.start);
     }
     return 0;
+}
+
+/* ---- the restore plan (incremental images) -------------------------------- */
+
+void rst_read_plan(struct rst_args *args) {
+    if (args->plan_fd < 0) return;
+    if (rst_pread_all(args->plan_fd, &args->plan, sizeof args->plan, 0) < 0 || args->plan.magic != STASIS_PLAN_MAGIC ||
+        args->plan.image_count > STASIS_PLAN_MAX_IMAGES)
+        rst_fail(args, "bad restore plan from the launcher", 0);
+    args->next_segment = 0;
+}
+
+/* The plan's segments inside `area` (they come in address order, as areas do). */
+static void read_segments(struct rst_args *args, const stasis_memory_area_record_t *area) {
+    if (args->plan_fd < 0) return;
+    while (args->next_segment < args->plan.segment_count) {
+        stasis_page_segment_t segment;
+        uint64_t at = sizeof args->plan + (uint64_t)args->next_segment * sizeof segment;
+        if (rst_pread_all(args->plan_fd, &segment, sizeof segment, at) < 0) rst_fail(args, "cannot read the restore plan", at);
+        if (segment.address >= area->end) return;
+        if (segment.address < area->start || segment.bytes > area->end - segment.address || segment.bytes % RST_PAGE ||
+            segment.address % RST_PAGE || segment.image >= args->plan.image_count)
+            rst_fail(args, "restore plan segment outside its area at", segment.address);
+        if (rst_pread_all(args->plan.image_fds[segment.image], (void *)segment.address, segment.bytes, segment.file_offset) < 0)
+            rst_fail(args, "cannot read inherited pages from a parent image at", segment.address);
+        args->next_segment++;
+    }
+}
+
+void rst_check_plan_done(struct rst_args *args) {
+    if (args->plan_fd < 0) return;
+    if (args->next_segment != args->plan.segment_count)
+        rst_fail(args, "restore plan segments outside every memory area", args->next_segment);
+    for (uint32_t i = 0; i < args->plan.image_count; i++) stasis_syscall1(STASIS_NR_close, args->plan.image_fds[i]);
+    stasis_syscall1(STASIS_NR_close, args->plan_fd);
 }
 
 /* prctl(PR_SET_MM, PR_SET_MM_MAP): brk, stack, arguments and environment as the

@@ -3,7 +3,8 @@ import StasisImage
 import Testing
 
 /// A small valid image: header, the records the restorer needs, one area with two stored pages.
-func sampleImage() -> (bytes: [UInt8], area: MemoryAreaRecord) {
+/// With `parent`, an incremental image: PARENT first, and the area's page 1 inherited.
+func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true) -> (bytes: [UInt8], area: MemoryAreaRecord) {
     var header = ImageHeader()
     header.xcr0 = 0xe7
     header.xsaveSize = 2432
@@ -12,6 +13,7 @@ func sampleImage() -> (bytes: [UInt8], area: MemoryAreaRecord) {
     header.kernelRelease = "6.18.0"
     header.program = "/usr/bin/sample"
     var encoder = ImageEncoder(header: header)
+    if let parent, parentFirst { encoder.append(parent) }
     var process = ProcessRecord()
     process.pid = 4242
     process.name = "sample"
@@ -52,8 +54,10 @@ func sampleImage() -> (bytes: [UInt8], area: MemoryAreaRecord) {
     area.protection = 3
     area.flags = [.anonymous]
     area.runs = [.init(firstPage: 0, pageCount: 1), .init(firstPage: 2, pageCount: 1)]
+    if parent != nil { area.runs.insert(.init(firstPage: 1, pageCount: 1, isInherited: true), at: 1) }
     area.dataBytes = 8192
     encoder.append(area, pageData: [UInt8](repeating: 0xab, count: 8192))
+    if let parent, !parentFirst { encoder.append(parent) }
     return (encoder.finish(), area)
 }
 

@@ -55,7 +55,26 @@ enum {
     STASIS_RECORD_FILE_DESCRIPTOR = 5,
     STASIS_RECORD_AGENT = 6,
     STASIS_RECORD_POSIX_TIMER = 7,
+    STASIS_RECORD_PARENT = 8,
 };
+
+/* PARENT: this image is incremental (`stasis checkpoint --incremental`). It stores only the pages
+ * written since its parent was taken; its inherited page runs (STASIS_RUN_INHERITED) are as the
+ * parent image has them, and so on up the chain to a full image. The first record after the
+ * header, so that a reader finds an image's chain without decoding the rest. */
+typedef struct stasis_parent_record {
+    uint64_t sequence;       /* the parent's header.sequence */
+    uint64_t time_ns;        /* the parent's header.time_ns */
+    int32_t pid;             /* the parent's header.pid */
+    uint32_t chain_length;   /* images in the chain including this one: >= 2 */
+    uint32_t name_bytes;     /* followed by the parent's file name, in this image's directory (no '/') */
+    uint32_t reserved;
+} stasis_parent_record_t;
+_Static_assert(sizeof(stasis_parent_record_t) == 32, "image ABI: stasis_parent_record_t");
+
+/* Incremental images: a page run whose first_page has this bit holds no data here; its pages are as
+ * the parent image has them. */
+#define STASIS_RUN_INHERITED (1ull << 63)
 
 /* POSIX_TIMER: one timer_create timer (from /proc/self/timers and timer_gettime). Restored with the
  * same id (prctl PR_TIMER_CREATE_RESTORE_IDS), notification and remaining time; a pending overrun

@@ -26,6 +26,18 @@ _Static_assert(sizeof(stasis_kstat_t) == 144, "kernel ABI: struct stat");
 #define STASIS_PAGE_IS_PRESENT (1ull << 3)
 #define STASIS_PAGE_IS_SWAPPED (1ull << 4)
 #define STASIS_PAGE_IS_PFNZERO (1ull << 5)
+#define STASIS_PM_SCAN_WP_MATCHING (1ull << 0) /* write-protect the pages that match */
+
+/* userfaultfd (design-notes.md): asynchronous write protection for --incremental. The kernel
+ * resolves the write faults itself and clears the page's uffd-wp bit, which PAGEMAP_SCAN reports
+ * as PAGE_IS_WRITTEN. Debian 12's headers predate WP_ASYNC. */
+#define STASIS_NR_userfaultfd 323
+#define STASIS_UFFD_USER_MODE_ONLY 1
+#define STASIS_UFFD_API 0xAAull
+#define STASIS_UFFD_FEATURE_WP_ASYNC (1ull << 15)
+#define STASIS_UFFDIO_API 0xC018AA3Ful        /* struct uffdio_api { api, features, ioctls } */
+#define STASIS_UFFDIO_REGISTER 0xC020AA00ul   /* struct uffdio_register { start, len, mode, ioctls } */
+#define STASIS_UFFDIO_REGISTER_MODE_WP 2ull
 
 typedef struct stasis_page_region {
     uint64_t start, end, categories;

@@ -27,8 +27,26 @@ typedef struct stasis_agent_config {
     int32_t exit_signal;               /* STASIS_EXIT_SIGNAL (--checkpoint-on): checkpoint, then exit; 0 = none */
     int32_t exit_code;                 /* STASIS_EXIT_CODE: the exit status after that checkpoint */
     int32_t fork_writer;               /* a copy-on-write child writes memory (default; STASIS_FORK=0: in place) */
-    int32_t reserved3;
+    int32_t incremental;               /* STASIS_INCREMENTAL=1 (--incremental): every checkpoint may be incremental */
+    uint32_t max_chain;                /* STASIS_MAX_CHAIN: images per chain before a full one (default 8) */
+    uint32_t reserved3;
+    uint64_t tracking_slot;            /* stasis_tracking_t: in the arena, before the key slot (scratch) */
 } stasis_agent_config_t;
+
+/* Dirty-page tracking for incremental images. In scratch memory, so a restored process (or a
+ * forked child, checked by pid) starts without it and its next image is a full one. */
+typedef struct stasis_tracking {
+    int32_t uffd;                    /* userfaultfd in WP_ASYNC mode; -1 or 0 = none */
+    int32_t pid;                     /* the process that armed it */
+    uint64_t base_sequence;          /* the image whose state the write protection started from */
+    uint64_t base_time_ns;           /* its header.time_ns */
+    uint32_t chain_length;           /* images in its chain (1: it is a full image) */
+    uint32_t base_path_bytes;
+    char base_path[STASIS_MAX_PATH]; /* its final path */
+} stasis_tracking_t;
+#define STASIS_TRACKING_BYTES 8192ul   /* the slot: two pages before the key slot */
+#define STASIS_TRACKING_PATH_OFFSET 32
+_Static_assert(offsetof(stasis_tracking_t, base_path) == STASIS_TRACKING_PATH_OFFSET, "stasis_tracking_t layout");
 
 /* One follower thread's capture, filled by the thread itself in its handler. */
 typedef struct stasis_thread_slot {

@@ -44,9 +44,10 @@ struct FileDescriptorDumper {
                                     dumpedInodes: inodes.assumingMemoryBound(to: UInt64.self))
     }
 
-    /// Writes one record per descriptor except `excluded` (the image being written).
+    /// Writes one record per descriptor except `excluded` (the image being written) and `agentOwn`
+    /// (the dirty-page tracker's userfaultfd, or -1).
     @_noAllocation @_noLocks
-    mutating func dump(excluding excluded: Int32, into image: inout ImageFile) throws(FreezeFailure) {
+    mutating func dump(excluding excluded: Int32, and agentOwn: Int32, into image: inout ImageFile) throws(FreezeFailure) {
         let dirFD = RawSyscall.open(literal: "/proc/self/fd", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
         if dirFD < 0 { throw FreezeFailure(step: .readProc, errno: -dirFD) }
         defer { RawSyscall.close(Int32(dirFD)) }
@@ -64,7 +65,7 @@ struct FileDescriptorDumper {
                 var cursor = ByteCursor(name, count: 12)
                 guard let number = cursor.decimal(), cursor.current == 0 else { continue }  // "." and ".."
                 let fd = Int32(number)
-                if fd == excluded || fd == Int32(dirFD) { continue }
+                if fd == excluded || fd == agentOwn || fd == Int32(dirFD) { continue }
                 try dumpOne(fd, into: &image)
             }
         }

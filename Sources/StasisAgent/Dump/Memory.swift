@@ -7,6 +7,9 @@
 //   pages of private file mappings; all pages of shared anonymous memory;
 //   write one MEMORY_AREA record whose page data is written straight from the area's
 //   own addresses (zero copy), made readable for the write if it was not.
+// Incremental images (DirtyPages.swift) classify every area first, in the program while it is
+// frozen (a copy-on-write child has lost the write-protect bits): written pages are stored, pages
+// still protected become inherited runs.
 import CStasisABI
 import StasisProc
 import CStasisShim
@@ -20,6 +23,15 @@ struct MemoryDumper {
     var regions: UnsafeMutablePointer<stasis_page_region_t>
     let regionCapacity: Int
     let pathScratch: UnsafeMutableRawPointer
+    /// Incremental images: every area's runs, classified before the writer runs (see classify).
+    var planned: UnsafeMutablePointer<stasis_page_run_t>? = nil
+    var plannedCount = 0
+    var plannedCapacity = 0
+    /// Per maps line: (start address, first planned run, run count or UInt64.max: dump as usual).
+    var plannedAreas: UnsafeMutablePointer<(UInt64, UInt64, UInt64)>? = nil
+    var plannedAreaCount = 0
+    var plannedAreaCapacity = 0
+    var areaIndex = 0
 
     @_noAllocation @_noLocks
     static func make(arena: inout FreezeArena, config: UnsafePointer<stasis_agent_config_t>) -> MemoryDumper? {
@@ -46,6 +58,7 @@ struct MemoryDumper {
         pagemapFD = Int32(fd)
         defer { RawSyscall.close(pagemapFD) }
 
+        areaIndex = 0
         var lines = ByteCursor(maps, count: count)
         while let line = lines.nextLine() {
             guard line.count > 0 else { continue }
@@ -53,6 +66,69 @@ struct MemoryDumper {
                 throw FreezeFailure(step: .readProc, errno: RawErrno.invalid, object: line.bytes - maps)
             }
             try dumpArea(area, line: line.bytes, into: &image)
+            areaIndex += 1
+        }
+    }
+
+    /// Incremental images: classifies every private area's pages while the program is frozen and
+    /// still holds its write-protect bits. Written (or never protected) pages are stored; pages
+    /// still protected are inherited from the parent; zero pages and unmodified file pages are not
+    /// stored. Shared and never-stored areas are left to dumpArea.
+    @_noAllocation @_noLocks
+    mutating func classify(maps: UnsafePointer<UInt8>, count: Int, arena: inout FreezeArena) throws(FreezeFailure) {
+        plannedCapacity = 4 << 20
+        plannedAreaCapacity = 1 << 18
+        guard let runMemory = arena.take(plannedCapacity * MemoryLayout<stasis_page_run_t>.stride),
+            let areaMemory = arena.take(plannedAreaCapacity * 24)
+        else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
+        let plan = runMemory.assumingMemoryBound(to: stasis_page_run_t.self)
+        let areas = areaMemory.assumingMemoryBound(to: (UInt64, UInt64, UInt64).self)
+        planned = plan
+        plannedAreas = areas
+        plannedCount = 0
+        plannedAreaCount = 0
+        let fd = RawSyscall.open(literal: "/proc/self/pagemap", RawFlag.readOnly | RawFlag.closeOnExec)
+        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
+        defer { RawSyscall.close(Int32(fd)) }
+        let page = UInt64(STASIS_PAGE_SIZE)
+        var lines = ByteCursor(maps, count: count)
+        while let line = lines.nextLine() {
+            guard line.count > 0, let area = MapsLine(parsing: line.bytes, count: line.count) else { continue }
+            guard plannedAreaCount < plannedAreaCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
+            let deletedSuffix: StaticString = " (deleted)"
+            let isDeleted = area.pathCount >= deletedSuffix.utf8CodeUnitCount
+                && endsWith(line.bytes + area.pathStart, area.pathCount, deletedSuffix)
+            let flags = flags(of: area, line: line.bytes, isDeleted: isDeleted)
+            let notStored = UInt32(STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK
+                | STASIS_AREA_VSYSCALL | STASIS_AREA_SCRATCH)
+            let isAnonymous = flags & UInt32(STASIS_AREA_ANONYMOUS) != 0
+            let entry = plannedAreaCount
+            plannedAreaCount += 1
+            guard flags & notStored == 0, !area.isShared, !(isAnonymous && isDeleted) else {
+                areas[entry] = (area.start, 0, UInt64.max)
+                continue
+            }
+            let first = plannedCount
+            let anyOf = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
+            let returned = UInt64(STASIS_PAGE_IS_WRITTEN | STASIS_PAGE_IS_PFNZERO | STASIS_PAGE_IS_FILE)
+            try forEachRegion(fd: Int32(fd), area, anyOf: anyOf, excluding: 0, returning: returned) {
+                (start, end, categories) throws(FreezeFailure) in
+                if isAnonymous && categories & UInt64(STASIS_PAGE_IS_PFNZERO) != 0 { return }
+                if !isAnonymous && categories & UInt64(STASIS_PAGE_IS_FILE) != 0 { return }
+                let inherited: UInt64 = categories & UInt64(STASIS_PAGE_IS_WRITTEN) != 0 ? 0 : STASIS_RUN_INHERITED
+                let firstPage = (start - area.start) / page
+                let pages = (end - start) / page
+                if plannedCount > first, plan[plannedCount - 1].first_page & STASIS_RUN_INHERITED == inherited,
+                    (plan[plannedCount - 1].first_page & ~STASIS_RUN_INHERITED) + plan[plannedCount - 1].page_count == firstPage
+                {
+                    plan[plannedCount - 1].page_count += pages
+                } else {
+                    guard plannedCount < plannedCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
+                    plan[plannedCount] = stasis_page_run_t(first_page: firstPage | inherited, page_count: pages)
+                    plannedCount += 1
+                }
+            }
+            areas[entry] = (area.start, UInt64(first), UInt64(plannedCount - first))
         }
     }
 
@@ -100,7 +176,13 @@ struct MemoryDumper {
             | STASIS_AREA_VVAR_VCLOCK | STASIS_AREA_VSYSCALL | STASIS_AREA_SCRATCH)
         let isAnonymous = flags & UInt32(STASIS_AREA_ANONYMOUS) != 0
         var runCount = 0
-        if flags & notStored != 0 {
+        var runs = self.runs
+        if let plannedAreas, let planned, areaIndex < plannedAreaCount, plannedAreas[areaIndex].0 == area.start,
+            plannedAreas[areaIndex].2 != UInt64.max
+        {
+            runs = planned + Int(plannedAreas[areaIndex].1)
+            runCount = Int(plannedAreas[areaIndex].2)
+        } else if flags & notStored != 0 {
             runCount = 0
         } else if isAnonymous && (area.isShared || isDeleted) {
             // Shared memory's pages may be resident without being mapped here; deleted files
@@ -119,7 +201,7 @@ struct MemoryDumper {
         }
         record.run_count = UInt32(runCount)
         var pages: UInt64 = 0
-        for i in 0..<runCount { pages += runs[i].page_count }
+        for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 { pages += runs[i].page_count }
         let dataBytes = pages * UInt64(STASIS_PAGE_SIZE)
 
         let runBytes = runCount * MemoryLayout<stasis_page_run_t>.stride
@@ -131,7 +213,7 @@ struct MemoryDumper {
         if runCount > 0 { try image.write(UnsafeRawPointer(runs), runBytes) }
         if area.pathCount > 0 { try image.write(UnsafeRawPointer(line + area.pathStart), area.pathCount) }
         try image.endPayload()
-        if runCount > 0 {
+        if dataBytes > 0 {
             let needsRead = !area.isReadable
             if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start),
                                                Int(record.prot) | RawFlag.protRead) }
@@ -139,7 +221,7 @@ struct MemoryDumper {
                 if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start),
                                                    Int(record.prot)) }
             }
-            for i in 0..<runCount {
+            for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 {
                 let address = area.start + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
                 guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { continue }
                 try image.write(pointer, Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
@@ -152,8 +234,31 @@ struct MemoryDumper {
     @_noAllocation @_noLocks
     private mutating func scan(_ area: MapsLine, anyOf: UInt64, excluding: UInt64) throws(FreezeFailure) -> Int {
         var runCount = 0
-        var cursor = area.start
         let page = UInt64(STASIS_PAGE_SIZE)
+        let runs = self.runs, runCapacity = self.runCapacity
+        try forEachRegion(fd: pagemapFD, area, anyOf: anyOf, excluding: excluding, returning: anyOf) {
+            (start, end, _) throws(FreezeFailure) in
+            let first = (start - area.start) / page
+            let count = (end - start) / page
+            if runCount > 0 && runs[runCount - 1].first_page + runs[runCount - 1].page_count == first {
+                runs[runCount - 1].page_count += count  // categories differ, pages are adjacent: one run
+            } else {
+                guard runCount < runCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
+                runs[runCount] = stasis_page_run_t(first_page: first, page_count: count)
+                runCount += 1
+            }
+        }
+        return runCount
+    }
+
+    /// PAGEMAP_SCAN over `area`, in as many calls as the region buffer needs, calling `body` with each
+    /// region in address order. A call may report pages again that an earlier one ended with (its
+    /// walk_end can lie before the last region's end): those are clipped off.
+    @_noAllocation @_noLocks
+    private func forEachRegion(fd: Int32, _ area: MapsLine, anyOf: UInt64, excluding: UInt64, returning: UInt64,
+                               _ body: (UInt64, UInt64, UInt64) throws(FreezeFailure) -> Void) throws(FreezeFailure) {
+        var cursor = area.start
+        var reported = area.start
         while cursor < area.end {
             var arg = stasis_pm_scan_arg_t()
             arg.size = UInt64(MemoryLayout<stasis_pm_scan_arg_t>.size)
@@ -164,26 +269,22 @@ struct MemoryDumper {
             arg.category_inverted = excluding
             arg.category_mask = excluding
             arg.category_anyof_mask = anyOf
-            arg.return_mask = anyOf
+            arg.return_mask = returning
             let found = withUnsafeMutablePointer(to: &arg) { pointer in
-                RawSyscall.call(STASIS_NR_ioctl, Int(pagemapFD), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
+                RawSyscall.call(STASIS_NR_ioctl, Int(fd), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
             }
             if found < 0 { throw FreezeFailure(step: .scanPages, errno: -found, object: Int(bitPattern: UInt(area.start))) }
             for i in 0..<found {
-                let first = (regions[i].start - area.start) / page
-                let count = (regions[i].end - regions[i].start) / page
-                if runCount > 0 && runs[runCount - 1].first_page + runs[runCount - 1].page_count == first {
-                    runs[runCount - 1].page_count += count  // categories differ, pages are adjacent: one run
-                } else {
-                    guard runCount < runCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
-                    runs[runCount] = stasis_page_run_t(first_page: first, page_count: count)
-                    runCount += 1
-                }
+                let start = max(regions[i].start, reported)
+                let end = min(regions[i].end, area.end)
+                guard start < end else { continue }
+                try body(start, end, regions[i].categories)
+                reported = end
             }
-            guard arg.walk_end > cursor else { break }
-            cursor = arg.walk_end
+            let next = max(arg.walk_end, reported)
+            guard next > cursor else { break }
+            cursor = next
         }
-        return runCount
     }
 
     /// Records the mapped file's identity so that restart can tell whether it changed.

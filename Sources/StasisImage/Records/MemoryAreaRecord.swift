@@ -20,11 +20,16 @@ public struct MemoryAreaRecord: Equatable, Sendable {
     }
 
     public struct PageRun: Equatable, Sendable {
+        /// Bit 63 of first_page on disk (STASIS_RUN_INHERITED).
+        public static let inheritedBit: UInt64 = 1 << 63
         public var firstPage: UInt64
         public var pageCount: UInt64
-        public init(firstPage: UInt64, pageCount: UInt64) {
+        /// Incremental images: the pages are as the parent image has them; no data here.
+        public var isInherited: Bool
+        public init(firstPage: UInt64, pageCount: UInt64, isInherited: Bool = false) {
             self.firstPage = firstPage
             self.pageCount = pageCount
+            self.isInherited = isInherited
         }
     }
 
@@ -44,7 +49,9 @@ public struct MemoryAreaRecord: Equatable, Sendable {
 
     public init() {}
 
-    public var storedPages: UInt64 { runs.reduce(0) { $0 + $1.pageCount } }
+    /// Pages whose data this image holds (inherited runs hold none).
+    public var storedPages: UInt64 { runs.reduce(0) { $0 + ($1.isInherited ? 0 : $1.pageCount) } }
+    public var inheritedPages: UInt64 { runs.reduce(0) { $0 + ($1.isInherited ? $1.pageCount : 0) } }
     public var isFileBacked: Bool { !flags.contains(.anonymous) && !flags.contains(.scratch) && path.hasPrefix("/") }
 
     public init(decoding reader: inout ByteReader, header: RecordHeader) throws(ImageError) {
@@ -60,7 +67,9 @@ public struct MemoryAreaRecord: Equatable, Sendable {
         guard runCount <= reader.remaining / 16 else { throw .truncated(at: reader.base + UInt64(reader.offset)) }
         runs.reserveCapacity(runCount)
         for _ in 0..<runCount {
-            runs.append(PageRun(firstPage: try reader.read(UInt64.self), pageCount: try reader.read(UInt64.self)))
+            let first = try reader.read(UInt64.self)
+            runs.append(PageRun(firstPage: first & ~PageRun.inheritedBit, pageCount: try reader.read(UInt64.self),
+                                isInherited: first & PageRun.inheritedBit != 0))
         }
         path = try reader.readString(pathBytes)
         dataOffset = header.dataOffset
@@ -87,7 +96,7 @@ public struct MemoryAreaRecord: Equatable, Sendable {
                 run.pageCount <= pages - run.firstPage
             else { throw fail("page run \(run.firstPage)+\(run.pageCount) outside the area's \(pages) pages") }
             previousEnd = run.firstPage + run.pageCount
-            total += run.pageCount
+            if !run.isInherited { total += run.pageCount }
         }
         guard total * 4096 == dataBytes else { throw fail("runs hold \(total) pages but the record stores \(dataBytes) bytes") }
         if flags.intersection(.notStored) != [] && !runs.isEmpty { throw fail("pages stored for an area that is never stored") }
@@ -99,7 +108,10 @@ public struct MemoryAreaRecord: Equatable, Sendable {
         writer.write(protection); writer.write(flags.rawValue)
         writer.write(device); writer.write(inode); writer.write(fileSize); writer.write(fileModificationNanoseconds)
         writer.write(UInt32(runs.count)); writer.write(UInt32(path.utf8.count))
-        for run in runs { writer.write(run.firstPage); writer.write(run.pageCount) }
+        for run in runs {
+            writer.write(run.firstPage | (run.isInherited ? PageRun.inheritedBit : 0))
+            writer.write(run.pageCount)
+        }
         writer.write(bytes: Array(path.utf8))
     }
 }

@@ -1,0 +1,34 @@
+/* stasis_restore_plan.h: what `stasis restart` hands the restorer besides the image, in a memfd.
+ *
+ * For an incremental image the launcher follows the PARENT chain and resolves every inherited page
+ * run to the image that holds its data: one segment per contiguous piece, sorted by address. The
+ * restorer reads each segment into place right after the area that contains it is mapped. Pages an
+ * inherited run covers but no segment does are as mapped (zero, or the file's contents).
+ *
+ *   PLAN ::= stasis_restore_plan_header_t  stasis_page_segment_t[segment_count] */
+#ifndef STASIS_RESTORE_PLAN_H
+#define STASIS_RESTORE_PLAN_H
+
+#include <stdint.h>
+
+#define STASIS_PLAN_MAGIC 0x4e414c5053415453ull /* "STASPLAN" */
+#define STASIS_PLAN_MAX_IMAGES 256
+
+typedef struct stasis_restore_plan_header {
+    uint64_t magic;
+    uint32_t segment_count;
+    uint32_t image_count;                      /* parent images, oldest last */
+    int32_t image_fds[STASIS_PLAN_MAX_IMAGES]; /* the restorer's descriptor for each */
+} stasis_restore_plan_header_t;
+_Static_assert(sizeof(stasis_restore_plan_header_t) == 1040, "plan ABI: header");
+
+typedef struct stasis_page_segment {
+    uint64_t address;     /* page aligned */
+    uint64_t bytes;       /* multiple of the page size */
+    uint64_t file_offset; /* in image image_fds[image] */
+    uint32_t image;
+    uint32_t reserved;
+} stasis_page_segment_t;
+_Static_assert(sizeof(stasis_page_segment_t) == 32, "plan ABI: segment");
+
+#endif

@@ -1,0 +1,195 @@
+// FREEZE WINDOW: see Freeze/RawSyscall.swift.
+//
+// Incremental images (`--incremental`, Docs/IMAGE-FORMAT.md PARENT). Once a checkpoint has
+// captured memory, every private writable area is registered with a userfaultfd in asynchronous
+// write-protect mode and its present pages are write-protected (PAGEMAP_SCAN with
+// PM_SCAN_WP_MATCHING: ranges without page tables get none, so a sparse 64 GiB reservation costs
+// nothing). The kernel clears a page's uffd-wp bit on its first write, from user or kernel mode,
+// without waking anyone; PAGEMAP_SCAN then reports the page PAGE_IS_WRITTEN. The next checkpoint
+// stores the written pages and marks the still-protected ones as inherited from the image taken
+// when the protection was set.
+//
+// Only the page-table bits are trusted: a page keeps its bit only while the same area stays mapped
+// and unwritten (munmap + mmap, mremap without UFFD_FEATURE_EVENT_REMAP, MADV_DONTNEED on
+// anonymous memory and fork all drop it), so a lost or replaced userfaultfd can only make pages
+// look written, never unwritten. The image the protection started from must still be where it
+// was, with the header recorded (a failed or deleted checkpoint makes the next one full).
+import CStasisABI
+import CStasisShim
+import StasisProc
+
+struct DirtyPageTracker {
+    let state: UnsafeMutablePointer<stasis_tracking_t>
+    let pid: Int
+
+    @_noAllocation @_noLocks
+    init?(config: UnsafePointer<stasis_agent_config_t>, pid: Int) {
+        guard let slot = UnsafeMutablePointer<stasis_tracking_t>(bitPattern: UInt(config.pointee.tracking_slot)) else { return nil }
+        state = slot
+        self.pid = pid
+        if slot.pointee.pid != Int32(truncatingIfNeeded: pid) {
+            // A forked child inherited its parent's slot (and maybe the descriptor, which tracks the
+            // parent's memory): start over.
+            if slot.pointee.pid != 0 && slot.pointee.uffd > 2 && Self.isUserfaultfd(slot.pointee.uffd) {
+                RawSyscall.close(slot.pointee.uffd)
+            }
+            forget()
+            slot.pointee.uffd = -1
+            slot.pointee.pid = Int32(truncatingIfNeeded: pid)
+        }
+    }
+
+    /// stasis_tracking_t.base_path: the slot never moves.
+    private var basePath: UnsafeMutablePointer<UInt8> {
+        (UnsafeMutableRawPointer(state) + Int(STASIS_TRACKING_PATH_OFFSET)).assumingMemoryBound(to: UInt8.self)
+    }
+
+    /// The userfaultfd when this process armed one and it is still open as one.
+    @_noAllocation @_noLocks
+    func descriptor() -> Int32? {
+        let fd = state.pointee.uffd
+        guard fd > 2, Self.isUserfaultfd(fd) else { return nil }
+        return fd
+    }
+
+    /// No usable base: the next image is a full one.
+    @_noAllocation @_noLocks
+    func forget() {
+        state.pointee.base_sequence = 0
+        state.pointee.base_time_ns = 0
+        state.pointee.chain_length = 0
+        state.pointee.base_path_bytes = 0
+    }
+
+    @_noAllocation @_noLocks
+    static func isUserfaultfd(_ fd: Int32) -> Bool {
+        // "/proc/self/fd/N" → "anon_inode:[userfaultfd]"
+        var path: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var link: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &path) { pathBytes in
+            withUnsafeMutableBytes(of: &link) { linkBytes in
+                var text = TextBuffer(pathBytes.baseAddress!, capacity: 32)
+                text.append("/proc/self/fd/")
+                text.append(decimal: Int(fd))
+                let n = RawSyscall.readlink(text.cString, linkBytes.baseAddress!, 40)
+                let expected: StaticString = "anon_inode:[userfaultfd]"
+                guard n == expected.utf8CodeUnitCount else { return false }
+                for i in 0..<n where linkBytes[i] != expected.utf8Start[i] { return false }
+                return true
+            }
+        }
+    }
+
+    /// The image an incremental image may refer to as its parent: tracking is armed, the chain is
+    /// shorter than `maxChain`, the base lies in `directory` and still has the header recorded.
+    /// Returns its chain length, or nil (write a full image).
+    @_noAllocation @_noLocks
+    func usableBase(directory: TextBuffer, maxChain: UInt32) -> UInt32? {
+        let s = state.pointee
+        guard descriptor() != nil, s.base_sequence > 0, s.chain_length >= 1, s.chain_length < maxChain else { return nil }
+        let count = Int(s.base_path_bytes)
+        guard count > directory.count + 1, count < Int(STASIS_MAX_PATH) else { return nil }
+        do {
+            let path = basePath
+            for i in 0..<directory.count where path[i] != directory.bytes[i] { return nil }
+            guard path[directory.count] == UInt8(ascii: "/") else { return nil }
+            for i in (directory.count + 1)..<count where path[i] == UInt8(ascii: "/") { return nil }
+            guard path[count] == 0 else { return nil }
+            let fd = RawSyscall.open(UnsafeRawPointer(path).assumingMemoryBound(to: CChar.self),
+                                     RawFlag.readOnly | RawFlag.closeOnExec | RawFlag.noFollow)
+            guard fd >= 0 else { return nil }
+            defer { RawSyscall.close(Int32(fd)) }
+            var header = stasis_image_header_t()
+            let n = withUnsafeMutablePointer(to: &header) { pointer in
+                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: pointer), MemoryLayout<stasis_image_header_t>.size, 0)
+            }
+            guard n == MemoryLayout<stasis_image_header_t>.size, header.sequence == s.base_sequence,
+                header.time_ns == s.base_time_ns, header.pid == Int32(truncatingIfNeeded: pid)
+            else { return nil }
+            return s.chain_length
+        }
+    }
+
+    /// The base's file name (after the last '/'), for the PARENT record. The slot never moves.
+    @_noAllocation @_noLocks
+    func baseName() -> (UnsafePointer<UInt8>, Int) {
+        let count = Int(state.pointee.base_path_bytes)
+        let path = UnsafePointer(basePath)
+        var slash = count
+        while slash > 0 && path[slash - 1] != UInt8(ascii: "/") { slash -= 1 }
+        return (path + slash, count - slash)
+    }
+
+    /// After memory was captured as the image at `path`: register every private writable area
+    /// (again: new areas appear, registering twice is harmless) and write-protect its present
+    /// pages; the image becomes the base of the next incremental one. False if no userfaultfd can
+    /// be had (unprivileged without UFFD_USER_MODE_ONLY support): images stay full.
+    @_noAllocation @_noLocks
+    func arm(maps: UnsafePointer<UInt8>, count: Int, pagemapFD: Int32, scratchRanges: (UInt64, UInt64, UInt64, UInt64),
+             path: TextBuffer, sequence: UInt64, timeNanoseconds: UInt64, chainLength: UInt32) -> Bool
+    {
+        guard let uffd = descriptor() ?? openUserfaultfd() else {
+            forget()
+            return false
+        }
+        state.pointee.uffd = uffd
+        var lines = ByteCursor(maps, count: count)
+        while let line = lines.nextLine() {
+            guard let area = MapsLine(parsing: line.bytes, count: line.count), area.isWritable, !area.isShared,
+                area.start != scratchRanges.0, area.start != scratchRanges.2
+            else { continue }
+            var register: (UInt64, UInt64, UInt64, UInt64) = (area.start, area.end - area.start, STASIS_UFFDIO_REGISTER_MODE_WP, 0)
+            let registered = withUnsafeMutablePointer(to: &register) { pointer in
+                RawSyscall.call(STASIS_NR_ioctl, Int(uffd), Int(STASIS_UFFDIO_REGISTER), Int(bitPattern: pointer))
+            }
+            guard registered == 0 else { continue }  // e.g. VM_PFNMAP: its pages always count as written
+            var cursor = area.start
+            while cursor < area.end {
+                var arg = stasis_pm_scan_arg_t()
+                arg.size = UInt64(MemoryLayout<stasis_pm_scan_arg_t>.size)
+                arg.flags = STASIS_PM_SCAN_WP_MATCHING
+                arg.start = cursor
+                arg.end = area.end
+                arg.category_anyof_mask = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
+                let result = withUnsafeMutablePointer(to: &arg) { pointer in
+                    RawSyscall.call(STASIS_NR_ioctl, Int(pagemapFD), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
+                }
+                guard result >= 0, arg.walk_end > cursor else { break }
+                cursor = arg.walk_end
+            }
+        }
+        let n = min(path.count, Int(STASIS_MAX_PATH) - 1)
+        let bytes = basePath
+        for i in 0..<n { bytes[i] = path.bytes[i] }
+        bytes[n] = 0
+        state.pointee.base_path_bytes = UInt32(n)
+        state.pointee.base_sequence = sequence
+        state.pointee.base_time_ns = timeNanoseconds
+        state.pointee.chain_length = chainLength
+        return true
+    }
+
+    /// userfaultfd(UFFD_USER_MODE_ONLY) with WP_ASYNC, moved out of the program's way (fd ≥ 1000 when
+    /// the limit allows) and close-on-exec.
+    @_noAllocation @_noLocks
+    private func openUserfaultfd() -> Int32? {
+        let flags = Int(RawFlag.closeOnExec) | 0o4000 /* O_NONBLOCK */ | Int(STASIS_UFFD_USER_MODE_ONLY)
+        var fd = RawSyscall.call(STASIS_NR_userfaultfd, flags)
+        if fd < 0 { fd = RawSyscall.call(STASIS_NR_userfaultfd, flags & ~Int(STASIS_UFFD_USER_MODE_ONLY)) }
+        guard fd >= 0 else { return nil }
+        var api: (UInt64, UInt64, UInt64) = (STASIS_UFFD_API, STASIS_UFFD_FEATURE_WP_ASYNC, 0)
+        let ok = withUnsafeMutablePointer(to: &api) { pointer in
+            RawSyscall.call(STASIS_NR_ioctl, fd, Int(STASIS_UFFDIO_API), Int(bitPattern: pointer))
+        }
+        guard ok == 0 else {
+            RawSyscall.close(Int32(fd))
+            return nil
+        }
+        let high = RawSyscall.call(STASIS_NR_fcntl, fd, 1030 /* F_DUPFD_CLOEXEC */, 1000)
+        if high >= 0 {
+            RawSyscall.close(Int32(fd))
+            return Int32(high)
+        }
+        return Int32(fd)
+    }
+}

@@ -1,0 +1,163 @@
+import Glibc
+import Testing
+
+/// Incremental images end to end: the dirty fixture keeps rewriting, zapping and moving pages; chains
+/// of full and incremental images must restore to a state it checks page by page.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct IncrementalTests {
+    /// 32768 pages (128 MiB), half written at start; the fixture then rewrites at most ~8000 a second.
+    static let pages = "32768"
+
+    func startDirty(_ scratch: Scratch, options: [String]) throws -> (ChildProcess, String) {
+        let binary = try compileFixture("dirty", into: scratch.path)
+        let output = scratch.file("dirty.out")
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path] + options + ["--", binary, Self.pages, scratch.path],
+                                     outputPath: output, workingDirectory: scratch.path)
+        try waitUntil("READY from the fixture") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        return (child, output)
+    }
+
+    /// `stasis checkpoint --json`: the image path and its chain length.
+    func checkpoint(_ pid: pid_t, _ scratch: Scratch, _ extra: [String] = []) throws -> (image: String, chain: Int) {
+        let (code, output) = try Stasis.run(["checkpoint", "--json"] + extra + [String(pid)], in: scratch.path)
+        try #require(code == 0, "stasis checkpoint failed: \(output)")
+        guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+            throw TestFailure("no JSON result in: \(output)")
+        }
+        // {"pid": 1, "image": "PATH", ..., "chain_length": N}
+        func value(after key: String) -> Substring {
+            let parts = line.split(separator: "\"" + key + "\": ", maxSplits: 1, omittingEmptySubsequences: false)
+            return parts.count == 2 ? parts[1] : ""
+        }
+        let image = String(value(after: "image").dropFirst().prefix { $0 != "\"" })
+        let chain = Int(value(after: "chain_length").prefix { $0.isNumber }) ?? -1
+        return (image, chain)
+    }
+
+    func size(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : -1
+    }
+
+    func restart(_ image: String, _ scratch: Scratch) throws -> (ChildProcess, pid_t) {
+        let pidFile = scratch.file("restored-\(UInt32.random(in: 0...UInt32.max)).pid")
+        let log = scratch.file("restart-\(UInt32.random(in: 0...UInt32.max)).log")
+        let child = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image], outputPath: log,
+                                     workingDirectory: scratch.path)
+        try waitUntil("the restored PID", seconds: 60) {
+            access(pidFile, R_OK) == 0 || ChildRegistry.shared.contains(child.pid) == false
+        }
+        guard let pid = pid_t(((try? String(contentsOfFile: pidFile)) ?? "").trimmingCharacters(in: "\n")) else {
+            throw TestFailure("restart wrote no pid: \((try? String(contentsOfFile: log)) ?? "")")
+        }
+        return (child, pid)
+    }
+
+    /// SIGTERM makes the fixture check every page; expects its PASS.
+    func expectPass(_ launcher: ChildProcess, _ pid: pid_t, _ output: String) throws {
+        usleep(100_000)
+        kill(pid, SIGTERM)
+        let termination = try launcher.wait()
+        let text = try String(contentsOfFile: output)
+        #expect(termination == .exited(0), "fixture output: \(text.suffix(300))")
+        #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(text.suffix(300))")
+    }
+
+    /// Full image, three incremental ones (much smaller), SIGKILL, restart from the newest; the restored
+    /// process starts a new chain with a full image, goes on incrementally, and restarts again.
+    @Test(arguments: [[], ["--no-fork"]])
+    func chainRestoresEveryPage(mode: [String]) throws {
+        let scratch = Scratch()
+        let (original, output) = try startDirty(scratch, options: ["--incremental"] + mode)
+        var images: [(image: String, chain: Int)] = []
+        for _ in 0..<4 {
+            usleep(UInt32.random(in: 50_000...150_000))
+            images.append(try checkpoint(original.pid, scratch))
+        }
+        #expect(images.map(\.chain) == [1, 2, 3, 4])
+        let full = size(images[0].image)
+        for incremental in images.dropFirst() {
+            #expect(size(incremental.image) < full / 2, "incremental \(size(incremental.image)) bytes vs full \(full)")
+        }
+        original.killAndReap()
+
+        var (launcher, pid) = try restart(images[3].image, scratch)
+        usleep(100_000)
+        let afterRestart = try checkpoint(pid, scratch)
+        #expect(afterRestart.chain == 1, "a restored process has no write protection yet: its first image is full")
+        usleep(100_000)
+        let next = try checkpoint(pid, scratch)
+        #expect(next.chain == 2)
+        kill(pid, SIGKILL)
+        #expect(try launcher.wait() == .signaled(SIGKILL))
+        (launcher, pid) = try restart(next.image, scratch)
+        try expectPass(launcher, pid, output)
+    }
+
+    /// A middle image of a chain restarts too; --keep keeps what kept images need; --max-chain starts
+    /// new chains; `checkpoint --incremental` works without `run --incremental`, `--full` forces one.
+    @Test func keepMaxChainAndPerCheckpointChoice() throws {
+        let scratch = Scratch()
+        let (original, output) = try startDirty(scratch, options: ["--keep", "2"])
+        var chains: [Int] = []
+        var images: [String] = []
+        for extra in [["--incremental"], ["--incremental"], ["--incremental"], ["--full"], ["--incremental"]] {
+            usleep(50_000)
+            let (image, chain) = try checkpoint(original.pid, scratch, extra)
+            chains.append(chain)
+            images.append(image)
+        }
+        #expect(chains == [1, 2, 3, 1, 2])
+        // --keep 2 keeps images 4 and 5; 5 needs 4 only, so 1-3 go.
+        #expect(images.map { access($0, F_OK) == 0 } == [false, false, false, true, true])
+        original.killAndReap()
+        let (launcher, pid) = try restart(images[4], scratch)
+        try expectPass(launcher, pid, output)
+
+        let second = Scratch()
+        let (other, otherOutput) = try startDirty(second, options: ["--incremental", "--max-chain", "2", "--keep", "1"])
+        var otherImages: [(image: String, chain: Int)] = []
+        for _ in 0..<3 {
+            usleep(50_000)
+            otherImages.append(try checkpoint(other.pid, second))
+        }
+        #expect(otherImages.map(\.chain) == [1, 2, 1])
+        // --keep 1 after image 2 (chain 2) must not have removed image 1; image 3 is full, so 1 and 2 go.
+        #expect(otherImages.map { access($0.image, F_OK) == 0 } == [false, false, true])
+        other.killAndReap()
+        let (otherLauncher, otherPID) = try restart(otherImages[2].image, second)
+        try expectPass(otherLauncher, otherPID, otherOutput)
+    }
+
+    /// Restart from the middle of a chain, and the errors for a missing or substituted parent.
+    @Test func middleImageAndBrokenChains() throws {
+        let scratch = Scratch()
+        let (original, output) = try startDirty(scratch, options: ["--incremental"])
+        var images: [String] = []
+        for _ in 0..<3 {
+            usleep(50_000)
+            images.append(try checkpoint(original.pid, scratch).image)
+        }
+        original.killAndReap()
+
+        // A missing parent, then a parent replaced by another image of the same name: refused, exit 12,
+        // one line (before the fixture's own file is checked).
+        let saved = images[0] + ".saved"
+        #expect(rename(images[0], saved) == 0)
+        var (code, text) = try Stasis.run(["restart", images[2]], in: scratch.path)
+        #expect(code == 12, "missing parent: \(text)")
+        #expect(text.contains("parent") && text.contains("missing") && text.split(separator: "\n").count == 1, "\(text)")
+        #expect(system("cp '\(images[2])' '\(images[0])'") == 0)
+        (code, text) = try Stasis.run(["restart", images[2]], in: scratch.path)
+        #expect(code == 12, "substituted parent: \(text)")
+        #expect(text.contains("not the parent"), "\(text)")
+        (code, text) = try Stasis.run(["verify", images[2]], in: scratch.path)
+        #expect(code == 12, "verify of a broken chain: \(text)")
+        #expect(rename(saved, images[0]) == 0)
+        (code, text) = try Stasis.run(["verify", images[2]], in: scratch.path)
+        #expect(code == 0, "verify of the whole chain: \(text)")
+
+        let (launcher, pid) = try restart(images[1], scratch)
+        try expectPass(launcher, pid, output)
+    }
+}
