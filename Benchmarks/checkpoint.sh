@@ -4,6 +4,8 @@
 #   checkpoint time until the image is published (fsync'd), MB/s, image size, restart time (until the
 #   restorer hands over, page cache dropped first), and in the same run the limits: `dd` writing the
 #   same bytes to the same directory with fsync, and memcpy of the same bytes.
+#   Then the incremental case: with `stasis run --incremental`, a full image, 1% of the pages rewritten,
+#   and an incremental image (mode "incr-1%": its pause, time, size, and the restart through the chain).
 #   Benchmarks/checkpoint.sh [DIR] [SIZES_MIB...]      default: /tmp 64 512 2048
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ BIN=$(swift build -c release --show-bin-path)
 WORK=$(mktemp -d "$DIR/stasis-bench-XXXXXX")
 trap 'kill -9 ${RUN:-} ${RESTART:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cat > "$WORK/memhog.c" <<'C'
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +24,10 @@ cat > "$WORK/memhog.c" <<'C'
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+static volatile sig_atomic_t touch;
+static void on_usr1(int signo) { (void)signo; touch = 1; }
 int main(int argc, char **argv) {
+    signal(SIGUSR1, on_usr1);
     size_t bytes = (size_t)atol(argv[1]) << 20;
     uint64_t *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     for (size_t i = 0; i < bytes / 8; i++) p[i] = i * 0x9e3779b97f4a7c15ull + 1;
@@ -33,7 +39,13 @@ int main(int argc, char **argv) {
         return q[bytes / 16] == 7;
     }
     printf("READY\n"); fflush(stdout);
-    for (;;) pause();
+    for (;;) {
+        pause();
+        if (!touch) continue;
+        touch = 0; /* SIGUSR1: rewrite 1% of the pages (every 100th) */
+        for (size_t i = 0; i < bytes / 8; i += 512 * 100) p[i] += 1;
+        printf("TOUCHED\n"); fflush(stdout);
+    }
 }
 C
 cc -O2 -o "$WORK/memhog" "$WORK/memhog.c"
@@ -44,12 +56,16 @@ for MIB in "${SIZES[@]}"; do
     d0=$(date +%s%N); dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$MIB" conv=fsync status=none; d1=$(date +%s%N)
     rm -f "$WORK/dd.bin"
     MEMCPY=$("$WORK/memhog" "$MIB" memcpy)
-    for MODE in in-place cow; do
+    for MODE in in-place cow incr-1%; do
         rm -f "$WORK"/*.stasis "$WORK"/*.latest "$WORK/out" "$WORK/restored.pid"
-        FLAG=(); [ "$MODE" = in-place ] && FLAG=(--no-fork)
+        FLAG=(); [ "$MODE" = in-place ] && FLAG=(--no-fork); [ "$MODE" = incr-1% ] && FLAG=(--incremental)
         "$BIN/stasis" run --dir "$WORK" "${FLAG[@]}" -- "$WORK/memhog" "$MIB" > "$WORK/out" 2>&1 &
         RUN=$!
         until grep -q READY "$WORK/out" 2>/dev/null; do sleep 0.05; done
+        if [ "$MODE" = incr-1% ]; then  # the full parent first, then 1% rewritten
+            "$BIN/stasis" checkpoint "$RUN" > /dev/null
+            kill -USR1 "$RUN"; until grep -q TOUCHED "$WORK/out" 2>/dev/null; do sleep 0.01; done
+        fi
         t0=$(date +%s%N); JSON=$("$BIN/stasis" checkpoint --json "$RUN"); t1=$(date +%s%N)
         IMAGE=$(json "$JSON" image); PAUSE=$(( $(json "$JSON" pause_ns) / 1000000 ))
         SIZE=$(stat -c %s "$IMAGE")

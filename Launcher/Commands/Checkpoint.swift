@@ -92,6 +92,9 @@ enum CheckpointCommand {
                     // "ok PATH" then "NAME VALUE" lines (threads, freeze_ns, pause_ns, total_ns).
                     let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
                     let image = String(lines[0].dropFirst(3))
+                    if lines.contains("incremental_unavailable 1") {
+                        printError("stasis: warning: this kernel refused a userfaultfd (needed to track written pages); images of \(pid) stay full")
+                    }
                     if options.flags.contains("--json") {
                         var fields = ["\"pid\": \(pid)", "\"image\": \"\(jsonEscape(image))\""]
                         for line in lines.dropFirst() {

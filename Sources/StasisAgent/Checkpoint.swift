@@ -61,6 +61,8 @@ struct CheckpointJob {
     var incremental = false
     /// Images in this image's chain: 1 for a full image.
     var chainLength: UInt32 = 1
+    /// --incremental was asked for but no userfaultfd could be had.
+    var trackingUnavailable = false
     /// This image's header.time_ns (a later incremental image names it as its parent by it).
     var imageTimeNanoseconds: UInt64 = 0
 
@@ -327,7 +329,11 @@ struct CheckpointJob {
         if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
         if parentChain != nil { try memory.classify(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena) }
         // Tracking continues for a process that had it, and starts with its first --incremental image.
-        let armTracking = tracker != nil && (incremental || tracker?.descriptor() != nil)
+        var armTracking = tracker != nil && (incremental || tracker?.descriptor() != nil)
+        if armTracking && tracker?.prepare() == nil {
+            armTracking = false
+            trackingUnavailable = true  // reported: `stasis checkpoint` warns
+        }
 
         // Copy-on-write: a grandchild gets this address space as it is now and writes it; the program
         // goes on at once. Raw clone (no atfork handlers, no exit signal); the child only clones the
@@ -594,6 +600,7 @@ struct CheckpointJob {
             message.append(decimal: Int(publishedAt - startedAt))
             message.append("\nchain_length ")
             message.append(decimal: Int(chainLength))
+            if trackingUnavailable { message.append("\nincremental_unavailable 1") }
         }
         message.append("\n")
         let requestID = capture.pointee.request_id

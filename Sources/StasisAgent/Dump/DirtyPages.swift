@@ -128,11 +128,7 @@ struct DirtyPageTracker {
     func arm(maps: UnsafePointer<UInt8>, count: Int, pagemapFD: Int32, scratchRanges: (UInt64, UInt64, UInt64, UInt64),
              path: TextBuffer, sequence: UInt64, timeNanoseconds: UInt64, chainLength: UInt32) -> Bool
     {
-        guard let uffd = descriptor() ?? openUserfaultfd() else {
-            forget()
-            return false
-        }
-        state.pointee.uffd = uffd
+        guard let uffd = prepare() else { return false }
         var lines = ByteCursor(maps, count: count)
         while let line = lines.nextLine() {
             guard let area = MapsLine(parsing: line.bytes, count: line.count), area.isWritable, !area.isShared,
@@ -167,6 +163,19 @@ struct DirtyPageTracker {
         state.pointee.base_time_ns = timeNanoseconds
         state.pointee.chain_length = chainLength
         return true
+    }
+
+    /// The userfaultfd, opened now if this process has none; nil (and no base) when the kernel refuses
+    /// one (seccomp, an old kernel): images stay full.
+    @_noAllocation @_noLocks
+    func prepare() -> Int32? {
+        if let fd = descriptor() { return fd }
+        guard let fd = openUserfaultfd() else {
+            forget()
+            return nil
+        }
+        state.pointee.uffd = fd
+        return fd
     }
 
     /// userfaultfd(UFFD_USER_MODE_ONLY) with WP_ASYNC, moved out of the program's way (fd ≥ 1000 when
