@@ -111,7 +111,7 @@ enum InspectCommand {
         parts.append("\"threads\": [\(threads.joined(separator: ", "))]")
         let areas = image.memoryAreas.map { a in
             "{\"start\": \(a.start), \"end\": \(a.end), \"perms\": \(str(protection(a))), \"path\": \(str(a.path)), "
-                + "\"stored_bytes\": \(a.dataBytes)}"
+                + "\"stored_bytes\": \(a.dataBytes), \"inherited_bytes\": \(a.inheritedPages * 4096)}"
         }
         parts.append("\"memory\": [\(areas.joined(separator: ", "))]")
         let fds = image.fileDescriptors.map { f in

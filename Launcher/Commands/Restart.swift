@@ -126,6 +126,7 @@ enum RestartCommand {
         }
         plan.closeAll()
         planFile?.closeAfterError()
+        withExtendedLifetime(chain) {}  // the parents' descriptors stay open until the child has its copies
         statusWrite.closeAfterError()
         guard pid > 0 else {
             statusRead.closeAfterError()
