@@ -8,7 +8,7 @@ import StasisSystem
 /// (with the original PID when permitted and free), forward signals, and exit as the program does.
 enum RestartCommand {
     static let help = """
-        usage: stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] IMAGE
+        usage: stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager] IMAGE
 
         Brings the checkpointed program back where it was, in the foreground; the exit status is the
         program's. The original PID is reused when it is free and the caller may choose PIDs (root or
@@ -18,6 +18,14 @@ enum RestartCommand {
                                    the restored program keeps signing its images with it
           --interval D             checkpoint the restored program every D (90s, 15m, 2h), into --dir or the
                                    program's own image directory
+          --eager                  read every page in before the program runs again. By default large
+                                   areas come back lazily: the program runs at once and a pager process
+                                   brings pages in as it touches them and the rest in the background
+                                   (it keeps the image open until then, so deleting the image is safe;
+                                   use --eager for images on a network file system that may vanish, or
+                                   to have all memory in place before anything runs). Lazy restart
+                                   needs root or CAP_SYS_PTRACE (or vm.unprivileged_userfaultfd=1);
+                                   otherwise restart is eager and says so
           --allow-changed-files    go on when a file the program had open or mapped changed since the
                                    checkpoint (a warning per file); by default that refuses the restart
         Signals sent to this process are forwarded to the program.
@@ -27,7 +35,7 @@ enum RestartCommand {
                                      SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGPWR, SIGVTALRM, SIGPROF, SIGXCPU]
 
     static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
-        let options = try OptionParser(arguments, valued: ["--pid-file", "--key", "--interval", "--dir"], flags: ["--help", "--allow-changed-files"], command: "restart")
+        let options = try OptionParser(arguments, valued: ["--pid-file", "--key", "--interval", "--dir"], flags: ["--help", "--allow-changed-files", "--eager"], command: "restart")
         if options.flags.contains("--help") {
             printOut(help)
             return 0
@@ -86,7 +94,7 @@ enum RestartCommand {
         let statusWrite = FileDescriptor(rawValue: pipeFDs[1])
         var extra: [FileDescriptor] = []
         if let planFile { extra = [planFile] + chain.members.dropFirst().map(\.source.descriptor) }
-        var plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: statusWrite,
+        let plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: statusWrite,
                                           keyFD: keyPipe?.read, imageSource: source, extraDescriptors: extra)
         keyPipe?.read.closeAfterError()
         if let planFile {
@@ -105,6 +113,7 @@ enum RestartCommand {
                                                      strdup(String(plan.statusTarget))]
         argv.append(strdup(String(plan.keyTarget)))
         argv.append(strdup(String(plan.extraTargets.first ?? -1)))
+        argv.append(strdup(options.flags.contains("--eager") ? "0" : "1"))
         argv.append(nil)
         var usedSetTID: Int32 = 0
         var setTIDError: Int32 = 0

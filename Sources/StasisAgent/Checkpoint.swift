@@ -241,8 +241,46 @@ struct CheckpointJob {
         }
     }
 
+    /// After a lazy restart a pager process brings pages in for a second or so; pages not yet there
+    /// would be missing from an image. Waits (threads still running) until it is gone, up to 120 s.
+    @_noAllocation @_noLocks
+    private mutating func waitForPager() throws(FreezeFailure) {
+        let state = capture.pointee.state
+        let pager = Int(state.pointee.pager_pid)
+        guard pager > 0 else { return }
+        let deadline = monotonicNanoseconds() + 120_000_000_000
+        while true {
+            // /proc/PID/stat: "PID (stasis-pager) S ..."; gone, reaped into another process, or a zombie: done.
+            scratch.removeAll()
+            scratch.append("/proc/")
+            scratch.append(decimal: pager)
+            scratch.append("/stat")
+            let n = ProcFile.read(scratch.cString, into: UnsafeMutableRawPointer(message.bytes), capacity: 128)
+            let text = message.bytes
+            let name: StaticString = ") "
+            var running = false
+            if n > 0 {
+                var cursor = ByteCursor(text, count: n)
+                cursor.skipPast(UInt8(ascii: "("))
+                if cursor.skipWord("stasis-pager") && cursor.skipWord(name) && cursor.index < n {
+                    running = text[cursor.index] != UInt8(ascii: "Z") && text[cursor.index] != UInt8(ascii: "X")
+                }
+            }
+            message.removeAll()
+            scratch.removeAll()
+            if !running {
+                state.pointee.pager_pid = 0
+                return
+            }
+            if monotonicNanoseconds() > deadline { throw FreezeFailure(step: .stillPagingIn, errno: 0, object: pager) }
+            var pause: (Int, Int) = (0, 2_000_000)
+            withUnsafeMutablePointer(to: &pause) { _ = RawSyscall.call(35 /* nanosleep */, Int(bitPattern: $0), 0) }
+        }
+    }
+
     @_noAllocation @_noLocks
     private mutating func writeImage(arena: inout FreezeArena) throws(FreezeFailure) {
+        try waitForPager()
         // Every other thread stops in its handler and captures itself (FreezeWindow.swift).
         guard var freeze = FreezeWindow(arena: &arena, capture: capture) else {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
@@ -641,6 +679,11 @@ struct CheckpointJob {
             text.append(" thread(s) did not stop within 5 s (blocking the checkpoint signal with raw system calls?)")
             return
         case .tooManyThreads: text.append("more threads than the agent can capture (4096)")
+        case .stillPagingIn:
+            text.append("the lazy restart's pager (pid ")
+            text.append(decimal: failure.object)
+            text.append(") is still bringing pages in after 120 s; try again later")
+            return
         case .sysvSharedMemory:
             text.append("SysV shared memory (shmat) at 0x")
             text.append(hex: UInt64(UInt(bitPattern: failure.object)))

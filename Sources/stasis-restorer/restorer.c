@@ -1,7 +1,7 @@
 /* restorer.c: stasis-restorer, exec'd by `stasis restart` with the program's
  * descriptors, cwd and umask already in place.
  *
- *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD|-1 [PLAN_FD|-1]]
+ *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD|-1 [PLAN_FD|-1 [LAZY]]]   (LAZY: 1 = rst_lazy.c)
  *
  * Algorithm:
  *   1. read and check the image header; list our own mappings
@@ -95,8 +95,11 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
 __attribute__((noreturn, used)) static void rst_phase2(struct rst_args *args) {
     rst_unmap_restorer(args);
     rst_move_vdso(args);
+    rst_lazy_open(args);
     rst_for_each_record(args, collect_record);
     rst_check_plan_done(args);
+    rst_lazy_start(args);
+    rst_close_plan(args);
     if (!args->have_process || !args->have_agent || args->thread_count != (int)args->header.thread_count)
         rst_fail(args, "image lacks a process or agent record, or some of its threads", (uint64_t)args->thread_count);
     uint64_t tail = args->agent.restore_tail, thread_tail = args->agent.restore_thread_tail;
@@ -132,6 +135,7 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     local.status_fd = parse_int(argv[2]);
     local.key_fd = argc > 3 ? parse_int(argv[3]) : -1;
     local.plan_fd = argc > 4 ? parse_int(argv[4]) : -1;
+    local.lazy_requested = argc > 5 && parse_int(argv[5]) == 1;
     if (local.image_fd < 0 || local.status_fd < 0) rst_fail(&local, "bad descriptor arguments", 0);
 
     rst_read_header(&local);
@@ -151,6 +155,7 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     local.thread_stacks = local.work_start + local.work_bytes - RST_PAGE - threads * RST_THREAD_STACK_BYTES;
     local.threads = (struct rst_thread *)(local.thread_stacks - table_bytes);
     uint64_t args_at = (uint64_t)local.threads - args_bytes;
+    if (local.lazy_requested) rst_lazy_place_tables(&local, args_at - rst_lazy_table_bytes());
     struct rst_args *args = (struct rst_args *)args_at;
     memcpy(args, &local, sizeof local);
     /* the vdso scratch range must be free for mremap: unmap it within our region */

@@ -71,7 +71,33 @@ struct rst_args {
     int plan_fd;                    /* -1, or the launcher's restore plan (stasis_restore_plan.h) */
     stasis_restore_plan_header_t plan;
     uint32_t next_segment;          /* the first plan segment not yet read in */
+    /* lazy restart (rst_lazy.c) */
+    int lazy_requested;             /* argv[5] == 1 */
+    int uffd;                       /* -1: every page is read in now */
+    int32_t program_pid, pager_pid;
+    struct rst_lazy_piece *lazy_pieces;
+    struct rst_lazy_area *lazy_areas;
+    uint64_t lazy_piece_count, lazy_piece_capacity, lazy_page_count;
+    uint32_t lazy_area_count, lazy_area_capacity;
     char path[STASIS_MAX_PATH + 1]; /* scratch */
+};
+
+/* Lazy restart (rst_lazy.c): a run of pages the pager serves, and an area whose CRC it checks. */
+struct rst_lazy_piece {
+    uint64_t address;
+    uint64_t pages;
+    uint64_t offset;  /* in fd */
+    uint64_t first;   /* pager page number of its first page (pieces are numbered back to back) */
+    int32_t fd;
+    int32_t area;     /* rst_lazy_area index whose CRC covers it, or -1 (a parent's pages: checked by the launcher) */
+};
+#define RST_LAZY_PIECES (256u << 10)
+#define RST_LAZY_AREAS (16u << 10)
+struct rst_lazy_area {
+    uint64_t start, end;
+    uint64_t data_bytes;  /* 0: not checked */
+    uint64_t seen;
+    uint32_t expected_crc, crc;
 };
 
 /* rst_lib.c */
@@ -99,7 +125,17 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
 void rst_restore_mm(struct rst_args *args);
 void rst_restore_timers(struct rst_args *args);
 void rst_read_plan(struct rst_args *args);
+
+/* rst_lazy.c */
+void rst_lazy_open(struct rst_args *args);
+int rst_lazy_wants(struct rst_args *args, const stasis_memory_area_record_t *area);
+int rst_lazy_add_area(struct rst_args *args, uint64_t start, uint64_t end, uint64_t data_bytes, uint32_t crc);
+void rst_lazy_add_piece(struct rst_args *args, uint64_t address, uint64_t bytes, int fd, uint64_t offset, int area);
+void rst_lazy_start(struct rst_args *args);
+uint64_t rst_lazy_table_bytes(void);
+void rst_lazy_place_tables(struct rst_args *args, uint64_t at);
 void rst_check_plan_done(struct rst_args *args);
+void rst_close_plan(struct rst_args *args);
 
 /* rst_thread.c */
 __attribute__((noreturn)) void rst_restore_threads(struct rst_args *args);

@@ -137,7 +137,8 @@ void rst_find_hole(struct rst_args *args) {
     uint64_t threads = args->header.thread_count;
     if (threads < 1 || threads > RST_MAX_THREADS) rst_fail(args, "bad thread count in header", threads);
     uint64_t table_bytes = (threads * sizeof(struct rst_thread) + RST_PAGE - 1) & ~(RST_PAGE - 1);
-    args->work_bytes = args->code_bytes + RST_STACK_BYTES + vdso_span + args_bytes + table_bytes +
+    args->work_bytes = (args->lazy_requested ? rst_lazy_table_bytes() : 0) +
+                       args->code_bytes + RST_STACK_BYTES + vdso_span + args_bytes + table_bytes +
                        threads * RST_THREAD_STACK_BYTES + RST_PAGE;
 
     /* Walk the image's areas in address order; every gap between them is a candidate. */
@@ -250,7 +251,7 @@ void rst_move_vdso(struct rst_args *args) {
 
 /* ---- program memory -------------------------------------------------------- */
 
-static void read_segments(struct rst_args *args, const stasis_memory_area_record_t *area);
+static void read_segments(struct rst_args *args, const stasis_memory_area_record_t *area, int lazy);
 
 static void read_path(struct rst_args *args, uint64_t offset, uint32_t length) {
     if (length > STASIS_MAX_PATH || rst_pread_all(args->image_fd, args->path, length, offset) < 0)
@@ -301,7 +302,10 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
         args->key_slot_ok = 1;
 
     /* Page data: runs in order, contiguous in the file from data_offset; inherited runs (an
-     * incremental image) hold none: the plan's segments bring their pages from the parents. */
+     * incremental image) hold none: the plan's segments bring their pages from the parents. A lazy
+     * area (rst_lazy.c) only records where its pages are: the pager brings them in and checks the CRC. */
+    int lazy = rst_lazy_wants(args, &area)
+        ? rst_lazy_add_area(args, area.start, area.end, record->data_bytes, record->data_crc) : -1;
     uint64_t area_pages = (area.end - area.start) / RST_PAGE;
     uint64_t data = record->data_offset;
     uint64_t stored = 0;
@@ -321,17 +325,21 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
             uint64_t bytes = runs[j].page_count * RST_PAGE;
             if (stored + bytes > record->data_bytes) return -1;
             void *into = (void *)(area.start + first * RST_PAGE);
-            int err = rst_pread_all(args->image_fd, into, bytes, data);
-            if (err < 0) rst_fail(args, "cannot read page data for area", area.start);
-            crc = stasis_crc32c_update(crc, into, bytes);
+            if (lazy >= 0) {
+                rst_lazy_add_piece(args, (uint64_t)into, bytes, args->image_fd, data, lazy);
+            } else {
+                int err = rst_pread_all(args->image_fd, into, bytes, data);
+                if (err < 0) rst_fail(args, "cannot read page data for area", area.start);
+                crc = stasis_crc32c_update(crc, into, bytes);
+            }
             data += bytes;
             stored += bytes;
         }
     }
     if (stored != record->data_bytes) return -1;
-    if (stored && stasis_crc32c_end(crc) != record->data_crc)
+    if (lazy < 0 && stored && stasis_crc32c_end(crc) != record->data_crc)
         rst_fail(args, "page data checksum mismatch for area", area.start);
-    read_segments(args, &area);
+    read_segments(args, &area, lazy >= 0);
     if (area.run_count) { /* mapped writable for the reads above */
         long r = stasis_syscall3(STASIS_NR_mprotect, (long)area.start, (long)(area.end - area.start), (long)area.prot);
         if (r < 0) rst_fail(args, "cannot protect memory area", area.start);
@@ -350,7 +358,7 @@ void rst_read_plan(struct rst_args *args) {
 }
 
 /* The plan's segments inside `area` (they come in address order, as areas do). */
-static void read_segments(struct rst_args *args, const stasis_memory_area_record_t *area) {
+static void read_segments(struct rst_args *args, const stasis_memory_area_record_t *area, int lazy) {
     if (args->plan_fd < 0) return;
     while (args->next_segment < args->plan.segment_count) {
         stasis_page_segment_t segment;
@@ -360,7 +368,9 @@ static void read_segments(struct rst_args *args, const stasis_memory_area_record
         if (segment.address < area->start || segment.bytes > area->end - segment.address || segment.bytes % RST_PAGE ||
             segment.address % RST_PAGE || segment.image >= args->plan.image_count)
             rst_fail(args, "restore plan segment outside its area at", segment.address);
-        if (rst_pread_all(args->plan.image_fds[segment.image], (void *)segment.address, segment.bytes, segment.file_offset) < 0)
+        if (lazy)
+            rst_lazy_add_piece(args, segment.address, segment.bytes, args->plan.image_fds[segment.image], segment.file_offset, -1);
+        else if (rst_pread_all(args->plan.image_fds[segment.image], (void *)segment.address, segment.bytes, segment.file_offset) < 0)
             rst_fail(args, "cannot read inherited pages from a parent image at", segment.address);
         args->next_segment++;
     }
@@ -370,6 +380,11 @@ void rst_check_plan_done(struct rst_args *args) {
     if (args->plan_fd < 0) return;
     if (args->next_segment != args->plan.segment_count)
         rst_fail(args, "restore plan segments outside every memory area", args->next_segment);
+}
+
+/* After the pager has its copies: the program keeps none of the parents' descriptors. */
+void rst_close_plan(struct rst_args *args) {
+    if (args->plan_fd < 0) return;
     for (uint32_t i = 0; i < args->plan.image_count; i++) stasis_syscall1(STASIS_NR_close, args->plan.image_fds[i]);
     stasis_syscall1(STASIS_NR_close, args->plan_fd);
 }

@@ -182,6 +182,7 @@ void rst_restore_threads(struct rst_args *args) {
             state->busy = 0; /* the image was taken mid-checkpoint */
             state->freeze_active = 0;
             state->restored_count++;
+            state->pager_pid = args->pager_pid; /* a checkpoint waits until the pager is done */
         }
     }
     /* The thread-group leader (tid == pid) is this thread; else the first record. */

@@ -338,7 +338,7 @@ typedef struct stasis_agent_state {
     volatile int32_t captured;          /* followers that have captured themselves (futex word) */
     volatile int32_t slot_count;        /* next free capture slot */
     int32_t writer_pid;                 /* --fork: the child still writing the last image, to reap */
-    int32_t reserved;
+    int32_t pager_pid;                  /* lazy restart: the pager still bringing pages in (restorer sets it) */
 } stasis_agent_state_t;
 #define STASIS_AGENT_STATE_MAGIC 0x5354415445414753ull
 

@@ -26,7 +26,7 @@ struct FreezeArena {
 struct FreezeFailure: Error {
     enum Step: UInt8 {
         case openImage, writeImage, syncImage, renameImage, readProc, scanPages, unsupportedFile, arenaExhausted,
-            readRequest, tooManyRuns, threadsDidNotStop, tooManyThreads, signalThread, readPipe, readDeletedFile, deletedFileTooLarge, sysvSharedMemory
+            readRequest, tooManyRuns, threadsDidNotStop, tooManyThreads, signalThread, readPipe, readDeletedFile, deletedFileTooLarge, sysvSharedMemory, stillPagingIn
     }
     var step: Step
     var errno: Int
