@@ -114,6 +114,10 @@ enum RestartCommand {
         argv.append(strdup(String(plan.keyTarget)))
         argv.append(strdup(String(plan.extraTargets.first ?? -1)))
         argv.append(strdup(options.flags.contains("--eager") ? "0" : "1"))
+        // Diagnostics and tests: the pager serves only faults for this long before paging in the rest.
+        if let delay = getenv("STASIS_PAGER_DELAY_MS").flatMap({ Int(String(cString: $0)) }), delay > 0, delay <= 600_000 {
+            argv.append(strdup(String(delay)))
+        }
         argv.append(nil)
         var usedSetTID: Int32 = 0
         var setTIDError: Int32 = 0
@@ -149,8 +153,9 @@ enum RestartCommand {
         }
 
         // The restorer answers "ok" just before it jumps into the program, or "error ..." and exits.
-        let status = (try? statusRead.readAll()) ?? []  // EOF is the answer when the restorer died silently
-        statusRead.closeAfterError()
+        // Up to "ok", or EOF when the restorer failed (or died silently). A lazy restart's pager keeps the
+        // pipe: it reports a page checksum mismatch there later (see forwardSignals).
+        let status = readStatus(statusRead)
         let lines = String(decoding: status, as: UTF8.self).split(separator: "\n")
         for line in lines where line.hasPrefix("warning ") { printError("stasis: restore warning: \(line.dropFirst(8))") }
         guard lines.contains("ok") else {
@@ -171,7 +176,8 @@ enum RestartCommand {
         var checkpointArguments: [String] = []
         if let dir = options.values["--dir"] { checkpointArguments += ["--dir", dir] }
         if let key = options.values["--key"] { checkpointArguments += ["--key", key] }
-        return forwardSignals(to: pid, blocked: blocked, interval: interval, checkpointArguments: checkpointArguments)
+        return forwardSignals(to: pid, blocked: blocked, interval: interval, checkpointArguments: checkpointArguments,
+                              laterStatus: statusRead)
     }
 
     /// The restore plan for an incremental image (stasis_restore_plan.h), in a memfd: the parents'
@@ -223,6 +229,22 @@ enum RestartCommand {
         fds.removeAll()
     }
 
+    /// The restorer's status lines up to and including "ok", or to EOF.
+    static func readStatus(_ pipe: FileDescriptor) -> [UInt8] {
+        var result: [UInt8] = []
+        var byte: UInt8 = 0
+        while true {
+            let n = read(pipe.rawValue, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return result }
+            result.append(byte)
+            if byte == 10 && (result.count == 3 || (result.count > 3 && result[result.count - 4] == 10))
+                && result[result.count - 3] == UInt8(ascii: "o") && result[result.count - 2] == UInt8(ascii: "k") {
+                return result
+            }
+        }
+    }
+
     /// A key file's bytes (at most 4000), for HMAC-SHA256 signatures.
     static func readKey(_ path: String) throws(LauncherError) -> [UInt8] {
         let key: [UInt8]
@@ -261,7 +283,7 @@ enum RestartCommand {
     /// With `interval`, also runs `stasis checkpoint PID` every `interval` seconds (as a child of this
     /// launcher, not of the program), passing `checkpointArguments`.
     static func forwardSignals(to pid: pid_t, blocked: sigset_t, interval: Double? = nil,
-                               checkpointArguments: [String] = []) -> Int32 {
+                               checkpointArguments: [String] = [], laterStatus: FileDescriptor? = nil) -> Int32 {
         var set = blocked
         var helpers: [pid_t] = []
         var nextCheckpoint = interval.map { now() + $0 }
@@ -277,6 +299,15 @@ enum RestartCommand {
             }
             let done = waitpid(pid, &waitStatus, WNOHANG)
             if done == pid {
+                if let laterStatus {
+                    // What a lazy restart's pager said (it stops the program on a page checksum mismatch).
+                    _ = fcntl(laterStatus.rawValue, F_SETFL, O_NONBLOCK)
+                    let text = String(decoding: (try? laterStatus.readAll()) ?? [], as: UTF8.self)
+                    for line in text.split(separator: "\n") where line.hasPrefix("error ") {
+                        printError("stasis: \(line.dropFirst(6))")
+                    }
+                    laterStatus.closeAfterError()
+                }
                 if waitStatus & 0x7f == 0 { return (waitStatus >> 8) & 0xff }  // exited
                 let signal = waitStatus & 0x7f
                 sigprocmask(SIG_UNBLOCK, &set, nil)

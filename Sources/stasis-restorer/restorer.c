@@ -1,7 +1,7 @@
 /* restorer.c: stasis-restorer, exec'd by `stasis restart` with the program's
  * descriptors, cwd and umask already in place.
  *
- *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD|-1 [PLAN_FD|-1 [LAZY]]]   (LAZY: 1 = rst_lazy.c)
+ *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD|-1 [PLAN_FD|-1 [LAZY [DELAY_MS]]]]   (LAZY: 1 = rst_lazy.c)
  *
  * Algorithm:
  *   1. read and check the image header; list our own mappings
@@ -136,6 +136,7 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     local.key_fd = argc > 3 ? parse_int(argv[3]) : -1;
     local.plan_fd = argc > 4 ? parse_int(argv[4]) : -1;
     local.lazy_requested = argc > 5 && parse_int(argv[5]) == 1;
+    local.pager_delay_ms = argc > 6 && parse_int(argv[6]) > 0 ? parse_int(argv[6]) : 0;
     if (local.image_fd < 0 || local.status_fd < 0) rst_fail(&local, "bad descriptor arguments", 0);
 
     rst_read_header(&local);

@@ -73,6 +73,7 @@ struct rst_args {
     uint32_t next_segment;          /* the first plan segment not yet read in */
     /* lazy restart (rst_lazy.c) */
     int lazy_requested;             /* argv[5] == 1 */
+    int64_t pager_delay_ms;         /* argv[6]: the pager serves only faults this long (tests) */
     int uffd;                       /* -1: every page is read in now */
     int32_t program_pid, pager_pid;
     struct rst_lazy_piece *lazy_pieces;

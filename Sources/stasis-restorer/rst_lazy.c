@@ -39,7 +39,7 @@
 #define FAULT_PAGES 16          /* served around a fault: 64 KiB */
 #define PREFETCH_BYTES (2ul << 20)
 #define MAX_CONTEXTS 32
-#define ENOENT_ 2
+#define ENOENT_ 2 /* errno values, negated by the kernel */
 #define ESRCH_ 3
 #define EAGAIN_ 11
 #define EEXIST_ 17
@@ -54,6 +54,12 @@ struct uffd_msg_ {
 static void *map_anonymous(uint64_t bytes) {
     long p = stasis_syscall6(STASIS_NR_mmap, 0, (long)bytes, 3, 0x02 | 0x20 /* PRIVATE|ANONYMOUS */, -1, 0);
     return p < 0 && p > -4096 ? 0 : (void *)p;
+}
+
+static int64_t monotonic_ms(void) {
+    int64_t ts[2] = {0, 0};
+    stasis_syscall2(STASIS_NR_clock_gettime, 1 /* CLOCK_MONOTONIC */, (long)ts);
+    return ts[0] * 1000 + ts[1] / 1000000;
 }
 
 /* ---- restorer side ---------------------------------------------------------- */
@@ -211,9 +217,9 @@ struct pager {
 };
 
 static void pager_die(struct pager *p, const char *what) {
-    rst_write_text(2, "stasis: lazy restart: ");
-    rst_write_text(2, what);
-    rst_write_text(2, "; the restored program is stopped\n");
+    rst_write_text(p->args->status_fd, "error lazy restart: ");
+    rst_write_text(p->args->status_fd, what);
+    rst_write_text(p->args->status_fd, "; the restored program was stopped (the image is damaged: restart an older one)\n");
     stasis_syscall2(STASIS_NR_kill, p->args->program_pid, 9);
     stasis_syscall1(STASIS_NR_exit_group, 1);
     __builtin_unreachable();
@@ -402,7 +408,16 @@ static long place(struct context *c, struct span *s, uint64_t page, uint64_t cou
             close_context(c);
             return -ESRCH_;
         }
-        /* EEXIST: the page is there already (a fault got it); ENOENT: unmapped meanwhile. */
+        if (r == -ENOENT_ && run > 1 && !copied) {
+            /* a copy may not cross areas (the program split one with mprotect): page by page */
+            for (uint64_t k = 0; k < run; k++) {
+                long one = place(c, s, page + done + k, 1, data + (done + k) * RST_PAGE);
+                if (one) return one;
+            }
+            done += run;
+            continue;
+        }
+        /* EEXIST: the page is there already (a fault got it); ENOENT for one page: unmapped meanwhile. */
         c->state[page + done] = 1;
         if (r == -EEXIST_) wake(c, s->start + (page + done - s->page) * RST_PAGE, RST_PAGE);
         done++;
@@ -423,7 +438,11 @@ static long fault(struct pager *p, struct context *c, uint64_t address) {
     }
     uint64_t page = s->page + (address - s->start) / RST_PAGE;
     if (c->state[page]) {
-        wake(c, address, RST_PAGE); /* arrived meanwhile */
+        /* arrived meanwhile (then ZEROPAGE meets EEXIST and wakes the thread); never loop on a fault */
+        int64_t zero[4] = {(int64_t)address, (int64_t)RST_PAGE, 0, 0};
+        long r = stasis_syscall3(STASIS_NR_ioctl, c->fd, (long)UFFDIO_ZEROPAGE_, (long)zero);
+        if (r == -EAGAIN_) return r;
+        if (r < 0) wake(c, address, RST_PAGE);
         return 0;
     }
     struct rst_lazy_piece *x = piece_of_page(p, page);
@@ -552,10 +571,18 @@ static void close_all_but(int *keep, int count) {
 
 static void pager_main(struct rst_args *args, int go_fd, int hello_fd) {
     stasis_syscall2(STASIS_NR_prctl, 15 /* PR_SET_NAME */, (long)"stasis-pager");
+    /* Pages it has not served would read as zero if it died: keep the OOM killer away (lazy restart
+     * runs with privilege: the write works) and leave only a deliberate SIGKILL. */
+    long oom = stasis_syscall3(STASIS_NR_open, (long)"/proc/self/oom_score_adj", 1 /* O_WRONLY */, 0);
+    if (oom >= 0) {
+        stasis_syscall3(STASIS_NR_write, oom, (long)"-1000", 5);
+        stasis_syscall1(STASIS_NR_close, oom);
+    }
     int32_t self = (int32_t)stasis_syscall0(STASIS_NR_getpid);
     stasis_syscall3(STASIS_NR_write, hello_fd, (long)&self, sizeof self);
-    int keep[STASIS_PLAN_MAX_IMAGES + 3];
+    int keep[STASIS_PLAN_MAX_IMAGES + 4];
     int kept = 0;
+    keep[kept++] = args->status_fd; /* for a checksum mismatch: `stasis restart` reports it */
     keep[kept++] = go_fd;
     keep[kept++] = args->uffd;
     keep[kept++] = args->image_fd;
@@ -571,6 +598,8 @@ static void pager_main(struct rst_args *args, int go_fd, int hello_fd) {
     p->pages = args->lazy_page_count;
     p->buffer = map_anonymous(PREFETCH_BYTES);
     if (!p->buffer || new_context(p, args->uffd, 0) < 0) pager_die(p, "out of memory");
+    /* STASIS_PAGER_DELAY_MS (tests): serve only faults at first, so that they meet pages not yet there. */
+    int64_t prefetch_from = monotonic_ms() + args->pager_delay_ms;
     for (;;) {
         struct {
             int fd;
@@ -585,7 +614,8 @@ static void pager_main(struct rst_args *args, int go_fd, int hello_fd) {
             if (c->alive && (c->cursor < p->pages || c->retry_count)) busy = 1;
         }
         if (!busy) break;
-        stasis_syscall3(NR_poll, (long)polls, p->count, 0);
+        int64_t wait = prefetch_from - monotonic_ms();
+        stasis_syscall3(NR_poll, (long)polls, p->count, wait > 0 ? (wait < 50 ? wait : 50) : 0);
         for (int i = 0; i < p->count; i++)
             if (polls[i].revents) read_events(p, i);
         for (int i = 0; i < p->count; i++) {
@@ -595,6 +625,7 @@ static void pager_main(struct rst_args *args, int go_fd, int hello_fd) {
             for (int k = 0; k < n && c->alive; k++)
                 if (fault(p, c, c->retry[k]) == -EAGAIN_) c->retry[c->retry_count++] = c->retry[k];
         }
+        if (monotonic_ms() < prefetch_from) continue;
         for (int i = 0; i < p->count; i++) {
             struct context *c = &p->contexts[i];
             if (c->alive && !prefetch(p, c, i == 0)) c->cursor = p->pages;

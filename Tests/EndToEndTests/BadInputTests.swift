@@ -6,12 +6,12 @@ import Testing
 @Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
 struct BadInputTests {
     /// A real image of a small counter, taken once for these tests.
-    func realImage(_ scratch: Scratch) throws -> [UInt8] {
+    func realImage(_ scratch: Scratch, mebibytes: Int = 1) throws -> [UInt8] {
         let binary = try compileFixture("counter", into: scratch.path)
         let input = scratch.file("input.txt")
         try "12345678".write(toFile: input)
         let output = scratch.file("counter.out")
-        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, "1", input],
+        let child = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, String(mebibytes), input],
                                      outputPath: output, workingDirectory: scratch.path)
         defer { child.killAndReap() }
         try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
@@ -21,10 +21,10 @@ struct BadInputTests {
         return try readBytes(path)
     }
 
-    func restart(_ bytes: [UInt8], _ scratch: Scratch) throws -> (Int32, String) {
+    func restart(_ bytes: [UInt8], _ scratch: Scratch, options: [String] = []) throws -> (Int32, String) {
         let path = scratch.file("bad-\(UInt32.random(in: 0...UInt32.max)).stasis")
         try writeBytes(bytes, to: path)
-        return try Stasis.run(["restart", path], in: scratch.path)
+        return try Stasis.run(["restart"] + options + [path], in: scratch.path)
     }
 
     func expectCleanError(_ result: (Int32, String), code: Int32, mentioning word: String) {
@@ -61,6 +61,7 @@ struct BadInputTests {
         expectCleanError(try restart(image, scratch), code: 4, mentioning: "AMX")
     }
 
+    /// --eager: every page is read (and its checksum checked) before the program runs.
     @Test func aFlippedBitAnywhereIsRefusedBeforeAnythingStarts() throws {
         let scratch = Scratch()
         let image = try realImage(scratch)
@@ -68,12 +69,27 @@ struct BadInputTests {
         for offset in [30, 200, 300, 2000, image.count / 2, image.count - 20] {
             var corrupt = image
             corrupt[offset] ^= 0x10
-            let (status, output) = try restart(corrupt, scratch)
+            let (status, output) = try restart(corrupt, scratch, options: ["--eager"])
             #expect(status == 3 || status == 9, "byte \(offset): exit \(status): \(output)")
             #expect(output.contains("checksum") || output.contains("corrupt") || output.contains("image"),
                     "byte \(offset): \(output)")
             #expect(output.split(separator: "\n").count == 1, "byte \(offset): \(output)")
         }
+    }
+}
+
+extension BadInputTests {
+    /// Lazy restart (the default) checks the page data of lazily restored areas while it pages them
+    /// in: a flipped bit there stops the program with a message naming the checksum (records and the
+    /// eagerly read areas are still checked before anything runs).
+    @Test func aFlippedPageBitStopsALazyRestart() throws {
+        let scratch = Scratch()
+        let image = try realImage(scratch, mebibytes: 8)
+        var corrupt = image
+        corrupt[image.count / 2] ^= 0x10  // inside the 8 MiB pattern's pages
+        let (status, output) = try restart(corrupt, scratch)
+        #expect(status != 0, "exit \(status): \(output)")
+        #expect(output.contains("checksum"), "\(output)")
     }
 }
 
