@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Checkpoint/restart benchmark: a memhog (N MiB filled with a pattern) under `stasis run`, for each size:
 #   pause (program stopped: --no-fork = in place, cow = the default copy-on-write writer),
-#   checkpoint time until the image is published (fsync'd), MB/s, image size, restart time (until the
-#   restorer hands over, page cache dropped first), and in the same run the limits: `dd` writing the
-#   same bytes to the same directory with fsync, and memcpy of the same bytes.
+#   checkpoint time until the image is published (fsync'd), MB/s, image size, restart time until the
+#   program runs again (lazy: the default; then paged_in = until the pager has brought every page in;
+#   eager: --eager, every page read first; page cache dropped before each), and in the same run the
+#   limits: `dd` writing the same bytes to the same directory with fsync, and memcpy of the same bytes.
 #   Then the incremental case: with `stasis run --incremental`, a full image, 1% of the pages rewritten,
 #   and an incremental image (mode "incr-1%": its pause, time, size, and the restart through the chain).
 #   Benchmarks/checkpoint.sh [DIR] [SIZES_MIB...]      default: /tmp 64 512 2048
@@ -14,7 +15,7 @@ SIZES=("${@:-64 512 2048}"); SIZES=(${SIZES[@]})
 swift build -c release >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 WORK=$(mktemp -d "$DIR/stasis-bench-XXXXXX")
-trap 'kill -9 ${RUN:-} ${RESTART:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill -9 ${RUN:-} ${RESTART:-} 2>/dev/null || true; { [ -s "$WORK/restored.pid" ] && kill -9 "$(cat "$WORK/restored.pid")" 2>/dev/null; } || true; rm -rf "$WORK"' EXIT
 cat > "$WORK/memhog.c" <<'C'
 #include <signal.h>
 #include <stdint.h>
@@ -51,7 +52,18 @@ C
 cc -O2 -o "$WORK/memhog" "$WORK/memhog.c"
 ms() { echo $(( ($2 - $1) / 1000000 )); }
 json() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-printf "%-6s %-8s %9s %13s %7s %12s %11s %9s %9s\n" MiB mode pause_ms checkpoint_ms MB/s image_bytes restart_ms dd_ms memcpy_ms
+printf "%-6s %-8s %9s %13s %7s %12s %9s %11s %9s %9s %9s\n" MiB mode pause_ms checkpoint_ms MB/s image_bytes lazy_ms paged_in_ms eager_ms dd_ms memcpy_ms
+pager_running() { ps -eo stat=,comm= | grep -v '^Z' | grep -q stasis-pager; }
+restart_ms() {  # IMAGE [OPTIONS]: restart until the program runs (ms in LAST_MS); leaves it running in RESTART
+    rm -f "$WORK/restored.pid"
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    local r0 r1; r0=$(date +%s%N)
+    "$BIN/stasis" restart --pid-file "$WORK/restored.pid" "${@:2}" "$1" > /dev/null 2>&1 &
+    RESTART=$!
+    until [ -s "$WORK/restored.pid" ]; do sleep 0.001; done
+    r1=$(date +%s%N); R0=$r0; LAST_MS=$(( (r1 - r0) / 1000000 ))
+}
+stop_restored() { kill -9 "$(cat "$WORK/restored.pid")" 2>/dev/null || true; wait "$RESTART" 2>/dev/null || true; }
 for MIB in "${SIZES[@]}"; do
     d0=$(date +%s%N); dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$MIB" conv=fsync status=none; d1=$(date +%s%N)
     rm -f "$WORK/dd.bin"
@@ -70,15 +82,14 @@ for MIB in "${SIZES[@]}"; do
         IMAGE=$(json "$JSON" image); PAUSE=$(( $(json "$JSON" pause_ns) / 1000000 ))
         SIZE=$(stat -c %s "$IMAGE")
         kill -9 "$RUN"; wait "$RUN" 2>/dev/null || true
-        sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-        r0=$(date +%s%N)
-        "$BIN/stasis" restart --pid-file "$WORK/restored.pid" "$IMAGE" > /dev/null 2>&1 &
-        RESTART=$!
-        until [ -s "$WORK/restored.pid" ]; do sleep 0.001; done
-        r1=$(date +%s%N)
-        kill -9 "$(cat "$WORK/restored.pid")" 2>/dev/null || true; wait "$RESTART" 2>/dev/null || true
+        restart_ms "$IMAGE"; LAZY=$LAST_MS
+        while pager_running; do sleep 0.005; done
+        PAGED=$(( ($(date +%s%N) - R0) / 1000000 ))
+        stop_restored
+        restart_ms "$IMAGE" --eager; EAGER=$LAST_MS
+        stop_restored
         CK=$(ms "$t0" "$t1")
-        printf "%-6s %-8s %9s %13s %7s %12s %11s %9s %9s\n" "$MIB" "$MODE" "$PAUSE" "$CK" "$(( SIZE / 1000 / (CK > 0 ? CK : 1) ))" \
-            "$SIZE" "$(ms "$r0" "$r1")" "$(ms "$d0" "$d1")" "$MEMCPY"
+        printf "%-6s %-8s %9s %13s %7s %12s %9s %11s %9s %9s %9s\n" "$MIB" "$MODE" "$PAUSE" "$CK" "$(( SIZE / 1000 / (CK > 0 ? CK : 1) ))" \
+            "$SIZE" "$LAZY" "$PAGED" "$EAGER" "$(ms "$d0" "$d1")" "$MEMCPY"
     done
 done
