@@ -7,18 +7,21 @@ let usage = """
 
     usage:
       stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported] [--no-fork]
-                 [--checkpoint-on SIG [--exit-code N]] [--interval DURATION] [--pid-file F] -- PROGRAM ARGS...
-      stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--skip-unsupported] [--no-fork] [--json] PID
-      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] IMAGE
+                 [--incremental [--max-chain N]] [--checkpoint-on SIG [--exit-code N]] [--interval DURATION]
+                 [--pid-file F] -- PROGRAM ARGS...
+      stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported]
+                 [--no-fork] [--json] PID
+      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager] IMAGE
       stasis inspect [--json] IMAGE
       stasis verify [--key FILE] [--json] IMAGE...
       stasis ls [--full] [--json] [DIR]
+      stasis compact [--key FILE] [--output OUT] IMAGE
       stasis COMMAND --help
 
     A running program is checkpointed by `stasis checkpoint PID` or `kill -USR2 PID`.
     Exit codes: 0 ok, 1 failure, 2 usage, 3 bad image, 4 incompatible machine, 5 files changed,
     6 no such process, 7 checkpoint failed, 8 timeout, 9 restore failed, 10 permission denied,
-    11 signature mismatch, 127 cannot execute.
+    11 signature mismatch, 12 incomplete chain (an incremental image's parent), 127 cannot execute.
     """
 
 func main() -> Int32 {
@@ -38,6 +41,7 @@ func main() -> Int32 {
         case "inspect": try InspectCommand.main(arguments)
         case "verify": try VerifyCommand.main(arguments)
         case "ls": try ListCommand.main(arguments)
+        case "compact": try CompactCommand.main(arguments)
         case "--help", "-h", "help":
             printOut(usage)
         case "--version":

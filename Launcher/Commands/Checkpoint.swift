@@ -20,6 +20,8 @@ enum CheckpointCommand {
                              one then needs at restart (the first --incremental image is a full one; so is
                              one whose parent is gone, in another directory, or the chain's --max-chain'th)
           --full             a full image even when the program runs with `stasis run --incremental`
+                             (an image that reaches the program's --max-chain is compacted here: made
+                             standalone in place, so the next incremental image builds on it)
           --skip-unsupported checkpoint even with descriptors Stasis cannot save (sockets...): restart puts
                              /dev/null in their place, with a warning
           --json             print {"pid", "image", "threads", "freeze_ns", "pause_ns", "total_ns"} instead of the path
@@ -95,12 +97,29 @@ enum CheckpointCommand {
                     if lines.contains("incremental_unavailable 1") {
                         printError("stasis: warning: this kernel refused a userfaultfd (needed to track written pages); images of \(pid) stay full")
                     }
+                    // A chain at the program's --max-chain: made standalone now, so that the next
+                    // incremental image builds on it instead of starting over with a full one.
+                    let numbers = Dictionary(lines.dropFirst().compactMap { line -> (String, Int)? in
+                        let parts = line.split(separator: " ")
+                        return parts.count == 2 ? (String(parts[0]), Int(parts[1]) ?? 0) : nil
+                    }, uniquingKeysWith: { a, _ in a })
+                    var compacted = false
+                    if let chain = numbers["chain_length"], let limit = numbers["max_chain"], chain >= 2, chain >= limit {
+                        let key = try options.values["--key"].map { (path) throws(LauncherError) in try RestartCommand.readKey(path) }
+                        do {
+                            try CompactCommand.compact(image, key: key)
+                            compacted = true
+                        } catch {
+                            printError("stasis: warning: could not compact \(image): \(error.message); the next image will be a full one")
+                        }
+                    }
                     if options.flags.contains("--json") {
                         var fields = ["\"pid\": \(pid)", "\"image\": \"\(jsonEscape(image))\""]
                         for line in lines.dropFirst() {
                             let parts = line.split(separator: " ")
                             if parts.count == 2, let value = Int(parts[1]) { fields.append("\"\(parts[0])\": \(value)") }
                         }
+                        fields.append("\"compacted\": \(compacted ? 1 : 0)")
                         printOut("{" + fields.joined(separator: ", ") + "}")
                     } else {
                         printOut(image)

@@ -185,15 +185,7 @@ enum RestartCommand {
     /// image's own as it reads it).
     static func restorePlan(_ chain: ImageChain) throws(LauncherError) -> FileDescriptor {
         let segments = try chain.pageSegments()
-        for (member, area) in chain.contributingAreas(segments) {
-            let source = chain.members[member].source
-            do {
-                try Image.checkData(at: area.dataOffset, bytes: area.dataBytes, crc: area.dataCRC,
-                                    what: "the page data of area 0x\(String(area.start, radix: 16))-0x\(String(area.end, radix: 16))", from: source)
-            } catch {
-                throw LauncherError(.badImage, "\(source.path): \(error)")
-            }
-        }
+        try verifyParentData(chain, segments)
         let fd = stasis_make_memfd("stasis-restore-plan")
         guard fd >= 0 else { throw LauncherError(.failure, "cannot create the restore plan: \(Errno(rawValue: -fd))") }
         let file = FileDescriptor(rawValue: fd)
@@ -217,6 +209,19 @@ enum RestartCommand {
             throw LauncherError(.failure, "cannot write the restore plan: \(error)")
         }
         return file
+    }
+
+    /// The page CRC of every parent area that `segments` take pages from.
+    static func verifyParentData(_ chain: ImageChain, _ segments: [stasis_page_segment_t]) throws(LauncherError) {
+        for (member, area) in chain.contributingAreas(segments) {
+            let source = chain.members[member].source
+            do {
+                try Image.checkData(at: area.dataOffset, bytes: area.dataBytes, crc: area.dataCRC,
+                                    what: "the page data of area 0x\(String(area.start, radix: 16))-0x\(String(area.end, radix: 16))", from: source)
+            } catch {
+                throw LauncherError(.badImage, "\(source.path): \(error)")
+            }
+        }
     }
 
     /// Fills in the plan's image_fds once the restorer's numbers for the parents are known.

@@ -255,7 +255,8 @@ struct CheckpointJob {
             scratch.append("/proc/")
             scratch.append(decimal: pager)
             scratch.append("/stat")
-            let n = ProcFile.read(scratch.cString, into: UnsafeMutableRawPointer(message.bytes), capacity: 128)
+            // (the whole line: ProcFile.read refuses a file that does not fit)
+            let n = ProcFile.read(scratch.cString, into: UnsafeMutableRawPointer(message.bytes), capacity: message.capacity)
             let text = message.bytes
             let name: StaticString = ") "
             var running = false
@@ -638,6 +639,8 @@ struct CheckpointJob {
             message.append(decimal: Int(publishedAt - startedAt))
             message.append("\nchain_length ")
             message.append(decimal: Int(chainLength))
+            message.append("\nmax_chain ")
+            message.append(decimal: Int(capture.pointee.config.pointee.max_chain))
             if trackingUnavailable { message.append("\nincremental_unavailable 1") }
         }
         message.append("\n")

@@ -121,9 +121,12 @@ struct IncrementalTests {
             usleep(50_000)
             otherImages.append(try checkpoint(other.pid, second))
         }
-        #expect(otherImages.map(\.chain) == [1, 2, 1])
-        // --keep 1 after image 2 (chain 2) must not have removed image 1; image 3 is full, so 1 and 2 go.
-        #expect(otherImages.map { access($0.image, F_OK) == 0 } == [false, false, true])
+        // Image 2 reaches --max-chain 2: `stasis checkpoint` compacts it in place, so image 3 builds on
+        // it (and is compacted too); --keep 1 then drops image 1, which nothing needs any more.
+        #expect(otherImages.map(\.chain) == [1, 2, 2])
+        #expect(otherImages.map { access($0.image, F_OK) == 0 } == [false, true, true])
+        let (inspectCode, inspected) = try Stasis.run(["inspect", "--json", otherImages[2].image], in: second.path)
+        #expect(inspectCode == 0 && inspected.contains("\"parent\": null"), "compacted image still has a parent: \(inspected.prefix(400))")
         other.killAndReap()
         let (otherLauncher, otherPID) = try restart(otherImages[2].image, second)
         try expectPass(otherLauncher, otherPID, otherOutput)
@@ -158,6 +161,26 @@ struct IncrementalTests {
         #expect(code == 0, "verify of the whole chain: \(text)")
 
         let (launcher, pid) = try restart(images[1], scratch)
+        try expectPass(launcher, pid, output)
+    }
+
+    /// `stasis compact`: the newest image of a chain becomes standalone; its parents can go.
+    @Test func compactedImageRestartsWithoutItsParents() throws {
+        let scratch = Scratch()
+        let (original, output) = try startDirty(scratch, options: ["--incremental"])
+        var images: [String] = []
+        for _ in 0..<3 {
+            usleep(50_000)
+            images.append(try checkpoint(original.pid, scratch).image)
+        }
+        original.killAndReap()
+        var (code, text) = try Stasis.run(["compact", images[2]], in: scratch.path)
+        #expect(code == 0, "compact: \(text)")
+        (code, text) = try Stasis.run(["verify", "--json", images[2]], in: scratch.path)
+        #expect(code == 0 && text.contains("\"chain_length\": 1"), "verify after compact: \(text)")
+        unlink(images[0])
+        unlink(images[1])
+        let (launcher, pid) = try restart(images[2], scratch)
         try expectPass(launcher, pid, output)
     }
 }

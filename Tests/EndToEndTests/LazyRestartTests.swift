@@ -9,7 +9,10 @@ import Testing
 struct LazyRestartTests {
     static let pages = "65536"  // 256 MiB, every page stored
 
-    func run(restartOptions: [String], expectLazy: Bool) throws {
+    /// With `checkpointFirst`, no exercise: a checkpoint right after the restart, while the pager is
+    /// held back, must wait for it (an image taken earlier would lack the pages not yet there); that
+    /// image, restarted eagerly, must hold every page.
+    func run(restartOptions: [String], expectLazy: Bool, checkpointFirst: Bool = false) throws {
         let scratch = Scratch()
         let binary = try compileFixture("lazy", into: scratch.path)
         let output = scratch.file("lazy.out")
@@ -32,6 +35,26 @@ struct LazyRestartTests {
         guard let pid = pid_t(((try? String(contentsOfFile: pidFile)) ?? "").trimmingCharacters(in: "\n")) else {
             throw TestFailure("restart wrote no pid: \((try? String(contentsOfFile: log)) ?? "")")
         }
+        if checkpointFirst {
+            let (checkpointCode, checkpointText) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
+            try #require(checkpointCode == 0, "checkpoint during paging: \(checkpointText)")
+            let second = checkpointText.split(separator: "\n").last.map(String.init) ?? ""
+            kill(pid, SIGKILL)
+            #expect(try launcher.wait() == .signaled(SIGKILL))
+            let secondPIDFile = scratch.file("restored-2.pid")
+            let secondLauncher = try ChildProcess(Stasis.launcher, ["restart", "--eager", "--pid-file", secondPIDFile, second],
+                                                  outputPath: scratch.file("restart-2.log"), workingDirectory: scratch.path)
+            try waitUntil("the second restored PID", seconds: 60) {
+                access(secondPIDFile, R_OK) == 0 || ChildRegistry.shared.contains(secondLauncher.pid) == false
+            }
+            let secondPID = pid_t(((try? String(contentsOfFile: secondPIDFile)) ?? "").trimmingCharacters(in: "\n")) ?? -1
+            kill(secondPID, SIGTERM)
+            let termination = try secondLauncher.wait()
+            let result = try String(contentsOfFile: output)
+            #expect(termination == .exited(0), "fixture: \(result.suffix(300))")
+            #expect(result.hasSuffix("PASS\n"), "\(result.suffix(300))")
+            return
+        }
         kill(pid, SIGUSR1)
         try waitUntil("the fixture's checks while paging in") {
             ((try? String(contentsOfFile: output)) ?? "").contains("LAZYCHECK")
@@ -43,6 +66,10 @@ struct LazyRestartTests {
         #expect(result.contains("LAZYCHECK PASS"), "\(result.suffix(300))")
         #expect(result.contains("LAZY \(expectLazy ? 1 : 0)"), "lazily registered memory expected: \(expectLazy); \(result.suffix(300))")
         #expect(result.hasSuffix("PASS\n"), "\(result.suffix(300))")
+    }
+
+    @Test func checkpointWhilePagingInWaitsForThePager() throws {
+        try run(restartOptions: [], expectLazy: true, checkpointFirst: true)
     }
 
     @Test func memoryWorksWhilePagesAreStillComingIn() throws {

@@ -86,7 +86,7 @@ struct DirtyPageTracker {
     @_noAllocation @_noLocks
     func usableBase(directory: TextBuffer, maxChain: UInt32) -> UInt32? {
         let s = state.pointee
-        guard descriptor() != nil, s.base_sequence > 0, s.chain_length >= 1, s.chain_length < maxChain else { return nil }
+        guard descriptor() != nil, s.base_sequence > 0 else { return nil }
         let count = Int(s.base_path_bytes)
         guard count > directory.count + 1, count < Int(STASIS_MAX_PATH) else { return nil }
         do {
@@ -106,7 +106,23 @@ struct DirtyPageTracker {
             guard n == MemoryLayout<stasis_image_header_t>.size, header.sequence == s.base_sequence,
                 header.time_ns == s.base_time_ns, header.pid == Int32(truncatingIfNeeded: pid)
             else { return nil }
-            return s.chain_length
+            // Its chain as the file has it now: `stasis compact` (run by `stasis checkpoint` at
+            // --max-chain) may have made it standalone since, same header.
+            let first = (MemoryLayout<stasis_image_header_t>.size + Int(header.program_bytes) + 7) & ~7
+            var record = stasis_record_header_t()
+            var parent = stasis_parent_record_t()
+            let r = withUnsafeMutablePointer(to: &record) {
+                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), MemoryLayout<stasis_record_header_t>.size, first)
+            }
+            guard r == MemoryLayout<stasis_record_header_t>.size else { return nil }
+            guard record.kind == UInt32(STASIS_RECORD_PARENT) else { return 1 }
+            let p = withUnsafeMutablePointer(to: &parent) {
+                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), MemoryLayout<stasis_parent_record_t>.size,
+                                first + MemoryLayout<stasis_record_header_t>.size)
+            }
+            guard p == MemoryLayout<stasis_parent_record_t>.size, parent.chain_length >= 2, parent.chain_length < maxChain
+            else { return nil }
+            return parent.chain_length
         }
     }
 
