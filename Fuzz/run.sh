@@ -17,12 +17,14 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name StasisImage \
 if [ -x .build/debug/stasis ] && [ -z "$(ls -A "$OUT/corpus")" ]; then
     WORK=$(mktemp -d)
     printf 'int main(void){for(;;);}' > "$WORK/spin.c" && cc -o "$WORK/spin" "$WORK/spin.c"
-    .build/debug/stasis run --dir "$WORK" -- "$WORK/spin" & PID=$!
+    .build/debug/stasis run --dir "$WORK" --incremental -- "$WORK/spin" & PID=$!
     sleep 0.3
     IMAGE=$(.build/debug/stasis checkpoint "$PID" 2>/dev/null || true)
+    CHILD=$(.build/debug/stasis checkpoint "$PID" 2>/dev/null || true)  # incremental: PARENT, inherited runs
     kill -9 "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
     # Keep the seed small: the metadata part (everything but most page data is cut by the fuzzer anyway).
     [ -n "$IMAGE" ] && head -c 65536 "$IMAGE" > "$OUT/corpus/real-prefix" && cp "$IMAGE" "$OUT/corpus/real-full"
+    [ -n "$CHILD" ] && cp "$CHILD" "$OUT/corpus/real-incremental"
     rm -rf "$WORK"
 fi
 clang -fsanitize=fuzzer,address -g -O1 -I Sources/CStasisABI/include -o "$OUT/restorer-reader-fuzzer" \

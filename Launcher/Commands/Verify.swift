@@ -111,16 +111,20 @@ enum ListCommand {
             let path = directory == "." ? name : directory + "/" + name
             var status = "ok"
             var header: ImageHeader?
+            var chain: UInt32 = 1
             var size: UInt64 = 0
             do throws(LauncherError) {
                 if options.flags.contains("--full") {
                     let (image, bytes) = try VerifyCommand.verify(path, showProgress: false)
                     header = image.header
+                    chain = image.parent?.chainLength ?? 1
                     size = bytes
                 } else {
                     let source = try FileImageSource(path: path)
                     size = source.size
-                    header = try source.decode().header
+                    let image = try source.decode()
+                    header = image.header
+                    chain = image.parent?.chainLength ?? 1
                 }
             } catch {
                 status = "CORRUPT: " + error.message
@@ -129,10 +133,10 @@ enum ListCommand {
             if options.flags.contains("--json") {
                 rows.append((time, "{\"image\": \"\(jsonEscape(path))\", \"program\": \"\(jsonEscape(header?.program ?? ""))\", "
                     + "\"pid\": \(header?.pid ?? 0), \"sequence\": \(header?.sequence ?? 0), \"time_ns\": \(time), "
-                    + "\"size\": \(size), \"ok\": \(status == "ok")}"))
+                    + "\"size\": \(size), \"chain_length\": \(chain), \"ok\": \(status == "ok")}"))
             } else {
                 rows.append((time, "\(name)  \(header?.program ?? "?")  pid \(header?.pid ?? 0)  #\(header?.sequence ?? 0)  "
-                    + "\(formatTime(time))  \(size) bytes  \(status)"))
+                    + "\(formatTime(time))  \(size) bytes  \(chain > 1 ? "incremental (\(chain) in chain)  " : "")\(status)"))
             }
         }
         for row in rows.sorted(by: { $0.time < $1.time }) { printOut(row.line) }
