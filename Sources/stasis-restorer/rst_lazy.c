@@ -38,7 +38,7 @@
 #define NR_userfaultfd 323
 #define FAULT_PAGES 16          /* served around a fault: 64 KiB */
 #define PREFETCH_BYTES (2ul << 20)
-#define MAX_CONTEXTS 32
+#define MAX_CONTEXTS 64
 #define ENOENT_ 2 /* errno values, negated by the kernel */
 #define ESRCH_ 3
 #define EAGAIN_ 11
@@ -307,8 +307,12 @@ static struct rst_lazy_piece *piece_of_page(struct pager *p, uint64_t page) {
 }
 
 static int new_context(struct pager *p, int fd, struct context *from) {
-    if (p->count >= MAX_CONTEXTS) return -1;
-    struct context *c = &p->contexts[p->count];
+    /* a slot whose process is gone is taken again: a program may fork often while paging in */
+    int slot = p->count;
+    for (int i = 1; i < p->count; i++)
+        if (!p->contexts[i].alive && !p->contexts[i].state) slot = i;
+    if (slot >= MAX_CONTEXTS) return -1;
+    struct context *c = &p->contexts[slot];
     memset(c, 0, sizeof *c);
     c->fd = fd;
     c->alive = 1;
@@ -329,7 +333,7 @@ static int new_context(struct pager *p, int fd, struct context *from) {
         c->span_count = p->args->lazy_piece_count;
     }
     sort_spans(c);
-    p->count++;
+    if (slot == p->count) p->count++;
     return 0;
 }
 
@@ -337,6 +341,19 @@ static void close_context(struct context *c) {
     if (!c->alive) return;
     stasis_syscall1(STASIS_NR_close, c->fd);
     c->alive = 0;
+}
+
+/* A context whose process is gone (ESRCH) gives its memory back and its slot (not the first's:
+ * its tables hold the CRC state). */
+static void release_context(struct pager *p, struct context *c, uint64_t pages) {
+    close_context(c);
+    if (c == &p->contexts[0] || !c->state) return;
+    stasis_syscall2(STASIS_NR_munmap, (long)c->state, (long)(pages + 1));
+    stasis_syscall2(STASIS_NR_munmap, (long)c->spans, (long)(c->span_capacity * sizeof(struct span)));
+    stasis_syscall2(STASIS_NR_munmap, (long)c->by_page, (long)(c->span_capacity * sizeof(uint32_t)));
+    c->state = 0;
+    c->spans = 0;
+    c->by_page = 0;
 }
 
 /* Splits the span containing `address` so that a span starts there. */
@@ -516,6 +533,30 @@ static int prefetch(struct pager *p, struct context *c, int checks) {
     return 0;
 }
 
+/* Whether a forked child's process still exists: nothing tells the pager when one exits, but a copy
+ * into its memory then fails with ESRCH. The probe copies the image's own bytes onto a page the
+ * child already has (EEXIST while it lives; harmless either way). */
+static void reap_contexts(struct pager *p) {
+    for (int i = 1; i < p->count; i++) {
+        struct context *c = &p->contexts[i];
+        if (!c->alive) {
+            if (c->state) release_context(p, c, p->pages);
+            continue;
+        }
+        for (uint64_t k = 0; k < c->span_count; k++) {
+            struct span *s = &c->spans[k];
+            uint64_t page = s->page;
+            while (page < s->page + s->pages && !c->state[page]) page++;
+            if (page == s->page + s->pages) continue;
+            struct rst_lazy_piece *x = piece_of_page(p, page);
+            if (rst_pread_all(x->fd, p->buffer, RST_PAGE, x->offset + (page - x->first) * RST_PAGE) < 0) break;
+            int64_t copy[5] = {(int64_t)(s->start + (page - s->page) * RST_PAGE), (int64_t)p->buffer, (int64_t)RST_PAGE, 0, 0};
+            if (stasis_syscall3(STASIS_NR_ioctl, c->fd, (long)UFFDIO_COPY_, (long)copy) == -ESRCH_) release_context(p, c, p->pages);
+            break;
+        }
+    }
+}
+
 static void read_events(struct pager *p, int index) {
     struct uffd_msg_ messages[16];
     for (;;) {
@@ -533,7 +574,11 @@ static void read_events(struct pager *p, int index) {
                 break;
             case EVENT_FORK:
                 /* the child's pages: what the parent still lacked at the fork */
-                if (new_context(p, (int)(uint32_t)m->a, c) < 0) pager_die(p, "too many processes forked while paging in");
+                if (new_context(p, (int)(uint32_t)m->a, c) < 0) {
+                    reap_contexts(p);  /* children that exited meanwhile give their slots back */
+                    if (new_context(p, (int)(uint32_t)m->a, &p->contexts[index]) < 0)
+                        pager_die(p, "too many processes forked while paging in");
+                }
                 break;
             case EVENT_REMAP:
                 move_range(c, m->a, m->b, m->c);
@@ -629,6 +674,7 @@ static void pager_main(struct rst_args *args, int go_fd, int hello_fd) {
         for (int i = 0; i < p->count; i++) {
             struct context *c = &p->contexts[i];
             if (c->alive && !prefetch(p, c, i == 0)) c->cursor = p->pages;
+            if (!c->alive && c->state && i > 0) release_context(p, c, p->pages);
         }
     }
     /* Every page is in place: without the userfaultfd the areas are ordinary memory again. */

@@ -84,6 +84,18 @@ static const char *exercise(void) {
     if (child == 0) _exit(check_all() ? 1 : 0);
     int status = 0;
     if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return "forked child";
+    /* many short-lived children, as a shell makes: each checks a few pages and exits */
+    for (int n = 0; n < 100; n++) {
+        pid_t quick = fork();
+        if (quick == 0) {
+            for (long k = 0; k < 8; k++) {
+                long i = 4000 + (n * 97 + k * 13) % (pages - 4000);
+                if (expect[i] != -2 && !holds(buffer + i * PAGE, expect[i])) _exit(1);
+            }
+            _exit(0);
+        }
+        if (quick < 0 || waitpid(quick, &status, 0) != quick || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return "short-lived child";
+    }
     return check_all();
 }
 
