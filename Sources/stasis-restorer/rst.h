@@ -75,6 +75,8 @@ struct rst_args {
     int lazy_requested;             /* argv[5] == 1 */
     int64_t pager_delay_ms;         /* argv[6]: the pager serves only faults this long (tests) */
     int uffd;                       /* -1: every page is read in now */
+    long lazy_unavailable;          /* -errno of the userfaultfd that could not be had */
+    int lazy_missed;                /* an area would have been lazy: say why it was not */
     int32_t program_pid, pager_pid;
     struct rst_lazy_piece *lazy_pieces;
     struct rst_lazy_area *lazy_areas;

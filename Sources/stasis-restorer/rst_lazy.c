@@ -83,15 +83,14 @@ void rst_lazy_open(struct rst_args *args) {
     if (!args->lazy_requested || !args->lazy_pieces) return;
     long fd = stasis_syscall1(NR_userfaultfd, 02000000 | 04000 /* O_CLOEXEC | O_NONBLOCK */);
     if (fd < 0) {
-        rst_warn(args, "lazy restart needs a full userfaultfd (root, CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1); "
-                       "reading every page now; errno", (uint64_t)-fd);
+        args->lazy_unavailable = fd; /* said once an area would have been lazy (rst_lazy_start) */
         return;
     }
     uint64_t api[3] = {0xAA, UFFD_FEATURES_, 0};
     long r = stasis_syscall3(STASIS_NR_ioctl, fd, (long)UFFDIO_API_, (long)api);
     if (r < 0) {
         stasis_syscall1(STASIS_NR_close, fd);
-        rst_warn(args, "this kernel's userfaultfd lacks fork/remap events; reading every page now; errno", (uint64_t)-r);
+        args->lazy_unavailable = r;
         return;
     }
     args->uffd = (int)fd;
@@ -99,10 +98,14 @@ void rst_lazy_open(struct rst_args *args) {
 
 /* Whether an area's pages are served by the pager: private anonymous memory of some size. */
 int rst_lazy_wants(struct rst_args *args, const stasis_memory_area_record_t *area) {
-    if (args->uffd < 0 || !area->run_count || !args->lazy_pieces) return 0;
+    if (!args->lazy_requested || !area->run_count || !args->lazy_pieces) return 0;
     if (area->flags & (STASIS_AREA_SHARED | STASIS_AREA_SCRATCH | STASIS_AREA_STACK)) return 0;
     if (!(area->flags & STASIS_AREA_ANONYMOUS) || !(area->prot & 1)) return 0;
     if (area->end - area->start < (1ul << 20)) return 0;
+    if (args->uffd < 0) {
+        args->lazy_missed = 1;
+        return 0;
+    }
     return args->lazy_area_count < args->lazy_area_capacity;
 }
 
@@ -146,6 +149,12 @@ static void pager_main(struct rst_args *args, int go_fd, int hello_fd) __attribu
 
 /* Starts the pager and registers the lazy areas; the restorer keeps no userfaultfd. */
 void rst_lazy_start(struct rst_args *args) {
+    if (args->lazy_missed) {
+        rst_warn(args, args->lazy_unavailable == -22 /* EINVAL: no fork/remap events */
+                     ? "this kernel's userfaultfd lacks the events lazy restart needs; every page was read in now; errno"
+                     : "lazy restart needs a full userfaultfd (root, CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1); "
+                       "every page was read in now; errno", (uint64_t)-args->lazy_unavailable);
+    }
     if (args->uffd < 0) return;
     if (!args->lazy_piece_count) {
         stasis_syscall1(STASIS_NR_close, args->uffd);
