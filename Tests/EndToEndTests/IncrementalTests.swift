@@ -34,6 +34,19 @@ struct IncrementalTests {
         return (image, chain)
     }
 
+    /// The dirty fixture under --incremental, three images 50 ms apart (a full one and two
+    /// incremental), then SIGKILL: its output file and the images.
+    func chainOfThree(_ scratch: Scratch) throws -> (output: String, images: [String]) {
+        let (original, output) = try startDirty(scratch, options: ["--incremental"])
+        defer { original.killAndReap() }
+        var images: [String] = []
+        for _ in 0..<3 {
+            usleep(50_000)
+            images.append(try checkpoint(original.pid, scratch).image)
+        }
+        return (output, images)
+    }
+
     func size(_ path: String) -> Int {
         var st = stat()
         return stat(path, &st) == 0 ? Int(st.st_size) : -1
@@ -135,13 +148,7 @@ struct IncrementalTests {
     /// Restart from the middle of a chain, and the errors for a missing or substituted parent.
     @Test func middleImageAndBrokenChains() throws {
         let scratch = Scratch()
-        let (original, output) = try startDirty(scratch, options: ["--incremental"])
-        var images: [String] = []
-        for _ in 0..<3 {
-            usleep(50_000)
-            images.append(try checkpoint(original.pid, scratch).image)
-        }
-        original.killAndReap()
+        let (output, images) = try chainOfThree(scratch)
 
         // A missing parent, then a parent replaced by another image of the same name: refused, exit 12,
         // one line (before the fixture's own file is checked).
@@ -167,13 +174,7 @@ struct IncrementalTests {
     /// `stasis compact`: the newest image of a chain becomes standalone; its parents can go.
     @Test func compactedImageRestartsWithoutItsParents() throws {
         let scratch = Scratch()
-        let (original, output) = try startDirty(scratch, options: ["--incremental"])
-        var images: [String] = []
-        for _ in 0..<3 {
-            usleep(50_000)
-            images.append(try checkpoint(original.pid, scratch).image)
-        }
-        original.killAndReap()
+        let (output, images) = try chainOfThree(scratch)
         var (code, text) = try Stasis.run(["compact", images[2]], in: scratch.path)
         #expect(code == 0, "compact: \(text)")
         (code, text) = try Stasis.run(["verify", "--json", images[2]], in: scratch.path)
