@@ -325,7 +325,7 @@ static int new_context(struct pager *p, int fd, struct context *from) {
     memset(c, 0, sizeof *c);
     c->fd = fd;
     c->alive = 1;
-    c->span_capacity = (from ? from->span_count : p->args->lazy_piece_count) + 1024;
+    c->span_capacity = (from ? from->span_count : p->args->lazy_piece_count) + 65536; /* splits: 2 per event */
     c->state = map_anonymous(p->pages + 1);
     c->spans = map_anonymous(c->span_capacity * sizeof(struct span));
     c->by_page = map_anonymous(c->span_capacity * sizeof(uint32_t));
@@ -366,9 +366,10 @@ static void release_context(struct pager *p, struct context *c, uint64_t pages) 
 }
 
 /* Splits the span containing `address` so that a span starts there. */
-static void split_at(struct context *c, uint64_t address) {
+static void split_at(struct pager *p, struct context *c, uint64_t address) {
     struct span *s = span_at(c, address);
-    if (!s || s->start == address || c->span_count >= c->span_capacity) return;
+    if (!s || s->start == address) return;
+    if (c->span_count >= c->span_capacity) pager_die(p, "too many mremap/munmap calls while paging in");
     uint64_t head = (address - s->start) / RST_PAGE;
     struct span tail = {address, s->pages - head, s->page + head};
     s->pages = head;
@@ -377,9 +378,9 @@ static void split_at(struct context *c, uint64_t address) {
 }
 
 /* Pages in [start, end) no longer come from the image: munmap'ed, or MADV_DONTNEED (then zero). */
-static void forget_range(struct context *c, uint64_t start, uint64_t end) {
-    split_at(c, start);
-    split_at(c, end);
+static void forget_range(struct pager *p, struct context *c, uint64_t start, uint64_t end) {
+    split_at(p, c, start);
+    split_at(p, c, end);
     uint64_t kept = 0;
     for (uint64_t i = 0; i < c->span_count; i++) {
         struct span *s = &c->spans[i];
@@ -393,9 +394,9 @@ static void forget_range(struct context *c, uint64_t start, uint64_t end) {
     sort_spans(c);
 }
 
-static void move_range(struct context *c, uint64_t from, uint64_t to, uint64_t length) {
-    split_at(c, from);
-    split_at(c, from + length);
+static void move_range(struct pager *p, struct context *c, uint64_t from, uint64_t to, uint64_t length) {
+    split_at(p, c, from);
+    split_at(p, c, from + length);
     for (uint64_t i = 0; i < c->span_count; i++) {
         struct span *s = &c->spans[i];
         if (s->start >= from && s->start + s->pages * RST_PAGE <= from + length) s->start = s->start - from + to;
@@ -590,11 +591,11 @@ static void read_events(struct pager *p, int index) {
                 }
                 break;
             case EVENT_REMAP:
-                move_range(c, m->a, m->b, m->c);
+                move_range(p, c, m->a, m->b, m->c);
                 break;
             case EVENT_REMOVE:
             case EVENT_UNMAP:
-                forget_range(c, m->a, m->b);
+                forget_range(p, c, m->a, m->b);
                 break;
             default:
                 break;
