@@ -185,7 +185,11 @@ enum RestartCommand {
     /// image's own as it reads it).
     static func restorePlan(_ chain: ImageChain) throws(LauncherError) -> FileDescriptor {
         let segments = try chain.pageSegments()
-        try verifyParentData(chain, segments)
+        // The parents' page data is checked by the restorer (or a lazy restart's pager), not here:
+        // reading a 2 GiB parent first would make every restart of a chain as slow as an eager one.
+        let checks = chain.contributingAreas(segments).map { member, area in
+            stasis_plan_check_t(file_offset: area.dataOffset, bytes: area.dataBytes, image: UInt32(member - 1), crc: area.dataCRC)
+        }
         let fd = stasis_make_memfd("stasis-restore-plan")
         guard fd >= 0 else { throw LauncherError(.failure, "cannot create the restore plan: \(Errno(rawValue: -fd))") }
         let file = FileDescriptor(rawValue: fd)
@@ -193,14 +197,15 @@ enum RestartCommand {
         header.magic = STASIS_PLAN_MAGIC
         header.segment_count = UInt32(segments.count)
         header.image_count = UInt32(chain.members.count - 1)
-        var bytes = [UInt8](repeating: 0, count: MemoryLayout<stasis_restore_plan_header_t>.size
-            + segments.count * MemoryLayout<stasis_page_segment_t>.size)
+        header.check_count = UInt32(checks.count)
+        let segmentBytes = segments.count * MemoryLayout<stasis_page_segment_t>.size
+        var bytes = [UInt8](repeating: 0, count: MemoryLayout<stasis_restore_plan_header_t>.size + segmentBytes
+            + checks.count * MemoryLayout<stasis_plan_check_t>.size)
         bytes.withUnsafeMutableBytes { raw in
             raw.storeBytes(of: header, as: stasis_restore_plan_header_t.self)
-            segments.withUnsafeBytes { source in
-                raw.baseAddress!.advanced(by: MemoryLayout<stasis_restore_plan_header_t>.size)
-                    .copyMemory(from: source.baseAddress!, byteCount: source.count)
-            }
+            let start = raw.baseAddress!.advanced(by: MemoryLayout<stasis_restore_plan_header_t>.size)
+            segments.withUnsafeBytes { if let base = $0.baseAddress { start.copyMemory(from: base, byteCount: $0.count) } }
+            checks.withUnsafeBytes { if let base = $0.baseAddress { start.advanced(by: segmentBytes).copyMemory(from: base, byteCount: $0.count) } }
         }
         do {
             try file.writeAll(bytes)

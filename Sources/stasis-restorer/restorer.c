@@ -98,7 +98,8 @@ __attribute__((noreturn, used)) static void rst_phase2(struct rst_args *args) {
     rst_lazy_open(args);
     rst_for_each_record(args, collect_record);
     rst_check_plan_done(args);
-    rst_lazy_start(args);
+    rst_lazy_start(args);  /* a pager, if one runs, checks the parents' page data */
+    if (!args->pager_pid) rst_verify_plan_checks(args);
     rst_close_plan(args);
     if (!args->have_process || !args->have_agent || args->thread_count != (int)args->header.thread_count)
         rst_fail(args, "image lacks a process or agent record, or some of its threads", (uint64_t)args->thread_count);

@@ -139,6 +139,8 @@ uint64_t rst_lazy_table_bytes(void);
 void rst_lazy_place_tables(struct rst_args *args, uint64_t at);
 void rst_check_plan_done(struct rst_args *args);
 void rst_close_plan(struct rst_args *args);
+int rst_plan_check(struct rst_args *args, uint32_t index, stasis_plan_check_t *check);
+void rst_verify_plan_checks(struct rst_args *args);
 
 /* rst_thread.c */
 __attribute__((noreturn)) void rst_restore_threads(struct rst_args *args);

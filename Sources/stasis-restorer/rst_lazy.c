@@ -223,6 +223,10 @@ struct pager {
     int count;
     uint8_t *buffer;       /* PREFETCH_BYTES */
     uint64_t pages;        /* pager pages in all */
+    /* the restore plan's checks of parent page data, one chunk at a time once the pages are in */
+    uint32_t check;
+    uint64_t check_done;
+    uint32_t check_crc;
 };
 
 static void pager_die(struct pager *p, const char *what) {
@@ -567,6 +571,26 @@ static void reap_contexts(struct pager *p) {
     }
 }
 
+/* One chunk of the parents' page data against the plan's CRCs. Returns 1 while checks remain. */
+static int check_parents(struct pager *p) {
+    struct rst_args *args = p->args;
+    if (args->plan_fd < 0 || p->check >= args->plan.check_count) return 0;
+    stasis_plan_check_t check;
+    if (rst_plan_check(args, p->check, &check) < 0) pager_die(p, "cannot read the restore plan");
+    if (p->check_done == 0) p->check_crc = stasis_crc32c_begin();
+    uint64_t n = check.bytes - p->check_done < PREFETCH_BYTES ? check.bytes - p->check_done : PREFETCH_BYTES;
+    if (n && rst_pread_all(args->plan.image_fds[check.image], p->buffer, n, check.file_offset + p->check_done) < 0)
+        pager_die(p, "cannot read a parent image");
+    p->check_crc = stasis_crc32c_update(p->check_crc, p->buffer, n);
+    p->check_done += n;
+    if (p->check_done >= check.bytes) {
+        if (stasis_crc32c_end(p->check_crc) != check.crc) pager_die(p, "page data checksum mismatch in a parent image");
+        p->check++;
+        p->check_done = 0;
+    }
+    return 1;
+}
+
 static void read_events(struct pager *p, int index) {
     struct uffd_msg_ messages[16];
     for (;;) {
@@ -635,13 +659,14 @@ static void pager_main(struct rst_args *args, int go_fd, int hello_fd) {
     }
     int32_t self = (int32_t)stasis_syscall0(STASIS_NR_getpid);
     stasis_syscall3(STASIS_NR_write, hello_fd, (long)&self, sizeof self);
-    int keep[STASIS_PLAN_MAX_IMAGES + 4];
+    int keep[STASIS_PLAN_MAX_IMAGES + 5];
     int kept = 0;
     keep[kept++] = args->status_fd; /* for a checksum mismatch: `stasis restart` reports it */
     keep[kept++] = go_fd;
     keep[kept++] = args->uffd;
     keep[kept++] = args->image_fd;
     for (uint32_t i = 0; args->plan_fd >= 0 && i < args->plan.image_count; i++) keep[kept++] = args->plan.image_fds[i];
+    if (args->plan_fd >= 0) keep[kept++] = args->plan_fd; /* its checks of the parents' page data */
     close_all_but(keep, kept);
     char byte;
     /* EOF instead of "go": the restorer failed; nothing to serve. */
@@ -668,9 +693,12 @@ static void pager_main(struct rst_args *args, int go_fd, int hello_fd) {
             polls[i].revents = 0;
             if (c->alive && (c->cursor < p->pages || c->retry_count)) busy = 1;
         }
-        if (!busy) break;
+        /* the parents' checks last, a chunk per round, while the program still lives */
+        int checking = !busy && p->contexts[0].alive && args->plan_fd >= 0 && p->check < args->plan.check_count;
+        if (!busy && !checking) break;
         int64_t wait = prefetch_from - monotonic_ms();
         stasis_syscall3(NR_poll, (long)polls, p->count, wait > 0 ? (wait < 50 ? wait : 50) : 0);
+        if (checking) check_parents(p);
         for (int i = 0; i < p->count; i++)
             if (polls[i].revents) read_events(p, i);
         for (int i = 0; i < p->count; i++) {

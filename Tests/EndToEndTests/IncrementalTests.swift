@@ -167,6 +167,20 @@ struct IncrementalTests {
         (code, text) = try Stasis.run(["verify", images[2]], in: scratch.path)
         #expect(code == 0, "verify of the whole chain: \(text)")
 
+        // A flipped bit in the parent's page data: --eager refuses before the program runs; a lazy
+        // restart's pager finds it while paging in and stops the program; verify names it.
+        let original = try readBytes(images[0])
+        var corrupt = original
+        corrupt[corrupt.count / 2] ^= 0x10
+        try writeBytes(corrupt, to: images[0])
+        (code, text) = try Stasis.run(["restart", "--eager", images[2]], in: scratch.path)
+        #expect(code == 9 && text.contains("checksum"), "eager restart over a damaged parent: \(text)")
+        (code, text) = try Stasis.run(["restart", images[2]], in: scratch.path)
+        #expect(code != 0 && text.contains("checksum"), "lazy restart over a damaged parent: \(text)")
+        (code, text) = try Stasis.run(["verify", images[2]], in: scratch.path)
+        #expect(code == 3 && text.contains("checksum"), "verify over a damaged parent: \(text)")
+        try writeBytes(original, to: images[0])
+
         let (launcher, pid) = try restart(images[1], scratch)
         try expectPass(launcher, pid, output)
     }
