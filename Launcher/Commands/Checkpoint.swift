@@ -18,7 +18,7 @@ enum CheckpointCommand {
                              copy-on-write copy (pause_ns in --json shows the difference)
           --incremental      store only the pages written since the program's previous image, which this
                              one then needs at restart (the first --incremental image is a full one; so is
-                             one whose parent is gone, in another directory, or the chain's --max-chain'th)
+                             one whose parent is gone or in another directory)
           --full             a full image even when the program runs with `stasis run --incremental`
                              (an image that reaches the program's --max-chain is compacted here: made
                              standalone in place, so the next incremental image builds on it)

@@ -24,7 +24,10 @@ enum RunCommand {
                           the cost is page faults on first writes meanwhile)
           --incremental   every checkpoint after the first stores only the pages written since the one
                           before (userfaultfd write protection); restart follows the chain of images
-          --max-chain N   with --incremental: after N images in a chain the next one is full (default 8)
+          --max-chain N   with --incremental: chains stay at most N images long (default 8): `stasis
+                          checkpoint` compacts the N-th into a standalone image (`stasis compact`) that
+                          the next one builds on; a checkpoint by signal alone starts a new chain with
+                          a full image instead
           --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
           --pid-file F    write the PID to F
         LD_PRELOAD, STASIS_DIR and STASIS_SIGNAL are set for PROGRAM and inherited by its children,
