@@ -599,12 +599,14 @@ static void read_events(struct pager *p, int index) {
         long n = stasis_syscall3(STASIS_NR_read, c->fd, (long)messages, sizeof messages);
         if (n == -4) continue;
         if (n <= 0) return; /* EAGAIN: drained */
-        for (long i = 0; i < n / (long)sizeof messages[0]; i++) {
+        /* Map changes first, faults after: a thread's munmap/madvise goes on as soon as its event is
+         * read, so a fault read in the same batch must not copy into a range already given up. */
+        long count = n / (long)sizeof messages[0];
+        for (long i = 0; i < count; i++) {
             struct uffd_msg_ *m = &messages[i];
             c = &p->contexts[index];
             switch (m->event) {
             case EVENT_PAGEFAULT:
-                if (fault(p, c, m->b) == -EAGAIN_ && c->retry_count < 64) c->retry[c->retry_count++] = m->b;
                 break;
             case EVENT_FORK:
                 /* the child's pages: what the parent still lacked at the fork */
@@ -624,6 +626,11 @@ static void read_events(struct pager *p, int index) {
             default:
                 break;
             }
+        }
+        for (long i = 0; i < count; i++) {
+            c = &p->contexts[index];
+            if (messages[i].event != EVENT_PAGEFAULT || !c->alive) continue;
+            if (fault(p, c, messages[i].b) == -EAGAIN_ && c->retry_count < 64) c->retry[c->retry_count++] = messages[i].b;
         }
     }
 }

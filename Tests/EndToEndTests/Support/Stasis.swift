@@ -50,7 +50,7 @@ final class Scratch {
         var template = Array("/tmp/stasis-test-XXXXXX".utf8CString)
         path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
     }
-    deinit { system("rm -rf '\(path)'") }
+    deinit { if getenv("STASIS_TEST_KEEP_SCRATCH") == nil { system("rm -rf '\(path)'") } }
     func file(_ name: String) -> String { path + "/" + name }
 }
 
@@ -110,9 +110,16 @@ func checkpointRestartCycles(_ arguments: [String], scratch: Scratch, output: St
             original.killAndReap()
         }
         let pidFile = scratch.file("restored-\(cycle).pid")
-        let next = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image],
-                                    outputPath: scratch.file("restart-\(cycle).log"))
-        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 }
+        let log = scratch.file("restart-\(cycle).log")
+        let next = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image], outputPath: log)
+        do {
+            try waitUntil("restored pid") { access(pidFile, R_OK) == 0 || ChildRegistry.shared.contains(next.pid) == false }
+        } catch {
+            throw TestFailure("cycle \(cycle): no restored pid within 30 s; restart log: \((try? String(contentsOfFile: log)) ?? "")")
+        }
+        guard access(pidFile, R_OK) == 0 else {
+            throw TestFailure("cycle \(cycle): restart ended without restoring: \((try? String(contentsOfFile: log)) ?? "")")
+        }
         pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
         launcher = next
         try afterRestart(cycle, pid)

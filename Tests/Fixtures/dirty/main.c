@@ -130,7 +130,16 @@ int main(int argc, char **argv) {
         nanosleep(&pause, NULL);
     }
     for (long i = 0; i < pages; i++)
-        if (!check(buffer + i * PAGE, (uint64_t)i, versions[i])) return fail("buffer page", i);
+        if (!check(buffer + i * PAGE, (uint64_t)i, versions[i])) {
+            /* what the page holds instead: zero, another version of itself, or another page */
+            uint64_t w = *(uint64_t *)(buffer + i * PAGE);
+            long bad = 0;
+            for (long j = 0; j < pages; j++) bad += !check(buffer + j * PAGE, (uint64_t)j, versions[j]);
+            printf("FAIL buffer page %ld: expected version %u, holds version %llu (word 0x%llx); %ld pages wrong\n", i,
+                   versions[i], (unsigned long long)((w ^ ((uint64_t)i * 0x100000001b3ull)) >> 32), (unsigned long long)w, bad);
+            fflush(stdout);
+            return 1;
+        }
     for (int i = 0; i < FILE_PAGES; i++)
         if (!check(mapped + i * PAGE, 1000000 + i, file_versions[i])) return fail("file page", i);
     for (int i = 0; i < SMALL_PAGES; i++)
