@@ -52,10 +52,10 @@ struct IncrementalTests {
         return stat(path, &st) == 0 ? Int(st.st_size) : -1
     }
 
-    func restart(_ image: String, _ scratch: Scratch) throws -> (ChildProcess, pid_t) {
+    func restart(_ image: String, _ scratch: Scratch, options: [String] = []) throws -> (ChildProcess, pid_t) {
         let pidFile = scratch.file("restored-\(UInt32.random(in: 0...UInt32.max)).pid")
         let log = scratch.file("restart-\(UInt32.random(in: 0...UInt32.max)).log")
-        let child = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, image], outputPath: log,
+        let child = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile] + options + [image], outputPath: log,
                                      workingDirectory: scratch.path)
         try waitUntil("the restored PID", seconds: 60) {
             access(pidFile, R_OK) == 0 || ChildRegistry.shared.contains(child.pid) == false
@@ -67,13 +67,26 @@ struct IncrementalTests {
     }
 
     /// SIGTERM makes the fixture check every page; expects its PASS.
-    func expectPass(_ launcher: ChildProcess, _ pid: pid_t, _ output: String) throws {
+    /// With `image` (what was restarted lazily) and a failure, the same image is restarted again with
+    /// --eager and its verdict added to the message: it tells a bad image from a bad lazy restore.
+    func expectPass(_ launcher: ChildProcess, _ pid: pid_t, _ output: String, image: String? = nil,
+                    scratch: Scratch? = nil) throws {
         usleep(100_000)
         kill(pid, SIGTERM)
         let termination = try launcher.wait()
         let text = try String(contentsOfFile: output)
-        #expect(termination == .exited(0), "fixture output: \(text.suffix(300))")
-        #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(text.suffix(300))")
+        var eagerVerdict = ""
+        if termination != .exited(0) || !text.contains("PASS") || text.contains("FAIL"), let image, let scratch {
+            let before = text.count
+            let (again, againPID) = try restart(image, scratch, options: ["--eager"])
+            usleep(100_000)
+            kill(againPID, SIGTERM)
+            let againTermination = try again.wait()
+            let after = (try? String(contentsOfFile: output)) ?? ""
+            eagerVerdict = "; the same image restarted --eager: \(againTermination), output \(after.dropFirst(min(before, after.count)).suffix(200))"
+        }
+        #expect(termination == .exited(0), "fixture output: \(text.suffix(300))\(eagerVerdict)")
+        #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(text.suffix(300))\(eagerVerdict)")
     }
 
     /// Full image, three incremental ones (much smaller), SIGKILL, restart from the newest; the restored
@@ -104,7 +117,7 @@ struct IncrementalTests {
         kill(pid, SIGKILL)
         #expect(try launcher.wait() == .signaled(SIGKILL))
         (launcher, pid) = try restart(next.image, scratch)
-        try expectPass(launcher, pid, output)
+        try expectPass(launcher, pid, output, image: next.image, scratch: scratch)
     }
 
     /// A middle image of a chain restarts too; --keep keeps what kept images need; --max-chain starts
@@ -125,7 +138,7 @@ struct IncrementalTests {
         #expect(images.map { access($0, F_OK) == 0 } == [false, false, false, true, true])
         original.killAndReap()
         let (launcher, pid) = try restart(images[4], scratch)
-        try expectPass(launcher, pid, output)
+        try expectPass(launcher, pid, output, image: images[4], scratch: scratch)
 
         let second = Scratch()
         let (other, otherOutput) = try startDirty(second, options: ["--incremental", "--max-chain", "2", "--keep", "1"])
@@ -142,7 +155,7 @@ struct IncrementalTests {
         #expect(inspectCode == 0 && inspected.contains("\"parent\": null"), "compacted image still has a parent: \(inspected.prefix(400))")
         other.killAndReap()
         let (otherLauncher, otherPID) = try restart(otherImages[2].image, second)
-        try expectPass(otherLauncher, otherPID, otherOutput)
+        try expectPass(otherLauncher, otherPID, otherOutput, image: otherImages[2].image, scratch: second)
     }
 
     /// Restart from the middle of a chain, and the errors for a missing or substituted parent.
@@ -182,7 +195,7 @@ struct IncrementalTests {
         try writeBytes(original, to: images[0])
 
         let (launcher, pid) = try restart(images[1], scratch)
-        try expectPass(launcher, pid, output)
+        try expectPass(launcher, pid, output, image: images[1], scratch: scratch)
     }
 
     /// `stasis compact`: the newest image of a chain becomes standalone; its parents can go.
@@ -196,6 +209,6 @@ struct IncrementalTests {
         unlink(images[0])
         unlink(images[1])
         let (launcher, pid) = try restart(images[2], scratch)
-        try expectPass(launcher, pid, output)
+        try expectPass(launcher, pid, output, image: images[2], scratch: scratch)
     }
 }
