@@ -311,8 +311,17 @@ enum RestartCommand {
             if done == pid {
                 if let laterStatus {
                     // What a lazy restart's pager said (it stops the program on a page checksum mismatch).
+                    // What is there now (the pager may still hold the pipe: no end of file to wait for).
                     _ = fcntl(laterStatus.rawValue, F_SETFL, O_NONBLOCK)
-                    let text = String(decoding: (try? laterStatus.readAll()) ?? [], as: UTF8.self)
+                    var bytes: [UInt8] = []
+                    var chunk = [UInt8](repeating: 0, count: 4096)
+                    while true {
+                        let n = read(laterStatus.rawValue, &chunk, chunk.count)
+                        if n < 0 && errno == EINTR { continue }
+                        if n <= 0 { break }
+                        bytes += chunk[0..<n]
+                    }
+                    let text = String(decoding: bytes, as: UTF8.self)
                     for line in text.split(separator: "\n") where line.hasPrefix("error ") {
                         printError("stasis: \(line.dropFirst(6))")
                     }
