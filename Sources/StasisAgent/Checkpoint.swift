@@ -164,9 +164,6 @@ struct CheckpointJob {
         return UInt32(truncatingIfNeeded: info.1) == 1 ? Int32(truncatingIfNeeded: info.3) : -1
     }
 
-    /// An incremental image with at most this much page data is written in place (no writer child).
-    static let smallIncrementalBytes: UInt64 = 64 << 20
-
     /// Exit status of the intermediate child when its memory map is not the program's.
     static let mapsDifferInChild = 3
 
@@ -369,12 +366,7 @@ struct CheckpointJob {
         else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
         var mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
         if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
-        if parentChain != nil {
-            try memory.classify(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena)
-            // Little to write: in place is quicker than copying the page tables for a writer (a fork
-            // of 2 GiB costs ~70 ms of pause; writing 1% of it to the page cache, a few).
-            if memory.plannedDataBytes <= Self.smallIncrementalBytes { forkWriter = false }
-        }
+        if parentChain != nil { try memory.classify(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena) }
         // Tracking continues for a process that had it, and starts with its first --incremental image.
         var armTracking = tracker != nil && (incremental || tracker?.descriptor() != nil)
         if armTracking && tracker?.prepare() == nil {

@@ -23,9 +23,6 @@ struct MemoryDumper {
     var regions: UnsafeMutablePointer<stasis_page_region_t>
     let regionCapacity: Int
     let pathScratch: UnsafeMutableRawPointer
-    /// writev batches of page runs (struct iovec).
-    let iovecs: UnsafeMutablePointer<(UInt, Int)>
-    static let iovecCapacity = 1024  // IOV_MAX
     /// Incremental images: every area's runs, classified before the writer runs (see classify).
     var planned: UnsafeMutablePointer<stasis_page_run_t>? = nil
     var plannedCount = 0
@@ -35,9 +32,6 @@ struct MemoryDumper {
     var plannedAreaCount = 0
     var plannedAreaCapacity = 0
     var areaIndex = 0
-    /// Bytes the classified areas store, plus every page of the shared and deleted anonymous ones
-    /// (stored whole): an upper bound on the page data of an incremental image.
-    var plannedDataBytes: UInt64 = 0
 
     @_noAllocation @_noLocks
     static func make(arena: inout FreezeArena, config: UnsafePointer<stasis_agent_config_t>) -> MemoryDumper? {
@@ -46,15 +40,14 @@ struct MemoryDumper {
         guard
             let runs = arena.take(runCapacity * MemoryLayout<stasis_page_run_t>.stride),
             let regions = arena.take(regionCapacity * MemoryLayout<stasis_page_region_t>.stride),
-            let pathScratch = arena.take(Int(STASIS_MAX_PATH) + 1),
-            let iovecs = arena.take(Self.iovecCapacity * 16)
+            let pathScratch = arena.take(Int(STASIS_MAX_PATH) + 1)
         else { return nil }
         let c = config.pointee
         return MemoryDumper(
             scratchRanges: (c.arena_start, c.arena_start + c.arena_bytes, c.stack_start, c.stack_start + c.stack_bytes),
             runs: runs.assumingMemoryBound(to: stasis_page_run_t.self), runCapacity: runCapacity,
             regions: regions.assumingMemoryBound(to: stasis_page_region_t.self), regionCapacity: regionCapacity,
-            pathScratch: pathScratch, iovecs: iovecs.assumingMemoryBound(to: (UInt, Int).self))
+            pathScratch: pathScratch)
     }
 
     /// Writes one record per line of `maps` (the text of /proc/self/maps).
@@ -113,7 +106,6 @@ struct MemoryDumper {
             plannedAreaCount += 1
             guard flags & notStored == 0, !area.isShared, !(isAnonymous && isDeleted) else {
                 areas[entry] = (area.start, 0, UInt64.max)
-                if flags & notStored == 0 && isAnonymous { plannedDataBytes += area.end - area.start }
                 continue
             }
             let first = plannedCount
@@ -135,7 +127,6 @@ struct MemoryDumper {
                     plan[plannedCount] = stasis_page_run_t(first_page: firstPage | inherited, page_count: pages)
                     plannedCount += 1
                 }
-                if inherited == 0 { plannedDataBytes += pages * page }
             }
             areas[entry] = (area.start, UInt64(first), UInt64(plannedCount - first))
         }
@@ -230,17 +221,11 @@ struct MemoryDumper {
                 if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start),
                                                    Int(record.prot)) }
             }
-            var batch = 0
             for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 {
                 let address = area.start + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
-                iovecs[batch] = (UInt(address), Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
-                batch += 1
-                if batch == Self.iovecCapacity {
-                    try image.writeGather(iovecs, batch)
-                    batch = 0
-                }
+                guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { continue }
+                try image.write(pointer, Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
             }
-            if batch > 0 { try image.writeGather(iovecs, batch) }
         }
         try image.endRecord()
     }

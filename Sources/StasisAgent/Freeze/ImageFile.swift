@@ -39,44 +39,6 @@ struct ImageFile {
         try writeRaw(bytes, count)
     }
 
-    /// Several pieces with one writev (`iovecs`: (address, length) pairs, as struct iovec, consumed):
-    /// each counts in the record's CRC and the signature in order. Fragmented memory is then not one
-    /// system call per run.
-    @_noAllocation @_noLocks
-    mutating func writeGather(_ iovecs: UnsafeMutablePointer<(UInt, Int)>, _ count: Int) throws(FreezeFailure) {
-        var total = 0
-        for i in 0..<count {
-            guard let base = UnsafeRawPointer(bitPattern: iovecs[i].0) else { continue }
-            let length = iovecs[i].1
-            if inData {
-                dataCRC = _unsafePerformance { stasis_crc32c_update(dataCRC, base, UInt(length)) }
-            } else {
-                payloadCRC = _unsafePerformance { stasis_crc32c_update(payloadCRC, base, UInt(length)) }
-            }
-            if let mac, !macFinished { _unsafePerformance { stasis_hmac_update(mac, base, length) } }
-            total += length
-        }
-        var first = 0
-        while first < count {
-            let n = RawSyscall.call(20 /* writev */, Int(fd), Int(bitPattern: iovecs + first), count - first)
-            if n == -RawErrno.interrupted { continue }
-            if n <= 0 { throw FreezeFailure(step: .writeImage, errno: n < 0 ? -n : RawErrno.noSpace) }
-            var left = n
-            while left > 0 && first < count {
-                if left >= iovecs[first].1 {
-                    left -= iovecs[first].1
-                    first += 1
-                } else {
-                    iovecs[first].0 += UInt(left)
-                    iovecs[first].1 -= left
-                    left = 0
-                }
-            }
-            while first < count && iovecs[first].1 == 0 { first += 1 }
-        }
-        offset += UInt64(total)
-    }
-
     /// `count` bytes starting `offset` bytes into `base`.
     @_noAllocation @_noLocks
     mutating func write(_ base: UnsafeRawPointer, from offset: Int, count: Int) throws(FreezeFailure) {
