@@ -494,27 +494,15 @@ struct CheckpointJob {
         for _ in 0..<100_000 {
             scratch.removeAll()
             appendImageName(&scratch, sequence: current)
-            let fd = RawSyscall.open(scratch.cString, RawFlag.readOnly | RawFlag.closeOnExec | RawFlag.noFollow)
-            guard fd >= 0 else { return current }  // already gone: nothing older to keep for it
-            defer { RawSyscall.close(Int32(fd)) }
-            var header = stasis_image_header_t()
-            var record = stasis_record_header_t()
-            var parent = stasis_parent_record_t()
-            let headerBytes = MemoryLayout<stasis_image_header_t>.size
-            let n = withUnsafeMutablePointer(to: &header) { RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), headerBytes, 0) }
-            guard n == headerBytes else { return 0 }
-            let first = (UInt64(headerBytes) + UInt64(header.program_bytes) + 7) & ~7
-            let m = withUnsafeMutablePointer(to: &record) {
-                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), MemoryLayout<stasis_record_header_t>.size, Int(first))
+            var link = ImageLink()
+            switch link.read(scratch.cString) {
+            case 0: return current  // already gone: nothing older to keep for it
+            case 1: break
+            default: return 0
             }
-            guard m == MemoryLayout<stasis_record_header_t>.size else { return 0 }
-            guard record.kind == UInt32(STASIS_RECORD_PARENT) else { return current }
-            let p = withUnsafeMutablePointer(to: &parent) {
-                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), MemoryLayout<stasis_parent_record_t>.size,
-                                Int(first) + MemoryLayout<stasis_record_header_t>.size)
-            }
-            guard p == MemoryLayout<stasis_parent_record_t>.size, parent.sequence < current else { return 0 }
-            current = parent.sequence
+            guard link.hasParent else { return current }
+            guard link.parent.sequence < current else { return 0 }
+            current = link.parent.sequence
         }
         return 0
     }

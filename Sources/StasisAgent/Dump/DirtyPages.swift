@@ -95,34 +95,16 @@ struct DirtyPageTracker {
             guard path[directory.count] == UInt8(ascii: "/") else { return nil }
             for i in (directory.count + 1)..<count where path[i] == UInt8(ascii: "/") { return nil }
             guard path[count] == 0 else { return nil }
-            let fd = RawSyscall.open(UnsafeRawPointer(path).assumingMemoryBound(to: CChar.self),
-                                     RawFlag.readOnly | RawFlag.closeOnExec | RawFlag.noFollow)
-            guard fd >= 0 else { return nil }
-            defer { RawSyscall.close(Int32(fd)) }
-            var header = stasis_image_header_t()
-            let n = withUnsafeMutablePointer(to: &header) { pointer in
-                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: pointer), MemoryLayout<stasis_image_header_t>.size, 0)
-            }
-            guard n == MemoryLayout<stasis_image_header_t>.size, header.sequence == s.base_sequence,
-                header.time_ns == s.base_time_ns, header.pid == Int32(truncatingIfNeeded: pid)
+            var link = ImageLink()
+            guard link.read(UnsafeRawPointer(path).assumingMemoryBound(to: CChar.self)) == 1,
+                link.header.sequence == s.base_sequence, link.header.time_ns == s.base_time_ns,
+                link.header.pid == Int32(truncatingIfNeeded: pid)
             else { return nil }
             // Its chain as the file has it now: `stasis compact` (run by `stasis checkpoint` at
             // --max-chain) may have made it standalone since, same header.
-            let first = (MemoryLayout<stasis_image_header_t>.size + Int(header.program_bytes) + 7) & ~7
-            var record = stasis_record_header_t()
-            var parent = stasis_parent_record_t()
-            let r = withUnsafeMutablePointer(to: &record) {
-                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), MemoryLayout<stasis_record_header_t>.size, first)
-            }
-            guard r == MemoryLayout<stasis_record_header_t>.size else { return nil }
-            guard record.kind == UInt32(STASIS_RECORD_PARENT) else { return 1 }
-            let p = withUnsafeMutablePointer(to: &parent) {
-                RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), MemoryLayout<stasis_parent_record_t>.size,
-                                first + MemoryLayout<stasis_record_header_t>.size)
-            }
-            guard p == MemoryLayout<stasis_parent_record_t>.size, parent.chain_length >= 2, parent.chain_length < maxChain
-            else { return nil }
-            return parent.chain_length
+            guard link.hasParent else { return 1 }
+            guard link.parent.chain_length >= 2, link.parent.chain_length < maxChain else { return nil }
+            return link.parent.chain_length
         }
     }
 
@@ -216,5 +198,37 @@ struct DirtyPageTracker {
             return Int32(high)
         }
         return Int32(fd)
+    }
+}
+
+/// An image file's header and, for an incremental image, its PARENT record (always the first
+/// record): enough to follow a chain without decoding the image (the base check, --keep).
+struct ImageLink {
+    var header = stasis_image_header_t()
+    var parent = stasis_parent_record_t()
+    var hasParent = false
+
+    /// Reads them from the file at `path`: 1 read, 0 there is no such file, -1 unreadable or cut short.
+    @_noAllocation @_noLocks
+    mutating func read(_ path: UnsafePointer<CChar>) -> Int {
+        let fd = RawSyscall.open(path, RawFlag.readOnly | RawFlag.closeOnExec | RawFlag.noFollow)
+        if fd == -RawErrno.noEntry { return 0 }
+        guard fd >= 0 else { return -1 }
+        defer { RawSyscall.close(Int32(fd)) }
+        let headerBytes = MemoryLayout<stasis_image_header_t>.size
+        let recordBytes = MemoryLayout<stasis_record_header_t>.size
+        let parentBytes = MemoryLayout<stasis_parent_record_t>.size
+        var record = stasis_record_header_t()
+        let n = withUnsafeMutablePointer(to: &header) { RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), headerBytes, 0) }
+        guard n == headerBytes else { return -1 }
+        let first = (headerBytes + Int(header.program_bytes) + 7) & ~7
+        let m = withUnsafeMutablePointer(to: &record) { RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), recordBytes, first) }
+        guard m == recordBytes else { return -1 }
+        hasParent = record.kind == UInt32(STASIS_RECORD_PARENT)
+        guard hasParent else { return 1 }
+        let p = withUnsafeMutablePointer(to: &parent) {
+            RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), parentBytes, first + recordBytes)
+        }
+        return p == parentBytes ? 1 : -1
     }
 }
