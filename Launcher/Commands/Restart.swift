@@ -231,12 +231,9 @@ enum RestartCommand {
 
     /// Fills in the plan's image_fds once the restorer's numbers for the parents are known.
     static func writePlanTargets(_ file: FileDescriptor, _ targets: [Int32]) throws(LauncherError) {
-        var fds = targets
         let offset = MemoryLayout<stasis_restore_plan_header_t>.offset(of: \.image_fds)!
-        let n = fds.withUnsafeBytes { pwrite(file.rawValue, $0.baseAddress!, $0.count, off_t(offset)) }
-        guard n == fds.count * 4 else { throw LauncherError(.failure, "cannot write the restore plan: \(Errno.current)") }
-        _ = fds.count
-        fds.removeAll()
+        let n = targets.withUnsafeBytes { raw in raw.isEmpty ? 0 : pwrite(file.rawValue, raw.baseAddress!, raw.count, off_t(offset)) }
+        guard n == targets.count * 4 else { throw LauncherError(.failure, "cannot write the restore plan: \(Errno.current)") }
     }
 
     /// The restorer's status lines up to and including "ok", or to EOF.
@@ -313,14 +310,7 @@ enum RestartCommand {
                     // What a lazy restart's pager said (it stops the program on a page checksum mismatch).
                     // What is there now (the pager may still hold the pipe: no end of file to wait for).
                     _ = fcntl(laterStatus.rawValue, F_SETFL, O_NONBLOCK)
-                    var bytes: [UInt8] = []
-                    var chunk = [UInt8](repeating: 0, count: 4096)
-                    while true {
-                        let n = read(laterStatus.rawValue, &chunk, chunk.count)
-                        if n < 0 && errno == EINTR { continue }
-                        if n <= 0 { break }
-                        bytes += chunk[0..<n]
-                    }
+                    let bytes = laterStatus.readAvailable()
                     let text = String(decoding: bytes, as: UTF8.self)
                     for line in text.split(separator: "\n") where line.hasPrefix("error ") {
                         printError("stasis: \(line.dropFirst(6))")

@@ -58,6 +58,19 @@ public struct FileDescriptor: Hashable, Sendable {
         return st
     }
 
+    /// What a non-blocking descriptor holds now: to end of file, or until a read would block (what was
+    /// read so far is kept, unlike `readAll`). Retries on EINTR.
+    public func readAvailable() -> [UInt8] {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { raw in Glibc.read(rawValue, raw.baseAddress, raw.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return result }
+            result += chunk[0..<n]
+        }
+    }
+
     /// Reads to end of file.
     public func readAll() throws(Errno) -> [UInt8] {
         var result: [UInt8] = []
