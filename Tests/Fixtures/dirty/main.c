@@ -49,6 +49,20 @@ static int check(const unsigned char *page, uint64_t tag, uint32_t version) {
     return 1;
 }
 
+/* Diagnostics for a failure: the step of each buffer page's last write, and the steps at which the
+ * loop stalled for 15 ms or more (a checkpoint's pause shows up as one). */
+static uint32_t *last_step;
+#define MAX_STALLS 64
+static long stall_step[MAX_STALLS];
+static long stall_us[MAX_STALLS];
+static int stall_count;
+
+static uint64_t now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
 static int fail(const char *what, long index) {
     printf("FAIL %s %ld\n", what, index);
     fflush(stdout);
@@ -61,11 +75,12 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_term);
     unsigned char *buffer = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     uint32_t *versions = calloc(pages, sizeof *versions);
+    last_step = calloc(pages, sizeof *last_step);
     /* The private file mapping: the file holds version-1 pages of tag 1000000+i; writes copy on write. */
     char path[4096];
     snprintf(path, sizeof path, "%s/dirty-file-XXXXXX", argc > 2 ? argv[2] : "/tmp");
     int fd = mkstemp(path);
-    if (fd < 0 || buffer == MAP_FAILED || !versions) return fail("setup", 0);
+    if (fd < 0 || buffer == MAP_FAILED || !versions || !last_step) return fail("setup", 0);
     unsigned char page[PAGE];
     for (int i = 0; i < FILE_PAGES; i++) {
         fill(page, 1000000 + i, 1);
@@ -90,8 +105,15 @@ int main(int argc, char **argv) {
     fflush(stdout);
     volatile unsigned char sink = 0;
     long step = 0;
+    uint64_t previous = now_us();
     while (!terminate_requested) {
         step++;
+        uint64_t now = now_us();
+        if (now - previous >= 15000 && stall_count < MAX_STALLS) {
+            stall_step[stall_count] = step;
+            stall_us[stall_count++] = (long)(now - previous);
+        }
+        previous = now;
         for (int k = 0; k < 8; k++) {
             long i = (long)(next_random() % (uint64_t)pages);
             uint64_t action = next_random() % 16;
@@ -102,6 +124,7 @@ int main(int argc, char **argv) {
                 sink ^= buffer[i * PAGE + 100]; /* a read fault: the zero page if never written */
             } else {
                 versions[i]++;
+                last_step[i] = (uint32_t)step;
                 fill(buffer + i * PAGE, (uint64_t)i, versions[i]);
             }
         }
@@ -134,9 +157,32 @@ int main(int argc, char **argv) {
             /* what the page holds instead: zero, another version of itself, or another page */
             uint64_t w = *(uint64_t *)(buffer + i * PAGE);
             long bad = 0;
-            for (long j = 0; j < pages; j++) bad += !check(buffer + j * PAGE, (uint64_t)j, versions[j]);
+            long first_bad = -1, last_bad = -1, min_step = -1, max_step = -1;
+            for (long j = 0; j < pages; j++)
+                if (!check(buffer + j * PAGE, (uint64_t)j, versions[j])) {
+                    bad++;
+                    if (first_bad < 0) first_bad = j;
+                    last_bad = j;
+                    if (min_step < 0 || last_step[j] < min_step) min_step = last_step[j];
+                    if (last_step[j] > max_step) max_step = last_step[j];
+                }
             printf("FAIL buffer page %ld: expected version %u, holds version %llu (word 0x%llx); %ld pages wrong\n", i,
                    versions[i], (unsigned long long)((w ^ ((uint64_t)i * 0x100000001b3ull)) >> 32), (unsigned long long)w, bad);
+            /* per stretch between stalls (checkpoints, restarts): pages last written in it, and how many are wrong */
+            printf("wrong pages %ld..%ld, last written in steps %ld..%ld, now step %ld; wrong/written by stretch between stalls:",
+                   first_bad, last_bad, min_step, max_step, step);
+            for (int k = -1; k < stall_count; k++) {
+                long from = k < 0 ? 0 : stall_step[k], to = k + 1 < stall_count ? stall_step[k + 1] : step + 1;
+                long written = 0, wrong = 0;
+                for (long j = 0; j < pages; j++)
+                    if (versions[j] != 0 && last_step[j] >= from && last_step[j] < to) {
+                        written++;
+                        wrong += !check(buffer + j * PAGE, (uint64_t)j, versions[j]);
+                    }
+                if (k >= 0) printf(" |%ldms|", stall_us[k] / 1000);
+                printf(" [%ld,%ld) %ld/%ld", from, to, wrong, written);
+            }
+            printf("\n");
             fflush(stdout);
             return 1;
         }
