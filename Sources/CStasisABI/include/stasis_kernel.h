@@ -38,6 +38,7 @@ _Static_assert(sizeof(stasis_kstat_t) == 144, "kernel ABI: struct stat");
 #define STASIS_UFFDIO_API 0xC018AA3Ful        /* struct uffdio_api { api, features, ioctls } */
 #define STASIS_UFFDIO_REGISTER 0xC020AA00ul   /* struct uffdio_register { start, len, mode, ioctls } */
 #define STASIS_UFFDIO_REGISTER_MODE_WP 2ull
+#define STASIS_UFFDIO_WRITEPROTECT 0xC018AA06ul /* struct uffdio_writeprotect { start, len, mode }: mode 0 clears */
 
 typedef struct stasis_page_region {
     uint64_t start, end, categories;

@@ -142,11 +142,21 @@ struct DirtyPageTracker {
             guard let area = MapsLine(parsing: line.bytes, count: line.count), area.isWritable, !area.isShared,
                 area.start != scratchRanges.0, area.start != scratchRanges.2
             else { continue }
+            let wasTracked = Self.isTracked(area, pagemapFD: pagemapFD, regions: regions)
             var register: (UInt64, UInt64, UInt64, UInt64) = (area.start, area.end - area.start, STASIS_UFFDIO_REGISTER_MODE_WP, 0)
             let registered = withUnsafeMutablePointer(to: &register) { pointer in
                 RawSyscall.call(STASIS_NR_ioctl, Int(uffd), Int(STASIS_UFFDIO_REGISTER), Int(bitPattern: pointer))
             }
             guard registered == 0 else { continue }  // e.g. VM_PFNMAP: its pages always count as written
+            if !wasTracked {
+                // Bits left from an earlier registration are stale (the area lost it meanwhile:
+                // writes kept them, and such a page may even be writable): clear them all first, so
+                // that the scan below protects every present page afresh.
+                var clear: (UInt64, UInt64, UInt64) = (area.start, area.end - area.start, 0)
+                _ = withUnsafeMutablePointer(to: &clear) { pointer in
+                    RawSyscall.call(STASIS_NR_ioctl, Int(uffd), Int(STASIS_UFFDIO_WRITEPROTECT), Int(bitPattern: pointer))
+                }
+            }
             var cursor = area.start
             while cursor < area.end {
                 var arg = stasis_pm_scan_arg_t()
@@ -173,6 +183,26 @@ struct DirtyPageTracker {
         state.pointee.base_time_ns = timeNanoseconds
         state.pointee.chain_length = chainLength
         return true
+    }
+
+    /// Whether `area` is registered for asynchronous write protection now (PAGE_IS_WPALLOWED on its
+    /// first present page). An area without present pages counts as tracked: it has no bits to clear.
+    @_noAllocation @_noLocks
+    static func isTracked(_ area: MapsLine, pagemapFD: Int32, regions: UnsafeMutablePointer<stasis_page_region_t>) -> Bool {
+        var arg = stasis_pm_scan_arg_t()
+        arg.size = UInt64(MemoryLayout<stasis_pm_scan_arg_t>.size)
+        arg.start = area.start
+        arg.end = area.end
+        arg.vec = UInt64(UInt(bitPattern: regions))
+        arg.vec_len = 1
+        arg.max_pages = 1
+        arg.category_anyof_mask = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
+        arg.return_mask = UInt64(STASIS_PAGE_IS_WPALLOWED)
+        let found = withUnsafeMutablePointer(to: &arg) { pointer in
+            RawSyscall.call(STASIS_NR_ioctl, Int(pagemapFD), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
+        }
+        guard found == 1 else { return found == 0 }
+        return regions[0].categories & UInt64(STASIS_PAGE_IS_WPALLOWED) != 0
     }
 
     /// The userfaultfd, opened now if this process has none; nil (and no base) when the kernel refuses

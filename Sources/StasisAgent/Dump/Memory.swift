@@ -110,12 +110,15 @@ struct MemoryDumper {
             }
             let first = plannedCount
             let anyOf = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
-            let returned = UInt64(STASIS_PAGE_IS_WRITTEN | STASIS_PAGE_IS_PFNZERO | STASIS_PAGE_IS_FILE)
+            let returned = UInt64(STASIS_PAGE_IS_WRITTEN | STASIS_PAGE_IS_PFNZERO | STASIS_PAGE_IS_FILE | STASIS_PAGE_IS_WPALLOWED)
             try forEachRegion(fd: Int32(fd), area, anyOf: anyOf, excluding: 0, returning: returned) {
                 (start, end, categories) throws(FreezeFailure) in
                 if isAnonymous && categories & UInt64(STASIS_PAGE_IS_PFNZERO) != 0 { return }
                 if !isAnonymous && categories & UInt64(STASIS_PAGE_IS_FILE) != 0 { return }
-                let inherited: UInt64 = categories & UInt64(STASIS_PAGE_IS_WRITTEN) != 0 ? 0 : STASIS_RUN_INHERITED
+                // A page's uffd-wp bit means "unwritten" only while its area is still registered
+                // (PAGE_IS_WPALLOWED): an area that lost its registration keeps stale bits.
+                let tracked = categories & UInt64(STASIS_PAGE_IS_WPALLOWED) != 0
+                let inherited: UInt64 = categories & UInt64(STASIS_PAGE_IS_WRITTEN) != 0 || !tracked ? 0 : STASIS_RUN_INHERITED
                 let firstPage = (start - area.start) / page
                 let pages = (end - start) / page
                 if plannedCount > first, plan[plannedCount - 1].first_page & STASIS_RUN_INHERITED == inherited,
