@@ -23,8 +23,7 @@ enum RunCommand {
                           writes memory while the program runs on: the pause no longer grows with memory;
                           the cost is page faults on first writes meanwhile)
           --incremental   every checkpoint after the first stores only the pages written since the one
-                          before (userfaultfd write protection); restart follows the chain of images.
-                          Experimental: it can miss writes now and then (README, known limits)
+                          before (userfaultfd write protection); restart follows the chain of images
           --max-chain N   with --incremental: chains stay at most N images long (default 8): `stasis
                           checkpoint` compacts the N-th into a standalone image (`stasis compact`) that
                           the next one builds on; a checkpoint by signal alone starts a new chain with

@@ -482,7 +482,7 @@ struct CheckpointJob {
         }
         defer { RawSyscall.close(Int32(pagemap)) }
         _ = tracker.arm(maps: maps.assumingMemoryBound(to: UInt8.self), count: count, pagemapFD: Int32(pagemap),
-                        scratchRanges: memory.scratchRanges, regions: memory.regions, regionCapacity: memory.regionCapacity,
+                        scratchRanges: memory.scratchRanges, regions: memory.regions,
                         path: finalPath, sequence: sequence,
                         timeNanoseconds: imageTimeNanoseconds, chainLength: chainLength)
     }

@@ -89,23 +89,12 @@ struct IncrementalTests {
                 eagerVerdict = "; restarting the same image --eager failed too: \(error)"
             }
         }
-        // KNOWN BUG (open, README "Known limits"): now and then an incremental image misses writes made
-        // since its parent, and the restored pages hold the parent's older version ("holds version" in
-        // the fixture's message; an --eager restart of the same image fails the same way, so the image
-        // is wrong, not the lazy restore). Seen in about 1 of 5 full suite runs, never alone; not
-        // understood yet. Recorded as a known issue, exactly for that symptom, so that it stays visible
-        // in every run without failing the suite; any other failure still fails.
-        let staleWrites = text.contains("FAIL buffer page") && text.contains("holds version")
         // The fixture's verdict lines in full (a failure explains itself: which stretch lost writes).
         let verdict = text.split(separator: "\n").filter { $0.hasPrefix("FAIL") || $0.hasPrefix("wrong pages") }
             .joined(separator: "\n")
         let shown = verdict.isEmpty ? String(text.suffix(300)) : verdict
-        withKnownIssue("incremental image missed writes: \(shown)\(eagerVerdict)", isIntermittent: true) {
-            #expect(termination == .exited(0), "fixture output: \(shown)\(eagerVerdict)")
-            #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(shown)\(eagerVerdict)")
-        } when: {
-            staleWrites
-        }
+        #expect(termination == .exited(0), "fixture output: \(shown)\(eagerVerdict)")
+        #expect(text.contains("PASS") && !text.contains("FAIL"), "fixture output: \(shown)\(eagerVerdict)")
     }
 
     /// Full image, three incremental ones (much smaller), SIGKILL, restart from the newest; the restored

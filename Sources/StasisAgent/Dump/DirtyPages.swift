@@ -123,17 +123,18 @@ struct DirtyPageTracker {
     /// pages; the image becomes the base of the next incremental one. False if no userfaultfd can
     /// be had (unprivileged without UFFD_USER_MODE_ONLY support): images stay full.
     ///
-    /// Always with an output vector: only the pages the scan reports (present or swapped) are
-    /// protected, and empty page-table entries stay empty (their first write makes an ordinary,
-    /// written page). Without a vector PAGEMAP_SCAN takes its "exclusive WP" fast path, which also
-    /// turns every empty entry into a uffd-wp marker; with that path, on this kernel (6.18, a
-    /// 2-vCPU VM) a write now and then completed while the page kept its uffd-wp bit (seen in
-    /// /proc/self/pagemap right after the write, with the checkpoint signal blocked around it: in 10
-    /// of 14 runs of the dirty fixture under load and strace), so the next incremental image inherited a stale
-    /// page. With the vector: none in the same runs. The kernel-side cause is not known.
+    /// The uffd-wp bits are trusted only while their area stays registered. This kernel (6.18) can
+    /// drop an area's registration behind our back and leave its bits: in the dirty fixture the
+    /// 128 MiB buffer's area, merged with a 16-page neighbour just after the fixture mremap'ed a
+    /// small registered area (we have no UFFD_FEATURE_EVENT_REMAP, so mremap resets the moved
+    /// area's registration), showed VmFlags without "uw", and writes there completed while the pages
+    /// kept their bit (/proc/self/pagemap right after each write): incremental images then
+    /// inherited stale pages (about 1 full test run in 5, under load). So classification
+    /// counts the pages of an unregistered area as written (Memory.swift), and arming such an area
+    /// clears its stale bits first: a page left writable with its bit set would never fault again.
     @_noAllocation @_noLocks
     func arm(maps: UnsafePointer<UInt8>, count: Int, pagemapFD: Int32, scratchRanges: (UInt64, UInt64, UInt64, UInt64),
-             regions: UnsafeMutablePointer<stasis_page_region_t>, regionCapacity: Int,
+             regions: UnsafeMutablePointer<stasis_page_region_t>,
              path: TextBuffer, sequence: UInt64, timeNanoseconds: UInt64, chainLength: UInt32) -> Bool
     {
         guard let uffd = prepare() else { return false }
@@ -164,8 +165,6 @@ struct DirtyPageTracker {
                 arg.flags = STASIS_PM_SCAN_WP_MATCHING
                 arg.start = cursor
                 arg.end = area.end
-                arg.vec = UInt64(UInt(bitPattern: regions))
-                arg.vec_len = UInt64(regionCapacity)
                 arg.category_anyof_mask = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
                 let result = withUnsafeMutablePointer(to: &arg) { pointer in
                     RawSyscall.call(STASIS_NR_ioctl, Int(pagemapFD), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
