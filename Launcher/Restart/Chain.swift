@@ -61,7 +61,7 @@ struct ImageChain {
     func pageSegments() throws(LauncherError) -> [stasis_page_segment_t] {
         // Per member and area, each run's data offset: resolve finds runs by binary search (an
         // incremental area can hold tens of thousands of runs; scanning them per inherited run of
-        // the child was quadratic: 29 s to compact a 128 MiB chain).
+        // the child was quadratic: 33 s to compact a fragmented 128 MiB chain, now 0.3 s).
         let offsets = members.map { member in
             member.image.memoryAreas.map { area in
                 var offset = area.dataOffset

@@ -161,14 +161,11 @@ struct DirtyPageTracker {
             var cursor = area.start
             while cursor < area.end {
                 var arg = stasis_pm_scan_arg_t()
-                arg.size = UInt64(MemoryLayout<stasis_pm_scan_arg_t>.size)
                 arg.flags = STASIS_PM_SCAN_WP_MATCHING
                 arg.start = cursor
                 arg.end = area.end
                 arg.category_anyof_mask = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
-                let result = withUnsafeMutablePointer(to: &arg) { pointer in
-                    RawSyscall.call(STASIS_NR_ioctl, Int(pagemapFD), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
-                }
+                let result = RawSyscall.scanPages(pagemapFD, &arg)
                 guard result >= 0, arg.walk_end > cursor else { break }
                 cursor = arg.walk_end
             }
@@ -189,7 +186,6 @@ struct DirtyPageTracker {
     @_noAllocation @_noLocks
     static func isTracked(_ area: MapsLine, pagemapFD: Int32, regions: UnsafeMutablePointer<stasis_page_region_t>) -> Bool {
         var arg = stasis_pm_scan_arg_t()
-        arg.size = UInt64(MemoryLayout<stasis_pm_scan_arg_t>.size)
         arg.start = area.start
         arg.end = area.end
         arg.vec = UInt64(UInt(bitPattern: regions))
@@ -197,9 +193,7 @@ struct DirtyPageTracker {
         arg.max_pages = 1
         arg.category_anyof_mask = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
         arg.return_mask = UInt64(STASIS_PAGE_IS_WPALLOWED)
-        let found = withUnsafeMutablePointer(to: &arg) { pointer in
-            RawSyscall.call(STASIS_NR_ioctl, Int(pagemapFD), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
-        }
+        let found = RawSyscall.scanPages(pagemapFD, &arg)
         guard found == 1 else { return found == 0 }
         return regions[0].categories & UInt64(STASIS_PAGE_IS_WPALLOWED) != 0
     }

@@ -264,7 +264,6 @@ struct MemoryDumper {
         var reported = area.start
         while cursor < area.end {
             var arg = stasis_pm_scan_arg_t()
-            arg.size = UInt64(MemoryLayout<stasis_pm_scan_arg_t>.size)
             arg.start = cursor
             arg.end = area.end
             arg.vec = UInt64(UInt(bitPattern: regions))
@@ -273,9 +272,7 @@ struct MemoryDumper {
             arg.category_mask = excluding
             arg.category_anyof_mask = anyOf
             arg.return_mask = returning
-            let found = withUnsafeMutablePointer(to: &arg) { pointer in
-                RawSyscall.call(STASIS_NR_ioctl, Int(fd), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
-            }
+            let found = RawSyscall.scanPages(fd, &arg)
             if found < 0 { throw FreezeFailure(step: .scanPages, errno: -found, object: Int(bitPattern: UInt(area.start))) }
             for i in 0..<found {
                 let start = max(regions[i].start, reported)

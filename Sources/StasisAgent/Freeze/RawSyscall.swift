@@ -75,6 +75,16 @@ enum RawSyscall {
     static func readlink(literal path: StaticString, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
         readlink(cString(path), buffer, count)
     }
+
+    /// PAGEMAP_SCAN on an open /proc/self/pagemap: regions found (or -errno); `arg.walk_end` says
+    /// where the kernel stopped. Sets `arg.size`.
+    @_noAllocation @_noLocks
+    static func scanPages(_ pagemapFD: Int32, _ arg: inout stasis_pm_scan_arg_t) -> Int {
+        arg.size = UInt64(MemoryLayout<stasis_pm_scan_arg_t>.size)
+        return withUnsafeMutablePointer(to: &arg) { pointer in
+            call(STASIS_NR_ioctl, Int(pagemapFD), Int(STASIS_PAGEMAP_SCAN), Int(bitPattern: pointer))
+        }
+    }
 }
 
 /// Errno values the freeze window names (Glibc is not imported here: its overlay pulls in locks).
