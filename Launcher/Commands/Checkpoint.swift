@@ -3,8 +3,9 @@ import StasisSystem
 
 /// `stasis checkpoint PID`: asks the agent in PID for an image and waits until it is complete.
 ///
-/// Protocol (Docs/ARCHITECTURE.md): write /tmp/stasis-UID/PID.request ("ID\nDIR\n"), sigqueue the
-/// trigger signal with value ID, wait for /tmp/stasis-UID/PID-ID.result ("ok PATH" or "error MESSAGE").
+/// Protocol (Docs/ARCHITECTURE.md 2.6): make a private CONTROL directory named by a random TOKEN, write
+/// CONTROL/request ("DIR\nOPTIONS\n"), sigqueue the trigger signal with value TOKEN (again until the agent
+/// creates CONTROL/accepted), wait for CONTROL/result ("ok PATH", "error MESSAGE" or "busy": ask again).
 enum CheckpointCommand {
     static let help = """
         usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported] [--json] PID
@@ -48,15 +49,9 @@ enum CheckpointCommand {
             directory = resolved
         }
         let (uid, signal, defaultDirectory) = try target(pid)
-        let control = try ControlDirectory.prepare(uid: uid)
-        var requestID = Int32.random(in: 1...Int32.max)
-        if requestID == 0x5354_465a { requestID -= 1 }  // STASIS_FREEZE_MAGIC marks the agent's own freeze signal
-        let requestPath = "\(control)/\(pid).request"
-        let resultPath = "\(control)/\(pid)-\(requestID).result"
-        defer {
-            unlink(requestPath)
-            unlink(resultPath)
-        }
+        try waitUntilReady(pid, signal: signal)
+        let control = try ControlDirectory.create(uid: uid)
+        defer { control.remove() }
         let skip = options.flags.contains("--skip-unsupported")
         let noFork = options.flags.contains("--no-fork")
         let incremental = options.flags.contains("--incremental")
@@ -73,15 +68,12 @@ enum CheckpointCommand {
         if directory != nil || skip || noFork || incremental || full || !keyLine.isEmpty {
             let words = [(skip, "skip-unsupported"), (noFork, "nofork"), (incremental, "incremental"), (full, "full")]
             let optionLine = words.filter(\.0).map(\.1).joined(separator: " ")
-            try writeAtomically(requestPath, "\(requestID)\n\(directory ?? "")\n\(optionLine)\n\(keyLine)", owner: uid)
-        } else {
-            unlink(requestPath)
+            try writeAtomically(control.file("request"), "\(directory ?? "")\n\(optionLine)\n\(keyLine)", owner: uid)
         }
-        var value = sigval()
-        value.sival_ptr = UnsafeMutableRawPointer(bitPattern: Int(requestID))
-        guard sigqueue(pid, signal, value) == 0 else {
-            throw LauncherError(.noSuchProcess, "cannot signal process \(pid): \(Errno.current)")
-        }
+        let resultPath = control.file("result")
+        let acceptedPath = control.file("accepted")
+        var request = RequestSignal(pid: pid, signal: signal, token: control.token)
+        try request.send()
         let deadline = now() + timeout
         let progress = isatty(2) != 0 ? Progress(pid: pid, directory: directory ?? defaultDirectory) : nil
         defer { progress?.finish() }
@@ -89,6 +81,15 @@ enum CheckpointCommand {
             progress?.update()
             if let result = try? readFile(resultPath) {  // ENOENT until the agent answers
                 let text = String(decoding: result, as: UTF8.self).trimmingSuffixNewline()
+                if text == "busy" {
+                    // The previous image of this process is still being written: ask again (the
+                    // request stays; a new signal is taken as a new request once `accepted` is gone).
+                    unlink(resultPath)
+                    unlink(acceptedPath)
+                    usleep(20_000)
+                    try request.send()
+                    continue
+                }
                 progress?.finish()
                 if text.hasPrefix("ok ") {
                     // "ok PATH" then "NAME VALUE" lines (threads, freeze_ns, pause_ns, total_ns).
@@ -132,6 +133,9 @@ enum CheckpointCommand {
             if kill(pid, 0) != 0 && errno == ESRCH {
                 throw LauncherError(.noSuchProcess, "process \(pid) exited before the checkpoint completed")
             }
+            // Not taken yet: the signal may have been merged with a pending one, or dropped while
+            // another checkpoint ran. Sending it again is harmless: the agent takes a request once.
+            if !request.isAccepted(acceptedPath) { try request.sendAgainIfDue() }
             if now() > deadline {
                 throw LauncherError(.timeout, "no answer from process \(pid) within \(Int(timeout)) s; is it stopped, or blocking signal \(signal)?")
             }
@@ -145,12 +149,11 @@ enum CheckpointCommand {
         guard stat("/proc/\(pid)", &st) == 0 else {
             throw LauncherError(.noSuchProcess, "no process \(pid); check the PID")
         }
-        guard let maps = try? readFile("/proc/\(pid)/maps") else {  // EACCES: another user's process
+        guard (try? readFile("/proc/\(pid)/maps")) != nil else {  // EACCES: another user's process
             throw LauncherError(.noSuchProcess, "cannot read /proc/\(pid)/maps: not your process?")
         }
-        guard String(decoding: maps, as: UTF8.self).contains("libStasisAgent.so") else {
-            throw LauncherError(.noSuchProcess, "process \(pid) is not running under stasis (start it with `stasis run`)")
-        }
+        // Whether the agent is loaded (and ready) is waitUntilReady's question: right after
+        // `stasis run` the loader may not have mapped it yet.
         var signal = SIGUSR2
         var directory: String?
         if let environ = try? readFile("/proc/\(pid)/environ") {  // unreadable: keep the defaults
@@ -162,6 +165,89 @@ enum CheckpointCommand {
         }
         return (st.st_uid, signal, directory)
     }
+}
+
+/// The trigger signal carrying a request's token, sent until the agent has taken the request.
+struct RequestSignal {
+    let pid: pid_t
+    let signal: Int32
+    let token: UInt64
+    private var sentAt = 0.0
+    private var resendDelay = 0.25
+    private var accepted = false
+
+    init(pid: pid_t, signal: Int32, token: UInt64) {
+        self.pid = pid
+        self.signal = signal
+        self.token = token
+    }
+
+    mutating func send() throws(LauncherError) {
+        accepted = false
+        var value = sigval()
+        value.sival_ptr = UnsafeMutableRawPointer(bitPattern: UInt(token))
+        if sigqueue(pid, signal, value) != 0 {
+            switch errno {
+            case ESRCH: throw LauncherError(.noSuchProcess, "process \(pid) is gone")
+            case EPERM: throw LauncherError(.permissionDenied, "not allowed to signal process \(pid); run as its user or as root")
+            default: break  // EAGAIN (queue full): the next send tries again
+            }
+        }
+        sentAt = now()
+    }
+
+    /// Has the agent taken it (created CONTROL/accepted)? Sticky until the next send.
+    mutating func isAccepted(_ acceptedPath: String) -> Bool {
+        if !accepted && access(acceptedPath, F_OK) == 0 { accepted = true }
+        return accepted
+    }
+
+    /// Sends again after 0.25 s, then after ever longer waits (up to 2 s) while nobody takes it.
+    mutating func sendAgainIfDue() throws(LauncherError) {
+        guard now() - sentAt >= resendDelay else { return }
+        resendDelay = min(resendDelay * 2, 2)
+        try send()
+    }
+}
+
+/// Waits (up to 5 s, for a process started less than 10 s ago) until the agent in PID has installed
+/// its handler for the trigger signal (SigCgt in /proc/PID/status): a trigger sent before that would
+/// kill a program that leaves the signal at its default action. An older process is checked once.
+func waitUntilReady(_ pid: pid_t, signal: Int32) throws(LauncherError) {
+    let deadline = now() + (processAge(pid).map { $0 < 10 } == true ? 5.0 : 0.0)
+    while true {
+        guard let status = try? readFile("/proc/\(pid)/status") else {
+            throw LauncherError(.noSuchProcess, "process \(pid) is gone")
+        }
+        let text = String(decoding: status, as: UTF8.self)
+        if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
+            let caught = UInt64(String(line.dropFirst(7).filter { $0 != " " && $0 != "\t" }), radix: 16),
+            caught & (1 << UInt64(signal - 1)) != 0,
+            let maps = try? readFile("/proc/\(pid)/maps"),
+            String(decoding: maps, as: UTF8.self).contains("libStasisAgent.so")
+        {
+            return
+        }
+        if now() >= deadline {
+            if let maps = try? readFile("/proc/\(pid)/maps"), String(decoding: maps, as: UTF8.self).contains("libStasisAgent.so") {
+                throw LauncherError(.noSuchProcess, "the agent in process \(pid) has no handler for signal \(signal) (not started yet, or removed by a raw system call); try again, or check --signal")
+            }
+            throw LauncherError(.noSuchProcess, "process \(pid) is not running under stasis (start it with `stasis run`)")
+        }
+        usleep(5_000)
+    }
+}
+
+/// Seconds since PID started (field 22 of /proc/PID/stat, against /proc/uptime); nil if unknown.
+func processAge(_ pid: pid_t) -> Double? {
+    guard let stat = try? readFile("/proc/\(pid)/stat"), let uptime = try? readFile("/proc/uptime") else { return nil }
+    let text = String(decoding: stat, as: UTF8.self)
+    guard let close = text.lastIndex(of: ")") else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 19, let ticks = Double(fields[19]),
+        let up = Double(String(decoding: uptime, as: UTF8.self).split(separator: " ").first ?? "")
+    else { return nil }
+    return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 func writeAtomically(_ path: String, _ text: String, owner: uid_t) throws(LauncherError) {

@@ -14,21 +14,43 @@ enum Installation {
     static var restorer: String { directory + "/stasis-restorer" }
 }
 
-/// The per-user control directory shared with the agent: /tmp/stasis-UID (0700, owned by UID).
-enum ControlDirectory {
-    static func path(uid: uid_t) -> String { "/tmp/stasis-\(uid)" }
+/// The private directory one `stasis checkpoint` request shares with the agent:
+/// /tmp/stasis-UID-TOKEN (0700, owned by the target's uid), TOKEN being the request's sigqueue value in
+/// hex (64 random bits). A name nobody can guess cannot be taken first by another user, and each
+/// request has its own, so concurrent requests never share a file; it is removed when the request ends.
+struct ControlDirectory {
+    let path: String
+    let token: UInt64
 
-    static func prepare(uid: uid_t) throws(LauncherError) -> String {
-        let dir = path(uid: uid)
-        if mkdir(dir, 0o700) != 0 && errno != EEXIST {
-            throw LauncherError(.failure, "cannot create \(dir): \(Errno.current); check /tmp is writable")
+    static func path(uid: uid_t, token: UInt64) -> String { "/tmp/stasis-\(uid)-\(String(token, radix: 16))" }
+
+    /// Creates a fresh one (never reuses an existing name) for a process of `uid`.
+    static func create(uid: uid_t) throws(LauncherError) -> ControlDirectory {
+        for _ in 0..<16 {
+            // The high half is never 0, so no token equals STASIS_FREEZE_MAGIC (the agent's own freeze).
+            let token = UInt64.random(in: (1 << 32)...UInt64.max)
+            let dir = path(uid: uid, token: token)
+            if mkdir(dir, 0o700) != 0 {
+                if errno == EEXIST { continue }
+                throw LauncherError(.failure, "cannot create \(dir): \(Errno.current); check that /tmp is writable")
+            }
+            // Root checkpointing another user's process: the agent runs as that user.
+            if getuid() == 0 && uid != 0 && chown(dir, uid, gid_t(bitPattern: -1)) != 0 {
+                let error = Errno.current
+                rmdir(dir)
+                throw LauncherError(.failure, "cannot give \(dir) to uid \(uid): \(error)")
+            }
+            return ControlDirectory(path: dir, token: token)
         }
-        var st = stat()
-        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == uid, st.st_mode & 0o022 == 0 else {
-            throw LauncherError(.failure, "\(dir) is not a private directory owned by uid \(uid); remove it and retry")
-        }
-        if getuid() == 0 && uid != 0 { _ = chown(dir, uid, gid_t(bitPattern: -1)) }
-        return dir
+        throw LauncherError(.failure, "cannot create a private directory in /tmp; check that /tmp is writable")
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    /// Removes the directory and everything either side may have left in it.
+    func remove() {
+        for name in ["request", "request.tmp", "accepted", "result", "result.tmp"] { unlink(file(name)) }
+        rmdir(path)
     }
 }
 

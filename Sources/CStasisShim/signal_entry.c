@@ -6,7 +6,8 @@
  *
  * Algorithm:
  *   0. a trigger that is the program's own goes to its handler (signal_interpose.c)
- *   1. drop nested triggers (state.busy)
+ *   1. drop nested triggers (state.busy): a plain kill joins the checkpoint in progress,
+ *      `stasis checkpoint` re-sends until its request is accepted
  *   2. copy what the kernel saved in the signal frame (general registers,
  *      signal mask, fpstate/xsave) and ask the kernel for what the frame does
  *      not hold: FS/GS base, TID, clear_child_tid, robust list, rseq area,
@@ -129,27 +130,10 @@ static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stas
 
 int stasis_trigger_is_checkpoint(int signo, const siginfo_t *info);
 
-/* A trigger that arrived while a checkpoint was still finishing: request id (or -1 for a plain
- * kill) and signal, re-sent to the process once busy is clear. */
-static long pending_request;
-static int pending_signal;
-
-static void resend_trigger(int signo, long request) {
-    long pid = stasis_syscall0(STASIS_NR_getpid);
-    if (request == -1) {
-        stasis_syscall2(STASIS_NR_kill, pid, signo);
-        return;
-    }
-    siginfo_t info;
-    memset(&info, 0, sizeof info);
-    info.si_signo = signo;
-    info.si_code = SI_QUEUE;
-    info.si_pid = (pid_t)pid;
-    info.si_uid = (uid_t)stasis_syscall0(STASIS_NR_getuid);
-    info.si_value.sival_ptr = (void *)request;
-    stasis_syscall3(129 /* rt_sigqueueinfo */, pid, signo, (long)&info);
-}
 void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext);
+
+/* The --checkpoint-on signal arrived while another checkpoint was in progress. */
+static int pending_exit_signal;
 
 /* A follower: the leader's freeze signal reached this thread. Capture, report, wait for the thaw.
  * A restore never comes back here either: the thread resumes at its interrupted context. */
@@ -183,11 +167,11 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
     }
     if (!stasis_config.arena_start) return;
     if (__atomic_exchange_n(&stasis_state.busy, 1, __ATOMIC_ACQ_REL)) {
-        /* Another thread is still finishing a checkpoint (with a copy-on-write writer, its result can
-         * reach `stasis checkpoint` before that thread is done): keep the request for it to re-send. */
-        long request = (info && info->si_code == SI_QUEUE) ? (long)info->si_value.sival_ptr : -1;
-        __atomic_store_n(&pending_request, request, __ATOMIC_RELEASE);
-        __atomic_store_n(&pending_signal, signo, __ATOMIC_RELEASE);
+        /* Another thread is still finishing a checkpoint. A plain kill joins it; `stasis checkpoint`
+         * re-sends its request until the agent marks it accepted (Docs/ARCHITECTURE.md 2.6), so
+         * dropping it here loses nothing (nor does the kernel merging two pending triggers). The
+         * --checkpoint-on signal must not be lost: it is raised again once this checkpoint is over. */
+        if (signo == stasis_config.exit_signal) __atomic_store_n(&pending_exit_signal, 1, __ATOMIC_RELEASE);
         return;
     }
 
@@ -210,8 +194,8 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
     int32_t result = call_on_stack(stasis_agent_checkpoint, &capture, stack_top);
 
     __atomic_store_n(&stasis_state.busy, 0, __ATOMIC_RELEASE);
-    long request = __atomic_exchange_n(&pending_request, 0, __ATOMIC_ACQ_REL);
-    if (request) resend_trigger(__atomic_load_n(&pending_signal, __ATOMIC_ACQUIRE), request);
+    if (signo != stasis_config.exit_signal && __atomic_exchange_n(&pending_exit_signal, 0, __ATOMIC_ACQ_REL))
+        stasis_syscall2(STASIS_NR_kill, stasis_syscall0(STASIS_NR_getpid), stasis_config.exit_signal);
     if (signo == stasis_config.exit_signal) {
         /* --checkpoint-on: the image is safe, so exit with the configured status (a scheduler's
          * "checkpointed" code). If it failed, die of the signal as if Stasis were not there. */

@@ -2,13 +2,16 @@
 // took the trigger signal, on the agent's own stack.
 //
 // Algorithm:
-//   1. pick the image directory: the one `stasis checkpoint --dir` put in the request file
-//      (/tmp/stasis-UID/PID.request, matched by the sigqueue value), else STASIS_DIR
-//   2. create DIR/.NAME.tmp (0600, O_EXCL) and write: header, PROCESS, AGENT, SIGNAL_ACTIONS,
-//      THREAD, FILE_DESCRIPTOR..., MEMORY_AREA..., END
+//   1. a `stasis checkpoint` request (sigqueue value = its token): take it once (CONTROL/accepted,
+//      O_EXCL: a re-sent signal finds it and is dropped) and read CONTROL/request for --dir and
+//      options, CONTROL = /tmp/stasis-UID-TOKEN (private, the launcher's; Docs/ARCHITECTURE.md 2.6);
+//      else STASIS_DIR
+//   2. create DIR/.NAME-PID.tmp (0600, O_EXCL) and lock it (an OFD lock, shared with a copy-on-write
+//      writer): a locked one is a previous checkpoint still writing, answered "busy"; then freeze
+//      and write: header, PROCESS, AGENT, SIGNAL_ACTIONS, THREAD, FILE_DESCRIPTOR..., MEMORY_AREA..., END
 //   3. fsync, rename to DIR/COMM-PID-SEQ.stasis without replacing anything, fsync DIR,
 //      point DIR/COMM-PID.latest at it
-//   4. report: /tmp/stasis-UID/PID-ID.result for `stasis checkpoint`, else errors on fd 2
+//   4. report: CONTROL/result for `stasis checkpoint`, else errors on fd 2
 // Any failure removes the temporary file; the program always continues.
 import CStasisABI
 import StasisProc
@@ -26,6 +29,8 @@ public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture
     // ... and ends with the tracking slot (two pages) and the key slot (one page).
     var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes - 4096 - Int(STASIS_TRACKING_BYTES))
     guard var job = CheckpointJob(arena: &arena, capture: capture) else { return -12 }
+    // A stale or repeated request signal: someone else's checkpoint, or one already taken.
+    guard job.acceptRequest() else { return 0 }
     let result = job.run(arena: &arena)
     if !job.delegated { job.report(result) }
     if job.isWriterChild {
@@ -108,22 +113,51 @@ struct CheckpointJob {
         }
     }
 
+    /// For a `stasis checkpoint` request (sigqueue value = its token): false when this signal must be
+    /// dropped, because no private control directory of ours has that name (a stale or foreign signal)
+    /// or the request was already taken (the launcher re-sends until it sees CONTROL/accepted).
+    /// A plain trigger (kill) is always taken.
+    @_noAllocation @_noLocks
+    mutating func acceptRequest() -> Bool {
+        guard capture.pointee.request_id != 0 else { return true }
+        scratch.removeAll()
+        appendControlPath(&scratch)
+        let dir = RawSyscall.open(scratch.cString, RawFlag.readOnly | RawFlag.directory | RawFlag.noFollow | RawFlag.closeOnExec)
+        guard dir >= 0 else { return false }
+        // struct stat: st_mode at byte 24, st_uid at byte 28. Only a directory the launcher made for
+        // this user (0700, owned by it) is trusted: another user cannot plant requests or read results.
+        var status: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                     UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let statted = withUnsafeMutablePointer(to: &status) { RawSyscall.call(STASIS_NR_fstat, dir, Int(bitPattern: $0)) }
+        RawSyscall.close(Int32(dir))
+        let mode = UInt32(truncatingIfNeeded: status.3), owner = UInt32(truncatingIfNeeded: status.3 >> 32)
+        guard statted == 0, mode & 0o170000 == 0o040000, mode & 0o077 == 0,
+            Int(owner) == RawSyscall.call(STASIS_NR_geteuid)
+        else { return false }
+        scratch.append("/accepted")
+        let marker = RawSyscall.open(scratch.cString, RawFlag.writeOnly | RawFlag.create | RawFlag.exclusive
+            | RawFlag.noFollow | RawFlag.closeOnExec, 0o600)
+        scratch.removeAll()
+        guard marker >= 0 else { return false }  // EEXIST: a repeat of a request already taken
+        RawSyscall.close(Int32(marker))
+        return true
+    }
+
     @_noAllocation @_noLocks
     private mutating func chooseDirectory() throws(FreezeFailure) {
         directory.append(cStringAt: &capture.pointee.config.pointee.image_dir)
-        let requestID = capture.pointee.request_id
-        guard requestID != 0 else { return }
+        guard capture.pointee.request_id != 0 else { return }
         scratch.removeAll()
         appendControlPath(&scratch)
-        scratch.append(".request")
-        // Request file: "ID\nDIR\nOPTIONS\n" (DIR empty: the default; OPTIONS: "skip-unsupported" or
-        // empty), written by `stasis checkpoint` before it signals us.
+        scratch.append("/request")
+        // Request file: "DIR\nOPTIONS\n[key-file PATH\n]" (DIR empty: the default), written by
+        // `stasis checkpoint` in its private control directory before it signals us.
         let text = message.bytes
         let n = ProcFile.read(scratch.cString, into: UnsafeMutableRawPointer(text), capacity: message.capacity)
+        scratch.removeAll()
         guard n > 0 else { return }
         var cursor = ByteCursor(text, count: n)
-        guard let id = cursor.decimal(), id == requestID, cursor.current == UInt8(ascii: "\n") else { return }
-        cursor.index += 1
         let start = cursor.index
         cursor.skipPast(UInt8(ascii: "\n"))
         let end = cursor.index > start && text[cursor.index - 1] == UInt8(ascii: "\n") ? cursor.index - 1 : cursor.index
@@ -197,13 +231,15 @@ struct CheckpointJob {
         slot.pointee.key_bytes = n > 0 ? UInt32(n) : 0
     }
 
-    /// /tmp/stasis-UID/PID
+    /// /tmp/stasis-EUID-TOKEN (TOKEN: the request's sigqueue value in hex), the private directory
+    /// `stasis checkpoint` made for this one request. Its name cannot be guessed, so another user
+    /// cannot take it first.
     @_noAllocation @_noLocks
     func appendControlPath(_ buffer: inout TextBuffer) {
         buffer.append("/tmp/stasis-")
-        buffer.append(decimal: uid)
-        buffer.append("/")
-        buffer.append(decimal: pid)
+        buffer.append(decimal: RawSyscall.call(STASIS_NR_geteuid))
+        buffer.append("-")
+        buffer.append(hex: UInt64(bitPattern: capture.pointee.request_id))
     }
 
     @_noAllocation @_noLocks
@@ -281,6 +317,7 @@ struct CheckpointJob {
 
     @_noAllocation @_noLocks
     private mutating func writeImage(arena: inout FreezeArena) throws(FreezeFailure) {
+        try createTemporaryFile()
         try waitForPager()
         // Every other thread stops in its handler and captures itself (FreezeWindow.swift).
         guard var freeze = FreezeWindow(arena: &arena, capture: capture) else {
@@ -305,20 +342,6 @@ struct CheckpointJob {
         // Before memory is written: the image holds its own number, and a restored process goes on from it.
         state.pointee.sequence = sequence
 
-        tempPath.append(bytes: directory.bytes, count: directory.count)
-        tempPath.append("/.")
-        appendProgramName(&tempPath)
-        tempPath.append("-")
-        tempPath.append(decimal: pid)
-        tempPath.append(".tmp")
-        _ = RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: tempPath.cString))  // left by a killed checkpoint
-        let fd = RawSyscall.open(tempPath.cString, RawFlag.writeOnly | RawFlag.create | RawFlag.exclusive
-            | RawFlag.closeOnExec | RawFlag.noFollow, 0o600)
-        if fd < 0 {
-            tempPath.removeAll()
-            throw FreezeFailure(step: .openImage, errno: -fd)
-        }
-        imageFD = Int32(fd)
         var image = ImageFile(fd: imageFD, zeros: UnsafeRawPointer(zeros))
         if let slot = UnsafeMutablePointer<stasis_key_slot_t>(bitPattern: UInt(capture.pointee.config.pointee.key_slot)),
             slot.pointee.key_bytes > 0, slot.pointee.key_bytes <= UInt32(STASIS_KEY_MAX),
@@ -438,14 +461,19 @@ struct CheckpointJob {
 
         let synced = RawSyscall.call(STASIS_NR_fsync, Int(imageFD))
         if synced < 0 { throw FreezeFailure(step: .syncImage, errno: -synced) }
-        RawSyscall.close(imageFD)
-        imageFD = -1
 
         // Publish without replacing any image (EEXIST only if another writer took the name meanwhile).
         let renamed = RawSyscall.call(STASIS_NR_renameat2, -100, Int(bitPattern: tempPath.cString), -100,
                                       Int(bitPattern: finalPath.cString), 1 /* RENAME_NOREPLACE */)
         if renamed != 0 { throw FreezeFailure(step: .renameImage, errno: -renamed) }
         tempPath.removeAll()
+        // Unlocked explicitly: a child the program forked meanwhile shares the description.
+        var unlock = FileLock(type: FileLock.unlocked)
+        _ = withUnsafeMutablePointer(to: &unlock) {
+            RawSyscall.call(STASIS_NR_fcntl, Int(imageFD), FileLock.setOpenFileLock, Int(bitPattern: $0))
+        }
+        RawSyscall.close(imageFD)
+        imageFD = -1
         let dirFD = RawSyscall.open(directory.cString, RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
         if dirFD >= 0 {
             _ = RawSyscall.call(STASIS_NR_fsync, dirFD)
@@ -454,6 +482,53 @@ struct CheckpointJob {
         updateLatestLink()
         removeOldImages(newest: sequence)
         publishedAt = monotonicNanoseconds()
+    }
+
+    /// DIR/.NAME-PID.tmp, created (0600, O_EXCL) and write-locked with an open file description
+    /// lock. The lock lives as long as the description: a copy-on-write writer holds it until it has
+    /// published (or died), so a checkpoint that finds the name locked knows the previous image of
+    /// this process is still being written (.checkpointInProgress, "busy" for `stasis checkpoint`),
+    /// and one that finds it unlocked removes what a killed checkpoint left.
+    @_noAllocation @_noLocks
+    private mutating func createTemporaryFile() throws(FreezeFailure) {
+        tempPath.removeAll()
+        tempPath.append(bytes: directory.bytes, count: directory.count)
+        tempPath.append("/.")
+        appendProgramName(&tempPath)
+        tempPath.append("-")
+        tempPath.append(decimal: pid)
+        tempPath.append(".tmp")
+        var attempts = 0
+        while true {
+            attempts += 1
+            let fd = RawSyscall.open(tempPath.cString, RawFlag.writeOnly | RawFlag.create | RawFlag.exclusive
+                | RawFlag.closeOnExec | RawFlag.noFollow, 0o600)
+            if fd >= 0 {
+                imageFD = Int32(fd)
+                var lock = FileLock(type: FileLock.write)
+                let locked = withUnsafeMutablePointer(to: &lock) {
+                    RawSyscall.call(STASIS_NR_fcntl, fd, FileLock.setOpenFileLock, Int(bitPattern: $0))
+                }
+                if locked != 0 { throw FreezeFailure(step: .openImage, errno: -locked) }
+                return
+            }
+            guard fd == -RawErrno.exists, attempts < 4 else {
+                tempPath.removeAll()
+                throw FreezeFailure(step: .openImage, errno: -fd)
+            }
+            let existing = RawSyscall.open(tempPath.cString, RawFlag.readOnly | RawFlag.closeOnExec | RawFlag.noFollow)
+            if existing < 0 { continue }  // published or removed meanwhile: try again
+            var probe = FileLock(type: FileLock.write)
+            let asked = withUnsafeMutablePointer(to: &probe) {
+                RawSyscall.call(STASIS_NR_fcntl, existing, FileLock.getOpenFileLock, Int(bitPattern: $0))
+            }
+            RawSyscall.close(Int32(existing))
+            if asked == 0 && probe.type != FileLock.unlocked {
+                tempPath.removeAll()  // not ours: never unlink it
+                throw FreezeFailure(step: .checkpointInProgress, errno: 0)
+            }
+            _ = RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: tempPath.cString))  // left by a killed checkpoint
+        }
     }
 
     /// The PARENT record: the tracker's base image, by name, sequence and time.
@@ -609,9 +684,13 @@ struct CheckpointJob {
     @_noAllocation @_noLocks
     mutating func report(_ failure: FreezeFailure?) {
         message.removeAll()
-        if let failure {
+        if let failure, failure.step == .checkpointInProgress, capture.pointee.request_id != 0 {
+            message.append("busy")  // `stasis checkpoint` asks again once that image is out
+        } else if let failure {
             var text = message  // shares the bytes; a copy so describe() can read self
-            text.append(capture.pointee.request_id != 0 ? "error " : "stasis: checkpoint failed: ")
+            let prefix: StaticString = capture.pointee.request_id != 0 ? "error "
+                : failure.step == .checkpointInProgress ? "stasis: checkpoint skipped: " : "stasis: checkpoint failed: "
+            text.append(prefix)
             describe(failure, into: &text)
             message = text
         } else {
@@ -640,9 +719,7 @@ struct CheckpointJob {
         }
         scratch.removeAll()
         appendControlPath(&scratch)
-        scratch.append("-")
-        scratch.append(decimal: Int(requestID))
-        scratch.append(".result.tmp")
+        scratch.append("/result.tmp")
         let fd = RawSyscall.open(scratch.cString, RawFlag.writeOnly | RawFlag.create | RawFlag.truncate
             | RawFlag.closeOnExec | RawFlag.noFollow, 0o600)
         guard fd >= 0 else { return }
@@ -671,6 +748,9 @@ struct CheckpointJob {
             text.append(" thread(s) did not stop within 5 s (blocking the checkpoint signal with raw system calls?)")
             return
         case .tooManyThreads: text.append("more threads than the agent can capture (4096)")
+        case .checkpointInProgress:
+            text.append("the previous image of this process is still being written")
+            return
         case .stillPagingIn:
             text.append("the lazy restart's pager (pid ")
             text.append(decimal: failure.object)

@@ -26,7 +26,8 @@ struct FreezeArena {
 struct FreezeFailure: Error {
     enum Step: UInt8 {
         case openImage, writeImage, syncImage, renameImage, readProc, scanPages, unsupportedFile, arenaExhausted,
-            readRequest, tooManyRuns, threadsDidNotStop, tooManyThreads, signalThread, readPipe, readDeletedFile, deletedFileTooLarge, sysvSharedMemory, stillPagingIn
+            readRequest, tooManyRuns, threadsDidNotStop, tooManyThreads, signalThread, readPipe, readDeletedFile, deletedFileTooLarge, sysvSharedMemory, stillPagingIn,
+            checkpointInProgress
     }
     var step: Step
     var errno: Int

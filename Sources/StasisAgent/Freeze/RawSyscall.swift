@@ -99,6 +99,20 @@ enum RawErrno {
     static let noTTY = 25           // ENOTTY
 }
 
+/// struct flock for fcntl's open file description locks (F_OFD_*; l_pid must be 0).
+struct FileLock {
+    var type: Int16
+    var whence: Int16 = 0
+    var start: Int64 = 0
+    var length: Int64 = 0  // 0: to the end of the file, however long it grows
+    var pid: Int32 = 0
+    static let write: Int16 = 1, unlocked: Int16 = 2  // F_WRLCK, F_UNLCK
+    static let getOpenFileLock = 36, setOpenFileLock = 37  // F_OFD_GETLK, F_OFD_SETLK
+
+    @_noAllocation @_noLocks
+    init(type: Int16) { self.type = type }
+}
+
 /// Flags and numbers from the kernel ABI, spelled out for the same reason.
 enum RawFlag {
     static let readOnly: Int32 = 0
