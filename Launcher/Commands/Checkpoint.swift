@@ -7,11 +7,12 @@ import StasisSystem
 /// trigger signal with value ID, wait for /tmp/stasis-UID/PID-ID.result ("ok PATH" or "error MESSAGE").
 enum CheckpointCommand {
     static let help = """
-        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported] [--json] PID
+        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported] [--no-fork] [--json] PID
 
         Checkpoints a program started with `stasis run`; waits until the image is complete and prints
         its path as the last line of stdout. The program keeps running.
-          --dir DIR          write the image to DIR instead of the program's image directory
+          --dir DIR          write the image to DIR instead of the program's image directory (created,
+                             mode 0700, if missing)
           --timeout SECONDS  give up after SECONDS (default 600)
           --key FILE         sign this image (and the program's later ones) with FILE's key (HMAC-SHA256)
           --no-fork          write this image from inside the frozen program instead of from a
@@ -40,14 +41,9 @@ enum CheckpointCommand {
         let timeout = Double(options.values["--timeout"] ?? "600") ?? -1
         guard timeout > 0 else { throw LauncherError(.usage, "--timeout needs a positive number of seconds") }
 
-        var directory: String?
-        if let dir = options.values["--dir"] {
-            guard let resolved = absolutePath(dir) else {
-                throw LauncherError(.usage, "image directory \(dir) does not exist; create it first")
-            }
-            directory = resolved
-        }
         let (uid, signal, defaultDirectory) = try target(pid)
+        // Created when missing (0700, owned by the program's user: its agent writes there).
+        let directory = try options.values["--dir"].map { (dir) throws(LauncherError) in try makeImageDirectory(dir, owner: uid) }
         let control = try ControlDirectory.prepare(uid: uid)
         var requestID = Int32.random(in: 1...Int32.max)
         if requestID == 0x5354_465a { requestID -= 1 }  // STASIS_FREEZE_MAGIC marks the agent's own freeze signal
@@ -80,7 +76,9 @@ enum CheckpointCommand {
         var value = sigval()
         value.sival_ptr = UnsafeMutableRawPointer(bitPattern: Int(requestID))
         guard sigqueue(pid, signal, value) == 0 else {
-            throw LauncherError(.noSuchProcess, "cannot signal process \(pid): \(Errno.current)")
+            let error = Errno.current
+            throw LauncherError(error == Errno(rawValue: EPERM) ? .permissionDenied : .noSuchProcess,
+                                "cannot signal process \(pid): \(error)")
         }
         let deadline = now() + timeout
         let progress = isatty(2) != 0 ? Progress(pid: pid, directory: directory ?? defaultDirectory) : nil
@@ -145,8 +143,18 @@ enum CheckpointCommand {
         guard stat("/proc/\(pid)", &st) == 0 else {
             throw LauncherError(.noSuchProcess, "no process \(pid); check the PID")
         }
-        guard let maps = try? readFile("/proc/\(pid)/maps") else {  // EACCES: another user's process
-            throw LauncherError(.noSuchProcess, "cannot read /proc/\(pid)/maps: not your process?")
+        guard getuid() == 0 || st.st_uid == getuid() else {
+            throw LauncherError(.permissionDenied, "process \(pid) belongs to uid \(st.st_uid); only its owner or root may checkpoint it")
+        }
+        let maps: [UInt8]
+        do {
+            maps = try readFile("/proc/\(pid)/maps")
+        } catch where error == Errno(rawValue: EACCES) || error == Errno(rawValue: EPERM) {
+            // Not even root may read a process it cannot ptrace (PID 1 in a container, a process with
+            // more privileges or no dumpable flag): a permission problem, not a missing process.
+            throw LauncherError(.permissionDenied, "cannot read /proc/\(pid)/maps (\(error)): not allowed to inspect process \(pid); run as its owner or as root")
+        } catch {
+            throw LauncherError(.noSuchProcess, "no process \(pid) (\(error)); check the PID")
         }
         guard String(decoding: maps, as: UTF8.self).contains("libStasisAgent.so") else {
             throw LauncherError(.noSuchProcess, "process \(pid) is not running under stasis (start it with `stasis run`)")
