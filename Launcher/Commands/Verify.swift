@@ -145,7 +145,9 @@ enum ListCommand {
                 rows.append((time, "\(name)  \(header.program)  pid \(header.pid)  #\(header.sequence)  "
                     + "\(formatTime(Int64(time)))  \(fileSize) bytes  \(chain > 1 ? "incremental (\(chain) in chain)  " : "")ok"))
             } else {
-                rows.append((time, "\(name)  CORRUPT  modified \(formatTime(Int64(time)))  \(fileSize) bytes  "
+                // INCOMPLETE: the image may be fine but a parent it needs is missing or not the one named.
+                let label = error?.code == .incompleteChain ? "INCOMPLETE" : "CORRUPT"
+                rows.append((time, "\(name)  \(label)  modified \(formatTime(Int64(time)))  \(fileSize) bytes  "
                     + (error?.message ?? "")))
             }
         }
