@@ -143,8 +143,13 @@ enum CheckpointCommand {
         guard stat("/proc/\(pid)", &st) == 0 else {
             throw LauncherError(.noSuchProcess, "no process \(pid); check the PID")
         }
-        guard getuid() == 0 || st.st_uid == getuid() else {
-            throw LauncherError(.permissionDenied, "process \(pid) belongs to uid \(st.st_uid); only its owner or root may checkpoint it")
+        // The real uid from /proc/PID/status (/proc/PID itself is root's when the process is not dumpable).
+        let owner = (try? readFile("/proc/\(pid)/status")).flatMap { status in
+            String(decoding: status, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("Uid:") }
+                .flatMap { $0.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { uid_t($0) } }
+        } ?? st.st_uid
+        guard getuid() == 0 || owner == getuid() else {
+            throw LauncherError(.permissionDenied, "process \(pid) belongs to uid \(owner); only its owner or root may checkpoint it")
         }
         let maps: [UInt8]
         do {
@@ -152,7 +157,8 @@ enum CheckpointCommand {
         } catch where error == Errno(rawValue: EACCES) || error == Errno(rawValue: EPERM) {
             // Not even root may read a process it cannot ptrace (PID 1 in a container, a process with
             // more privileges or no dumpable flag): a permission problem, not a missing process.
-            throw LauncherError(.permissionDenied, "cannot read /proc/\(pid)/maps (\(error)): not allowed to inspect process \(pid); run as its owner or as root")
+            let advice = getuid() == 0 ? "it is not dumpable, or belongs to another user namespace" : "it is not dumpable or more privileged; try as root"
+            throw LauncherError(.permissionDenied, "cannot read /proc/\(pid)/maps (\(error)): not allowed to inspect process \(pid); \(advice)")
         } catch {
             throw LauncherError(.noSuchProcess, "no process \(pid) (\(error)); check the PID")
         }
