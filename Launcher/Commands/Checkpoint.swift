@@ -8,11 +8,12 @@ import StasisSystem
 /// creates CONTROL/accepted), wait for CONTROL/result ("ok PATH", "error MESSAGE" or "busy": ask again).
 enum CheckpointCommand {
     static let help = """
-        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported] [--json] PID
+        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported] [--no-fork] [--json] PID
 
         Checkpoints a program started with `stasis run`; waits until the image is complete and prints
         its path as the last line of stdout. The program keeps running.
-          --dir DIR          write the image to DIR instead of the program's image directory
+          --dir DIR          write the image to DIR instead of the program's image directory (created,
+                             mode 0700, if missing)
           --timeout SECONDS  give up after SECONDS (default 600)
           --key FILE         sign this image (and the program's later ones) with FILE's key (HMAC-SHA256)
           --no-fork          write this image from inside the frozen program instead of from a
@@ -41,14 +42,9 @@ enum CheckpointCommand {
         let timeout = Double(options.values["--timeout"] ?? "600") ?? -1
         guard timeout > 0 else { throw LauncherError(.usage, "--timeout needs a positive number of seconds") }
 
-        var directory: String?
-        if let dir = options.values["--dir"] {
-            guard let resolved = absolutePath(dir) else {
-                throw LauncherError(.usage, "image directory \(dir) does not exist; create it first")
-            }
-            directory = resolved
-        }
         let (uid, signal, defaultDirectory) = try target(pid)
+        // Created when missing (0700, owned by the program's user: its agent writes there).
+        let directory = try options.values["--dir"].map { (dir) throws(LauncherError) in try makeImageDirectory(dir, owner: uid) }
         try waitUntilReady(pid, signal: signal)
         let control = try ControlDirectory.create(uid: uid)
         defer { control.remove() }
@@ -130,7 +126,7 @@ enum CheckpointCommand {
                 let message = text.hasPrefix("error ") ? String(text.dropFirst(6)) : text
                 throw LauncherError(.checkpointFailed, "checkpoint of \(pid) failed: \(message); the program keeps running")
             }
-            if kill(pid, 0) != 0 && errno == ESRCH {
+            if hasExited(pid) {
                 throw LauncherError(.noSuchProcess, "process \(pid) exited before the checkpoint completed")
             }
             // Not taken yet: the signal may have been merged with a pending one, or dropped while
@@ -143,14 +139,32 @@ enum CheckpointCommand {
         }
     }
 
-    /// The target's uid, trigger signal and image directory; fails unless it runs the agent.
+    /// The target's effective uid, trigger signal and image directory; fails unless we may checkpoint it.
     static func target(_ pid: pid_t) throws(LauncherError) -> (uid_t, Int32, String?) {
         var st = stat()
         guard stat("/proc/\(pid)", &st) == 0 else {
             throw LauncherError(.noSuchProcess, "no process \(pid); check the PID")
         }
-        guard (try? readFile("/proc/\(pid)/maps")) != nil else {  // EACCES: another user's process
-            throw LauncherError(.noSuchProcess, "cannot read /proc/\(pid)/maps: not your process?")
+        // The real and effective uids from /proc/PID/status (/proc/PID itself is root's when the process
+        // is not dumpable). The agent runs as the effective one: the control directory is given to it.
+        let uids = (try? readFile("/proc/\(pid)/status")).flatMap { status in
+            String(decoding: status, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("Uid:") }
+                .map { $0.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().compactMap { uid_t($0) } }
+        } ?? []
+        let owner = uids.first ?? st.st_uid
+        let effective = uids.count > 1 ? uids[1] : owner
+        guard getuid() == 0 || owner == getuid() else {
+            throw LauncherError(.permissionDenied, "process \(pid) belongs to uid \(owner); only its owner or root may checkpoint it")
+        }
+        do {
+            _ = try readFile("/proc/\(pid)/maps")
+        } catch where error == Errno(rawValue: EACCES) || error == Errno(rawValue: EPERM) {
+            // Not even root may read a process it cannot ptrace (PID 1 in a container, a process with
+            // more privileges or no dumpable flag): a permission problem, not a missing process.
+            let advice = getuid() == 0 ? "it is not dumpable, or belongs to another user namespace" : "it is not dumpable or more privileged; try as root"
+            throw LauncherError(.permissionDenied, "cannot read /proc/\(pid)/maps (\(error)): not allowed to inspect process \(pid); \(advice)")
+        } catch {
+            throw LauncherError(.noSuchProcess, "no process \(pid) (\(error)); check the PID")
         }
         // Whether the agent is loaded (and ready) is waitUntilReady's question: right after
         // `stasis run` the loader may not have mapped it yet.
@@ -163,7 +177,7 @@ enum CheckpointCommand {
                 if text.hasPrefix("STASIS_DIR=") { directory = String(text.dropFirst(11)) }
             }
         }
-        return (st.st_uid, signal, directory)
+        return (effective, signal, directory)
     }
 }
 
@@ -220,6 +234,7 @@ func waitUntilReady(_ pid: pid_t, signal: Int32) throws(LauncherError) {
             throw LauncherError(.noSuchProcess, "process \(pid) is gone")
         }
         let text = String(decoding: status, as: UTF8.self)
+        if hasExited(pid) { throw LauncherError(.noSuchProcess, "process \(pid) has exited (not yet reaped by its parent)") }
         if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
             let caught = UInt64(String(line.dropFirst(7).filter { $0 != " " && $0 != "\t" }), radix: 16),
             caught & (1 << UInt64(signal - 1)) != 0,
@@ -236,6 +251,16 @@ func waitUntilReady(_ pid: pid_t, signal: Int32) throws(LauncherError) {
         }
         usleep(5_000)
     }
+}
+
+/// Gone, or a zombie (which `kill(pid, 0)` still finds): it will never answer.
+func hasExited(_ pid: pid_t) -> Bool {
+    if kill(pid, 0) != 0 && errno == ESRCH { return true }
+    guard let status = try? readFile("/proc/\(pid)/stat") else { return true }
+    let text = String(decoding: status, as: UTF8.self)
+    guard let close = text.lastIndex(of: ")") else { return false }
+    let state = text[text.index(after: close)...].dropFirst().first
+    return state == "Z" || state == "X"
 }
 
 /// Seconds since PID started (field 22 of /proc/PID/stat, against /proc/uptime); nil if unknown.

@@ -41,9 +41,9 @@ enum InspectCommand {
     static func text(_ image: Image, size: UInt64) -> String {
         let h = image.header
         var out = """
-            image:      format \(h.version), x86-64, page size \(h.pageSize), \(size) bytes
+            image:      format \(h.version), x86-64, page size \(h.pageSize), \(size) bytes\(image.signature == nil ? "" : ", signed (HMAC-SHA256; `stasis verify --key FILE` checks it)")
             program:    \(h.program)
-            pid:        \(h.pid) (uid \(h.uid)), checkpoint #\(h.sequence), taken at \(h.timeNanoseconds / 1_000_000_000) (unix time)
+            pid:        \(h.pid) (uid \(h.uid)), checkpoint #\(h.sequence), taken at \(formatTime(Int64(clamping: h.timeNanoseconds)))
             kernel:     \(h.kernelRelease)
             cpu:        XCR0 0x\(hex(h.xcr0)) (\(features(h.xcr0))), xsave \(h.xsaveSize) bytes
             process:    name \(image.process.name), cwd \(image.process.cwd), umask \(String(image.process.umask, radix: 8))
@@ -100,6 +100,7 @@ enum InspectCommand {
             parts.append("\"parent\": null")
         }
         parts.append("\"kernel\": \(str(h.kernelRelease))")
+        parts.append("\"signed\": \(image.signature != nil)")
         parts.append("\"xcr0\": \(h.xcr0)")
         parts.append("\"xsave_size\": \(h.xsaveSize)")
         parts.append("\"cwd\": \(str(image.process.cwd))")

@@ -161,6 +161,12 @@ enum RestartCommand {
         guard lines.contains("ok") else {
             var waitStatus: Int32 = 0
             _ = waitpid(pid, &waitStatus, 0)
+            // "corrupt ...": the restorer found the image damaged (a page checksum): exit 3, as a damaged
+            // image found by our own checks or `stasis verify` does, so that a script can fall back.
+            if let corrupt = lines.first(where: { $0.hasPrefix("corrupt ") }) {
+                throw LauncherError(.badImage, "\(options.positional[0]) is damaged: \(corrupt.dropFirst(8)); "
+                    + "restart an older image (`stasis verify` checks one)")
+            }
             let error = lines.first(where: { $0.hasPrefix("error ") }).map { String($0.dropFirst(6)) }
                 ?? "the restorer exited without a report (status \(waitStatus))"
             throw LauncherError(.restoreFailed, "restore of \(options.positional[0]) failed: \(error)")
@@ -306,19 +312,30 @@ enum RestartCommand {
             }
             let done = waitpid(pid, &waitStatus, WNOHANG)
             if done == pid {
+                var pagerVerdict: Int32? = nil
                 if let laterStatus {
-                    // What a lazy restart's pager said (it stops the program on a page checksum mismatch).
-                    // What is there now (the pager may still hold the pipe: no end of file to wait for).
+                    // What a lazy restart's pager said: it stops the program (SIGKILL) on a page checksum
+                    // mismatch ("corrupt ...") or when it cannot go on ("error ..."), writing its line
+                    // first. What is there now (the pager may still hold the pipe: no end of file to wait for).
                     _ = fcntl(laterStatus.rawValue, F_SETFL, O_NONBLOCK)
                     let bytes = laterStatus.readAvailable()
                     let text = String(decoding: bytes, as: UTF8.self)
-                    for line in text.split(separator: "\n") where line.hasPrefix("error ") {
-                        printError("stasis: \(line.dropFirst(6))")
+                    for line in text.split(separator: "\n") {
+                        if line.hasPrefix("corrupt ") {
+                            printError("stasis: \(line.dropFirst(8))")
+                            pagerVerdict = ExitCode.badImage.rawValue
+                        } else if line.hasPrefix("error ") {
+                            printError("stasis: \(line.dropFirst(6))")
+                            pagerVerdict = pagerVerdict ?? ExitCode.restoreFailed.rawValue
+                        }
                     }
                     laterStatus.closeAfterError()
                 }
                 if waitStatus & 0x7f == 0 { return (waitStatus >> 8) & 0xff }  // exited
                 let signal = waitStatus & 0x7f
+                // The pager stopped it: our exit code says why (3 damaged image, 9 restore failed), not
+                // a SIGKILL that would look like the program's own crash.
+                if signal == SIGKILL, let pagerVerdict { return pagerVerdict }
                 sigprocmask(SIG_UNBLOCK, &set, nil)
                 Glibc.signal(signal, SIG_DFL)
                 raise(signal)

@@ -3,10 +3,11 @@ import Glibc
 /// `stasis run`: exec PROGRAM in place (same PID) with the agent preloaded.
 enum RunCommand {
     static let help = """
-        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--incremental [--max-chain N]] [--skip-unsupported] [--pid-file F] -- PROGRAM ARGS...
+        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--incremental [--max-chain N]] [--skip-unsupported]
+                          [--no-fork] [--checkpoint-on SIG [--exit-code N]] [--interval D] [--pid-file F] -- PROGRAM ARGS...
 
         Runs PROGRAM in place of stasis (same PID) with the checkpoint agent preloaded.
-          --dir DIR       where images go (default: the current directory)
+          --dir DIR       where images go (default: the current directory); created (mode 0700) if missing
           --signal SIG    checkpoint trigger signal (default: USR2); use another if PROGRAM owns SIGUSR2
           --keep N        keep only the N newest images of each process (older ones are removed once a
                           newer one is complete); default: keep all
@@ -48,14 +49,7 @@ enum RunCommand {
         guard let program = options.positional.first else {
             throw LauncherError(.usage, "run needs a PROGRAM; usage: stasis run [options] -- PROGRAM ARGS...")
         }
-        let directory = options.values["--dir"] ?? "."
-        guard let imageDirectory = absolutePath(directory) else {
-            throw LauncherError(.usage, "image directory \(directory) does not exist; create it first")
-        }
-        var st = stat()
-        guard stat(imageDirectory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
-            throw LauncherError(.usage, "\(imageDirectory) is not a directory")
-        }
+        let imageDirectory = try makeImageDirectory(options.values["--dir"] ?? ".")  // created when missing
         var signal = SIGUSR2
         if let name = options.values["--signal"] {
             guard let parsed = parseSignal(name), parsed != SIGKILL, parsed != SIGSTOP else {

@@ -25,11 +25,15 @@ enum VerifyCommand {
         for path in options.positional {
             do throws(LauncherError) {
                 let (image, size) = try verify(path, showProgress: isatty(2) != 0, key: key)
+                let signed = image.signature != nil
                 if options.flags.contains("--json") {
-                    printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes), \"chain_length\": \(image.parent?.chainLength ?? 1)}")
+                    printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes), \"chain_length\": \(image.parent?.chainLength ?? 1), "
+                        + "\"signed\": \(signed), \"signature_checked\": \(signed && key != nil)}")
                 } else {
                     let chain = image.parent.map { ", incremental: \($0.chainLength) images in its chain" } ?? ""
-                    printOut("\(path): ok (\(image.memoryAreas.count) memory areas, \(image.threads.count) threads, \(image.storedBytes) bytes of pages\(chain))")
+                    // Without --key a signature cannot be checked: say there is one, and how to check it.
+                    let signature = !signed ? "" : key != nil ? ", signature ok" : ", signed (HMAC-SHA256; not checked: give --key FILE)"
+                    printOut("\(path): ok (\(image.memoryAreas.count) memory areas, \(image.threads.count) threads, \(image.storedBytes) bytes of pages\(chain)\(signature))")
                 }
             } catch {
                 if options.flags.contains("--json") {
@@ -109,45 +113,44 @@ enum ListCommand {
         var rows: [(time: UInt64, line: String)] = []
         for name in names {
             let path = directory == "." ? name : directory + "/" + name
-            var status = "ok"
+            var error: LauncherError?
             var header: ImageHeader?
             var chain: UInt32 = 1
-            var size: UInt64 = 0
             do throws(LauncherError) {
                 if options.flags.contains("--full") {
-                    let (image, bytes) = try VerifyCommand.verify(path, showProgress: false)
+                    let (image, _) = try VerifyCommand.verify(path, showProgress: false)
                     header = image.header
                     chain = image.parent?.chainLength ?? 1
-                    size = bytes
                 } else {
-                    let source = try FileImageSource(path: path)
-                    size = source.size
-                    let image = try source.decode()
+                    let image = try FileImageSource(path: path).decode()
                     header = image.header
                     chain = image.parent?.chainLength ?? 1
                 }
-            } catch {
-                status = "CORRUPT: " + error.message
+            } catch let failure {
+                error = failure
+                header = nil  // what a damaged image claims is not shown as if it were true
             }
-            let time = header?.timeNanoseconds ?? 0
+            // The file's own size and time, whatever its contents: a damaged image is listed with them.
+            var st = stat()
+            let fileSize = stat(path, &st) == 0 ? UInt64(st.st_size) : 0
+            let fileTime = UInt64(max(0, Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
+            let time = header?.timeNanoseconds ?? fileTime
             if options.flags.contains("--json") {
+                // A damaged image: program "", pid/sequence 0, the file's mtime and size, and "error".
                 rows.append((time, "{\"image\": \"\(jsonEscape(path))\", \"program\": \"\(jsonEscape(header?.program ?? ""))\", "
                     + "\"pid\": \(header?.pid ?? 0), \"sequence\": \(header?.sequence ?? 0), \"time_ns\": \(time), "
-                    + "\"size\": \(size), \"chain_length\": \(chain), \"ok\": \(status == "ok")}"))
+                    + "\"size\": \(fileSize), \"chain_length\": \(chain), \"ok\": \(error == nil)"
+                    + (error.map { ", \"error\": \"\(jsonEscape($0.message))\"" } ?? "") + "}"))
+            } else if let header, error == nil {
+                rows.append((time, "\(name)  \(header.program)  pid \(header.pid)  #\(header.sequence)  "
+                    + "\(formatTime(Int64(time)))  \(fileSize) bytes  \(chain > 1 ? "incremental (\(chain) in chain)  " : "")ok"))
             } else {
-                rows.append((time, "\(name)  \(header?.program ?? "?")  pid \(header?.pid ?? 0)  #\(header?.sequence ?? 0)  "
-                    + "\(formatTime(time))  \(size) bytes  \(chain > 1 ? "incremental (\(chain) in chain)  " : "")\(status)"))
+                // INCOMPLETE: the image may be fine but a parent it needs is missing or not the one named.
+                let label = error?.code == .incompleteChain ? "INCOMPLETE" : "CORRUPT"
+                rows.append((time, "\(name)  \(label)  modified \(formatTime(Int64(time)))  \(fileSize) bytes  "
+                    + (error?.message ?? "")))
             }
         }
         for row in rows.sorted(by: { $0.time < $1.time }) { printOut(row.line) }
-    }
-
-    static func formatTime(_ nanoseconds: UInt64) -> String {
-        var seconds = time_t(nanoseconds / 1_000_000_000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 32)
-        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
-        return String(cString: buffer)
     }
 }

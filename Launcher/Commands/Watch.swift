@@ -23,13 +23,16 @@ enum WatchCommand {
         return value * scale
     }
 
-    /// The process's start time (field 22 of /proc/PID/stat): a reused PID has another.
+    /// The process's start time (field 22 of /proc/PID/stat): a reused PID has another. Nil once it
+    /// is gone, and also while it is a zombie (killed, not yet reaped by its parent): it has no memory
+    /// left to checkpoint, and its PID and start time stay until the reap.
     static func startTime(_ pid: pid_t) -> String? {
         guard let stat = try? readFile("/proc/\(pid)/stat") else { return nil }  // gone
         let text = String(decoding: stat, as: UTF8.self)
         guard let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? String(fields[19]) : nil
+        guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return nil }
+        return String(fields[19])
     }
 
     /// Starts the detached watcher for this process (called by `run` before it execs the program).
@@ -67,6 +70,7 @@ enum WatchCommand {
             do {
                 try CheckpointCommand.main(extra + [String(pid)])
             } catch {
+                // Our stderr is the program's: a program that ended meanwhile gets no message there.
                 if startTime(pid) != start { return 0 }
                 printError("stasis: periodic checkpoint of \(pid) failed: \(error.message)")
             }

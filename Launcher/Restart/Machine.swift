@@ -73,7 +73,11 @@ enum FileCheck {
         guard stat(image.process.cwd, &directory) == 0, directory.st_mode & S_IFMT == S_IFDIR else {
             throw LauncherError(.filesChanged, "the program's working directory \(image.process.cwd) is missing; create it to restart")
         }
+        // A file is checked (and warned about) once, however many areas map it: a program's own
+        // executable alone has four or five.
+        var checked = Set<String>()
         for area in image.memoryAreas where area.isFileBacked && area.fileSize != 0 || (area.isFileBacked && area.inode != 0) {
+            guard checked.insert(area.path).inserted else { continue }
             try unchanged(area.path, size: area.fileSize, mtime: area.fileModificationNanoseconds, what: "mapped file",
                           allowChanged: allowChanged)
         }
@@ -82,7 +86,7 @@ enum FileCheck {
             guard stat(fd.path, &st) == 0 else {
                 throw LauncherError(.filesChanged, "fd \(fd.fd): \(fd.path) is missing (\(String(cString: strerror(errno)))); restore it to restart")
             }
-            if fd.statusFlags & UInt32(O_ACCMODE) == UInt32(O_RDONLY) {
+            if fd.statusFlags & UInt32(O_ACCMODE) == UInt32(O_RDONLY) && checked.insert(fd.path).inserted {
                 try unchanged(fd.path, size: fd.size, mtime: fd.modificationNanoseconds, what: "fd \(fd.fd):",
                               allowChanged: allowChanged)
             }
@@ -96,7 +100,10 @@ enum FileCheck {
         }
         let modified = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         if UInt64(st.st_size) != size || modified != mtime {
-            let message = "\(what) \(path) changed since the checkpoint (size \(size) -> \(st.st_size))"
+            // Say what changed: the size, or only the modification time (touched, or rewritten in place).
+            let change = UInt64(st.st_size) != size ? "size \(size) -> \(st.st_size)"
+                : "same size, modified at \(formatTime(modified, fraction: true)), was \(formatTime(mtime, fraction: true))"
+            let message = "\(what) \(path) changed since the checkpoint (\(change))"
             if allowChanged {
                 printError("stasis: warning: \(message); going on (--allow-changed-files)")
                 return

@@ -54,6 +54,28 @@ struct ControlDirectory {
     }
 }
 
+/// An image directory (`--dir`) as an absolute, symlink-resolved path; created (mode 0700, with its
+/// missing parents, as DMTCP's `--ckptdir` is) when it does not exist. Created directories go to
+/// `owner` when root creates them for another user's process (its agent writes the images).
+func makeImageDirectory(_ path: String, owner: uid_t = getuid()) throws(LauncherError) -> String {
+    if absolutePath(path) == nil {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o700) == 0 {
+                if getuid() == 0 && owner != 0 { _ = chown(prefix, owner, gid_t(bitPattern: -1)) }
+            } else if errno != EEXIST {
+                throw LauncherError(.usage, "cannot create image directory \(path): \(Errno.current); check the path and its permissions")
+            }
+        }
+    }
+    var st = stat()
+    guard let resolved = absolutePath(path), stat(resolved, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+        throw LauncherError(.usage, "image directory \(path) is not a directory; name a directory")
+    }
+    return resolved
+}
+
 /// An absolute, symlink-resolved path.
 func absolutePath(_ path: String) -> String? {
     guard let resolved = realpath(path, nil) else { return nil }
@@ -73,4 +95,16 @@ func parseSignal(_ text: String) -> Int32? {
     if let n = table[name] { return n }
     if name.hasPrefix("RTMIN+"), let k = Int32(name.dropFirst(6)), 34 + k <= 64 { return 34 + k }  // glibc SIGRTMIN is 34
     return nil
+}
+
+/// A CLOCK_REALTIME time in nanoseconds as UTC, ISO 8601: "2026-12-06T10:15:04Z"; with `fraction`,
+/// nanoseconds too ("2026-12-06T10:15:04.123456789Z"), for times that may differ within a second.
+func formatTime(_ nanoseconds: Int64, fraction: Bool = false) -> String {
+    var seconds = time_t(nanoseconds / 1_000_000_000)
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    var buffer = [CChar](repeating: 0, count: 32)
+    strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &parts)
+    let nanos = String((nanoseconds % 1_000_000_000 + 1_000_000_000) % 1_000_000_000)
+    return String(cString: buffer) + (fraction ? "." + String(repeating: "0", count: 9 - nanos.count) + nanos : "") + "Z"
 }

@@ -48,6 +48,7 @@ public struct Image: Equatable, Sendable {
     static let maxPayload: UInt32 = 128 << 20
 
     public static func decode(from source: ImageSource) throws(ImageError) -> Image {
+        guard source.size > 0 else { throw .empty }
         let fixed = try source.bytes(at: 0, count: Int(min(source.size, UInt64(ImageHeader.size))))
         guard fixed.count == ImageHeader.size else {
             _ = try ImageHeader.decodeFixed(fixed)  // names "not an image" before "truncated"

@@ -4,6 +4,8 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
     case unsupportedVersion(UInt32)
     case foreignArchitecture(UInt32)
     case truncated(at: UInt64)
+    /// The file has no bytes at all (a checkpoint that never wrote, a failed copy).
+    case empty
     case invalidHeader(String)
     case invalidRecord(RecordKind?, at: UInt64, reason: String)
     case missingRecord(String)
@@ -18,6 +20,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
             return "image format version \(v) is not supported by this stasis (it reads version \(ImageHeader.currentVersion))"
         case .foreignArchitecture(let a): return "image is for another architecture (ELF machine \(a)); this is x86-64"
         case .truncated(let at): return "image is truncated (ends before byte \(at)); it was not completely written"
+        case .empty: return "image file is empty (0 bytes); it was never written, or a copy of it failed"
         case .invalidHeader(let why): return "corrupt image header: \(why)"
         case .invalidRecord(let kind, let at, let why):
             return "corrupt image: \(kind.map { "\($0)" } ?? "record") at byte \(at): \(why)"

@@ -110,6 +110,8 @@ size_t rst_strlen(const char *s);
 void rst_write_text(int fd, const char *text);
 void rst_write_hex(int fd, uint64_t value);
 __attribute__((noreturn)) void rst_fail(struct rst_args *args, const char *what, uint64_t value);
+/* The image itself is damaged (a checksum, a length, an offset): `stasis restart` exits 3. */
+__attribute__((noreturn)) void rst_fail_image(struct rst_args *args, const char *what, uint64_t value);
 void rst_warn(struct rst_args *args, const char *what, uint64_t value);
 int rst_pread_all(int fd, void *buffer, uint64_t count, uint64_t offset);
 

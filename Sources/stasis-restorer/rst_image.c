@@ -8,21 +8,21 @@ void rst_read_header(struct rst_args *args) {
     if (stasis_syscall2(STASIS_NR_fstat, args->image_fd, (long)&st) < 0) rst_fail(args, "cannot stat the image", 0);
     args->image_size = (uint64_t)st.st_size;
     if (rst_pread_all(args->image_fd, &args->header, sizeof args->header, 0) < 0)
-        rst_fail(args, "image too short for its header", args->image_size);
+        rst_fail_image(args, "image too short for its header", args->image_size);
     const char magic[8] = {'S', 'T', 'A', 'S', 'I', 'S', 0, 1};
     for (int i = 0; i < 8; i++)
-        if (args->header.magic[i] != magic[i]) rst_fail(args, "not a Stasis image", 0);
+        if (args->header.magic[i] != magic[i]) rst_fail_image(args, "not a Stasis image", 0);
     if (args->header.version != STASIS_IMAGE_VERSION) rst_fail(args, "unsupported image version", args->header.version);
     if (args->header.arch != STASIS_ARCH_X86_64) rst_fail(args, "image is for another architecture", args->header.arch);
     if (args->header.page_size != RST_PAGE) rst_fail(args, "image page size differs", args->header.page_size);
     if (args->header.header_bytes != sizeof(stasis_image_header_t) || args->header.program_bytes > STASIS_MAX_PATH)
-        rst_fail(args, "corrupt image header", 0);
+        rst_fail_image(args, "corrupt image header", 0);
     args->first_record = (sizeof(stasis_image_header_t) + args->header.program_bytes + 7) & ~7ul;
     stasis_image_header_t copy = args->header;
     copy.header_crc = 0;
     uint32_t crc = stasis_crc32c_update(stasis_crc32c_begin(), &copy, sizeof copy);
     crc = stasis_crc32c_end(rst_crc_of_file(args, crc, sizeof copy, args->header.program_bytes));
-    if (crc != args->header.header_crc) rst_fail(args, "image header checksum mismatch", crc);
+    if (crc != args->header.header_crc) rst_fail_image(args, "image header checksum mismatch", crc);
 }
 
 /* Continues `crc` over `count` bytes of the image at `offset`. */
@@ -45,28 +45,28 @@ void rst_for_each_record(struct rst_args *args, rst_record_fn fn) {
     for (;;) {
         stasis_record_header_t record;
         if (offset + sizeof record > args->image_size || rst_pread_all(args->image_fd, &record, sizeof record, offset) < 0)
-            rst_fail(args, "image truncated at record", offset);
+            rst_fail_image(args, "image truncated at record", offset);
         uint64_t payload_end = offset + sizeof record + record.payload_bytes;
         uint64_t next;
         if (record.data_bytes) {
             uint64_t expected = (payload_end + RST_PAGE - 1) & ~(RST_PAGE - 1);
             if (record.data_offset != expected || record.data_bytes % RST_PAGE ||
                 record.data_bytes > args->image_size || record.data_offset > args->image_size - record.data_bytes)
-                rst_fail(args, "record data out of bounds at", offset);
+                rst_fail_image(args, "record data out of bounds at", offset);
             next = record.data_offset + record.data_bytes;
         } else {
-            if (record.data_offset) rst_fail(args, "record data offset without data at", offset);
+            if (record.data_offset) rst_fail_image(args, "record data offset without data at", offset);
             next = (payload_end + 7) & ~7ul;
         }
-        if (payload_end > args->image_size || next > args->image_size) rst_fail(args, "record out of bounds at", offset);
+        if (payload_end > args->image_size || next > args->image_size) rst_fail_image(args, "record out of bounds at", offset);
         uint32_t crc = stasis_crc32c_update(stasis_crc32c_begin(), &record, STASIS_RECORD_CRC_OFFSET);
         crc = stasis_crc32c_end(rst_crc_of_file(args, crc, offset + sizeof record, record.payload_bytes));
-        if (crc != record.payload_crc) rst_fail(args, "record checksum mismatch at", offset);
+        if (crc != record.payload_crc) rst_fail_image(args, "record checksum mismatch at", offset);
         if (record.kind == STASIS_RECORD_END) {
             stasis_end_record_t end;
             if (record.payload_bytes != sizeof end || rst_pread_all(args->image_fd, &end, sizeof end, offset + sizeof record) < 0 ||
                 end.magic != STASIS_END_MAGIC || end.record_count != count || end.end_offset != offset)
-                rst_fail(args, "image END record does not match", offset);
+                rst_fail_image(args, "image END record does not match", offset);
             return;
         }
         if (fn(args, &record, offset) < 0) rst_fail(args, "bad record at", offset);

@@ -16,7 +16,8 @@
  *                                              all pages in place: close the userfaultfd, exit
  *
  * The pager checks every lazily served area's page CRC as it reads the image in order (pages served
- * on a fault are read again for it); on a mismatch it kills the program and says so on its stderr.
+ * on a fault are read again for it); on a mismatch it kills the program and says so on the status
+ * pipe ("corrupt ..."), and `stasis restart` exits 3 as for any damaged image.
  * Without the privilege for a full userfaultfd (root, CAP_SYS_PTRACE, or
  * vm.unprivileged_userfaultfd=1: a user-mode-only one would fail the program's system calls on
  * pages not yet there) the restorer reads everything in, as with --eager. */
@@ -229,13 +230,29 @@ struct pager {
     uint32_t check_crc;
 };
 
-static void pager_die(struct pager *p, const char *what) {
-    rst_write_text(p->args->status_fd, "error lazy restart: ");
+/* Stops the program and says why on the status pipe, which `stasis restart` reads once the program
+ * is gone: "corrupt ..." (exit 3) when the image is damaged, "error ..." (exit 9) otherwise. The
+ * line is complete before the kill, so the launcher finds it when it reaps the program. */
+static __attribute__((noreturn)) void pager_stop(struct pager *p, const char *kind, const char *what, const char *advice) {
+    rst_write_text(p->args->status_fd, kind);
+    rst_write_text(p->args->status_fd, "lazy restart: ");
     rst_write_text(p->args->status_fd, what);
-    rst_write_text(p->args->status_fd, "; the restored program was stopped (the image is damaged: restart an older one)\n");
+    rst_write_text(p->args->status_fd, "; the restored program was stopped (");
+    rst_write_text(p->args->status_fd, advice);
+    rst_write_text(p->args->status_fd, ")\n");
     stasis_syscall2(STASIS_NR_kill, p->args->program_pid, 9);
     stasis_syscall1(STASIS_NR_exit_group, 1);
     __builtin_unreachable();
+}
+
+/* The pager cannot go on (a read error, out of memory, too many children or moves). */
+static __attribute__((noreturn)) void pager_die(struct pager *p, const char *what) {
+    pager_stop(p, "error ", what, "restart it again, or with --eager");
+}
+
+/* The image's page data does not match its checksum. */
+static __attribute__((noreturn)) void pager_corrupt(struct pager *p, const char *what) {
+    pager_stop(p, "corrupt ", what, "the image is damaged: restart an older image; `stasis verify` checks one");
 }
 
 /* Heapsorts: no allocation, O(n log n) (pieces of an incremental image interleave by address). */
@@ -539,7 +556,7 @@ static int prefetch(struct pager *p, struct context *c, int checks) {
             area->crc = stasis_crc32c_update(area->crc, p->buffer, count * RST_PAGE);
             area->seen += count * RST_PAGE;
             if (area->seen == area->data_bytes && stasis_crc32c_end(area->crc) != area->expected_crc)
-                pager_die(p, "page data checksum mismatch in the image");
+                pager_corrupt(p, "page data checksum mismatch in the image");
         }
         c->cursor = page + count;
         return 1;
@@ -584,7 +601,7 @@ static int check_parents(struct pager *p) {
     p->check_crc = stasis_crc32c_update(p->check_crc, p->buffer, n);
     p->check_done += n;
     if (p->check_done >= check.bytes) {
-        if (stasis_crc32c_end(p->check_crc) != check.crc) pager_die(p, "page data checksum mismatch in a parent image");
+        if (stasis_crc32c_end(p->check_crc) != check.crc) pager_corrupt(p, "page data checksum mismatch in a parent image");
         p->check++;
         p->check_done = 0;
     }

@@ -49,10 +49,11 @@ void rst_write_hex(int fd, uint64_t value) {
     rst_write_text(fd, text);
 }
 
-/* The launcher reads the status pipe: "error ..." lines mean the restore failed. */
-void rst_fail(struct rst_args *args, const char *what, uint64_t value) {
+/* The launcher reads the status pipe: "error ..." lines mean the restore failed (`stasis restart`
+ * exits 9), "corrupt ..." lines that the image is damaged (exit 3, as for the launcher's own checks). */
+static __attribute__((noreturn)) void fail_with(struct rst_args *args, const char *kind, const char *what, uint64_t value) {
     int fd = args && args->status_fd >= 0 ? args->status_fd : 2;
-    rst_write_text(fd, "error ");
+    rst_write_text(fd, kind);
     rst_write_text(fd, what);
     rst_write_text(fd, " (");
     rst_write_hex(fd, value);
@@ -60,6 +61,10 @@ void rst_fail(struct rst_args *args, const char *what, uint64_t value) {
     stasis_syscall1(STASIS_NR_exit_group, RST_EXIT_FAILED);
     __builtin_unreachable();
 }
+
+void rst_fail(struct rst_args *args, const char *what, uint64_t value) { fail_with(args, "error ", what, value); }
+
+void rst_fail_image(struct rst_args *args, const char *what, uint64_t value) { fail_with(args, "corrupt ", what, value); }
 
 void rst_warn(struct rst_args *args, const char *what, uint64_t value) {
     if (args->status_fd < 0) return;

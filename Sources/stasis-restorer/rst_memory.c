@@ -148,18 +148,18 @@ void rst_find_hole(struct rst_args *args) {
     for (;;) {
         stasis_record_header_t record;
         if (offset + sizeof record > args->image_size || rst_pread_all(args->image_fd, &record, sizeof record, offset) < 0)
-            rst_fail(args, "image truncated at record", offset);
+            rst_fail_image(args, "image truncated at record", offset);
         if (record.kind == STASIS_RECORD_END) break;
         uint64_t payload_end = offset + sizeof record + record.payload_bytes;
         uint64_t next = record.data_bytes ? record.data_offset + record.data_bytes : ((payload_end + 7) & ~7ul);
-        if (next <= offset || next > args->image_size) rst_fail(args, "record out of bounds at", offset);
+        if (next <= offset || next > args->image_size) rst_fail_image(args, "record out of bounds at", offset);
         if (record.kind == STASIS_RECORD_MEMORY_AREA) {
             stasis_memory_area_record_t area;
             if (record.payload_bytes < sizeof area || rst_pread_all(args->image_fd, &area, sizeof area, offset + sizeof record) < 0)
-                rst_fail(args, "bad memory area record at", offset);
+                rst_fail_image(args, "bad memory area record at", offset);
             if (!(area.flags & STASIS_AREA_VSYSCALL)) {
                 if (area.start < previous_end || area.end <= area.start || area.end > RST_USER_TOP)
-                    rst_fail(args, "memory areas overlap or leave user space at", area.start);
+                    rst_fail_image(args, "memory areas overlap or leave user space at", area.start);
                 uint64_t fit = fit_in_gap(args, previous_end, area.start, args->work_bytes);
                 if (fit > best) best = fit;
                 previous_end = area.end;
@@ -338,7 +338,7 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     }
     if (stored != record->data_bytes) return -1;
     if (lazy < 0 && stored && stasis_crc32c_end(crc) != record->data_crc)
-        rst_fail(args, "page data checksum mismatch for area", area.start);
+        rst_fail_image(args, "page data checksum mismatch for area", area.start);
     read_segments(args, &area, lazy >= 0);
     if (area.run_count) { /* mapped writable for the reads above */
         long r = stasis_syscall3(STASIS_NR_mprotect, (long)area.start, (long)(area.end - area.start), (long)area.prot);
@@ -408,7 +408,7 @@ void rst_verify_plan_checks(struct rst_args *args) {
             crc = stasis_crc32c_update(crc, (void *)buffer, n);
         }
         if (stasis_crc32c_end(crc) != check.crc)
-            rst_fail(args, "page data checksum mismatch in a parent image at offset", check.file_offset);
+            rst_fail_image(args, "page data checksum mismatch in a parent image at offset", check.file_offset);
     }
     stasis_syscall2(STASIS_NR_munmap, buffer, (long)chunk);
 }

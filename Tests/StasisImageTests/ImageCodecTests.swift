@@ -100,6 +100,11 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true) -> (byte
         #expect(throws: ImageError.notAnImage) { try Image.decode(from: ByteArraySource(bytes)) }
     }
 
+    @Test func callsAnEmptyFileEmptyNotTruncated() {
+        #expect(throws: ImageError.empty) { try Image.decode(from: ByteArraySource([])) }
+        #expect(!ImageError.empty.description.contains("byte 0"))
+    }
+
     @Test func rejectsAnotherFormatVersion() {
         var (bytes, _) = sampleImage()
         bytes[8] = 99
