@@ -129,6 +129,8 @@ static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stas
 }
 
 int stasis_trigger_is_checkpoint(int signo, const siginfo_t *info);
+int stasis_program_handles(int signo);
+void stasis_take_forwarded(int signo, void *ucontext);
 
 void stasis_deliver_to_program(int signo, siginfo_t *info, void *ucontext);
 
@@ -159,6 +161,12 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
     if (info && info->si_code == SI_QUEUE && info->si_value.sival_ptr == (void *)STASIS_FREEZE_MAGIC &&
         info->si_pid == (pid_t)stasis_syscall0(STASIS_NR_getpid)) {
         follow_freeze((const ucontext_t *)ucontext);
+        return;
+    }
+    if (info && info->si_code == SI_QUEUE && info->si_value.sival_ptr == (void *)STASIS_WAKE_MAGIC &&
+        info->si_pid == (pid_t)stasis_syscall0(STASIS_NR_getpid)) {
+        resume_interrupted_sleep((ucontext_t *)ucontext); /* the question must not cut a sleep short */
+        stasis_take_forwarded(signo, ucontext);
         return;
     }
     if (!stasis_trigger_is_checkpoint(signo, info)) {
@@ -196,6 +204,10 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
     __atomic_store_n(&stasis_state.busy, 0, __ATOMIC_RELEASE);
     if (signo != stasis_config.exit_signal && __atomic_exchange_n(&pending_exit_signal, 0, __ATOMIC_ACQ_REL))
         stasis_syscall2(STASIS_NR_kill, stasis_syscall0(STASIS_NR_getpid), stasis_config.exit_signal);
+    if (result == 1) { /* a sigqueue'd trigger that is no request of ours: the program's own */
+        if (stasis_program_handles(signo)) stasis_deliver_to_program(signo, info, ucontext);
+        return;
+    }
     if (signo == stasis_config.exit_signal) {
         /* --checkpoint-on: the image is safe, so exit with the configured status (a scheduler's
          * "checkpointed" code). If it failed, die of the signal as if Stasis were not there. */

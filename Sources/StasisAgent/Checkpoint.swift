@@ -17,7 +17,8 @@ import CStasisABI
 import StasisProc
 import CStasisShim
 
-/// Entry point from the C signal handler. Returns 0 or -errno.
+/// Entry point from the C signal handler. Returns 0 or -errno, or 1 when the signal carried no
+/// request of ours (signal_entry.c then gives it to the program's handler, if it has one).
 @_cdecl("stasis_agent_checkpoint")
 @_noAllocation @_noLocks
 public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture_t>) -> Int32 {
@@ -29,8 +30,11 @@ public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture
     // ... and ends with the tracking slot (two pages) and the key slot (one page).
     var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes - 4096 - Int(STASIS_TRACKING_BYTES))
     guard var job = CheckpointJob(arena: &arena, capture: capture) else { return -12 }
-    // A stale or repeated request signal: someone else's checkpoint, or one already taken.
-    guard job.acceptRequest() else { return 0 }
+    switch job.acceptRequest() {
+    case .take: break
+    case .repeated: return 0
+    case .notOurs: return 1  // the program's own sigqueue, or a request given up: signal_entry.c decides
+    }
     let result = job.run(arena: &arena)
     if !job.delegated { job.report(result) }
     if job.isWriterChild {
@@ -113,17 +117,19 @@ struct CheckpointJob {
         }
     }
 
-    /// For a `stasis checkpoint` request (sigqueue value = its token): false when this signal must be
-    /// dropped, because no private control directory of ours has that name (a stale or foreign signal)
-    /// or the request was already taken (the launcher re-sends until it sees CONTROL/accepted).
-    /// A plain trigger (kill) is always taken.
+    enum RequestVerdict { case take, repeated, notOurs }
+
+    /// For a `stasis checkpoint` request (sigqueue value = its token): `.take` it once; `.repeated`
+    /// when it was already taken (the launcher re-sends until it sees CONTROL/accepted); `.notOurs`
+    /// when no private control directory of ours has that name (the program's own sigqueue, or a
+    /// request its launcher gave up). A plain trigger (kill) is always taken.
     @_noAllocation @_noLocks
-    mutating func acceptRequest() -> Bool {
-        guard capture.pointee.request_id != 0 else { return true }
+    mutating func acceptRequest() -> RequestVerdict {
+        guard capture.pointee.request_id != 0 else { return .take }
         scratch.removeAll()
         appendControlPath(&scratch)
         let dir = RawSyscall.open(scratch.cString, RawFlag.readOnly | RawFlag.directory | RawFlag.noFollow | RawFlag.closeOnExec)
-        guard dir >= 0 else { return false }
+        guard dir >= 0 else { return .notOurs }
         // struct stat: st_mode at byte 24, st_uid at byte 28. Only a directory the launcher made for
         // this user (0700, owned by it) is trusted: another user cannot plant requests or read results.
         var status: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
@@ -134,14 +140,14 @@ struct CheckpointJob {
         let mode = UInt32(truncatingIfNeeded: status.3), owner = UInt32(truncatingIfNeeded: status.3 >> 32)
         guard statted == 0, mode & 0o170000 == 0o040000, mode & 0o077 == 0,
             Int(owner) == RawSyscall.call(STASIS_NR_geteuid)
-        else { return false }
+        else { return .notOurs }
         scratch.append("/accepted")
         let marker = RawSyscall.open(scratch.cString, RawFlag.writeOnly | RawFlag.create | RawFlag.exclusive
             | RawFlag.noFollow | RawFlag.closeOnExec, 0o600)
         scratch.removeAll()
-        guard marker >= 0 else { return false }  // EEXIST: a repeat of a request already taken
+        guard marker >= 0 else { return .repeated }  // EEXIST: a repeat of a request already taken
         RawSyscall.close(Int32(marker))
-        return true
+        return .take
     }
 
     @_noAllocation @_noLocks

@@ -56,6 +56,7 @@ typedef struct stasis_thread_slot {
 
 #define STASIS_MAX_THREADS 4096
 #define STASIS_FREEZE_MAGIC 0x5354465aL /* si_value of the leader's freeze signal to its threads */
+#define STASIS_WAKE_MAGIC 0x5354574bL   /* si_value of "a program trigger waits for a thread that takes it" */
 
 /* Atomics and futexes for the freeze protocol: single instructions or one syscall each. */
 static inline int32_t stasis_atomic_load(volatile int32_t *_Nonnull p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
