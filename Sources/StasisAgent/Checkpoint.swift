@@ -5,7 +5,7 @@
 //   1. pick the image directory: the one `stasis checkpoint --dir` put in the request file
 //      (/tmp/stasis-UID/PID.request, matched by the sigqueue value), else STASIS_DIR
 //   2. create DIR/.NAME.tmp (0600, O_EXCL) and write: header, PROCESS, AGENT, SIGNAL_ACTIONS,
-//      THREAD, FILE_DESCRIPTOR..., MEMORY_AREA..., END
+//      THREAD, PENDING_SIGNAL..., FILE_DESCRIPTOR..., MEMORY_AREA..., END
 //   3. fsync, rename to DIR/COMM-PID-SEQ.stasis without replacing anything, fsync DIR,
 //      point DIR/COMM-PID.latest at it
 //   4. report: /tmp/stasis-UID/PID-ID.result for `stasis checkpoint`, else errors on fd 2
@@ -353,6 +353,7 @@ struct CheckpointJob {
         try TimerDumper.dump(arena: &arena, into: &image)
         try ThreadDumper.dump(capture, into: &image)
         for i in 0..<followers { try ThreadDumper.dump(follower: freeze.slots + i, into: &image) }
+        try PendingSignalDumper.dump(into: &image)
         guard var files = FileDescriptorDumper.make(arena: &arena) else {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }
