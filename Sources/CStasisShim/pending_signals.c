@@ -16,7 +16,8 @@
  *      the process's (rt_sigqueueinfo), in the same order: the kernel refuses a siginfo whose si_code
  *      says kill(), tgkill() (SI_USER, SI_TKILL) or the kernel from anyone else. The other threads
  *      wait for the main thread before they return to the program. The restorer does the same.
- * Signals left in place stay in the thread records' pending_signals masks (raised once at restart). */
+ * The thread records' pending_signals masks still say what rt_sigpending said; signals left in place
+ * (the trigger, timers' signals, past the table's size) are raised once at restart, from them. */
 #define _GNU_SOURCE
 #include <stddef.h>
 #include <stdint.h>
@@ -112,16 +113,17 @@ static int take_one(uint64_t mask, int32_t tid, uint32_t flags) {
     return signo > 0;
 }
 
-/* Step 2 (and the leader's step 1): this thread's own queue. Leaves the signals it did not take in
- * record->pending_signals (the leader adds the process's leftovers in step 3). */
+/* Step 2 (and the leader's step 1): this thread's own queue. record->pending_signals keeps what
+ * rt_sigpending said before (the format's meaning since version 1: a restorer that knows
+ * PENDING_SIGNAL records raises only the signals that have none). */
 void stasis_pending_take_own(stasis_thread_record_t *record) {
+    (void)record;
     uint64_t mask = __atomic_load_n(&take_mask, __ATOMIC_ACQUIRE);
     int32_t tid = (int32_t)stasis_syscall0(STASIS_NR_gettid);
     while (mask) {
         uint64_t own = own_pending() & mask;
         if (!own || !take_one(own, tid, 0)) break;
     }
-    record->pending_signals = own_pending();
 }
 
 void stasis_pending_begin(stasis_thread_record_t *leader) {
@@ -146,12 +148,7 @@ void stasis_pending_take_process(stasis_thread_record_t *leader) {
         uint64_t shared = process_pending() & mask;
         if (!shared || !take_one(shared, tid, STASIS_PENDING_PROCESS)) break;
     }
-    uint64_t left = process_pending();
-    leader->pending_signals = own_pending() | left;
-    stasis_thread_slot_t *slots = (stasis_thread_slot_t *)stasis_config.slots_start;
-    int32_t filled = __atomic_load_n(&stasis_state.slot_count, __ATOMIC_ACQUIRE);
-    for (int32_t i = 0; slots && i < filled && (uint32_t)i < stasis_config.slot_capacity; i++)
-        slots[i].record.pending_signals |= left;
+    (void)leader;
 }
 
 int32_t stasis_pending_count(void) {

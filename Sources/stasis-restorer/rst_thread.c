@@ -132,14 +132,17 @@ static uint64_t prepare_thread(struct rst_args *args, struct rst_thread *thread)
     struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } altstack = {
         t->altstack_sp, t->altstack_flags & ~1, 0, t->altstack_size};
     if (t->altstack_sp || t->altstack_size) stasis_syscall2(STASIS_NR_sigaltstack, (long)&altstack, 0);
+    queue_pending_signals(args, t->tid, 0); /* this thread's own, with their siginfo */
     /* Signals pending at the checkpoint that have no PENDING_SIGNAL record (the trigger, POSIX timers'
      * signals, images from before those records) are raised again: every signal is blocked in the
      * restorer, so they wait until rt_sigreturn installs the thread's own mask (siginfo not kept). */
-    queue_pending_signals(args, t->tid, 0); /* this thread's own, with their siginfo */
     long pid = stasis_syscall0(STASIS_NR_getpid), tid = stasis_syscall0(STASIS_NR_gettid);
+    uint64_t recorded = 0; /* signals whose instances came back with their siginfo */
+    for (int i = 0; i < args->pending_count; i++) recorded |= 1ull << (args->pending[i].signal - 1);
     for (int sig = 1; sig <= 64; sig++) {
         uint64_t bit = 1ull << (sig - 1);
-        if (!(t->pending_signals & bit) || sig == args->agent.trigger_signal || sig == 9 || sig == 19) continue;
+        if (!(t->pending_signals & bit) || (recorded & bit) || sig == args->agent.trigger_signal || sig == 9 || sig == 19)
+            continue;
         if (__atomic_fetch_or(&args->raised_signals, bit, __ATOMIC_ACQ_REL) & bit) continue;
         stasis_syscall3(STASIS_NR_tgkill, pid, tid, sig);
     }

@@ -205,10 +205,8 @@ typedef struct stasis_thread_record {
     int32_t in_syscall;               /* nonzero: interrupted in a system call (orig rax follows) */
     int64_t syscall_number;
     char name[16];                    /* thread name */
-    uint64_t pending_signals;         /* pending for this thread or the process and not carried by a
-                                         PENDING_SIGNAL record (left in place at the checkpoint: the
-                                         trigger signal, POSIX timers' signals, past the table's size);
-                                         before PENDING_SIGNAL records existed: all of rt_sigpending */
+    uint64_t pending_signals;         /* rt_sigpending: pending for this thread (with the process's);
+                                         the restorer raises once those without PENDING_SIGNAL records */
 } stasis_thread_record_t;
 _Static_assert(sizeof(stasis_thread_record_t) == 320, "image ABI: stasis_thread_record_t");
 
