@@ -19,7 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t terminate_requested, verify_thread, thread_done;
+static volatile sig_atomic_t terminate_requested, verify_thread, thread_done, tid_requested, tid_reported;
 static void on_term(int signo) { (void)signo; terminate_requested = 1; }
 static int failures;
 static pid_t original_pid;
@@ -80,11 +80,17 @@ static uint64_t pending_mask(pid_t tid, const char *field) {
 }
 static uint64_t bit(int signo) { return 1ull << (signo - 1); }
 
-static pid_t second_tid;
+static volatile pid_t second_tid;
 static void *second(void *arg) {
     (void)arg;
     second_tid = (pid_t)syscall(SYS_gettid);
-    while (!verify_thread) usleep(1000);
+    while (!verify_thread) {
+        if (tid_requested && !tid_reported) { /* a restart may have given it a new tid */
+            second_tid = (pid_t)syscall(SYS_gettid);
+            tid_reported = 1;
+        }
+        usleep(1000);
+    }
     /* Its own queue first: sigtimedwait takes a thread's own signals before the process's. */
     expect_next("thread SIGRTMIN+4 first", SIGRTMIN + 4, SI_QUEUE, 44);
     expect_next("thread SIGRTMIN+4 second", SIGRTMIN + 4, SI_QUEUE, 45);
@@ -145,6 +151,8 @@ int main(void) {
     while (!terminate_requested) usleep(1000);
 
     /* Each queue holds what it held. */
+    tid_requested = 1;
+    while (!tid_reported) usleep(1000);
     pid_t main_tid = getpid();
     uint64_t shared = bit(SIGRTMIN + 1) | bit(SIGRTMIN + 2) | bit(SIGRTMIN + 4) | bit(SIGUSR1);
     uint64_t in_main = pending_mask(main_tid, "ShdPnd:"), own_main = pending_mask(main_tid, "SigPnd:");
