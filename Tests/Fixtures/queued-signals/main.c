@@ -2,7 +2,8 @@
  * threads' own queues, all blocked:
  *   process-directed: SIGRTMIN+1 queued with values 7 then 8 (taken by a handler on SIGTERM),
  *                     SIGRTMIN+2 with 111 then 222 (read through a signalfd), SIGRTMIN+4 with 47,
- *                     SIGUSR1 from kill() (SI_USER)
+ *                     SIGUSR1 from kill() (SI_USER), SIGCHLD from a child that exited with 3
+ *                     (the kernel's CLD_EXITED siginfo)
  *   main thread:      SIGRTMIN+4 with 46 (pthread_sigqueue to itself)
  *   second thread:    SIGRTMIN+4 with 44 then 45, and SIGUSR1 from pthread_kill
  * On SIGTERM every instance must be there, in its own queue, in order, with its si_code, si_value,
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t terminate_requested, verify_thread, thread_done, tid_requested, tid_reported;
@@ -115,6 +117,7 @@ int main(void) {
     sigaddset(&blocked, SIGRTMIN + 2);
     sigaddset(&blocked, SIGRTMIN + 4);
     sigaddset(&blocked, SIGUSR1);
+    sigaddset(&blocked, SIGCHLD);
     sigaddset(&blocked, SIGRTMIN + 5);
     pthread_sigmask(SIG_BLOCK, &blocked, NULL);
     {
@@ -146,6 +149,9 @@ int main(void) {
     v.sival_int = 47; sigqueue(original_pid, SIGRTMIN + 4, v);
     kill(original_pid, SIGUSR1);
     pthread_kill(thread, SIGUSR1);
+    pid_t child = fork();
+    if (child == 0) _exit(3);
+    waitpid(child, NULL, 0); /* reaped; its SIGCHLD stays pending */
     printf("READY\n");
     fflush(stdout);
     while (!terminate_requested) usleep(1000);
@@ -154,7 +160,7 @@ int main(void) {
     tid_requested = 1;
     while (!tid_reported) usleep(1000);
     pid_t main_tid = getpid();
-    uint64_t shared = bit(SIGRTMIN + 1) | bit(SIGRTMIN + 2) | bit(SIGRTMIN + 4) | bit(SIGUSR1);
+    uint64_t shared = bit(SIGRTMIN + 1) | bit(SIGRTMIN + 2) | bit(SIGRTMIN + 4) | bit(SIGUSR1) | bit(SIGCHLD);
     uint64_t in_main = pending_mask(main_tid, "ShdPnd:"), own_main = pending_mask(main_tid, "SigPnd:");
     uint64_t own_second = pending_mask(second_tid, "SigPnd:");
     if ((in_main & ~bit(SIGTERM)) != shared) fail("process queue", (long)in_main, (long)shared);
@@ -170,6 +176,17 @@ int main(void) {
     expect_none("a third SIGRTMIN+4", SIGRTMIN + 4);
     expect_next("process SIGUSR1", SIGUSR1, SI_USER, 0);
     expect_none("a second SIGUSR1", SIGUSR1);
+    {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGCHLD);
+        struct timespec zero = {0, 0};
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (sigtimedwait(&set, &info, &zero) != SIGCHLD || info.si_code != CLD_EXITED || info.si_pid != child ||
+            info.si_status != 3)
+            fail("SIGCHLD siginfo", info.si_code, info.si_status);
+    }
 
     struct signalfd_siginfo fdinfo[4];
     ssize_t n = read(sfd, fdinfo, sizeof fdinfo);
