@@ -16,7 +16,10 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name StasisImage \
 # A small real image as a seed, when the launcher is built.
 if [ -x .build/debug/stasis ] && [ -z "$(ls -A "$OUT/corpus")" ]; then
     WORK=$(mktemp -d)
-    printf 'int main(void){for(;;);}' > "$WORK/spin.c" && cc -o "$WORK/spin" "$WORK/spin.c"
+    # (with signals queued while blocked: the seed holds PENDING_SIGNAL records)
+    printf '#include <signal.h>\n#include <unistd.h>\nint main(void){sigset_t s;sigfillset(&s);sigdelset(&s,SIGUSR2);'\
+'sigprocmask(SIG_BLOCK,&s,0);union sigval v={7};sigqueue(getpid(),SIGRTMIN+1,v);v.sival_int=8;'\
+'sigqueue(getpid(),SIGRTMIN+1,v);kill(getpid(),SIGUSR1);for(;;);}' > "$WORK/spin.c" && cc -o "$WORK/spin" "$WORK/spin.c"
     .build/debug/stasis run --dir "$WORK" --incremental -- "$WORK/spin" & PID=$!
     sleep 0.3
     IMAGE=$(.build/debug/stasis checkpoint "$PID" 2>/dev/null || true)

@@ -64,6 +64,11 @@ enum InspectCommand {
             }
             out += "\n  xsave \(thread.xsave.count) bytes, features in use 0x\(hex(thread.xstateFeatures))\n"
         }
+        if !image.pendingSignals.isEmpty { out += "\npending signals (in queue order):\n" }
+        for signal in image.pendingSignals {
+            out += "  \(signal.signal) " + (signal.isProcessDirected ? "process" : "thread \(signal.tid)")
+                + ": code \(signal.code) from pid \(signal.senderPID) uid \(signal.senderUID) value \(signal.value)\n"
+        }
         out += "\nmemory (\(image.memoryAreas.count) areas, \(image.storedBytes) bytes stored):\n"
         for area in image.memoryAreas {
             out += "  \(hex(area.start, width: 12))-\(hex(area.end, width: 12)) \(protection(area)) "

@@ -111,7 +111,8 @@ static void capture_thread(stasis_thread_record_t *t, const ucontext_t *uc, stas
         t->altstack_flags = altstack.ss_flags;
     }
     stasis_syscall2(STASIS_NR_prctl, PR_GET_NAME, (long)t->name);
-    /* Signals that arrived while checkpointing stay pending (the handler blocks them all). */
+    /* Signals that arrived while checkpointing stay pending (the handler blocks them all). The freeze
+     * then takes most of them out with their siginfo and narrows this (pending_signals.c). */
     stasis_syscall2(127 /* rt_sigpending */, (long)&t->pending_signals, 8);
     t->syscall_number = -1;
 
@@ -149,12 +150,14 @@ static void follow_freeze(const ucontext_t *uc) {
         resume_interrupted_sleep((ucontext_t *)uc);
         memset(&slots[slot].record, 0, sizeof slots[slot].record);
         capture_thread(&slots[slot].record, uc, &scratch);
+        stasis_pending_take_own(&slots[slot].record); /* its own queue, with siginfo (pending_signals.c) */
         slots[slot].xsave = scratch.xsave;
     }
     stasis_atomic_add(&stasis_state.captured, 1);
     stasis_futex_wake_all(&stasis_state.captured);
     while (stasis_atomic_load(&stasis_state.freeze_generation) == generation)
         stasis_futex_wait(&stasis_state.freeze_generation, generation, 0);
+    stasis_pending_after_thaw(); /* the signals taken out are back before the program runs */
 }
 
 void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
@@ -200,6 +203,7 @@ void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext) {
 
     void *stack_top = (void *)(stasis_config.stack_start + stasis_config.stack_bytes);
     int32_t result = call_on_stack(stasis_agent_checkpoint, &capture, stack_top);
+    stasis_pending_after_thaw();
 
     __atomic_store_n(&stasis_state.busy, 0, __ATOMIC_RELEASE);
     if (signo != stasis_config.exit_signal && __atomic_exchange_n(&pending_exit_signal, 0, __ATOMIC_ACQ_REL))

@@ -105,6 +105,12 @@ int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, i
                         int64_t interval_sec, int64_t interval_nsec) {
     long fd = stasis_syscall2(283 /* timerfd_create */, clock_id, 02000000 | (nonblocking ? 04000 : 0));
     if (fd < 0) return (int)fd;
+    /* Images from before timerfd_gettime was called at the checkpoint may show a periodic timer that
+     * had expired unread as value 0: its next expiry is at most one interval away. */
+    if (!value_sec && !value_nsec && (interval_sec || interval_nsec)) {
+        value_sec = interval_sec;
+        value_nsec = interval_nsec;
+    }
     if (value_sec || value_nsec) {
         struct { int64_t is, in, vs, vn; } spec = {interval_sec, interval_nsec, value_sec, value_nsec};
         long r = stasis_syscall4(286 /* timerfd_settime */, fd, 0, (long)&spec, 0);

@@ -8,7 +8,8 @@
 //      else STASIS_DIR
 //   2. create DIR/.NAME-PID.tmp (0600, O_EXCL) and lock it (an OFD lock, shared with a copy-on-write
 //      writer): a locked one is a previous checkpoint still writing, answered "busy"; then freeze
-//      and write: header, PROCESS, AGENT, SIGNAL_ACTIONS, THREAD, FILE_DESCRIPTOR..., MEMORY_AREA..., END
+//      and write: header, PROCESS, AGENT, SIGNAL_ACTIONS, THREAD, PENDING_SIGNAL..., FILE_DESCRIPTOR...,
+//      MEMORY_AREA..., END
 //   3. fsync, rename to DIR/COMM-PID-SEQ.stasis without replacing anything, fsync DIR,
 //      point DIR/COMM-PID.latest at it
 //   4. report: CONTROL/result for `stasis checkpoint`, else errors on fd 2
@@ -382,6 +383,7 @@ struct CheckpointJob {
         try TimerDumper.dump(arena: &arena, into: &image)
         try ThreadDumper.dump(capture, into: &image)
         for i in 0..<followers { try ThreadDumper.dump(follower: freeze.slots + i, into: &image) }
+        try PendingSignalDumper.dump(into: &image)
         guard var files = FileDescriptorDumper.make(arena: &arena) else {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }

@@ -28,6 +28,8 @@ public struct Image: Equatable, Sendable {
     public var fileDescriptors: [FileDescriptorRecord] = []
     public var memoryAreas: [MemoryAreaRecord] = []
     public var timers: [PosixTimerRecord] = []
+    /// Signals pending at the checkpoint with their siginfo, in queue order.
+    public var pendingSignals: [PendingSignalRecord] = []
     /// Incremental images: the image their inherited pages come from.
     public var parent: ParentRecord? = nil
     /// Records of kinds this version does not know, skipped by length.
@@ -134,6 +136,11 @@ public struct Image: Equatable, Sendable {
                 image.agent = try AgentRecord(decoding: &reader)
             case .posixTimer:
                 image.timers.append(try PosixTimerRecord(decoding: &reader))
+            case .pendingSignal:
+                guard image.pendingSignals.count < Int(STASIS_MAX_PENDING_SIGNALS) else {
+                    throw .invalidRecord(.pendingSignal, at: offset, reason: "more than \(STASIS_MAX_PENDING_SIGNALS)")
+                }
+                image.pendingSignals.append(try PendingSignalRecord(decoding: &reader))
             case .parent:
                 // First, so that a chain can be followed without decoding whole images.
                 guard count == 0 else { throw .invalidRecord(.parent, at: offset, reason: "not the first record") }
@@ -257,6 +264,9 @@ public struct Image: Equatable, Sendable {
         }
         if let parent, parent.pid != header.pid || parent.sequence >= header.sequence {
             throw .invalidRecord(.parent, at: 0, reason: "parent \(parent.pid)/\(parent.sequence) is not an earlier image of process \(header.pid)")
+        }
+        for signal in pendingSignals where !signal.isProcessDirected && !threads.contains(where: { $0.tid == signal.tid }) {
+            throw .invalidRecord(.pendingSignal, at: 0, reason: "signal \(signal.signal) pending for thread \(signal.tid), which the image does not hold")
         }
         var fds = Set<Int32>()
         for fd in fileDescriptors where !fds.insert(fd.fd).inserted {

@@ -1,7 +1,7 @@
 /// Record tags as written to disk (stasis_image_abi.h STASIS_RECORD_*): append new cases, never renumber.
 public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
     case end = 0, process = 1, memoryArea = 2, thread = 3, signalActions = 4, fileDescriptor = 5, agent = 6
-    case posixTimer = 7, parent = 8
+    case posixTimer = 7, parent = 8, pendingSignal = 9
 
     public var description: String {
         switch self {
@@ -14,6 +14,7 @@ public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
         case .agent: return "AGENT record"
         case .posixTimer: return "POSIX_TIMER record"
         case .parent: return "PARENT record"
+        case .pendingSignal: return "PENDING_SIGNAL record"
         }
     }
 }

@@ -79,6 +79,19 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
         if (rst_pread_all(args->image_fd, &args->timers[args->timer_count], sizeof args->timers[0], payload) < 0) return -1;
         args->timer_count++;
         return 0;
+    case STASIS_RECORD_PENDING_SIGNAL: {
+        if (record->payload_bytes != sizeof(stasis_pending_signal_record_t)) return -1;
+        if (args->pending_count >= STASIS_MAX_PENDING_SIGNALS) return 0; /* the agent never writes more */
+        stasis_pending_signal_record_t *p = &args->pending[args->pending_count];
+        if (rst_pread_all(args->image_fd, p, sizeof *p, payload) < 0) return -1;
+        int32_t si_signo;
+        __builtin_memcpy(&si_signo, p->siginfo, 4);
+        if (p->signal < 1 || p->signal > 64 || p->signal == 9 || p->signal == 19 || si_signo != p->signal ||
+            (p->flags & ~STASIS_PENDING_PROCESS))
+            return -1;
+        args->pending_count++;
+        return 0;
+    }
     case STASIS_RECORD_FILE_DESCRIPTOR: {
         /* The launcher put every descriptor in place; close-on-exec can only be set after our exec. */
         stasis_file_descriptor_record_t fd;

@@ -68,6 +68,8 @@ struct rst_args {
     int timer_count;
     uint64_t raised_signals;        /* pending signals raised again so far (each once: rt_sigpending
                                        shows process-wide ones in every thread) */
+    stasis_pending_signal_record_t pending[STASIS_MAX_PENDING_SIGNALS]; /* PENDING_SIGNAL records, in order */
+    int pending_count;
     int plan_fd;                    /* -1, or the launcher's restore plan (stasis_restore_plan.h) */
     stasis_restore_plan_header_t plan;
     uint32_t next_segment;          /* the first plan segment not yet read in */

@@ -62,6 +62,22 @@ __asm__(".text\n"
         "    pop %r12\n"
         "    ret\n");
 
+/* Signals pending at the checkpoint with their siginfo (PENDING_SIGNAL records), queued again in
+ * their order. The kernel lets only the receiving thread queue a siginfo that says tgkill() or
+ * kill() or the kernel (si_code >= 0 or SI_TKILL) to itself, and only the main thread to the
+ * process: so each thread queues its own (from prepare_thread, before its rt_sigreturn) and the main
+ * thread the process's (before any thread exists). Every signal is blocked meanwhile. */
+static void queue_pending_signals(struct rst_args *args, int32_t old_tid, int process) {
+    long pid = stasis_syscall0(STASIS_NR_getpid), tid = stasis_syscall0(STASIS_NR_gettid);
+    for (int i = 0; i < args->pending_count; i++) {
+        stasis_pending_signal_record_t *p = &args->pending[i];
+        if (process != ((p->flags & STASIS_PENDING_PROCESS) != 0) || (!process && p->tid != old_tid)) continue;
+        long r = process ? stasis_syscall3(129 /* rt_sigqueueinfo */, pid, p->signal, (long)p->siginfo)
+                         : stasis_syscall4(STASIS_NR_rt_tgsigqueueinfo, pid, tid, p->signal, (long)p->siginfo);
+        if (r < 0) rst_warn(args, "a pending signal could not be queued again; signal", (uint64_t)p->signal);
+    }
+}
+
 /* Kernel-side state of the calling thread, then its rt_sigframe; returns the frame (past pretcode). */
 static uint64_t prepare_thread(struct rst_args *args, struct rst_thread *thread) {
     stasis_thread_record_t *t = &thread->record;
@@ -116,12 +132,17 @@ static uint64_t prepare_thread(struct rst_args *args, struct rst_thread *thread)
     struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } altstack = {
         t->altstack_sp, t->altstack_flags & ~1, 0, t->altstack_size};
     if (t->altstack_sp || t->altstack_size) stasis_syscall2(STASIS_NR_sigaltstack, (long)&altstack, 0);
-    /* Signals pending at the checkpoint are raised again: every signal is blocked in the restorer, so
-     * they wait until rt_sigreturn installs the thread's own mask (their siginfo is not kept). */
+    queue_pending_signals(args, t->tid, 0); /* this thread's own, with their siginfo */
+    /* Signals pending at the checkpoint that have no PENDING_SIGNAL record (the trigger, POSIX timers'
+     * signals, images from before those records) are raised again: every signal is blocked in the
+     * restorer, so they wait until rt_sigreturn installs the thread's own mask (siginfo not kept). */
     long pid = stasis_syscall0(STASIS_NR_getpid), tid = stasis_syscall0(STASIS_NR_gettid);
+    uint64_t recorded = 0; /* signals whose instances came back with their siginfo */
+    for (int i = 0; i < args->pending_count; i++) recorded |= 1ull << (args->pending[i].signal - 1);
     for (int sig = 1; sig <= 64; sig++) {
         uint64_t bit = 1ull << (sig - 1);
-        if (!(t->pending_signals & bit) || sig == args->agent.trigger_signal || sig == 9 || sig == 19) continue;
+        if (!(t->pending_signals & bit) || (recorded & bit) || sig == args->agent.trigger_signal || sig == 9 || sig == 19)
+            continue;
         if (__atomic_fetch_or(&args->raised_signals, bit, __ATOMIC_ACQ_REL) & bit) continue;
         stasis_syscall3(STASIS_NR_tgkill, pid, tid, sig);
     }
@@ -185,6 +206,8 @@ void rst_restore_threads(struct rst_args *args) {
             state->pager_pid = args->pager_pid; /* a checkpoint waits until the pager is done */
         }
     }
+    /* The process's pending signals, once the dispositions are in place (an ignored one would go). */
+    queue_pending_signals(args, 0, 1);
     /* The thread-group leader (tid == pid) is this thread; else the first record. */
     int main_index = 0;
     for (int i = 0; i < args->thread_count; i++)

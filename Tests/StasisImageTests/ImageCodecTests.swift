@@ -4,7 +4,9 @@ import Testing
 
 /// A small valid image: header, the records the restorer needs, one area with two stored pages.
 /// With `parent`, an incremental image: PARENT first, and the area's page 1 inherited.
-func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true) -> (bytes: [UInt8], area: MemoryAreaRecord) {
+/// `extra` records go just before END.
+func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
+                 extra: [(RecordKind, [UInt8])] = []) -> (bytes: [UInt8], area: MemoryAreaRecord) {
     var header = ImageHeader()
     header.xcr0 = 0xe7
     header.xsaveSize = 2432
@@ -58,6 +60,7 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true) -> (byte
     area.dataBytes = 8192
     encoder.append(area, pageData: [UInt8](repeating: 0xab, count: 8192))
     if let parent, !parentFirst { encoder.append(parent) }
+    for (kind, payload) in extra { encoder.append(kind: kind, payload: payload) }
     return (encoder.finish(), area)
 }
 

@@ -56,6 +56,7 @@ enum {
     STASIS_RECORD_AGENT = 6,
     STASIS_RECORD_POSIX_TIMER = 7,
     STASIS_RECORD_PARENT = 8,
+    STASIS_RECORD_PENDING_SIGNAL = 9,
 };
 
 /* PARENT: this image is incremental (`stasis checkpoint --incremental`). It stores only the pages
@@ -204,9 +205,27 @@ typedef struct stasis_thread_record {
     int32_t in_syscall;               /* nonzero: interrupted in a system call (orig rax follows) */
     int64_t syscall_number;
     char name[16];                    /* thread name */
-    uint64_t pending_signals;         /* rt_sigpending: pending for this thread (with the process's) */
+    uint64_t pending_signals;         /* rt_sigpending: pending for this thread (with the process's);
+                                         the restorer raises once those without PENDING_SIGNAL records */
 } stasis_thread_record_t;
 _Static_assert(sizeof(stasis_thread_record_t) == 320, "image ABI: stasis_thread_record_t");
+
+/* PENDING_SIGNAL: one instance of a signal pending at the checkpoint, with the siginfo the program
+ * would have received (taken out with rt_sigtimedwait in the thread it was queued to, put back with
+ * rt_tgsigqueueinfo / rt_sigqueueinfo by the main thread). Records come in queue order: within one
+ * queue and one signal number, the first record is the first instance delivered. */
+typedef struct stasis_pending_signal_record {
+    int32_t tid;             /* the thread whose own queue held it (thread-directed), or the tid of the
+                                thread that took it from the process's queue */
+    uint32_t flags;          /* STASIS_PENDING_PROCESS: in the process's (shared) queue */
+    int32_t signal;          /* 1..64, never SIGKILL or SIGSTOP; equals the siginfo's si_signo */
+    uint32_t reserved;
+    uint8_t siginfo[128];    /* the kernel's siginfo_t: si_signo at 0, si_errno 4, si_code 8, then
+                                si_pid 16, si_uid 20, si_value 24 for SI_QUEUE / SI_USER / SI_TKILL */
+} stasis_pending_signal_record_t;
+_Static_assert(sizeof(stasis_pending_signal_record_t) == 144, "image ABI: stasis_pending_signal_record_t");
+#define STASIS_PENDING_PROCESS 1u
+#define STASIS_MAX_PENDING_SIGNALS 1024 /* per image; more stay pending in the program, raised once at restart */
 
 /* SIGNAL_ACTIONS: the kernel's struct sigaction for signals 1..64. */
 typedef struct stasis_signal_action {

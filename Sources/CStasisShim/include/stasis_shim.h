@@ -97,4 +97,16 @@ typedef struct stasis_capture {
 /* Implemented in Swift (StasisAgent): writes the image. Returns 0 or -errno. */
 int32_t stasis_agent_checkpoint(stasis_capture_t *_Nonnull capture);
 
+/* Pending signals with their siginfo (pending_signals.c). Freeze window: raw syscalls only. */
+void stasis_pending_begin(stasis_thread_record_t *_Nonnull leader);        /* before the followers are signaled */
+void stasis_pending_take_own(stasis_thread_record_t *_Nonnull record);     /* each follower, in its handler */
+void stasis_pending_take_process(stasis_thread_record_t *_Nonnull leader); /* once every thread is frozen */
+int32_t stasis_pending_count(void);
+static inline stasis_thread_record_t *_Nonnull stasis_capture_thread(stasis_capture_t *_Nonnull capture) {
+    return &capture->thread;
+}
+const stasis_pending_signal_record_t *_Nonnull stasis_pending_entry(int32_t index);
+void stasis_pending_release(void);     /* the leader, before the thaw: the main thread puts them back */
+void stasis_pending_after_thaw(void);  /* every thread, before it returns to the program */
+
 #endif

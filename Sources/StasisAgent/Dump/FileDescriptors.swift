@@ -135,6 +135,12 @@ struct FileDescriptorDumper {
             record.object_flags = info.hexField("eventfd-semaphore:") == 1 ? STASIS_EVENTFD_SEMAPHORE : 0
         } else if linkEquals(link, linkCount, "anon_inode:[timerfd]") {
             record.kind = UInt32(STASIS_FD_TIMERFD)
+            // A periodic timer that expired and was not read is not re-armed by the kernel until the
+            // next read or timerfd_gettime (only `ticks` was bumped, once): fdinfo then shows it_value 0
+            // and one tick. timerfd_gettime forwards it, adds the missed expirations to the unread count
+            // and re-arms it, without consuming anything; fdinfo is read after it.
+            var now: (Int64, Int64, Int64, Int64) = (0, 0, 0, 0)
+            _ = withUnsafeMutablePointer(to: &now) { RawSyscall.call(287 /* timerfd_gettime */, Int(fd), Int(bitPattern: $0)) }
             let info = try readInfo(fd)
             record.object_id = info.decimalField("clockid:") ?? 1
             var timer = stasis_timerfd_state_t()

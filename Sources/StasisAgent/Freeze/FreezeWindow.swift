@@ -10,8 +10,10 @@
 //                                              FS base, rseq... into a slot;
 //   futex-wait on `captured` <--------------- captured += 1, futex wake;
 //   re-list until no new thread appears        futex-wait on freeze_generation
+//   take the process's pending signals          (each took its own pending signals)
 //   ... write the image ...
-//   freeze_active = 0, generation += 1 ------> return from the handler
+//   freeze_active = 0, generation += 1 ------> the main thread queues the pending signals back,
+//                                              the others wait for it; return from the handler
 //
 // Threads that exit meanwhile are dropped (ESRCH); a thread that does not answer within
 // the bound fails the checkpoint, and everyone is thawed.
@@ -28,6 +30,8 @@ struct FreezeWindow {
     let directory: UnsafeMutableRawPointer
     let siginfo: UnsafeMutableRawPointer
     let slots: UnsafeMutablePointer<stasis_thread_slot_t>
+    /// The leader's own thread record (its pending_signals are narrowed to what stays pending).
+    let leaderRecord: UnsafeMutablePointer<stasis_thread_record_t>
     var signaledCount = 0
     static let directoryCapacity = 64 * 1024
     static let deadlineNanoseconds: Int64 = 5_000_000_000
@@ -44,6 +48,8 @@ struct FreezeWindow {
         self.signaled = signaled.assumingMemoryBound(to: Int32.self)
         self.directory = directory
         self.siginfo = siginfo
+        // stasis_capture_t lives in the leader's handler frame for the whole checkpoint.
+        self.leaderRecord = _unsafePerformance { stasis_capture_thread(capture) }
         guard let slots = UnsafeMutablePointer<stasis_thread_slot_t>(bitPattern: UInt(capture.pointee.config.pointee.slots_start))
         else { return nil }
         self.slots = slots
@@ -56,6 +62,9 @@ struct FreezeWindow {
             stasis_atomic_store(&state.pointee.captured, 0)
             stasis_atomic_store(&state.pointee.slot_count, 0)
             stasis_atomic_store(&state.pointee.freeze_active, 1)
+            // Pending signals come out with their siginfo: the leader's own now, each follower's in its
+            // handler, the process's once all are frozen; thaw() puts them back (pending_signals.c).
+            stasis_pending_begin(leaderRecord)
         }
         let deadline = monotonicNanoseconds() + Self.deadlineNanoseconds
         while true {
@@ -70,7 +79,10 @@ struct FreezeWindow {
                 _ = _unsafePerformance { stasis_futex_wait(&state.pointee.captured, Int32(captured), 10_000_000) }
                 expected = signaledCount - exitedWithoutCapture()
             }
-            if added == 0 { return Int(_unsafePerformance { stasis_atomic_load(&state.pointee.captured) }) }
+            if added == 0 {
+                _unsafePerformance { stasis_pending_take_process(leaderRecord) }
+                return Int(_unsafePerformance { stasis_atomic_load(&state.pointee.captured) })
+            }
         }
     }
 
@@ -78,6 +90,7 @@ struct FreezeWindow {
     @_noAllocation @_noLocks
     func thaw() {
         _unsafePerformance {
+            stasis_pending_release()  // before the generation moves: followers look once they wake
             stasis_atomic_store(&state.pointee.freeze_active, 0)
             _ = stasis_atomic_add(&state.pointee.freeze_generation, 1)
             _ = stasis_futex_wake_all(&state.pointee.freeze_generation)
