@@ -261,6 +261,17 @@ struct CheckpointJob {
         buffer.append(".stasis")
     }
 
+    /// DIR/.COMM-PID plus `suffix`: the agent's temporary names beside the images.
+    @_noAllocation @_noLocks
+    private func appendHiddenName(_ buffer: inout TextBuffer, suffix: StaticString) {
+        buffer.append(bytes: directory.bytes, count: directory.count)
+        buffer.append("/.")
+        appendProgramName(&buffer)
+        buffer.append("-")
+        buffer.append(decimal: pid)
+        buffer.append(suffix)
+    }
+
     /// The thread's comm, limited to characters that are safe in a file name.
     @_noAllocation @_noLocks
     private func appendProgramName(_ buffer: inout TextBuffer) {
@@ -500,12 +511,7 @@ struct CheckpointJob {
     @_noAllocation @_noLocks
     private mutating func createTemporaryFile() throws(FreezeFailure) {
         tempPath.removeAll()
-        tempPath.append(bytes: directory.bytes, count: directory.count)
-        tempPath.append("/.")
-        appendProgramName(&tempPath)
-        tempPath.append("-")
-        tempPath.append(decimal: pid)
-        tempPath.append(".tmp")
+        appendHiddenName(&tempPath, suffix: ".tmp")
         var attempts = 0
         while true {
             attempts += 1
@@ -622,12 +628,7 @@ struct CheckpointJob {
         var slash = finalPath.count - 1
         while slash > 0 && finalPath.bytes[slash] != UInt8(ascii: "/") { slash -= 1 }
         scratch.removeAll()
-        scratch.append(bytes: directory.bytes, count: directory.count)
-        scratch.append("/.")
-        appendProgramName(&scratch)
-        scratch.append("-")
-        scratch.append(decimal: pid)
-        scratch.append(".latest.tmp")
+        appendHiddenName(&scratch, suffix: ".latest.tmp")
         _ = RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: scratch.cString))
         let target = UnsafeRawPointer(finalPath.bytes + slash + 1)
         guard RawSyscall.call(STASIS_NR_symlink, Int(bitPattern: target), Int(bitPattern: scratch.cString)) == 0
