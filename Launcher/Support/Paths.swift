@@ -24,7 +24,10 @@ enum ControlDirectory {
             throw LauncherError(.failure, "cannot create \(dir): \(Errno.current); check /tmp is writable")
         }
         var st = stat()
-        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == uid, st.st_mode & 0o022 == 0 else {
+        // Root preparing another user's directory creates it as root first: that one (root's own, so
+        // nobody else can have planted it) is then handed over below.
+        let owner = lstat(dir, &st) == 0 ? st.st_uid : uid_t.max
+        guard owner == uid || (getuid() == 0 && owner == 0), st.st_mode & S_IFMT == S_IFDIR, st.st_mode & 0o022 == 0 else {
             throw LauncherError(.failure, "\(dir) is not a private directory owned by uid \(uid); remove it and retry")
         }
         if getuid() == 0 && uid != 0 { _ = chown(dir, uid, gid_t(bitPattern: -1)) }

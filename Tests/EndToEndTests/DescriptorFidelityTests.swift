@@ -1,0 +1,59 @@
+import Glibc
+import Testing
+
+/// Descriptors whose other side is outside the job, or that another user created (issue 11).
+@Suite(.serialized, .enabled(if: Stasis.isBuilt && getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0,
+                             "needs root to create the pipes and act as an ordinary user"))
+struct ForeignPipeTests {
+    static let asNobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+    /// A root shell pipes an ordinary user's program: fd 3 writes into root's pipe (reader outside),
+    /// fd 4 reads root's pipe (writer outside). The checkpoint must succeed; the bytes the outside reader
+    /// has not read yet reach it exactly once; the bytes waiting for the program come back to it.
+    @Test func pipesAnotherUserCreatedAreCheckpointedAndNothingIsDuplicated() throws {
+        let scratch = Scratch()
+        chmod(scratch.path, 0o755)
+        let binary = try compileFixture("foreign-pipes", into: scratch.path)
+        let images = scratch.file("images")
+        mkdir(images, 0o755)
+        chown(images, 65534, 65534)
+        let output = scratch.file("out"), pidFile = images + "/run.pid", go = scratch.file("go")
+        let received = scratch.file("received"), log = scratch.file("restart.log")
+        try "".write(toFile: output)
+        chown(output, 65534, 65534)
+        let nobody = Self.asNobody.joined(separator: " ")
+        let script = """
+            printf HELLO-IN | \(nobody) '\(Stasis.launcher)' run --dir '\(images)' --pid-file '\(pidFile)' -- '\(binary)' \
+            3>&1 4<&0 0</dev/null >'\(output)' 2>&1 | (while [ ! -e '\(go)' ]; do sleep 0.05; done; cat > '\(received)')
+            """
+        let shell = try ChildProcess("/bin/sh", ["-c", script], outputPath: scratch.file("sh.log"))
+        var pids: [pid_t] = []
+        defer {  // whatever failed: the program (original or restored) dies, the reader reads and ends
+            for pid in pids { kill(pid, SIGKILL) }
+            try? "".write(toFile: go)
+            _ = try? shell.wait(seconds: 30)
+        }
+        try waitUntil("READY", seconds: 60) { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        try #require(pid > 0)
+        pids.append(pid)
+        let (code, text) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
+        try #require(code == 0, "checkpoint of a program writing into root's pipe: \(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        kill(pid, SIGKILL)
+        let restoredPID = images + "/restored.pid"
+        let restart = try ChildProcess(Self.asNobody[0], Array(Self.asNobody.dropFirst()) + [Stasis.launcher, "restart", "--pid-file", restoredPID, image], outputPath: log)
+        defer { restart.killAndReap() }
+        try waitUntil("restored pid", seconds: 60) { access(restoredPID, R_OK) == 0 || !ChildRegistry.shared.contains(restart.pid) }
+        let restored = pid_t(((try? String(contentsOfFile: restoredPID)) ?? "").trimmingCharacters(in: "\n")) ?? -1
+        try #require(restored > 0, "restart: \((try? String(contentsOfFile: log)) ?? "")")
+        pids.append(restored)
+        kill(restored, SIGTERM)
+        #expect(try restart.wait() == .exited(0), "\((try? String(contentsOfFile: log)) ?? "")")
+        let result = try String(contentsOfFile: output)
+        #expect(result.contains("PASS"), "\(result)")
+        try "".write(toFile: go)
+        _ = try shell.wait(seconds: 60)
+        #expect((try String(contentsOfFile: received)) == "OUT-BYTES\n", "the outside reader gets its bytes once")
+    }
+}
