@@ -57,3 +57,58 @@ struct ForeignPipeTests {
         #expect((try String(contentsOfFile: received)) == "OUT-BYTES\n", "the outside reader gets its bytes once")
     }
 }
+
+/// `stasis restart --fd N=PATH` and `--fd N=inherit` (issue 10): a log file moved or rotated away no longer
+/// blocks a restart for good.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct DescriptorOverrideTests {
+    @Test func aRotatedLogIsReplacedWithFdPathOrInherit() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("log-writer", into: scratch.path)
+        let log = scratch.file("job.log")
+        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary], outputPath: log)
+        try waitUntil("READY") { ((try? String(contentsOfFile: log)) ?? "").contains("READY") }
+        let (code, text) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        program.killAndReap()
+        try #require(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(rename(log, log + ".1") == 0)  // rotated
+
+        let refused = try Stasis.run(["restart", image], in: scratch.path)
+        #expect(refused.code == 5 && refused.output.contains("--fd 1=PATH"), "\(refused.output)")
+        #expect(refused.output.split(separator: "\n").count == 1, "\(refused.output)")
+        for (arguments, expected) in [(["--fd", "1"], "N=PATH"), (["--fd", "x=/tmp/y"], "N=PATH"),
+                                      (["--fd", "9=/tmp/y"], "no fd 9"), (["--fd", "1=a", "--fd", "1=b"], "twice"),
+                                      (["--fd", "57=inherit"], "no fd 57")] {
+            let bad = try Stasis.run(["restart"] + arguments + [image], in: scratch.path)
+            #expect(bad.code == 2 && bad.output.contains(expected) && bad.output.split(separator: "\n").count == 1,
+                    "\(arguments): \(bad.code) \(bad.output)")
+        }
+        let unopenable = try Stasis.run(["restart", "--fd", "1=" + scratch.file("no/such/dir/log"), image], in: scratch.path)
+        #expect(unopenable.code == 5 && unopenable.output.split(separator: "\n").count == 1, "\(unopenable.output)")
+
+        // --fd 1=PATH: stdout and stderr (one open file, 2>&1) go to the new log, still appending.
+        let newLog = scratch.file("job.log.new")
+        try "earlier\n".write(toFile: newLog)
+        try restartAndFinish(image, ["--fd", "1=" + newLog], scratch, log: scratch.file("restart-1.log"))
+        let written = try String(contentsOfFile: newLog)
+        #expect(written == "earlier\nappend=1 shared=1\nstderr line\nPASS\n", "\(written)")
+        #expect(!(try String(contentsOfFile: log + ".1")).contains("PASS"))
+
+        // --fd 1=inherit: restart's own stdout (its log here).
+        let restartLog = scratch.file("restart-2.log")
+        try restartAndFinish(image, ["--fd", "1=inherit"], scratch, log: restartLog)
+        let inherited = try String(contentsOfFile: restartLog)
+        #expect(inherited.contains("append=1 shared=1\nstderr line\nPASS\n"), "\(inherited)")
+    }
+
+    private func restartAndFinish(_ image: String, _ options: [String], _ scratch: Scratch, log: String) throws {
+        let pidFile = scratch.file("restored-\(UInt32.random(in: 0...UInt32.max)).pid")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile] + options + [image], outputPath: log)
+        try waitUntil("restored pid") { access(pidFile, R_OK) == 0 || !ChildRegistry.shared.contains(restart.pid) }
+        let pid = pid_t(((try? String(contentsOfFile: pidFile)) ?? "").trimmingCharacters(in: "\n")) ?? -1
+        try #require(pid > 0, "restart \(options): \((try? String(contentsOfFile: log)) ?? "")")
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0), "\((try? String(contentsOfFile: log)) ?? "")")
+    }
+}
