@@ -112,3 +112,32 @@ struct DescriptorOverrideTests {
         #expect(try restart.wait() == .exited(0), "\((try? String(contentsOfFile: log)) ?? "")")
     }
 }
+
+/// Files mapped MAP_SHARED (issue 5): a memfd with its descriptor and seals, a memfd whose only holders
+/// are two mappings, a deleted file with its descriptor; three checkpoint/restart cycles.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct SharedFileMappingTests {
+    @Test func sharedMappingsOfMemfdsAndDeletedFilesStayOneFile() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("memfd-shared", into: scratch.path)
+        let output = scratch.file("out")
+        let (restart, pid) = try checkpointRestartCycles([binary, scratch.path], scratch: scratch, output: output)
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        let text = try String(contentsOfFile: output)
+        #expect(text.contains("PASS") && !text.contains("FAIL"), "\(text)")
+    }
+
+    /// The same with incremental images: the areas' inherited pages are skipped like their own.
+    @Test func sharedMappingsStayOneFileWithIncrementalImages() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("memfd-shared", into: scratch.path)
+        let output = scratch.file("out")
+        let (restart, pid) = try checkpointRestartCycles([binary, scratch.path], scratch: scratch, output: output,
+                                                         runOptions: ["--incremental"])
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        let text = try String(contentsOfFile: output)
+        #expect(text.contains("PASS") && !text.contains("FAIL"), "\(text)")
+    }
+}
