@@ -154,6 +154,32 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true) -> (byte
         }
         #expect(throws: ImageError.self) { try Image.decode(from: ByteArraySource(encoder.finish())) }
     }
+
+    /// STASIS_AREA_FILE_OBJECT (a memfd or deleted file mapped MAP_SHARED) round-trips with its device and
+    /// inode, and only on a shared anonymous-style area.
+    @Test func fileObjectAreasRoundTripAndNeedSharedAnonymous() throws {
+        for (flags, valid) in [(MemoryAreaRecord.Flags([.shared, .anonymous, .fileObject]), true),
+                               ([.anonymous, .fileObject], false), ([.shared, .fileObject], false)] {
+            var area = MemoryAreaRecord()
+            area.start = 0x7000_0000
+            area.end = 0x7000_1000
+            area.protection = 3
+            area.flags = flags
+            area.device = 1
+            area.inode = 4242
+            area.path = "/memfd:shared (deleted)"
+            var writer = ByteWriter()
+            area.encode(into: &writer)
+            var reader = ByteReader(writer.bytes)
+            let header = RecordHeader(kind: UInt32(STASIS_RECORD_MEMORY_AREA), payloadBytes: UInt32(writer.bytes.count))
+            if valid {
+                let decoded = try MemoryAreaRecord(decoding: &reader, header: header)
+                #expect(decoded.flags == flags && decoded.inode == 4242 && decoded.device == 1)
+            } else {
+                #expect(throws: ImageError.self) { try MemoryAreaRecord(decoding: &reader, header: header) }
+            }
+        }
+    }
 }
 
 @Suite struct DigestTests {
