@@ -1,3 +1,4 @@
+import CStasisABI
 import CStasisSpawn
 import Glibc
 import StasisImage
@@ -420,11 +421,26 @@ struct FileDescriptorPlan {
         else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open a pseudo-terminal: \(Errno.current)") }
         let slaveFD = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard slaveFD >= 0 else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open /dev/pts/\(number): \(Errno.current)") }
-        if master.extra.count == 44 {
+        if master.extra.count >= 44 {
             var modes = Array(master.extra.prefix(36))
-            var size = Array(master.extra.suffix(8))
+            var size = Array(master.extra[36..<44])
             _ = modes.withUnsafeMutableBytes { ioctl(slaveFD, 0x5402 /* TCSETS */, $0.baseAddress!) }
             _ = size.withUnsafeMutableBytes { ioctl(fd, 0x5414 /* TIOCSWINSZ */, $0.baseAddress!) }
+            // What each side had still to read: back in the same queues (stasis_pty.h).
+            if let queues = master.terminalQueues, !queues.input.isEmpty || !queues.output.isEmpty {
+                var scratch = [UInt8](repeating: 0, count: Int(STASIS_PTY_INPUT_MAX))
+                let result = modes.withUnsafeBytes { m in
+                    queues.input.withUnsafeBufferPointer { i in
+                        queues.output.withUnsafeBufferPointer { o in
+                            stasis_pty_requeue(fd, slaveFD, m.baseAddress!.assumingMemoryBound(to: stasis_pty_modes_t.self),
+                                               i.baseAddress, UInt32(i.count), o.baseAddress, UInt32(o.count), &scratch)
+                        }
+                    }
+                }
+                if result != 0 {
+                    printError("stasis: warning: fd \(master.fd): the bytes queued in the pseudo-terminal may not all be back")
+                }
+            }
         }
         let pair = (master: try keep(FileDescriptor(rawValue: fd), master), slave: try keep(FileDescriptor(rawValue: slaveFD), master))
         ptys[master.objectID] = pair

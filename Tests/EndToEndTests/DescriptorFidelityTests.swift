@@ -141,3 +141,19 @@ struct SharedFileMappingTests {
         #expect(text.contains("PASS") && !text.contains("FAIL"), "\(text)")
     }
 }
+
+/// Bytes queued in a pseudo-terminal pair the program owns (issue 4): both directions, a canonical-mode
+/// pair with a partial line and a raw-mode pair with control characters; three cycles.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct TerminalQueueTests {
+    @Test func queuedBytesInBothDirectionsComeBack() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("pty-queues", into: scratch.path)
+        let output = scratch.file("out")
+        let (restart, pid) = try checkpointRestartCycles([binary], scratch: scratch, output: output)
+        kill(pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        let text = try String(contentsOfFile: output)
+        #expect(text.contains("PASS") && !text.contains("FAIL"), "\(text)")
+    }
+}

@@ -182,6 +182,34 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true) -> (byte
     }
 }
 
+/// A pseudo-terminal master's queued bytes (after termios and window size): u32 input, u32 output, the bytes.
+@Suite struct TerminalQueueCodecTests {
+    func decode(_ extra: [UInt8]) throws -> FileDescriptorRecord {
+        var record = FileDescriptorRecord()
+        record.fd = 5
+        record.kind = .ptyMaster
+        record.path = "/dev/ptmx"
+        record.extra = extra
+        var writer = ByteWriter()
+        record.encode(into: &writer)
+        var reader = ByteReader(writer.bytes)
+        return try FileDescriptorRecord(decoding: &reader)
+    }
+
+    func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+
+    @Test func queuesRoundTripAndBadLengthsAreRejected() throws {
+        let modes = [UInt8](repeating: 1, count: 44)
+        #expect(try decode(modes).terminalQueues?.input == [])
+        let queued = try decode(modes + le(3) + le(2) + Array("abcde".utf8))
+        #expect(queued.terminalQueues?.input == Array("abc".utf8) && queued.terminalQueues?.output == Array("de".utf8))
+        for bad in [modes + le(3) + le(2) + Array("abcd".utf8), modes + le(5000) + le(0) + [UInt8](repeating: 0, count: 5000),
+                    modes + [1, 2, 3], modes + le(0) + le(0) + [9]] {
+            #expect(throws: ImageError.self) { try decode(bad) }
+        }
+    }
+}
+
 @Suite struct DigestTests {
     func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format2($0)) }.joined() }
     func format2(_ b: UInt8) -> String { (b < 16 ? "0" : "") + String(b, radix: 16) }

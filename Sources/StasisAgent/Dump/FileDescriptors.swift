@@ -196,7 +196,7 @@ struct FileDescriptorDumper {
             }
             record.object_id = UInt64(number)
             _ = RawSyscall.call(STASIS_NR_ioctl, Int(fd), 0x5413 /* TIOCGWINSZ */, Int(bitPattern: extraBuffer + 36))
-            extraBytes = 44
+            extraBytes = 44 + captureTerminalQueues(master: fd)
         } else if type == UInt32(STASIS_S_IFCHR) && isTerminal(fd) {
             record.kind = UInt32(STASIS_FD_TERMINAL)  // the modes are in extraBuffer (isTerminal)
             extraBytes = Int(STASIS_TERMIOS_BYTES)
@@ -543,6 +543,35 @@ struct FileDescriptorDumper {
             try image.write(extraBuffer, want)
             done += UInt64(want)
         }
+    }
+
+    /// The bytes queued in the pair whose master is `master` (its slave's modes are at extraBuffer): taken
+    /// out and put back (stasis_pty.h), stored after the window size as u32 input bytes, u32 output bytes,
+    /// the input (for the slave to read), the output (for the master to read). Returns the bytes added
+    /// after the first 44, 0 when nothing is queued (or the slave cannot be reached).
+    @_noAllocation @_noLocks
+    private func captureTerminalQueues(master: Int32) -> Int {
+        let slave = RawSyscall.call(STASIS_NR_ioctl, Int(master), 0x5441 /* TIOCGPTPEER */,
+                                    0o2 | 0o400 | 0o4000 | 0o2000000 /* O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC */)
+        if slave < 0 { return 0 }
+        defer { RawSyscall.close(Int32(slave)) }
+        let input = extraBuffer + 52
+        let output = input + Int(STASIS_PTY_INPUT_MAX)
+        var inputBytes: UInt32 = 0
+        var outputBytes: UInt32 = 0
+        let modes = UnsafePointer(extraBuffer.assumingMemoryBound(to: stasis_pty_modes_t.self))
+        let scratch = infoBuffer.assumingMemoryBound(to: UInt8.self)
+        _ = _unsafePerformance {
+            stasis_pty_take_queues(master, Int32(slave), modes, input.assumingMemoryBound(to: UInt8.self), &inputBytes,
+                                   output.assumingMemoryBound(to: UInt8.self), &outputBytes, scratch)
+        }
+        if inputBytes == 0 && outputBytes == 0 { return 0 }
+        extraBuffer.storeBytes(of: inputBytes, toByteOffset: 44, as: UInt32.self)
+        extraBuffer.storeBytes(of: outputBytes, toByteOffset: 48, as: UInt32.self)
+        for i in 0..<Int(outputBytes) {  // the output right after the input
+            (input + Int(inputBytes) + i).storeBytes(of: output.load(fromByteOffset: i, as: UInt8.self), as: UInt8.self)
+        }
+        return 8 + Int(inputBytes) + Int(outputBytes)
     }
 
     /// TCGETS succeeds only on a terminal; it leaves the modes in extraBuffer.
