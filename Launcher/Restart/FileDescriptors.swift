@@ -457,7 +457,9 @@ struct FileDescriptorPlan {
             throw LauncherError(.filesChanged, "fd \(record.fd): cannot reopen the FIFO \(record.path): \(error)")
         }
         opened.append(holder)
-        if refill && !record.extra.isEmpty {
+        // Bytes still in the FIFO (another process kept it open since) were never lost: not sent twice.
+        var pending: Int32 = 0
+        if refill && !record.extra.isEmpty && ioctl(holder.rawValue, UInt(FIONREAD), &pending) == 0 && pending == 0 {
             do {
                 try holder.writeAll(record.extra)
             } catch {

@@ -9,7 +9,8 @@ struct ForeignPipeTests {
 
     /// A root shell pipes an ordinary user's program: fd 3 writes into root's pipe (reader outside),
     /// fd 4 reads root's pipe (writer outside). The checkpoint must succeed; the bytes the outside reader
-    /// has not read yet reach it exactly once; the bytes waiting for the program come back to it.
+    /// has not read yet reach it exactly once; the bytes waiting for the program come back to it. Also fd 5,
+    /// a 0600 file of root's deleted while open (the program can read its fd, not open the file again).
     @Test func pipesAnotherUserCreatedAreCheckpointedAndNothingIsDuplicated() throws {
         let scratch = Scratch()
         chmod(scratch.path, 0o755)
@@ -21,10 +22,13 @@ struct ForeignPipeTests {
         let received = scratch.file("received"), log = scratch.file("restart.log")
         try "".write(toFile: output)
         chown(output, 65534, 65534)
+        let rootFile = scratch.file("root-file")
+        try "root-data".write(toFile: rootFile)
+        chmod(rootFile, 0o600)
         let nobody = Self.asNobody.joined(separator: " ")
         let script = """
             printf HELLO-IN | \(nobody) '\(Stasis.launcher)' run --dir '\(images)' --pid-file '\(pidFile)' -- '\(binary)' \
-            3>&1 4<&0 0</dev/null >'\(output)' 2>&1 | (while [ ! -e '\(go)' ]; do sleep 0.05; done; cat > '\(received)')
+            3>&1 4<&0 5<>'\(rootFile)' 0</dev/null >'\(output)' 2>&1 | (while [ ! -e '\(go)' ]; do sleep 0.05; done; cat > '\(received)')
             """
         let shell = try ChildProcess("/bin/sh", ["-c", script], outputPath: scratch.file("sh.log"))
         var pids: [pid_t] = []
@@ -37,6 +41,7 @@ struct ForeignPipeTests {
         let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
         try #require(pid > 0)
         pids.append(pid)
+        unlink(rootFile)
         let (code, text) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
         try #require(code == 0, "checkpoint of a program writing into root's pipe: \(text)")
         let image = text.split(separator: "\n").last.map(String.init) ?? ""

@@ -517,16 +517,23 @@ struct FileDescriptorDumper {
         return MemoryLayout<stasis_socket_state_t>.size
     }
 
-    /// A deleted file's contents, read through a fresh read-only open of /proc/self/fd/N (the fd itself
-    /// may be write-only, and its offset must not move), padded with zeros to the page.
+    /// A deleted file's contents, padded with zeros to the page: read with pread (the offset does not move)
+    /// through the program's own fd when it can read, so a file another user (root) created and the
+    /// program cannot open again is saved too; through a fresh read-only open of /proc/self/fd/N only
+    /// for a write-only (or O_DIRECT) fd.
     @_noAllocation @_noLocks
     private func copyContents(_ fd: Int32, bytes: UInt64, padded: UInt64, into image: inout ImageFile) throws(FreezeFailure) {
-        var path = TextBuffer(pathMemory, capacity: 64)
-        path.append("/proc/self/fd/")
-        path.append(decimal: Int(fd))
-        let reader = RawSyscall.open(path.cString, RawFlag.readOnly | RawFlag.closeOnExec)
-        if reader < 0 { throw FreezeFailure(step: .readDeletedFile, errno: -reader, object: Int(fd)) }
-        defer { RawSyscall.close(Int32(reader)) }
+        let flags = RawSyscall.call(STASIS_NR_fcntl, Int(fd), 3 /* F_GETFL */)
+        let readsItself = flags >= 0 && flags & 3 != 1 /* O_WRONLY */ && flags & 0o40000 /* O_DIRECT */ == 0
+        var reader = Int(fd)
+        if !readsItself {
+            var path = TextBuffer(pathMemory, capacity: 64)
+            path.append("/proc/self/fd/")
+            path.append(decimal: Int(fd))
+            reader = RawSyscall.open(path.cString, RawFlag.readOnly | RawFlag.closeOnExec)
+            if reader < 0 { throw FreezeFailure(step: .readDeletedFile, errno: -reader, object: Int(fd)) }
+        }
+        defer { if !readsItself { RawSyscall.close(Int32(reader)) } }
         var done: UInt64 = 0
         let chunk = UInt64(Self.extraCapacity)
         while done < padded {

@@ -1,8 +1,10 @@
 /* foreign-pipes: runs as an ordinary user with pipes another user (root) created. fd 3 is the write end
  * of a pipe whose reader is outside the job; fd 4 is the read end of a pipe whose writer (outside) wrote
- * "HELLO-IN" and left. Writes "OUT-BYTES\n" to fd 3 (its reader does not read yet), also keeps a pipe of
+ * "HELLO-IN" and left; fd 5 is a file root created (mode 0600) holding "root-data", deleted while open.
+ * Writes "OUT-BYTES\n" to fd 3 (its reader does not read yet), also keeps a pipe of
  * its own with "INSIDE" buffered, waits until fd 4 has its bytes, prints READY. On SIGTERM: fd 4 must
- * still hold exactly "HELLO-IN" then end of file, and its own pipe "INSIDE". Prints PASS or FAIL <what>. */
+ * still hold exactly "HELLO-IN" then end of file, its own pipe "INSIDE", fd 5 "root-data".
+ * Prints PASS or FAIL <what>. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,6 +45,8 @@ int main(void) {
     if (n != 8 || strcmp(got, "HELLO-IN") != 0) { printf("FAIL fd 4 holds %d bytes: %s\n", n, got); return 1; }
     char mine[16] = {0};
     if (read(own[0], mine, sizeof mine) != 6 || strcmp(mine, "INSIDE") != 0) { printf("FAIL own pipe: %s\n", mine); return 1; }
+    char data[16] = {0};
+    if (pread(5, data, sizeof data, 0) != 9 || strcmp(data, "root-data") != 0) { printf("FAIL fd 5: %s\n", data); return 1; }
     printf("PASS\n");
     return 0;
 }
