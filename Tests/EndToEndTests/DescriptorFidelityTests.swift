@@ -63,6 +63,54 @@ struct ForeignPipeTests {
     }
 }
 
+/// The same mistake with a named FIFO: the program writes into a FIFO that a process outside holds
+/// open and has not read yet. Those bytes stay in the FIFO after the program is killed: a restart must
+/// not send them again.
+@Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
+struct ForeignFIFOTests {
+    @Test func bytesWrittenIntoAnOutsideFIFOReachItsReaderOnce() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("foreign-pipes", into: scratch.path)
+        let fifo = scratch.file("fifo"), go = scratch.file("go"), received = scratch.file("received")
+        let output = scratch.file("out"), pidFile = scratch.file("run.pid"), rootFile = scratch.file("root-file")
+        try #require(mkfifo(fifo, 0o600) == 0)
+        try "root-data".write(toFile: rootFile)
+        let reader = try ChildProcess("/bin/sh", ["-c", "exec 3<>'\(fifo)'; while [ ! -e '\(go)' ]; do sleep 0.05; done; timeout 5 cat <&3 > '\(received)'"],
+                                      outputPath: scratch.file("reader.log"))
+        let shell = try ChildProcess("/bin/sh", ["-c", "printf HELLO-IN | '\(Stasis.launcher)' run --dir '\(scratch.path)' --pid-file '\(pidFile)' -- '\(binary)' 3>'\(fifo)' 4<&0 5<>'\(rootFile)' 0</dev/null >'\(output)' 2>&1"],
+                                     outputPath: scratch.file("sh.log"))
+        var pids: [pid_t] = []
+        defer {
+            for pid in pids { kill(pid, SIGKILL) }
+            try? "".write(toFile: go)
+            _ = try? reader.wait(seconds: 30)
+            shell.killAndReap()
+        }
+        try waitUntil("READY", seconds: 60) { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
+        let pid = pid_t((try String(contentsOfFile: pidFile)).trimmingCharacters(in: "\n")) ?? -1
+        try #require(pid > 0)
+        pids.append(pid)
+        unlink(rootFile)
+        let (code, text) = try Stasis.run(["checkpoint", String(pid)], in: scratch.path)
+        try #require(code == 0, "\(text)")
+        let image = text.split(separator: "\n").last.map(String.init) ?? ""
+        kill(pid, SIGKILL)
+        _ = try shell.wait(seconds: 30)
+        let restoredPID = scratch.file("restored.pid"), log = scratch.file("restart.log")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", restoredPID, image], outputPath: log)
+        try waitUntil("restored pid", seconds: 60) { access(restoredPID, R_OK) == 0 || !ChildRegistry.shared.contains(restart.pid) }
+        let restored = pid_t(((try? String(contentsOfFile: restoredPID)) ?? "").trimmingCharacters(in: "\n")) ?? -1
+        try #require(restored > 0, "restart: \((try? String(contentsOfFile: log)) ?? "")")
+        pids.append(restored)
+        kill(restored, SIGTERM)
+        #expect(try restart.wait() == .exited(0), "\((try? String(contentsOfFile: log)) ?? "")")
+        #expect((try String(contentsOfFile: output)).contains("PASS"))
+        try "".write(toFile: go)
+        _ = try reader.wait(seconds: 60)
+        #expect((try String(contentsOfFile: received)) == "OUT-BYTES\n", "the FIFO's reader gets the bytes once")
+    }
+}
+
 /// `stasis restart --fd N=PATH` and `--fd N=inherit` (issue 10): a log file moved or rotated away no longer
 /// blocks a restart for good.
 @Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
