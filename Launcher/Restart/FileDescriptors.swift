@@ -86,7 +86,13 @@ struct FileDescriptorPlan {
         // Pseudo-terminals the program holds both ends of, by their old number.
         var ptyMasters: [UInt64: FileDescriptorRecord] = [:]
         for record in image.fileDescriptors where record.kind == .ptyMaster { ptyMasters[record.objectID] = record }
-        var ptys: [UInt64: (master: FileDescriptor, slave: FileDescriptor)] = [:]
+        // Their slaves the program holds: only those are opened (opening and closing a slave nobody
+        // else holds would hang the new master up, as if the program's own slave had gone).
+        var ptySlavesHeld = Set<UInt64>()
+        for record in image.fileDescriptors where record.kind == .terminal && record.path.hasPrefix("/dev/pts/") {
+            if let number = UInt64(record.path.dropFirst(9)) { ptySlavesHeld.insert(number) }
+        }
+        var ptys: [UInt64: (master: FileDescriptor, slave: FileDescriptor?)] = [:]
         for record in image.fileDescriptors {
             let source: FileDescriptor
             if let override = overrides[record.fd] {
@@ -152,12 +158,12 @@ struct FileDescriptorPlan {
             case .inotify:
                 source = try inotify(record)
             case .ptyMaster:
-                source = try ptyPair(record, &ptys).master
+                source = try ptyPair(record, &ptys, openSlave: ptySlavesHeld.contains(record.objectID)).master
             case .terminal where record.path.hasPrefix("/dev/pts/"):
                 // The slave of a pair whose master the program holds: the new pair's slave.
                 if let number = UInt64(record.path.dropFirst(9)), let master = ptyMasters[number] {
-                    let pair = try ptyPair(master, &ptys)
-                    source = pair.slave
+                    guard let slave = try ptyPair(master, &ptys, openSlave: true).slave else { continue }  // opened: held
+                    source = slave
                     applyModes(record, to: source.rawValue)
                     break
                 }
@@ -410,8 +416,10 @@ struct FileDescriptorPlan {
     }
 
     /// A new pseudo-terminal pair for a master record (once per old number), with its modes and size.
-    private mutating func ptyPair(_ master: FileDescriptorRecord, _ ptys: inout [UInt64: (master: FileDescriptor, slave: FileDescriptor)])
-        throws(LauncherError) -> (master: FileDescriptor, slave: FileDescriptor)
+    /// The slave is opened only with `openSlave` (the program holds it); the modes are set through the
+    /// master either way.
+    private mutating func ptyPair(_ master: FileDescriptorRecord, _ ptys: inout [UInt64: (master: FileDescriptor, slave: FileDescriptor?)],
+                                  openSlave: Bool) throws(LauncherError) -> (master: FileDescriptor, slave: FileDescriptor?)
     {
         if let pair = ptys[master.objectID] { return pair }
         let fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
@@ -419,15 +427,15 @@ struct FileDescriptorPlan {
         var number: UInt32 = 0
         guard fd >= 0, ioctl(fd, 0x4004_5431 /* TIOCSPTLCK */, &unlock) == 0, ioctl(fd, 0x8004_5430 /* TIOCGPTN */, &number) == 0
         else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open a pseudo-terminal: \(Errno.current)") }
-        let slaveFD = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY | O_CLOEXEC)
-        guard slaveFD >= 0 else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open /dev/pts/\(number): \(Errno.current)") }
+        let slaveFD = openSlave ? open("/dev/pts/\(number)", O_RDWR | O_NOCTTY | O_CLOEXEC) : -1
+        guard slaveFD >= 0 || !openSlave else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open /dev/pts/\(number): \(Errno.current)") }
         if master.extra.count >= 44 {
             var modes = Array(master.extra.prefix(36))
             var size = Array(master.extra[36..<44])
-            _ = modes.withUnsafeMutableBytes { ioctl(slaveFD, 0x5402 /* TCSETS */, $0.baseAddress!) }
+            _ = modes.withUnsafeMutableBytes { ioctl(fd, 0x5402 /* TCSETS: on the master, sets the slave's */, $0.baseAddress!) }
             _ = size.withUnsafeMutableBytes { ioctl(fd, 0x5414 /* TIOCSWINSZ */, $0.baseAddress!) }
             // What each side had still to read: back in the same queues (stasis_pty.h).
-            if let queues = master.terminalQueues, !queues.input.isEmpty || !queues.output.isEmpty {
+            if slaveFD >= 0, let queues = master.terminalQueues, !queues.input.isEmpty || !queues.output.isEmpty {
                 var scratch = [UInt8](repeating: 0, count: Int(STASIS_PTY_INPUT_MAX))
                 let result = modes.withUnsafeBytes { m in
                     queues.input.withUnsafeBufferPointer { i in
@@ -442,7 +450,8 @@ struct FileDescriptorPlan {
                 }
             }
         }
-        let pair = (master: try keep(FileDescriptor(rawValue: fd), master), slave: try keep(FileDescriptor(rawValue: slaveFD), master))
+        let pair = (master: try keep(FileDescriptor(rawValue: fd), master),
+                    slave: slaveFD >= 0 ? try keep(FileDescriptor(rawValue: slaveFD), master) : nil)
         ptys[master.objectID] = pair
         return pair
     }

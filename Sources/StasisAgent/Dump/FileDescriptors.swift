@@ -28,6 +28,10 @@ struct FileDescriptorDumper {
     let readerKeys: UnsafeMutablePointer<UInt64>
     let readerFDs: UnsafeMutablePointer<Int32>
     var readerCount = 0
+    /// Pseudo-terminal slaves the program holds: (pty number, one of its fds), from the same pre-pass.
+    let ptySlaves: UnsafeMutablePointer<Int32>
+    var ptySlaveCount = 0
+    static let ptySlaveCapacity = 256
     static let dumpedCapacity = 65536
     static let directoryCapacity = 64 * 1024
     static let infoCapacity = 256 * 1024
@@ -40,7 +44,8 @@ struct FileDescriptorDumper {
             let path = arena.take(64), let info = arena.take(infoCapacity), let extra = arena.take(extraCapacity),
             let pipes = arena.take(pipeCapacity * 8), let fds = arena.take(dumpedCapacity * 4),
             let inodes = arena.take(dumpedCapacity * 8), let peers = arena.take(peerCapacity * 8),
-            let readerKeys = arena.take(pipeCapacity * 16), let readerFDs = arena.take(pipeCapacity * 4)
+            let readerKeys = arena.take(pipeCapacity * 16), let readerFDs = arena.take(pipeCapacity * 4),
+            let slaves = arena.take(ptySlaveCapacity * 8)
         else { return nil }
         return FileDescriptorDumper(directoryBuffer: directory, linkBuffer: link, pathMemory: path, infoBuffer: info,
                                     extraBuffer: extra, seenPipes: pipes.assumingMemoryBound(to: UInt64.self),
@@ -48,7 +53,8 @@ struct FileDescriptorDumper {
                                     dumpedFDs: fds.assumingMemoryBound(to: Int32.self),
                                     dumpedInodes: inodes.assumingMemoryBound(to: UInt64.self),
                                     readerKeys: readerKeys.assumingMemoryBound(to: UInt64.self),
-                                    readerFDs: readerFDs.assumingMemoryBound(to: Int32.self))
+                                    readerFDs: readerFDs.assumingMemoryBound(to: Int32.self),
+                                    ptySlaves: slaves.assumingMemoryBound(to: Int32.self))
     }
 
     /// Writes one record per descriptor except `excluded` (the image being written) and `agentOwn`
@@ -196,7 +202,7 @@ struct FileDescriptorDumper {
             }
             record.object_id = UInt64(number)
             _ = RawSyscall.call(STASIS_NR_ioctl, Int(fd), 0x5413 /* TIOCGWINSZ */, Int(bitPattern: extraBuffer + 36))
-            extraBytes = 44 + captureTerminalQueues(master: fd)
+            extraBytes = 44 + captureTerminalQueues(master: fd, number: number)
         } else if type == UInt32(STASIS_S_IFCHR) && isTerminal(fd) {
             record.kind = UInt32(STASIS_FD_TERMINAL)  // the modes are in extraBuffer (isTerminal)
             extraBytes = Int(STASIS_TERMIOS_BYTES)
@@ -257,6 +263,7 @@ struct FileDescriptorDumper {
     @_noAllocation @_noLocks
     private mutating func findPipeReaders(dirFD: Int32, excluding excluded: Int32, and agentOwn: Int32) throws(FreezeFailure) {
         readerCount = 0
+        ptySlaveCount = 0
         while true {
             let n = RawSyscall.call(STASIS_NR_getdents64, Int(dirFD), Int(bitPattern: directoryBuffer), Self.directoryCapacity)
             if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
@@ -271,7 +278,18 @@ struct FileDescriptorDumper {
                 if fd == excluded || fd == agentOwn || fd == dirFD { continue }
                 var st = stasis_kstat_t()
                 let r = withUnsafeMutablePointer(to: &st) { RawSyscall.call(STASIS_NR_fstat, Int(fd), Int(bitPattern: $0)) }
-                guard r == 0, st.st_mode & UInt32(STASIS_S_IFMT) == 0o010000 /* S_IFIFO */ else { continue }
+                guard r == 0 else { continue }
+                if st.st_mode & UInt32(STASIS_S_IFMT) == UInt32(STASIS_S_IFCHR) {
+                    // Unix98 pty slaves: majors 136-143 (st_rdev as the kernel encodes it for stat).
+                    let major = (st.st_rdev >> 8) & 0xfff, minor = (st.st_rdev & 0xff) | ((st.st_rdev >> 12) & 0xfff00)
+                    if major >= 136 && major <= 143 && ptySlaveCount < Self.ptySlaveCapacity {
+                        ptySlaves[2 * ptySlaveCount] = Int32(truncatingIfNeeded: (major - 136) * 256 + minor)
+                        ptySlaves[2 * ptySlaveCount + 1] = fd
+                        ptySlaveCount += 1
+                    }
+                    continue
+                }
+                guard st.st_mode & UInt32(STASIS_S_IFMT) == 0o010000 /* S_IFIFO */ else { continue }
                 let access = RawSyscall.call(STASIS_NR_fcntl, Int(fd), 3 /* F_GETFL */) & 3
                 guard access == 0 /* O_RDONLY */ || access == 2 /* O_RDWR */ else { continue }
                 if pipeReader(st.st_dev, st.st_ino) >= 0 || readerCount >= Self.pipeCapacity { continue }
@@ -555,13 +573,14 @@ struct FileDescriptorDumper {
     /// The bytes queued in the pair whose master is `master` (its slave's modes are at extraBuffer): taken
     /// out and put back (stasis_pty.h), stored after the window size as u32 input bytes, u32 output bytes,
     /// the input (for the slave to read), the output (for the master to read). Returns the bytes added
-    /// after the first 44, 0 when nothing is queued (or the slave cannot be reached).
+    /// after the first 44, 0 when nothing is queued. Only for a pair whose slave the program holds too
+    /// (the pair restart recreates): the slave is used through the program's own fd, since opening it
+    /// afresh and closing it would hang the master up when nobody else has it open.
     @_noAllocation @_noLocks
-    private func captureTerminalQueues(master: Int32) -> Int {
-        let slave = RawSyscall.call(STASIS_NR_ioctl, Int(master), 0x5441 /* TIOCGPTPEER */,
-                                    0o2 | 0o400 | 0o4000 | 0o2000000 /* O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC */)
+    private func captureTerminalQueues(master: Int32, number: UInt32) -> Int {
+        var slave = -1
+        for i in 0..<ptySlaveCount where ptySlaves[2 * i] == Int32(bitPattern: number) { slave = Int(ptySlaves[2 * i + 1]) }
         if slave < 0 { return 0 }
-        defer { RawSyscall.close(Int32(slave)) }
         let input = extraBuffer + 52
         let output = input + Int(STASIS_PTY_INPUT_MAX)
         var inputBytes: UInt32 = 0

@@ -2,11 +2,14 @@
  *   canonical (the default modes: ICANON, ECHO, ICRNL, OPOST|ONLCR): "line one\npartial" written to the
  *     master (a complete line and a partial one, echoed to the master), "to-master\n" written to the slave
  *   raw (cfmakeraw): "raw-in\003\177" written to the master, "raw-out\n" written to the slave
+ *   lone: a master whose slave nobody has opened yet (a terminal emulator before its child opens it):
+ *     it must not come back hung up (read gives EAGAIN, not EIO)
  * Nothing is read before READY. On SIGTERM each side must read exactly what was queued, the partial line
  * must still be partial (not readable until its newline comes), and the modes must be as they were.
  * Prints PASS or FAIL <what>. */
 #define _XOPEN_SOURCE 600
 #define _DEFAULT_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -59,6 +62,8 @@ int main(void) {
     int cm, cs, rm, rs;
     open_pair(&cm, &cs);
     open_pair(&rm, &rs);
+    int lone = posix_openpt(O_RDWR | O_NOCTTY);
+    if (lone < 0 || grantpt(lone) || unlockpt(lone)) return 2;
     struct termios raw;
     tcgetattr(rs, &raw);
     cfmakeraw(&raw);
@@ -94,6 +99,10 @@ int main(void) {
     memset(line, 0, sizeof line);
     if (read_available(cs, line, sizeof line) != 13 || strcmp(line, "partial done\n") != 0) fail("canonical slave: the partial line");
     expect_bytes(rs, "raw-in\003\177", 8, "raw slave queue");
+    fcntl(lone, F_SETFL, O_NONBLOCK);
+    char c;
+    struct pollfd q = {.fd = lone, .events = POLLIN};
+    if (poll(&q, 1, 0) != 0 || read(lone, &c, 1) != -1 || errno != EAGAIN) fail("lone master: hung up");
     if (!failed) printf("PASS\n");
     return failed;
 }
