@@ -11,7 +11,8 @@ let usage = """
                  [--pid-file F] -- PROGRAM ARGS...
       stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported]
                  [--no-fork] [--json] PID
-      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager] IMAGE
+      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager]
+                     [--fd N=PATH|inherit]... IMAGE
       stasis inspect [--json] IMAGE
       stasis verify [--key FILE] [--json] IMAGE...
       stasis ls [--full] [--json] [DIR]
