@@ -1,5 +1,5 @@
 /* libFuzzer target for the restorer's own image reader (Sources/stasis-restorer/rst_image.c): header
- * check, record framing and payload checksums, over a memfd holding the input. rst_fail longjmps back
+ * check, record framing and payload checksums, over a memfd holding the input. rst_fail (and rst_fail_image) longjmp back
  * here instead of exiting. The per-kind callback repeats the restorer's size checks without mapping
  * anything. Built by Fuzz/run.sh with clang -fsanitize=fuzzer,address. */
 #define _GNU_SOURCE
@@ -18,6 +18,7 @@ void rst_fail(struct rst_args *args, const char *what, uint64_t value) {
     (void)args; (void)what; (void)value;
     longjmp(bail, 1);
 }
+void rst_fail_image(struct rst_args *args, const char *what, uint64_t value) { rst_fail(args, what, value); }
 void rst_warn(struct rst_args *args, const char *what, uint64_t value) { (void)args; (void)what; (void)value; }
 int rst_pread_all(int fd, void *buffer, uint64_t count, uint64_t offset) {
     while (count > 0) {

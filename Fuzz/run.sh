@@ -16,10 +16,37 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name StasisImage \
 # A small real image as a seed, when the launcher is built.
 if [ -x .build/debug/stasis ] && [ -z "$(ls -A "$OUT/corpus")" ]; then
     WORK=$(mktemp -d)
-    # (with signals queued while blocked: the seed holds PENDING_SIGNAL records)
-    printf '#include <signal.h>\n#include <unistd.h>\nint main(void){sigset_t s;sigfillset(&s);sigdelset(&s,SIGUSR2);'\
-'sigprocmask(SIG_BLOCK,&s,0);union sigval v={7};sigqueue(getpid(),SIGRTMIN+1,v);v.sival_int=8;'\
-'sigqueue(getpid(),SIGRTMIN+1,v);kill(getpid(),SIGUSR1);for(;;);}' > "$WORK/spin.c" && cc -o "$WORK/spin" "$WORK/spin.c"
+    # Signals queued while blocked (PENDING_SIGNAL records), a memfd mapped shared
+    # (STASIS_AREA_FILE_OBJECT, MEMFD), a pipe and a pty with queued bytes.
+    cat > "$WORK/spin.c" <<'SEED'
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(void) {
+    sigset_t s;
+    sigfillset(&s);
+    sigdelset(&s, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &s, 0);
+    union sigval v = {7};
+    sigqueue(getpid(), SIGRTMIN + 1, v);
+    v.sival_int = 8;
+    sigqueue(getpid(), SIGRTMIN + 1, v);
+    kill(getpid(), SIGUSR1);
+    int m = memfd_create("seed", 0), p[2], t = posix_openpt(O_RDWR | O_NOCTTY);
+    if (ftruncate(m, 4096) == 0) ((char *)mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0))[0] = 1;
+    if (pipe(p) == 0) (void)!write(p[1], "seed", 4);
+    if (t >= 0 && grantpt(t) == 0 && unlockpt(t) == 0) {
+        int s = open(ptsname(t), O_RDWR | O_NOCTTY);
+        (void)!write(t, "typed\n", 6);
+        (void)!write(s, "shown", 5);
+    }
+    for (;;) pause();
+}
+SEED
+    cc -o "$WORK/spin" "$WORK/spin.c"
     .build/debug/stasis run --dir "$WORK" --incremental -- "$WORK/spin" & PID=$!
     sleep 0.3
     IMAGE=$(.build/debug/stasis checkpoint "$PID" 2>/dev/null || true)

@@ -11,7 +11,8 @@ let usage = """
                  [--pid-file F] -- PROGRAM ARGS...
       stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported]
                  [--no-fork] [--json] PID
-      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager] IMAGE
+      stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager]
+                     [--fd N=PATH|inherit]... IMAGE
       stasis inspect [--json] IMAGE
       stasis verify [--key FILE] [--json] IMAGE...
       stasis ls [--full] [--json] [DIR]
@@ -59,6 +60,8 @@ func main() -> Int32 {
 /// Splits `--name value` options from positional arguments. `--` ends options.
 struct OptionParser {
     var values: [String: String] = [:]
+    /// Every value of each valued option, in order (for options that may be given more than once).
+    var allValues: [String: [String]] = [:]
     var flags: Set<String> = []
     var positional: [String] = []
 
@@ -81,11 +84,13 @@ struct OptionParser {
                 if valued.contains(name) {
                     if let inline {
                         values[name] = inline
+                        allValues[name, default: []].append(inline)
                     } else {
                         guard i + 1 < arguments.count else {
                             throw LauncherError(.usage, "\(name) needs a value; see `stasis \(command) --help`")
                         }
                         values[name] = arguments[i + 1]
+                        allValues[name, default: []].append(arguments[i + 1])
                         i += 1
                     }
                 } else if known.contains(name) {

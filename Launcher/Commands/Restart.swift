@@ -8,7 +8,8 @@ import StasisSystem
 /// (with the original PID when permitted and free), forward signals, and exit as the program does.
 enum RestartCommand {
     static let help = """
-        usage: stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager] IMAGE
+        usage: stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager]
+                              [--fd N=PATH | --fd N=inherit]... IMAGE
 
         Brings the checkpointed program back where it was, in the foreground; the exit status is the
         program's. The original PID is reused when it is free and the caller may choose PIDs (root or
@@ -28,6 +29,13 @@ enum RestartCommand {
                                    otherwise restart is eager and says so
           --allow-changed-files    go on when a file the program had open or mapped changed since the
                                    checkpoint (a warning per file); by default that refuses the restart
+          --fd N=PATH              the program's fd N is PATH instead of what it was (a log file that has
+                                   been moved or rotated): opened in the mode the program had (append stays
+                                   append; created if missing when the program wrote to it; never
+                                   truncated), at the saved offset if PATH is that long, else at its end.
+                                   An fd that shared its open file with N (2>&1) gets PATH too
+          --fd N=inherit           the program's fd N is this process's own fd N (`3>>new.log`, a pipe)
+        --fd may be given once per N; N must be an fd the program had.
         Signals sent to this process are forwarded to the program.
         """
 
@@ -35,7 +43,7 @@ enum RestartCommand {
                                      SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGPWR, SIGVTALRM, SIGPROF, SIGXCPU]
 
     static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
-        let options = try OptionParser(arguments, valued: ["--pid-file", "--key", "--interval", "--dir"], flags: ["--help", "--allow-changed-files", "--eager"], command: "restart")
+        let options = try OptionParser(arguments, valued: ["--pid-file", "--key", "--interval", "--dir", "--fd"], flags: ["--help", "--allow-changed-files", "--eager"], command: "restart")
         if options.flags.contains("--help") {
             printOut(help)
             return 0
@@ -43,6 +51,7 @@ enum RestartCommand {
         guard options.positional.count == 1 else {
             throw LauncherError(.usage, "restart needs one IMAGE; usage: stasis restart [--pid-file F] IMAGE")
         }
+        let overrides = try DescriptorOverride.parse(options.allValues["--fd"] ?? [])  // before restart opens fds of its own
         let source = try FileImageSource(path: options.positional[0])
         let image = try source.decode()
         try checkOwnership(image, source)
@@ -60,7 +69,8 @@ enum RestartCommand {
             }
         }
         try MachineCheck.check(image)
-        try FileCheck.check(image, allowChanged: options.flags.contains("--allow-changed-files"))
+        try FileCheck.check(image, allowChanged: options.flags.contains("--allow-changed-files"),
+                            replaced: try DescriptorOverride.replaced(overrides, in: image))
         var keyPipe: (read: FileDescriptor, write: FileDescriptor)? = nil
         if let keyPath = options.values["--key"] {
             let key = try readKey(keyPath)
@@ -95,7 +105,8 @@ enum RestartCommand {
         var extra: [FileDescriptor] = []
         if let planFile { extra = [planFile] + chain.members.dropFirst().map(\.source.descriptor) }
         let plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: statusWrite,
-                                          keyFD: keyPipe?.read, imageSource: source, extraDescriptors: extra)
+                                          keyFD: keyPipe?.read, imageSource: source, extraDescriptors: extra,
+                                          overrides: overrides)
         keyPipe?.read.closeAfterError()
         if let planFile {
             // The restorer knows the parents by the numbers it will have for them.

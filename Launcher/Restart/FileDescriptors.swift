@@ -1,7 +1,53 @@
+import CStasisABI
 import CStasisSpawn
 import Glibc
 import StasisImage
 import StasisSystem
+
+/// `stasis restart --fd N=PATH` / `--fd N=inherit`: what the program's fd N becomes instead of what the
+/// image says (a log file that was moved or rotated, a descriptor the caller provides), like CRIU's
+/// --inherit-fd.
+enum DescriptorOverride: Equatable {
+    case path(String)  // opened with the program's access mode and flags (append stays append), created if missing
+    case inherit       // restart's own fd N
+
+    /// Parses the --fd values; usage errors for bad syntax, a repeated N, or `inherit` of an fd restart
+    /// does not have (checked before restart opens anything of its own).
+    static func parse(_ values: [String]) throws(LauncherError) -> [Int32: DescriptorOverride] {
+        var result: [Int32: DescriptorOverride] = [:]
+        for value in values {
+            guard let eq = value.firstIndex(of: "="), let fd = Int32(value[..<eq]), fd >= 0, fd < 1 << 20,
+                !value[value.index(after: eq)...].isEmpty
+            else { throw LauncherError(.usage, "--fd needs N=PATH or N=inherit, not \"\(value)\"; see `stasis restart --help`") }
+            guard result[fd] == nil else { throw LauncherError(.usage, "--fd \(fd) is given twice") }
+            let target = String(value[value.index(after: eq)...])
+            if target == "inherit" {
+                guard fcntl(fd, F_GETFD) >= 0 else {
+                    throw LauncherError(.usage, "--fd \(fd)=inherit: stasis restart has no fd \(fd) to pass on")
+                }
+                result[fd] = .inherit
+            } else {
+                result[fd] = .path(target)
+            }
+        }
+        return result
+    }
+
+    /// The image's fds that the overrides replace: the named ones and every fd that shared an open file
+    /// description with one of them (2>&1: `--fd 1=PATH` moves both). Usage error for an fd the
+    /// program did not have.
+    static func replaced(_ overrides: [Int32: DescriptorOverride], in image: Image) throws(LauncherError) -> Set<Int32> {
+        let present = Set(image.fileDescriptors.map(\.fd))
+        for fd in overrides.keys.sorted() where !present.contains(fd) {
+            throw LauncherError(.usage, "--fd \(fd): the program had no fd \(fd) open at the checkpoint")
+        }
+        var result = Set(overrides.keys)
+        for record in image.fileDescriptors where record.sharesWith >= 0 && result.contains(record.sharesWith) {
+            result.insert(record.fd)
+        }
+        return result
+    }
+}
 
 /// Reopens or recreates the image's descriptors in the launcher, at high numbers, for the child to move
 /// into place (stasis_spawn). Pipes are recreated once per pipe with their buffered bytes; epoll
@@ -18,10 +64,13 @@ struct FileDescriptorPlan {
     /// The numbers the restorer gets for `extraDescriptors` (restore plan, parent images), in order.
     var extraTargets: [Int32] = []
     private var opened: [FileDescriptor] = []
+    /// Restart's own fds above 2 given to the program (--fd N=inherit): closed here once it has them.
+    private var inherited: [FileDescriptor] = []
     private var base: Int32 = 0
 
     init(image: Image, imageFD: FileDescriptor, statusFD: FileDescriptor, keyFD: FileDescriptor? = nil,
-         imageSource: ImageSource? = nil, extraDescriptors: [FileDescriptor] = []) throws(LauncherError) {
+         imageSource: ImageSource? = nil, extraDescriptors: [FileDescriptor] = [],
+         overrides: [Int32: DescriptorOverride] = [:]) throws(LauncherError) {
         let highest = image.fileDescriptors.map(\.fd).max() ?? 2
         imageTarget = max(highest, 2) + 1
         statusTarget = imageTarget + 1
@@ -37,9 +86,26 @@ struct FileDescriptorPlan {
         // Pseudo-terminals the program holds both ends of, by their old number.
         var ptyMasters: [UInt64: FileDescriptorRecord] = [:]
         for record in image.fileDescriptors where record.kind == .ptyMaster { ptyMasters[record.objectID] = record }
-        var ptys: [UInt64: (master: FileDescriptor, slave: FileDescriptor)] = [:]
+        // Their slaves the program holds: only those are opened (opening and closing a slave nobody
+        // else holds would hang the new master up, as if the program's own slave had gone).
+        var ptySlavesHeld = Set<UInt64>()
+        for record in image.fileDescriptors where record.kind == .terminal && record.path.hasPrefix("/dev/pts/") {
+            if let number = UInt64(record.path.dropFirst(9)) { ptySlavesHeld.insert(number) }
+        }
+        var ptys: [UInt64: (master: FileDescriptor, slave: FileDescriptor?)] = [:]
         for record in image.fileDescriptors {
             let source: FileDescriptor
+            if let override = overrides[record.fd] {
+                switch override {
+                case .inherit: source = try duplicate(FileDescriptor(rawValue: record.fd))
+                case .path(let path): source = try openReplacement(path, for: record)
+                }
+                if record.fd > 2, case .inherit = override { inherited.append(FileDescriptor(rawValue: record.fd)) }
+                moves.append(stasis_fd_move_t(source: source.rawValue, target: record.fd,
+                                              close_on_exec: record.isCloseOnExec ? 1 : 0, reserved: 0))
+                sources[record.fd] = source
+                continue
+            }
             // A dup'ed descriptor gets the same open file description (one offset, one set of flags).
             if record.sharesWith >= 0, let shared = sources[record.sharesWith] {
                 moves.append(stasis_fd_move_t(source: shared.rawValue, target: record.fd,
@@ -92,12 +158,12 @@ struct FileDescriptorPlan {
             case .inotify:
                 source = try inotify(record)
             case .ptyMaster:
-                source = try ptyPair(record, &ptys).master
+                source = try ptyPair(record, &ptys, openSlave: ptySlavesHeld.contains(record.objectID)).master
             case .terminal where record.path.hasPrefix("/dev/pts/"):
                 // The slave of a pair whose master the program holds: the new pair's slave.
                 if let number = UInt64(record.path.dropFirst(9)), let master = ptyMasters[number] {
-                    let pair = try ptyPair(master, &ptys)
-                    source = pair.slave
+                    guard let slave = try ptyPair(master, &ptys, openSlave: true).slave else { continue }  // opened: held
+                    source = slave
                     applyModes(record, to: source.rawValue)
                     break
                 }
@@ -350,8 +416,10 @@ struct FileDescriptorPlan {
     }
 
     /// A new pseudo-terminal pair for a master record (once per old number), with its modes and size.
-    private mutating func ptyPair(_ master: FileDescriptorRecord, _ ptys: inout [UInt64: (master: FileDescriptor, slave: FileDescriptor)])
-        throws(LauncherError) -> (master: FileDescriptor, slave: FileDescriptor)
+    /// The slave is opened only with `openSlave` (the program holds it); the modes are set through the
+    /// master either way.
+    private mutating func ptyPair(_ master: FileDescriptorRecord, _ ptys: inout [UInt64: (master: FileDescriptor, slave: FileDescriptor?)],
+                                  openSlave: Bool) throws(LauncherError) -> (master: FileDescriptor, slave: FileDescriptor?)
     {
         if let pair = ptys[master.objectID] { return pair }
         let fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
@@ -359,15 +427,31 @@ struct FileDescriptorPlan {
         var number: UInt32 = 0
         guard fd >= 0, ioctl(fd, 0x4004_5431 /* TIOCSPTLCK */, &unlock) == 0, ioctl(fd, 0x8004_5430 /* TIOCGPTN */, &number) == 0
         else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open a pseudo-terminal: \(Errno.current)") }
-        let slaveFD = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY | O_CLOEXEC)
-        guard slaveFD >= 0 else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open /dev/pts/\(number): \(Errno.current)") }
-        if master.extra.count == 44 {
+        let slaveFD = openSlave ? open("/dev/pts/\(number)", O_RDWR | O_NOCTTY | O_CLOEXEC) : -1
+        guard slaveFD >= 0 || !openSlave else { throw LauncherError(.restoreFailed, "fd \(master.fd): cannot open /dev/pts/\(number): \(Errno.current)") }
+        if master.extra.count >= 44 {
             var modes = Array(master.extra.prefix(36))
-            var size = Array(master.extra.suffix(8))
-            _ = modes.withUnsafeMutableBytes { ioctl(slaveFD, 0x5402 /* TCSETS */, $0.baseAddress!) }
+            var size = Array(master.extra[36..<44])
+            _ = modes.withUnsafeMutableBytes { ioctl(fd, 0x5402 /* TCSETS: on the master, sets the slave's */, $0.baseAddress!) }
             _ = size.withUnsafeMutableBytes { ioctl(fd, 0x5414 /* TIOCSWINSZ */, $0.baseAddress!) }
+            // What each side had still to read: back in the same queues (stasis_pty.h).
+            if slaveFD >= 0, let queues = master.terminalQueues, !queues.input.isEmpty || !queues.output.isEmpty {
+                var scratch = [UInt8](repeating: 0, count: Int(STASIS_PTY_INPUT_MAX))
+                let result = modes.withUnsafeBytes { m in
+                    queues.input.withUnsafeBufferPointer { i in
+                        queues.output.withUnsafeBufferPointer { o in
+                            stasis_pty_requeue(fd, slaveFD, m.baseAddress!.assumingMemoryBound(to: stasis_pty_modes_t.self),
+                                               i.baseAddress, UInt32(i.count), o.baseAddress, UInt32(o.count), &scratch)
+                        }
+                    }
+                }
+                if result != 0 {
+                    printError("stasis: warning: fd \(master.fd): the bytes queued in the pseudo-terminal may not all be back")
+                }
+            }
         }
-        let pair = (master: try keep(FileDescriptor(rawValue: fd), master), slave: try keep(FileDescriptor(rawValue: slaveFD), master))
+        let pair = (master: try keep(FileDescriptor(rawValue: fd), master),
+                    slave: slaveFD >= 0 ? try keep(FileDescriptor(rawValue: slaveFD), master) : nil)
         ptys[master.objectID] = pair
         return pair
     }
@@ -382,7 +466,9 @@ struct FileDescriptorPlan {
             throw LauncherError(.filesChanged, "fd \(record.fd): cannot reopen the FIFO \(record.path): \(error)")
         }
         opened.append(holder)
-        if refill && !record.extra.isEmpty {
+        // Bytes still in the FIFO (another process kept it open since) were never lost: not sent twice.
+        var pending: Int32 = 0
+        if refill && !record.extra.isEmpty && ioctl(holder.rawValue, UInt(FIONREAD), &pending) == 0 && pending == 0 {
             do {
                 try holder.writeAll(record.extra)
             } catch {
@@ -414,5 +500,22 @@ struct FileDescriptorPlan {
 
     func closeAll() {
         for fd in opened { fd.closeAfterError() }
+        for fd in inherited { fd.closeAfterError() }
+    }
+
+    /// --fd N=PATH: PATH opened with the program's access mode and status flags (append stays append),
+    /// created (0666 less the umask) when it is missing and the program wrote to fd N, never truncated;
+    /// positioned at the saved offset when PATH is at least that long, else at its end.
+    private mutating func openReplacement(_ path: String, for record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor {
+        let flags = Int32(bitPattern: record.statusFlags) & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC
+            | 0o100000 /* O_LARGEFILE */)
+        let writes = flags & O_ACCMODE != O_RDONLY
+        let fd = open(path, flags | O_NOCTTY | O_CLOEXEC | (writes ? O_CREAT : 0), 0o666)
+        guard fd >= 0 else { throw LauncherError(.filesChanged, "--fd \(record.fd)=\(path): cannot open: \(Errno.current)") }
+        let end = lseek(fd, 0, SEEK_END)
+        if record.offset >= 0 && end >= 0 && Int64(end) >= record.offset && flags & O_APPEND == 0 {
+            _ = lseek(fd, off_t(record.offset), SEEK_SET)
+        }
+        return try keep(FileDescriptor(rawValue: fd), record)
     }
 }

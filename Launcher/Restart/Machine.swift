@@ -68,7 +68,8 @@ enum FileCheck {
     /// Mapped files (libraries, the executable) and files open read-only must be unchanged (size and mtime);
     /// files open for writing may have grown since (the program kept writing before it was killed).
     /// With `allowChanged`, a changed file is a warning on stderr instead (a missing one still fails).
-    static func check(_ image: Image, allowChanged: Bool = false) throws(LauncherError) {
+    /// The fds in `replaced` (stasis restart --fd) are not checked: restart does not open their files.
+    static func check(_ image: Image, allowChanged: Bool = false, replaced: Set<Int32> = []) throws(LauncherError) {
         var directory = stat()
         guard stat(image.process.cwd, &directory) == 0, directory.st_mode & S_IFMT == S_IFDIR else {
             throw LauncherError(.filesChanged, "the program's working directory \(image.process.cwd) is missing; create it to restart")
@@ -81,10 +82,10 @@ enum FileCheck {
             try unchanged(area.path, size: area.fileSize, mtime: area.fileModificationNanoseconds, what: "mapped file",
                           allowChanged: allowChanged)
         }
-        for fd in image.fileDescriptors where fd.kind == .regular {
+        for fd in image.fileDescriptors where fd.kind == .regular && !replaced.contains(fd.fd) {
             var st = stat()
             guard stat(fd.path, &st) == 0 else {
-                throw LauncherError(.filesChanged, "fd \(fd.fd): \(fd.path) is missing (\(String(cString: strerror(errno)))); restore it to restart")
+                throw LauncherError(.filesChanged, "fd \(fd.fd): \(fd.path) is missing (\(String(cString: strerror(errno)))); restore it, or give fd \(fd.fd) another file with --fd \(fd.fd)=PATH")
             }
             if fd.statusFlags & UInt32(O_ACCMODE) == UInt32(O_RDONLY) && checked.insert(fd.path).inserted {
                 try unchanged(fd.path, size: fd.size, mtime: fd.modificationNanoseconds, what: "fd \(fd.fd):",

@@ -97,6 +97,7 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
         stasis_file_descriptor_record_t fd;
         if (record->payload_bytes < sizeof fd || rst_pread_all(args->image_fd, &fd, sizeof fd, payload) < 0) return -1;
         if (fd.fd_flags & 1 /* FD_CLOEXEC */) stasis_syscall3(STASIS_NR_fcntl, fd.fd, 2 /* F_SETFD */, 1);
+        rst_note_file_object(args, &fd);
         return 0;
     }
     default:
@@ -111,6 +112,7 @@ __attribute__((noreturn, used)) static void rst_phase2(struct rst_args *args) {
     rst_lazy_open(args);
     rst_for_each_record(args, collect_record);
     rst_check_plan_done(args);
+    rst_close_file_objects(args);
     rst_lazy_start(args);  /* a pager, if one runs, checks the parents' page data */
     if (!args->pager_pid) rst_verify_plan_checks(args);
     rst_close_plan(args);

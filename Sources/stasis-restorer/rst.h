@@ -23,6 +23,7 @@
 #define RST_MAX_THREADS 4096
 #define RST_THREAD_STACK_BYTES (32ul << 10)
 #define RST_EXIT_FAILED 86
+#define RST_MAX_FILE_OBJECTS 256
 
 struct rst_range {
     uint64_t start, end;
@@ -84,6 +85,11 @@ struct rst_args {
     struct rst_lazy_area *lazy_areas;
     uint64_t lazy_piece_count, lazy_piece_capacity, lazy_page_count;
     uint32_t lazy_area_count, lazy_area_capacity;
+    /* Memfds and deleted files, for areas mapped MAP_SHARED from them (STASIS_AREA_FILE_OBJECT): the
+     * program's fd that has each one (from its FILE_DESCRIPTOR record; those come before the areas), or
+     * a memfd of the restorer's own (own = 1, closed once memory is in place). */
+    struct rst_file_object { uint64_t device, inode; int32_t fd, own; } file_objects[RST_MAX_FILE_OBJECTS];
+    int file_object_count;
     char path[STASIS_MAX_PATH + 1]; /* scratch */
 };
 
@@ -143,6 +149,8 @@ uint64_t rst_lazy_table_bytes(void);
 void rst_lazy_place_tables(struct rst_args *args, uint64_t at);
 void rst_check_plan_done(struct rst_args *args);
 void rst_close_plan(struct rst_args *args);
+void rst_note_file_object(struct rst_args *args, const stasis_file_descriptor_record_t *fd);
+void rst_close_file_objects(struct rst_args *args);
 int rst_plan_check(struct rst_args *args, uint32_t index, stasis_plan_check_t *check);
 void rst_verify_plan_checks(struct rst_args *args);
 

@@ -286,6 +286,94 @@ static void map_area(struct rst_args *args, const stasis_memory_area_record_t *a
     if (mapped != (long)area->start) rst_fail(args, "cannot map memory area at", area->start);
 }
 
+/* ---- shared mappings of memfds and deleted files -------------------------- */
+
+static struct rst_file_object *find_file_object(struct rst_args *args, uint64_t device, uint64_t inode) {
+    for (int i = 0; i < args->file_object_count; i++)
+        if (args->file_objects[i].device == device && args->file_objects[i].inode == inode) return &args->file_objects[i];
+    return 0;
+}
+
+void rst_note_file_object(struct rst_args *args, const stasis_file_descriptor_record_t *fd) {
+    if (fd->kind != STASIS_FD_MEMFD && fd->kind != STASIS_FD_DELETED) return;
+    if (find_file_object(args, fd->device, fd->inode) || args->file_object_count >= RST_MAX_FILE_OBJECTS) return;
+    struct rst_file_object *o = &args->file_objects[args->file_object_count++];
+    o->device = fd->device;
+    o->inode = fd->inode;
+    o->fd = fd->fd;
+    o->own = 0;
+}
+
+void rst_close_file_objects(struct rst_args *args) {
+    for (int i = 0; i < args->file_object_count; i++)
+        if (args->file_objects[i].own) stasis_syscall1(STASIS_NR_close, args->file_objects[i].fd);
+    args->file_object_count = 0;
+}
+
+/* The program's recreated file: mapped MAP_SHARED through a fresh open of /proc/self/fd/N (the fd's own
+ * access mode may be narrower than the mapping's; read-write first, then read-only for a read-only
+ * mapping of a write-sealed memfd). Its contents are already the file's: the area's pages are not read. */
+static int map_program_file(struct rst_args *args, const stasis_memory_area_record_t *area, int program_fd) {
+    char *p = args->path;
+    const char *prefix = "/proc/self/fd/";
+    int n = 0;
+    while (prefix[n]) { p[n] = prefix[n]; n++; }
+    char digits[12];
+    int d = 0;
+    uint32_t v = (uint32_t)program_fd;
+    do { digits[d++] = (char)('0' + v % 10); v /= 10; } while (v);
+    while (d) p[n++] = digits[--d];
+    p[n] = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        long fd = stasis_syscall3(STASIS_NR_open, (long)p, (attempt ? RST_O_RDONLY : RST_O_RDWR) | RST_O_CLOEXEC, 0);
+        if (fd < 0) continue;
+        long mapped = stasis_syscall6(STASIS_NR_mmap, (long)area->start, (long)(area->end - area->start), (long)area->prot,
+                                      RST_MAP_FIXED | RST_MAP_SHARED, fd, (long)area->file_offset);
+        stasis_syscall1(STASIS_NR_close, fd);
+        if (mapped == (long)area->start) return 0;
+    }
+    return -1;
+}
+
+/* No descriptor has the file: one memfd of the restorer's own per device/inode, so that every area
+ * that mapped it shares it again; the areas' pages fill it. */
+static long own_file_object(struct rst_args *args, const stasis_memory_area_record_t *area) {
+    struct rst_file_object *o = find_file_object(args, area->device, area->inode);
+    long fd;
+    if (o) {
+        fd = o->fd;
+    } else {
+        fd = stasis_syscall2(319 /* memfd_create */, (long)"stasis-shared", 1 /* MFD_CLOEXEC */);
+        if (fd < 0) rst_fail(args, "cannot create a memfd for the shared area at", area->start);
+        if (args->file_object_count < RST_MAX_FILE_OBJECTS) {
+            o = &args->file_objects[args->file_object_count++];
+            o->device = area->device;
+            o->inode = area->inode;
+            o->fd = (int32_t)fd;
+            o->own = 1;
+        }
+    }
+    uint64_t needed = area->file_offset + (area->end - area->start);
+    long size = stasis_syscall3(STASIS_NR_lseek, fd, 0, 2 /* SEEK_END */);
+    if (size < 0 || (uint64_t)size < needed) {
+        long r = stasis_syscall2(STASIS_NR_ftruncate, fd, (long)needed);
+        if (r < 0) rst_fail(args, "cannot size the memfd for the shared area at", area->start);
+    }
+    return fd;
+}
+
+/* The plan's segments inside an area whose pages are not read (a program file mapped again). */
+static void skip_segments(struct rst_args *args, const stasis_memory_area_record_t *area) {
+    if (args->plan_fd < 0) return;
+    while (args->next_segment < args->plan.segment_count) {
+        stasis_page_segment_t segment;
+        uint64_t at = sizeof args->plan + (uint64_t)args->next_segment * sizeof segment;
+        if (rst_pread_all(args->plan_fd, &segment, sizeof segment, at) < 0) rst_fail(args, "cannot read the restore plan", at);
+        if (segment.address >= area->end) return;
+        args->next_segment++;
+    }
+}
+
 int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset) {
     stasis_memory_area_record_t area;
     uint64_t payload = offset + sizeof *record;
@@ -296,7 +384,21 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     if (area.start % RST_PAGE || area.end % RST_PAGE || area.end <= area.start || area.end > RST_USER_TOP) return -1;
     if (area.start < args->work_start + args->work_bytes && area.end > args->work_start)
         rst_fail(args, "memory area overlaps the restorer", area.start);
-    map_area(args, &area, payload + sizeof area + runs_bytes);
+    if ((area.flags & STASIS_AREA_FILE_OBJECT) && (area.flags & STASIS_AREA_SHARED)) {
+        struct rst_file_object *o = find_file_object(args, area.device, area.inode);
+        if (o && !o->own) {
+            if (map_program_file(args, &area, o->fd) < 0) rst_fail(args, "cannot map the memfd or deleted file again at", area.start);
+            skip_segments(args, &area);
+            return 0;
+        }
+        long fd = own_file_object(args, &area);
+        int prot = (int)area.prot | (area.run_count ? RST_PROT_WRITE | RST_PROT_READ : 0);
+        long mapped = stasis_syscall6(STASIS_NR_mmap, (long)area.start, (long)(area.end - area.start), prot,
+                                      RST_MAP_FIXED | RST_MAP_SHARED, fd, (long)area.file_offset);
+        if (mapped != (long)area.start) rst_fail(args, "cannot map memory area at", area.start);
+    } else {
+        map_area(args, &area, payload + sizeof area + runs_bytes);
+    }
     uint64_t slot = args->agent.key_slot;
     if ((area.flags & STASIS_AREA_SCRATCH) && slot >= area.start && slot + sizeof(stasis_key_slot_t) <= area.end)
         args->key_slot_ok = 1;

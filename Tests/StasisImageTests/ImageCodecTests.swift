@@ -162,6 +162,60 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
         }
         #expect(throws: ImageError.self) { try Image.decode(from: ByteArraySource(encoder.finish())) }
     }
+
+    /// STASIS_AREA_FILE_OBJECT (a memfd or deleted file mapped MAP_SHARED) round-trips with its device and
+    /// inode, and only on a shared anonymous-style area.
+    @Test func fileObjectAreasRoundTripAndNeedSharedAnonymous() throws {
+        for (flags, valid) in [(MemoryAreaRecord.Flags([.shared, .anonymous, .fileObject]), true),
+                               ([.anonymous, .fileObject], false), ([.shared, .fileObject], false)] {
+            var area = MemoryAreaRecord()
+            area.start = 0x7000_0000
+            area.end = 0x7000_1000
+            area.protection = 3
+            area.flags = flags
+            area.device = 1
+            area.inode = 4242
+            area.path = "/memfd:shared (deleted)"
+            var writer = ByteWriter()
+            area.encode(into: &writer)
+            var reader = ByteReader(writer.bytes)
+            let header = RecordHeader(kind: UInt32(STASIS_RECORD_MEMORY_AREA), payloadBytes: UInt32(writer.bytes.count))
+            if valid {
+                let decoded = try MemoryAreaRecord(decoding: &reader, header: header)
+                #expect(decoded.flags == flags && decoded.inode == 4242 && decoded.device == 1)
+            } else {
+                #expect(throws: ImageError.self) { try MemoryAreaRecord(decoding: &reader, header: header) }
+            }
+        }
+    }
+}
+
+/// A pseudo-terminal master's queued bytes (after termios and window size): u32 input, u32 output, the bytes.
+@Suite struct TerminalQueueCodecTests {
+    func decode(_ extra: [UInt8]) throws -> FileDescriptorRecord {
+        var record = FileDescriptorRecord()
+        record.fd = 5
+        record.kind = .ptyMaster
+        record.path = "/dev/ptmx"
+        record.extra = extra
+        var writer = ByteWriter()
+        record.encode(into: &writer)
+        var reader = ByteReader(writer.bytes)
+        return try FileDescriptorRecord(decoding: &reader)
+    }
+
+    func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+
+    @Test func queuesRoundTripAndBadLengthsAreRejected() throws {
+        let modes = [UInt8](repeating: 1, count: 44)
+        #expect(try decode(modes).terminalQueues?.input == [])
+        let queued = try decode(modes + le(3) + le(2) + Array("abcde".utf8))
+        #expect(queued.terminalQueues?.input == Array("abc".utf8) && queued.terminalQueues?.output == Array("de".utf8))
+        for bad in [modes + le(3) + le(2) + Array("abcd".utf8), modes + le(5000) + le(0) + [UInt8](repeating: 0, count: 5000),
+                    modes + [1, 2, 3], modes + le(0) + le(0) + [9]] {
+            #expect(throws: ImageError.self) { try decode(bad) }
+        }
+    }
 }
 
 @Suite struct DigestTests {

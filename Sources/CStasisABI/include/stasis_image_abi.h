@@ -153,6 +153,10 @@ enum {
     STASIS_AREA_VVAR_VCLOCK = 1 << 6, /* [vvar_vclock]: not stored, moved with the vdso */
     STASIS_AREA_VSYSCALL = 1 << 7,    /* [vsyscall]: fixed by the kernel, skipped */
     STASIS_AREA_SCRATCH = 1 << 8,     /* agent scratch: mapped, contents not stored */
+    STASIS_AREA_FILE_OBJECT = 1 << 9, /* with SHARED|ANONYMOUS: MAP_SHARED of a memfd or a deleted file;
+                                         device/inode name that file as its FILE_DESCRIPTOR record does
+                                         (st_dev encoding); the restorer maps the file recreated for that
+                                         record again, else one memfd of its own per device/inode */
 };
 
 /* MEMORY_AREA: one line of /proc/self/maps. Followed by run_count runs, then

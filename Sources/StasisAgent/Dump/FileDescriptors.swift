@@ -24,6 +24,14 @@ struct FileDescriptorDumper {
     let dumpedFDs: UnsafeMutablePointer<Int32>
     let dumpedInodes: UnsafeMutablePointer<UInt64>
     var dumpedCount = 0
+    /// Pipes and FIFOs the program can read: (device, inode) → one of its fds with read access (pre-pass).
+    let readerKeys: UnsafeMutablePointer<UInt64>
+    let readerFDs: UnsafeMutablePointer<Int32>
+    var readerCount = 0
+    /// Pseudo-terminal slaves the program holds: (pty number, one of its fds), from the same pre-pass.
+    let ptySlaves: UnsafeMutablePointer<Int32>
+    var ptySlaveCount = 0
+    static let ptySlaveCapacity = 256
     static let dumpedCapacity = 65536
     static let directoryCapacity = 64 * 1024
     static let infoCapacity = 256 * 1024
@@ -35,13 +43,18 @@ struct FileDescriptorDumper {
         guard let directory = arena.take(directoryCapacity), let link = arena.take(Int(STASIS_MAX_PATH)),
             let path = arena.take(64), let info = arena.take(infoCapacity), let extra = arena.take(extraCapacity),
             let pipes = arena.take(pipeCapacity * 8), let fds = arena.take(dumpedCapacity * 4),
-            let inodes = arena.take(dumpedCapacity * 8), let peers = arena.take(peerCapacity * 8)
+            let inodes = arena.take(dumpedCapacity * 8), let peers = arena.take(peerCapacity * 8),
+            let readerKeys = arena.take(pipeCapacity * 16), let readerFDs = arena.take(pipeCapacity * 4),
+            let slaves = arena.take(ptySlaveCapacity * 8)
         else { return nil }
         return FileDescriptorDumper(directoryBuffer: directory, linkBuffer: link, pathMemory: path, infoBuffer: info,
                                     extraBuffer: extra, seenPipes: pipes.assumingMemoryBound(to: UInt64.self),
                                     peerTable: peers.assumingMemoryBound(to: UInt32.self),
                                     dumpedFDs: fds.assumingMemoryBound(to: Int32.self),
-                                    dumpedInodes: inodes.assumingMemoryBound(to: UInt64.self))
+                                    dumpedInodes: inodes.assumingMemoryBound(to: UInt64.self),
+                                    readerKeys: readerKeys.assumingMemoryBound(to: UInt64.self),
+                                    readerFDs: readerFDs.assumingMemoryBound(to: Int32.self),
+                                    ptySlaves: slaves.assumingMemoryBound(to: Int32.self))
     }
 
     /// Writes one record per descriptor except `excluded` (the image being written) and `agentOwn`
@@ -51,6 +64,8 @@ struct FileDescriptorDumper {
         let dirFD = RawSyscall.open(literal: "/proc/self/fd", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
         if dirFD < 0 { throw FreezeFailure(step: .readProc, errno: -dirFD) }
         defer { RawSyscall.close(Int32(dirFD)) }
+        try findPipeReaders(dirFD: Int32(dirFD), excluding: excluded, and: agentOwn)
+        _ = RawSyscall.call(STASIS_NR_lseek, dirFD, 0, 0 /* SEEK_SET */)
         while true {
             let n = RawSyscall.call(STASIS_NR_getdents64, dirFD, Int(bitPattern: directoryBuffer),
                                     Self.directoryCapacity)
@@ -127,7 +142,7 @@ struct FileDescriptorDumper {
             record.kind = UInt32(STASIS_FD_PIPE)
             record.object_id = st.st_ino
             record.object_flags = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_fcntl, Int(fd), 1032 /* F_GETPIPE_SZ */))
-            if !hasSeenPipe(st.st_ino) { extraBytes = try capturePipeBytes(fd) }
+            if !hasSeenPipe(st.st_ino) { extraBytes = try capturePipeBytes(fd, reader: pipeReader(st.st_dev, st.st_ino)) }
         } else if linkEquals(link, linkCount, "anon_inode:[eventfd]") {
             record.kind = UInt32(STASIS_FD_EVENTFD)
             let info = try readInfo(fd)
@@ -163,7 +178,7 @@ struct FileDescriptorDumper {
         } else if type == 0o010000 /* S_IFIFO */ && link[0] == UInt8(ascii: "/") && !isDeleted && fd > 2 {
             record.kind = UInt32(STASIS_FD_FIFO)
             record.object_id = st.st_ino
-            if !hasSeenPipe(st.st_ino) { extraBytes = try capturePipeBytes(fd) }
+            if !hasSeenPipe(st.st_ino) { extraBytes = try capturePipeBytes(fd, reader: pipeReader(st.st_dev, st.st_ino)) }
         } else if type == 0o140000 /* S_IFSOCK */ && fd > 2 {
             // Listening sockets are re-created; any other socket comes back with its peer gone.
             extraBytes = captureSocket(fd)
@@ -193,7 +208,7 @@ struct FileDescriptorDumper {
             }
             record.object_id = UInt64(number)
             _ = RawSyscall.call(STASIS_NR_ioctl, Int(fd), 0x5413 /* TIOCGWINSZ */, Int(bitPattern: extraBuffer + 36))
-            extraBytes = 44
+            extraBytes = 44 + captureTerminalQueues(master: fd, number: number)
         } else if type == UInt32(STASIS_S_IFCHR) && isTerminal(fd) {
             record.kind = UInt32(STASIS_FD_TERMINAL)  // the modes are in extraBuffer (isTerminal)
             extraBytes = Int(STASIS_TERMIOS_BYTES)
@@ -248,33 +263,97 @@ struct FileDescriptorDumper {
         return false
     }
 
-    /// The bytes buffered in a pipe, read through a fresh read end and written back through a fresh write
-    /// end (/proc/self/fd/N reopens the pipe either way), so the program loses nothing. Every thread is
-    /// frozen, so nobody reads or writes meanwhile.
+    /// Pre-pass over /proc/self/fd: for every pipe and FIFO, one descriptor the program can read it
+    /// through. Only a pipe the program reads holds bytes the program would lose; bytes in a pipe whose
+    /// reader is outside belong to that reader (it still gets them when the program is killed).
     @_noAllocation @_noLocks
-    private func capturePipeBytes(_ fd: Int32) throws(FreezeFailure) -> Int {
-        var path = TextBuffer(pathMemory, capacity: 64)
-        path.append("/proc/self/fd/")
-        path.append(decimal: Int(fd))
-        let nonblocking: Int32 = 0o4000
-        let reader = RawSyscall.open(path.cString, RawFlag.readOnly | nonblocking | RawFlag.closeOnExec)
-        if reader < 0 { throw FreezeFailure(step: .readPipe, errno: -reader, object: Int(fd)) }
-        defer { RawSyscall.close(Int32(reader)) }
+    private mutating func findPipeReaders(dirFD: Int32, excluding excluded: Int32, and agentOwn: Int32) throws(FreezeFailure) {
+        readerCount = 0
+        ptySlaveCount = 0
+        while true {
+            let n = RawSyscall.call(STASIS_NR_getdents64, Int(dirFD), Int(bitPattern: directoryBuffer), Self.directoryCapacity)
+            if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
+            if n == 0 { return }
+            var offset = 0
+            while offset < n {
+                let entry = directoryBuffer + offset
+                offset += Int(entry.load(fromByteOffset: 16, as: UInt16.self))
+                var cursor = ByteCursor((entry + 19).assumingMemoryBound(to: UInt8.self), count: 12)
+                guard let number = cursor.decimal(), cursor.current == 0 else { continue }
+                let fd = Int32(number)
+                if fd == excluded || fd == agentOwn || fd == dirFD { continue }
+                var st = stasis_kstat_t()
+                let r = withUnsafeMutablePointer(to: &st) { RawSyscall.call(STASIS_NR_fstat, Int(fd), Int(bitPattern: $0)) }
+                guard r == 0 else { continue }
+                if st.st_mode & UInt32(STASIS_S_IFMT) == UInt32(STASIS_S_IFCHR) {
+                    // Unix98 pty slaves: majors 136-143 (st_rdev as the kernel encodes it for stat).
+                    let major = (st.st_rdev >> 8) & 0xfff, minor = (st.st_rdev & 0xff) | ((st.st_rdev >> 12) & 0xfff00)
+                    if major >= 136 && major <= 143 && ptySlaveCount < Self.ptySlaveCapacity {
+                        ptySlaves[2 * ptySlaveCount] = Int32(truncatingIfNeeded: (major - 136) * 256 + minor)
+                        ptySlaves[2 * ptySlaveCount + 1] = fd
+                        ptySlaveCount += 1
+                    }
+                    continue
+                }
+                guard st.st_mode & UInt32(STASIS_S_IFMT) == 0o010000 /* S_IFIFO */ else { continue }
+                let access = RawSyscall.call(STASIS_NR_fcntl, Int(fd), 3 /* F_GETFL */) & 3
+                guard access == 0 /* O_RDONLY */ || access == 2 /* O_RDWR */ else { continue }
+                if pipeReader(st.st_dev, st.st_ino) >= 0 || readerCount >= Self.pipeCapacity { continue }
+                readerKeys[2 * readerCount] = st.st_dev
+                readerKeys[2 * readerCount + 1] = st.st_ino
+                readerFDs[readerCount] = fd
+                readerCount += 1
+            }
+        }
+    }
+
+    /// A descriptor through which the program reads this pipe or FIFO, or -1 if it only writes it.
+    @_noAllocation @_noLocks
+    private func pipeReader(_ device: UInt64, _ inode: UInt64) -> Int32 {
+        for i in 0..<readerCount where readerKeys[2 * i + 1] == inode && readerKeys[2 * i] == device { return readerFDs[i] }
+        return -1
+    }
+
+    /// The bytes buffered in a pipe or FIFO the program reads through `reader` (none when it only writes
+    /// it: see findPipeReaders), duplicated without being consumed: tee(2) into a private pipe as large as
+    /// the program's, then read from that one. The program's own descriptor is used, never a reopen of
+    /// /proc/self/fd/N, so a pipe another user (root) created is read as the program itself reads it.
+    /// Every thread is frozen, so nobody reads or writes meanwhile.
+    @_noAllocation @_noLocks
+    private func capturePipeBytes(_ fd: Int32, reader: Int32) throws(FreezeFailure) -> Int {
+        if reader < 0 { return 0 }
         var pending: Int32 = 0
         let asked = withUnsafeMutablePointer(to: &pending) { pointer in
-            RawSyscall.call(STASIS_NR_ioctl, reader, 0x541B /* FIONREAD */, Int(bitPattern: pointer))
+            RawSyscall.call(STASIS_NR_ioctl, Int(reader), 0x541B /* FIONREAD */, Int(bitPattern: pointer))
         }
         if asked < 0 { throw FreezeFailure(step: .readPipe, errno: -asked, object: Int(fd)) }
         let count = Int(pending)
         if count == 0 { return 0 }
         guard count <= Self.extraCapacity else { throw FreezeFailure(step: .readPipe, errno: RawErrno.tooBig, object: Int(fd)) }
-        let got = RawSyscall.readAll(Int32(reader), extraBuffer, count)
+        var ends: (Int32, Int32) = (-1, -1)
+        let made = withUnsafeMutablePointer(to: &ends) { pointer in
+            RawSyscall.call(293 /* pipe2 */, Int(bitPattern: pointer), 0o2000000 | 0o4000 /* O_CLOEXEC | O_NONBLOCK */)
+        }
+        if made < 0 { throw FreezeFailure(step: .readPipe, errno: -made, object: Int(fd)) }
+        defer {
+            RawSyscall.close(ends.0)
+            RawSyscall.close(ends.1)
+        }
+        // Room for every buffer of the program's pipe (tee copies buffers, one slot each); an ordinary
+        // user may go up to 1 MiB, enough for the bytes of any pipe such a user could have made.
+        let size = RawSyscall.call(STASIS_NR_fcntl, Int(reader), 1032 /* F_GETPIPE_SZ */)
+        let wanted = min(max(size, count), Self.extraCapacity)
+        if RawSyscall.call(STASIS_NR_fcntl, Int(ends.1), 1031 /* F_SETPIPE_SZ */, wanted) < 0 {
+            _ = RawSyscall.call(STASIS_NR_fcntl, Int(ends.1), 1031 /* F_SETPIPE_SZ */, count)
+        }
+        var copied = RawSyscall.call(276 /* tee */, Int(reader), Int(ends.1), count, 2 /* SPLICE_F_NONBLOCK */)
+        while copied == -RawErrno.interrupted {
+            copied = RawSyscall.call(276 /* tee */, Int(reader), Int(ends.1), count, 2 /* SPLICE_F_NONBLOCK */)
+        }
+        if copied < 0 { throw FreezeFailure(step: .readPipe, errno: -copied, object: Int(fd)) }
+        if copied < count { throw FreezeFailure(step: .readPipe, errno: RawErrno.tooBig, object: Int(fd)) }
+        let got = RawSyscall.readAll(ends.0, extraBuffer, count)
         if got < 0 { throw FreezeFailure(step: .readPipe, errno: -got, object: Int(fd)) }
-        let writer = RawSyscall.open(path.cString, RawFlag.writeOnly | nonblocking | RawFlag.closeOnExec)
-        if writer < 0 { throw FreezeFailure(step: .readPipe, errno: -writer, object: Int(fd)) }
-        defer { RawSyscall.close(Int32(writer)) }
-        let put = RawSyscall.writeAll(Int32(writer), extraBuffer, count)
-        if put < 0 { throw FreezeFailure(step: .readPipe, errno: -put, object: Int(fd)) }
         return count
     }
 
@@ -462,16 +541,23 @@ struct FileDescriptorDumper {
         return MemoryLayout<stasis_socket_state_t>.size
     }
 
-    /// A deleted file's contents, read through a fresh read-only open of /proc/self/fd/N (the fd itself
-    /// may be write-only, and its offset must not move), padded with zeros to the page.
+    /// A deleted file's contents, padded with zeros to the page: read with pread (the offset does not move)
+    /// through the program's own fd when it can read, so a file another user (root) created and the
+    /// program cannot open again is saved too; through a fresh read-only open of /proc/self/fd/N only
+    /// for a write-only (or O_DIRECT) fd.
     @_noAllocation @_noLocks
     private func copyContents(_ fd: Int32, bytes: UInt64, padded: UInt64, into image: inout ImageFile) throws(FreezeFailure) {
-        var path = TextBuffer(pathMemory, capacity: 64)
-        path.append("/proc/self/fd/")
-        path.append(decimal: Int(fd))
-        let reader = RawSyscall.open(path.cString, RawFlag.readOnly | RawFlag.closeOnExec)
-        if reader < 0 { throw FreezeFailure(step: .readDeletedFile, errno: -reader, object: Int(fd)) }
-        defer { RawSyscall.close(Int32(reader)) }
+        let flags = RawSyscall.call(STASIS_NR_fcntl, Int(fd), 3 /* F_GETFL */)
+        let readsItself = flags >= 0 && flags & 3 != 1 /* O_WRONLY */ && flags & 0o40000 /* O_DIRECT */ == 0
+        var reader = Int(fd)
+        if !readsItself {
+            var path = TextBuffer(pathMemory, capacity: 64)
+            path.append("/proc/self/fd/")
+            path.append(decimal: Int(fd))
+            reader = RawSyscall.open(path.cString, RawFlag.readOnly | RawFlag.closeOnExec)
+            if reader < 0 { throw FreezeFailure(step: .readDeletedFile, errno: -reader, object: Int(fd)) }
+        }
+        defer { if !readsItself { RawSyscall.close(Int32(reader)) } }
         var done: UInt64 = 0
         let chunk = UInt64(Self.extraCapacity)
         while done < padded {
@@ -488,6 +574,36 @@ struct FileDescriptorDumper {
             try image.write(extraBuffer, want)
             done += UInt64(want)
         }
+    }
+
+    /// The bytes queued in the pair whose master is `master` (its slave's modes are at extraBuffer): taken
+    /// out and put back (stasis_pty.h), stored after the window size as u32 input bytes, u32 output bytes,
+    /// the input (for the slave to read), the output (for the master to read). Returns the bytes added
+    /// after the first 44, 0 when nothing is queued. Only for a pair whose slave the program holds too
+    /// (the pair restart recreates): the slave is used through the program's own fd, since opening it
+    /// afresh and closing it would hang the master up when nobody else has it open.
+    @_noAllocation @_noLocks
+    private func captureTerminalQueues(master: Int32, number: UInt32) -> Int {
+        var slave = -1
+        for i in 0..<ptySlaveCount where ptySlaves[2 * i] == Int32(bitPattern: number) { slave = Int(ptySlaves[2 * i + 1]) }
+        if slave < 0 { return 0 }
+        let input = extraBuffer + 52
+        let output = input + Int(STASIS_PTY_INPUT_MAX)
+        var inputBytes: UInt32 = 0
+        var outputBytes: UInt32 = 0
+        let modes = UnsafePointer(extraBuffer.assumingMemoryBound(to: stasis_pty_modes_t.self))
+        let scratch = infoBuffer.assumingMemoryBound(to: UInt8.self)
+        _ = _unsafePerformance {
+            stasis_pty_take_queues(master, Int32(slave), modes, input.assumingMemoryBound(to: UInt8.self), &inputBytes,
+                                   output.assumingMemoryBound(to: UInt8.self), &outputBytes, scratch)
+        }
+        if inputBytes == 0 && outputBytes == 0 { return 0 }
+        extraBuffer.storeBytes(of: inputBytes, toByteOffset: 44, as: UInt32.self)
+        extraBuffer.storeBytes(of: outputBytes, toByteOffset: 48, as: UInt32.self)
+        for i in 0..<Int(outputBytes) {  // the output right after the input
+            (input + Int(inputBytes) + i).storeBytes(of: output.load(fromByteOffset: i, as: UInt8.self), as: UInt8.self)
+        }
+        return 8 + Int(inputBytes) + Int(outputBytes)
     }
 
     /// TCGETS succeeds only on a terminal; it leaves the modes in extraBuffer.

@@ -201,6 +201,12 @@ struct MemoryDumper {
         }
         if !isAnonymous {
             try statFile(line + area.pathStart, area.pathCount, into: &record)
+        } else if area.isShared && isDeleted && line[area.pathStart] == UInt8(ascii: "/") {
+            // A memfd or a deleted file mapped MAP_SHARED: named like its descriptor record (fstat's st_dev
+            // encoding of maps' major:minor), so that restart maps the same recreated file again.
+            record.flags |= UInt32(STASIS_AREA_FILE_OBJECT)
+            record.device = (area.deviceMinor & 0xff) | (area.deviceMajor << 8) | ((area.deviceMinor & ~0xff) << 12)
+            record.inode = area.inode
         }
         record.run_count = UInt32(runCount)
         var pages: UInt64 = 0

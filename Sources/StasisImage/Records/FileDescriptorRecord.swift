@@ -20,7 +20,7 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         case listeningSocket = 13  // extra: SocketState; re-created and bound
         case resetSocket = 14      // extra: SocketState; comes back with its peer gone
         case fifo = 15             // reopened by path; extra: buffered bytes (first record of that FIFO)
-        case ptyMaster = 16        // objectID: pty number; extra: slave termios (36) + winsize (8)
+        case ptyMaster = 16        // objectID: pty number; extra: slave termios (36) + winsize (8) [+ queued bytes]
         case inotify = 17          // extra: the fdinfo text with one line per watch
     }
 
@@ -111,6 +111,21 @@ public struct FileDescriptorRecord: Equatable, Sendable {
         state.peerInode = peer
         state.queued = Array(extra.dropFirst(160))
         return state
+    }
+
+    /// A pseudo-terminal master's queued bytes (after its 44 bytes of modes and window size: u32 input
+    /// bytes, u32 output bytes, then those): what the slave had still to read (input, at most 4096) and
+    /// what the master had still to read (output, at most 68 KiB). Empty when the record has none; nil
+    /// when the lengths do not add up.
+    public var terminalQueues: (input: [UInt8], output: [UInt8])? {
+        guard kind == .ptyMaster else { return nil }
+        if extra.count == 44 { return ([], []) }
+        var reader = ByteReader(Array(extra.dropFirst(44)))
+        guard let input = try? reader.read(UInt32.self), let output = try? reader.read(UInt32.self),
+            input <= 4096, output <= 68 << 10, Int(input) + Int(output) == reader.remaining,
+            let inputBytes = try? reader.readBytes(Int(input)), let outputBytes = try? reader.readBytes(Int(output))
+        else { return nil }
+        return (inputBytes, outputBytes)
     }
 
     /// A timerfd's state (stasis_timerfd_state_t).
@@ -210,9 +225,12 @@ public struct FileDescriptorRecord: Equatable, Sendable {
                                       .inotify].contains(kind) || extraBytes == 0,
             kind != .epoll || extraBytes % 16 == 0, kind != .timerfd || extraBytes == 40,
             kind != .terminal || extraBytes == 36, kind != .listeningSocket || extraBytes == 160 || extraBytes == 164,
-            kind != .resetSocket || extraBytes >= 160, kind != .ptyMaster || extraBytes == 44
+            kind != .resetSocket || extraBytes >= 160, kind != .ptyMaster || extraBytes == 44 || extraBytes >= 52
         else { throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): \(extraBytes) extra bytes") }
         extra = try reader.readBytes(extraBytes)
+        if kind == .ptyMaster && extraBytes > 44 && terminalQueues == nil {
+            throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): queued terminal bytes do not add up")
+        }
         if kind == .resetSocket, let state = socketState, state.type == 2 /* SOCK_DGRAM */, state.datagrams == nil {
             throw .invalidRecord(.fileDescriptor, at: reader.base, reason: "fd \(fd): queued datagrams do not add up")
         }

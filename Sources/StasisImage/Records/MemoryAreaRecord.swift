@@ -15,7 +15,11 @@ public struct MemoryAreaRecord: Equatable, Sendable {
         public static let vvarVclock = Flags(rawValue: 1 << 6)
         public static let vsyscall = Flags(rawValue: 1 << 7)
         public static let scratch = Flags(rawValue: 1 << 8)
-        public static let known: Flags = [.shared, .anonymous, .heap, .stack, .vdso, .vvar, .vvarVclock, .vsyscall, .scratch]
+        /// MAP_SHARED of a memfd or deleted file (with .shared and .anonymous): device/inode name the file
+        /// as its descriptor record does; restart maps that recreated file again.
+        public static let fileObject = Flags(rawValue: 1 << 9)
+        public static let known: Flags = [.shared, .anonymous, .heap, .stack, .vdso, .vvar, .vvarVclock, .vsyscall, .scratch,
+                                          .fileObject]
         public static let notStored: Flags = [.vdso, .vvar, .vvarVclock, .vsyscall, .scratch]
     }
 
@@ -82,6 +86,9 @@ public struct MemoryAreaRecord: Equatable, Sendable {
         func fail(_ why: String) -> ImageError { .invalidRecord(.memoryArea, at: offset, reason: why) }
         guard flags.rawValue & ~Flags.known.rawValue == 0 else { throw fail("unknown flags \(hex(UInt64(flags.rawValue)))") }
         guard protection & ~7 == 0 else { throw fail("bad protection \(protection)") }
+        if flags.contains(.fileObject) && !flags.isSuperset(of: [.shared, .anonymous]) {
+            throw fail("a shared file object that is not a shared area")
+        }
         guard start < end, start % 4096 == 0, end % 4096 == 0 else { throw fail("bad range \(hex(start))-\(hex(end))") }
         if !flags.contains(.vsyscall) {
             guard end <= MemoryAreaRecord.userSpaceTop, start >= 0x1000 else {
