@@ -10,7 +10,8 @@ import PackageDescription
 //   StasisSystem    typed syscall wrappers for the launcher and tests
 //   CStasisSpawn    C for the launcher: clone3 with set_tid, fd plan, exec of the restorer
 //   stasis-restorer freestanding static-pie C: remaps memory and sigreturns into the program
-//   stasis          the launcher (Launcher/)
+//   StasisLauncher  the launcher's commands, restart planning and checks (unit-tested)
+//   stasis          the launcher's executable: Launcher/main.swift calls StasisLauncher
 let package = Package(
     name: "Stasis",
     products: [
@@ -45,12 +46,10 @@ let package = Package(
                                            "-Xclang-linker", "-Wl,-e,rst_entry", "-Xclang-linker", "-Wl,-N",
                                            "-Xclang-linker", "-Wl,--no-dynamic-linker"])]
         ),
-        .executableTarget(
-            name: "stasis",
-            dependencies: ["StasisImage", "StasisSystem", "CStasisSpawn", "CStasisABI"],
-            path: "Launcher"
-        ),
+        .target(name: "StasisLauncher", dependencies: ["StasisImage", "StasisSystem", "CStasisSpawn", "CStasisABI"]),
+        .executableTarget(name: "stasis", dependencies: ["StasisLauncher"], path: "Launcher"),
         .testTarget(name: "StasisImageTests", dependencies: ["StasisImage", "StasisProc", "CStasisABI"]),
+        .testTarget(name: "StasisLauncherTests", dependencies: ["StasisLauncher", "StasisImage"]),
         .testTarget(name: "EndToEndTests", dependencies: ["StasisImage", "StasisSystem"]),
     ]
 )
