@@ -65,6 +65,15 @@
 #define STASIS_NR_get_robust_list 274
 #define STASIS_NR_renameat2 316
 #define STASIS_NR_rseq 334
+#define STASIS_NR_nanosleep 35
+#define STASIS_NR_waitid 247
+#define STASIS_NR_timer_gettime 224
+#define STASIS_NR_timer_getoverrun 225
+#define STASIS_NR_capget 125
+#define STASIS_NR_prlimit64 302
+#define STASIS_NR_getitimer 36
+#define STASIS_NR_madvise 28
+#define STASIS_NR_clone 56
 #define STASIS_NR_clone3 435
 #define STASIS_NR_kcmp 312
 #define STASIS_NR_execve 59

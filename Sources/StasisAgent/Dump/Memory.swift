@@ -360,7 +360,7 @@ enum DontForkAreas {
     @_noAllocation @_noLocks
     static func mark(_ ranges: UnsafeMutablePointer<UInt64>, _ count: Int, advice: Int) {
         for i in 0..<count {
-            _ = RawSyscall.call(28 /* madvise */, Int(ranges[2 * i]), Int(ranges[2 * i + 1] - ranges[2 * i]), advice)
+            _ = RawSyscall.call(STASIS_NR_madvise, Int(ranges[2 * i]), Int(ranges[2 * i + 1] - ranges[2 * i]), advice)
         }
     }
 }

@@ -60,7 +60,7 @@ enum ProcessDumper {
         var data: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0)
         let r = withUnsafeMutablePointer(to: &header) { h in
             withUnsafeMutablePointer(to: &data) { d in
-                RawSyscall.call(125 /* capget */, Int(bitPattern: h), Int(bitPattern: d))
+                RawSyscall.call(STASIS_NR_capget, Int(bitPattern: h), Int(bitPattern: d))
             }
         }
         return r == 0 ? UInt64(data.0) | UInt64(data.3) << 32 : 0
@@ -70,10 +70,10 @@ enum ProcessDumper {
     @_noAllocation @_noLocks
     static func captureLimitsAndTimers(into limits: UnsafeMutableRawPointer, _ timers: UnsafeMutableRawPointer) {
         for resource in 0..<16 {
-            _ = RawSyscall.call(302 /* prlimit64 */, 0, resource, 0, Int(bitPattern: limits + resource * 16))
+            _ = RawSyscall.call(STASIS_NR_prlimit64, 0, resource, 0, Int(bitPattern: limits + resource * 16))
         }
         for which in 0..<3 {
-            _ = RawSyscall.call(36 /* getitimer */, which, Int(bitPattern: timers + which * 32))
+            _ = RawSyscall.call(STASIS_NR_getitimer, which, Int(bitPattern: timers + which * 32))
         }
     }
 

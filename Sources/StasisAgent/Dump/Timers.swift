@@ -49,8 +49,8 @@ enum TimerDumper {
         throws(FreezeFailure)
     {
         // timer_gettime fills interval then value, the record's last four fields.
-        _ = RawSyscall.call(224 /* timer_gettime */, Int(record.pointee.id), Int(bitPattern: UnsafeMutableRawPointer(record) + 32))
-        record.pointee.overrun = Int32(truncatingIfNeeded: RawSyscall.call(225 /* timer_getoverrun */, Int(record.pointee.id)))
+        _ = RawSyscall.call(STASIS_NR_timer_gettime, Int(record.pointee.id), Int(bitPattern: UnsafeMutableRawPointer(record) + 32))
+        record.pointee.overrun = Int32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_timer_getoverrun, Int(record.pointee.id)))
         try image.writeRecord(kind: UInt32(STASIS_RECORD_POSIX_TIMER), fixed: record,
                               fixedBytes: MemoryLayout<stasis_posix_timer_record_t>.size)
     }

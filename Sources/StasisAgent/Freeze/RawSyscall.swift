@@ -126,3 +126,13 @@ enum RawFlag {
     static let closeOnExec: Int32 = 0o2000000
     static let protRead = 1, protWrite = 2, protExec = 4
 }
+
+/// CLOCK_MONOTONIC in nanoseconds (checkpoint timings).
+@_noAllocation @_noLocks
+func monotonicNanoseconds() -> Int64 {
+    var now: (Int64, Int64) = (0, 0)
+    withUnsafeMutablePointer(to: &now) { pointer in
+        _ = RawSyscall.call(STASIS_NR_clock_gettime, 1 /* CLOCK_MONOTONIC */, Int(bitPattern: pointer))
+    }
+    return now.0 &* 1_000_000_000 &+ now.1
+}

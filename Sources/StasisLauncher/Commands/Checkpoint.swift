@@ -1,11 +1,12 @@
 import Glibc
+import CStasisABI
 import StasisSystem
 
 /// `stasis checkpoint PID`: asks the agent in PID for an image and waits until it is complete.
 ///
-/// Protocol (Docs/ARCHITECTURE.md 2.6): make a private CONTROL directory named by a random TOKEN, write
-/// CONTROL/request ("DIR\nOPTIONS\n"), sigqueue the trigger signal with value TOKEN (again until the agent
-/// creates CONTROL/accepted), wait for CONTROL/result ("ok PATH", "error MESSAGE" or "busy": ask again).
+/// Protocol (stasis_request.h, Docs/ARCHITECTURE.md 2.6): make a private CONTROL directory named by a
+/// random TOKEN, write CONTROL/request, sigqueue the trigger signal with value TOKEN (again until the agent
+/// creates CONTROL/accepted), wait for CONTROL/result (ok, error, or busy: ask again).
 enum CheckpointCommand {
     static let help = """
         usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported] [--no-fork] [--json] PID
@@ -53,90 +54,91 @@ enum CheckpointCommand {
         let incremental = options.flags.contains("--incremental")
         let full = options.flags.contains("--full")
         if incremental && full { throw LauncherError(.usage, "--incremental and --full exclude each other") }
-        var keyLine = ""
+        var request = CheckpointRequestFile(imageDirectory: directory, skipUnsupported: skip, noFork: noFork,
+                                            incremental: incremental, full: full)
         if let keyPath = options.values["--key"] {
             _ = try RestartCommand.readKey(keyPath)
-            guard let absolute = absolutePath(keyPath), !absolute.contains("\n") else {
-                throw LauncherError(.usage, "cannot resolve key file \(keyPath)")
+            guard let absolute = absolutePath(keyPath) else { throw LauncherError(.usage, "cannot resolve key file \(keyPath)") }
+            request.keyFile = absolute  // the agent reads the file itself: the key never lands in /tmp
+        }
+        if request.isNeeded {
+            guard let bytes = request.encoded() else {
+                throw LauncherError(.usage, "the image directory or key file path is too long (at most \(STASIS_MAX_PATH - 1) bytes)")
             }
-            keyLine = "key-file \(absolute)\n"  // the agent reads the file itself: the key never lands in /tmp
+            try writeAtomically(control.file(STASIS_REQUEST_FILE), bytes, owner: uid)
         }
-        if directory != nil || skip || noFork || incremental || full || !keyLine.isEmpty {
-            let words = [(skip, "skip-unsupported"), (noFork, "nofork"), (incremental, "incremental"), (full, "full")]
-            let optionLine = words.filter(\.0).map(\.1).joined(separator: " ")
-            try writeAtomically(control.file("request"), "\(directory ?? "")\n\(optionLine)\n\(keyLine)", owner: uid)
-        }
-        let resultPath = control.file("result")
-        let acceptedPath = control.file("accepted")
-        var request = RequestSignal(pid: pid, signal: signal, token: control.token)
-        try request.send()
+        let resultPath = control.file(STASIS_RESULT_FILE)
+        let acceptedPath = control.file(STASIS_ACCEPTED_FILE)
+        var signalling = RequestSignal(pid: pid, signal: signal, token: control.token)
+        try signalling.send()
         let deadline = now() + timeout
         let progress = isatty(2) != 0 ? Progress(pid: pid, directory: directory ?? defaultDirectory) : nil
         defer { progress?.finish() }
         while true {
             progress?.update()
-            if let result = try? readFile(resultPath) {  // ENOENT until the agent answers
-                let text = String(decoding: result, as: UTF8.self).trimmingSuffixNewline()
-                if text == "busy" {
+            // ENOENT until the agent answers; the agent renames a whole file into place.
+            if let bytes = try? readFile(resultPath) {
+                guard let result = CheckpointResultFile(decoding: bytes) else {
+                    throw LauncherError(.checkpointFailed, "the agent in \(pid) answered in a form this stasis does not know (another Stasis build?); the program keeps running")
+                }
+                if result.status == .busy {
                     // The previous image of this process is still being written: ask again (the
                     // request stays; a new signal is taken as a new request once `accepted` is gone).
                     unlink(resultPath)
                     unlink(acceptedPath)
                     usleep(20_000)
-                    try request.send()
+                    try signalling.send()
                     continue
                 }
                 progress?.finish()
-                if text.hasPrefix("ok ") {
-                    // "ok PATH" then "NAME VALUE" lines (threads, freeze_ns, pause_ns, total_ns).
-                    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-                    let image = String(lines[0].dropFirst(3))
-                    if lines.contains("incremental_unavailable 1") {
-                        printError("stasis: warning: this kernel refused a userfaultfd (needed to track written pages); images of \(pid) stay full")
-                    }
-                    // A chain at the program's --max-chain: made standalone now, so that the next
-                    // incremental image builds on it instead of starting over with a full one.
-                    let numbers = Dictionary(lines.dropFirst().compactMap { line -> (String, Int)? in
-                        let parts = line.split(separator: " ")
-                        return parts.count == 2 ? (String(parts[0]), Int(parts[1]) ?? 0) : nil
-                    }, uniquingKeysWith: { a, _ in a })
-                    var compacted = false
-                    if let chain = numbers["chain_length"], let limit = numbers["max_chain"], chain >= 2, chain >= limit {
-                        let key = try options.values["--key"].map { (path) throws(LauncherError) in try RestartCommand.readKey(path) }
-                        do {
-                            try CompactCommand.compact(image, key: key)
-                            compacted = true
-                        } catch {
-                            printError("stasis: warning: could not compact \(image): \(error.message); the next image will be a full one")
-                        }
-                    }
-                    if options.flags.contains("--json") {
-                        var fields = ["\"pid\": \(pid)", "\"image\": \"\(jsonEscape(image))\""]
-                        for line in lines.dropFirst() {
-                            let parts = line.split(separator: " ")
-                            if parts.count == 2, let value = Int(parts[1]) { fields.append("\"\(parts[0])\": \(value)") }
-                        }
-                        fields.append("\"compacted\": \(compacted ? 1 : 0)")
-                        printOut("{" + fields.joined(separator: ", ") + "}")
-                    } else {
-                        printOut(image)
-                    }
-                    return
+                guard result.status == .ok else {
+                    throw LauncherError(.checkpointFailed, "checkpoint of \(pid) failed: \(result.message); the program keeps running")
                 }
-                let message = text.hasPrefix("error ") ? String(text.dropFirst(6)) : text
-                throw LauncherError(.checkpointFailed, "checkpoint of \(pid) failed: \(message); the program keeps running")
+                try finish(result, pid: pid, options: options)
+                return
             }
             if hasExited(pid) {
                 throw LauncherError(.noSuchProcess, "process \(pid) exited before the checkpoint completed")
             }
             // Not taken yet: the signal may have been merged with a pending one, or dropped while
             // another checkpoint ran. Sending it again is harmless: the agent takes a request once.
-            if !request.isAccepted(acceptedPath) { try request.sendAgainIfDue() }
+            if !signalling.isAccepted(acceptedPath) { try signalling.sendAgainIfDue() }
             if now() > deadline {
                 throw LauncherError(.timeout, "no answer from process \(pid) within \(Int(timeout)) s; is it stopped, or blocking signal \(signal)?")
             }
             usleep(2000)
         }
+    }
+
+    /// A complete image: compacts a chain at the program's --max-chain, then prints the path (or --json).
+    static func finish(_ result: CheckpointResultFile, pid: pid_t, options: OptionParser) throws(LauncherError) {
+        let image = result.image
+        if result.incrementalUnavailable {
+            printError("stasis: warning: this kernel refused a userfaultfd (needed to track written pages); images of \(pid) stay full")
+        }
+        // A chain at the program's --max-chain: made standalone now, so that the next
+        // incremental image builds on it instead of starting over with a full one.
+        var compacted = false
+        if result.chainLength >= 2, result.chainLength >= result.maxChain {
+            let key = try options.values["--key"].map { (path) throws(LauncherError) in try RestartCommand.readKey(path) }
+            do {
+                try CompactCommand.compact(image, key: key)
+                compacted = true
+            } catch {
+                printError("stasis: warning: could not compact \(image): \(error.message); the next image will be a full one")
+            }
+        }
+        guard options.flags.contains("--json") else {
+            printOut(image)
+            return
+        }
+        var fields = ["\"pid\": \(pid)", "\"image\": \"\(jsonEscape(image))\"", "\"threads\": \(result.threads)",
+                      "\"freeze_ns\": \(result.freezeNanoseconds)", "\"pause_ns\": \(result.pauseNanoseconds)",
+                      "\"total_ns\": \(result.totalNanoseconds)", "\"chain_length\": \(result.chainLength)",
+                      "\"max_chain\": \(result.maxChain)"]
+        if result.incrementalUnavailable { fields.append("\"incremental_unavailable\": 1") }
+        fields.append("\"compacted\": \(compacted ? 1 : 0)")
+        printOut("{" + fields.joined(separator: ", ") + "}")
     }
 
     /// The target's effective uid, trigger signal and image directory; fails unless we may checkpoint it.
@@ -275,13 +277,15 @@ func processAge(_ pid: pid_t) -> Double? {
     return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
-func writeAtomically(_ path: String, _ text: String, owner: uid_t) throws(LauncherError) {
+/// Writes `bytes` to PATH.tmp (0600, given to `owner` when root writes for another user) and renames it.
+func writeAtomically(_ path: String, _ bytes: [UInt8], owner: uid_t) throws(LauncherError) {
     let temp = path + ".tmp"
     let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
     guard fd >= 0 else { throw LauncherError(.failure, "cannot write \(temp): \(Errno.current)") }
-    _ = text.withCString { write(fd, $0, strlen($0)) }
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     if getuid() == 0 && owner != 0 { _ = fchown(fd, owner, gid_t(bitPattern: -1)) }
     close(fd)
+    guard written == bytes.count else { throw LauncherError(.failure, "cannot write \(temp): short write") }
     guard rename(temp, path) == 0 else { throw LauncherError(.failure, "cannot write \(path): \(Errno.current)") }
 }
 

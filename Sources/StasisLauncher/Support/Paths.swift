@@ -1,4 +1,5 @@
 import Glibc
+import CStasisABI
 import StasisSystem
 
 /// Where the launcher's companions live: next to its own executable (/proc/self/exe).
@@ -22,7 +23,7 @@ struct ControlDirectory {
     let path: String
     let token: UInt64
 
-    static func path(uid: uid_t, token: UInt64) -> String { "/tmp/stasis-\(uid)-\(String(token, radix: 16))" }
+    static func path(uid: uid_t, token: UInt64) -> String { STASIS_CONTROL_PREFIX + "\(uid)-\(String(token, radix: 16))" }
 
     /// Creates a fresh one (never reuses an existing name) for a process of `uid`.
     static func create(uid: uid_t) throws(LauncherError) -> ControlDirectory {
@@ -49,7 +50,10 @@ struct ControlDirectory {
 
     /// Removes the directory and everything either side may have left in it.
     func remove() {
-        for name in ["request", "request.tmp", "accepted", "result", "result.tmp"] { unlink(file(name)) }
+        for name in [STASIS_REQUEST_FILE, STASIS_ACCEPTED_FILE, STASIS_RESULT_FILE] {
+            unlink(file(name))
+            unlink(file(name + ".tmp"))
+        }
         rmdir(path)
     }
 }
