@@ -15,6 +15,20 @@
 #include "stasis_syscall.h"
 #include "stasis_restore_plan.h"
 
+/* mmap, mremap, open flags (the kernel's values; the restorer has no libc headers for them) */
+#define RST_MAP_PRIVATE 0x02
+#define RST_MAP_SHARED 0x01
+#define RST_MAP_FIXED 0x10
+#define RST_MAP_ANONYMOUS 0x20
+#define RST_MAP_GROWSDOWN 0x100
+#define RST_MREMAP_MAYMOVE 1
+#define RST_MREMAP_FIXED 2
+#define RST_PROT_READ 1
+#define RST_PROT_WRITE 2
+#define RST_O_RDONLY 0
+#define RST_O_RDWR 2
+#define RST_O_CLOEXEC 02000000
+
 #define RST_PAGE 4096ul
 #define RST_USER_TOP 0x7ffffffff000ul
 #define RST_MMAP_MIN 0x10000ul
@@ -145,6 +159,9 @@ int rst_lazy_wants(struct rst_args *args, const stasis_memory_area_record_t *are
 int rst_lazy_add_area(struct rst_args *args, uint64_t start, uint64_t end, uint64_t data_bytes, uint32_t crc);
 void rst_lazy_add_piece(struct rst_args *args, uint64_t address, uint64_t bytes, int fd, uint64_t offset, int area);
 void rst_lazy_start(struct rst_args *args);
+void rst_read_path(struct rst_args *args, uint64_t offset, uint32_t length); /* rst_memory.c */
+void rst_plan_read_segments(struct rst_args *args, const stasis_memory_area_record_t *area, int lazy); /* rst_plan.c */
+__attribute__((noreturn)) void rst_pager_main(struct rst_args *args, int go_fd, int hello_fd); /* rst_pager.c */
 uint64_t rst_lazy_table_bytes(void);
 void rst_lazy_place_tables(struct rst_args *args, uint64_t at);
 void rst_check_plan_done(struct rst_args *args);

@@ -12,18 +12,6 @@
  * uses; the program's restore tail unmaps it just before rt_sigreturn. */
 #include "rst.h"
 
-#define RST_MAP_PRIVATE 0x02
-#define RST_MAP_SHARED 0x01
-#define RST_MAP_FIXED 0x10
-#define RST_MAP_ANONYMOUS 0x20
-#define RST_MAP_GROWSDOWN 0x100
-#define RST_MREMAP_MAYMOVE 1
-#define RST_MREMAP_FIXED 2
-#define RST_PROT_READ 1
-#define RST_PROT_WRITE 2
-#define RST_O_RDONLY 0
-#define RST_O_RDWR 2
-#define RST_O_CLOEXEC 02000000
 
 static uint64_t parse_hex(const char **p) {
     uint64_t v = 0;
@@ -251,9 +239,9 @@ void rst_move_vdso(struct rst_args *args) {
 
 /* ---- program memory -------------------------------------------------------- */
 
-static void read_segments(struct rst_args *args, const stasis_memory_area_record_t *area, int lazy);
 
-static void read_path(struct rst_args *args, uint64_t offset, uint32_t length) {
+/* The path of `length` bytes at image offset `offset`, into args->path (NUL-terminated). */
+void rst_read_path(struct rst_args *args, uint64_t offset, uint32_t length) {
     if (length > STASIS_MAX_PATH || rst_pread_all(args->image_fd, args->path, length, offset) < 0)
         rst_fail(args, "bad path in record at", offset);
     args->path[length] = 0;
@@ -270,7 +258,7 @@ static void map_area(struct rst_args *args, const stasis_memory_area_record_t *a
         if (area->run_count) prot |= RST_PROT_READ;
         mapped = stasis_syscall6(STASIS_NR_mmap, (long)area->start, (long)size, prot, flags, -1, 0);
     } else {
-        read_path(args, path_offset, area->path_bytes);
+        rst_read_path(args, path_offset, area->path_bytes);
         long fd = -1;
         if (shared) fd = stasis_syscall3(STASIS_NR_open, (long)args->path, RST_O_RDWR | RST_O_CLOEXEC, 0);
         if (fd < 0) fd = stasis_syscall3(STASIS_NR_open, (long)args->path, RST_O_RDONLY | RST_O_CLOEXEC, 0);
@@ -441,162 +429,10 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     if (stored != record->data_bytes) return -1;
     if (lazy < 0 && stored && stasis_crc32c_end(crc) != record->data_crc)
         rst_fail_image(args, "page data checksum mismatch for area", area.start);
-    read_segments(args, &area, lazy >= 0);
+    rst_plan_read_segments(args, &area, lazy >= 0);
     if (area.run_count) { /* mapped writable for the reads above */
         long r = stasis_syscall3(STASIS_NR_mprotect, (long)area.start, (long)(area.end - area.start), (long)area.prot);
         if (r < 0) rst_fail(args, "cannot protect memory area", area.start);
     }
     return 0;
-}
-
-/* ---- the restore plan (incremental images) -------------------------------- */
-
-void rst_read_plan(struct rst_args *args) {
-    if (args->plan_fd < 0) return;
-    if (rst_pread_all(args->plan_fd, &args->plan, sizeof args->plan, 0) < 0 || args->plan.magic != STASIS_PLAN_MAGIC ||
-        args->plan.image_count > STASIS_PLAN_MAX_IMAGES)
-        rst_fail(args, "bad restore plan from the launcher", 0);
-    args->next_segment = 0;
-}
-
-/* The plan's segments inside `area` (they come in address order, as areas do). */
-static void read_segments(struct rst_args *args, const stasis_memory_area_record_t *area, int lazy) {
-    if (args->plan_fd < 0) return;
-    while (args->next_segment < args->plan.segment_count) {
-        stasis_page_segment_t segment;
-        uint64_t at = sizeof args->plan + (uint64_t)args->next_segment * sizeof segment;
-        if (rst_pread_all(args->plan_fd, &segment, sizeof segment, at) < 0) rst_fail(args, "cannot read the restore plan", at);
-        if (segment.address >= area->end) return;
-        if (segment.address < area->start || segment.bytes > area->end - segment.address || segment.bytes % RST_PAGE ||
-            segment.address % RST_PAGE || segment.image >= args->plan.image_count)
-            rst_fail(args, "restore plan segment outside its area at", segment.address);
-        if (lazy)
-            rst_lazy_add_piece(args, segment.address, segment.bytes, args->plan.image_fds[segment.image], segment.file_offset, -1);
-        else if (rst_pread_all(args->plan.image_fds[segment.image], (void *)segment.address, segment.bytes, segment.file_offset) < 0)
-            rst_fail(args, "cannot read inherited pages from a parent image at", segment.address);
-        args->next_segment++;
-    }
-}
-
-void rst_check_plan_done(struct rst_args *args) {
-    if (args->plan_fd < 0) return;
-    if (args->next_segment != args->plan.segment_count)
-        rst_fail(args, "restore plan segments outside every memory area", args->next_segment);
-}
-
-/* Reads check `index` of the plan: a parent area's whole page data and its CRC. */
-int rst_plan_check(struct rst_args *args, uint32_t index, stasis_plan_check_t *check) {
-    uint64_t at = sizeof args->plan + (uint64_t)args->plan.segment_count * sizeof(stasis_page_segment_t) +
-                  (uint64_t)index * sizeof *check;
-    if (rst_pread_all(args->plan_fd, check, sizeof *check, at) < 0 || check->image >= args->plan.image_count) return -1;
-    return 0;
-}
-
-/* The parents' page data the segments came from, against its CRCs (before the program runs; a lazy
- * restart's pager does this instead while it pages in). */
-void rst_verify_plan_checks(struct rst_args *args) {
-    if (args->plan_fd < 0 || !args->plan.check_count) return;
-    uint64_t chunk = 1ul << 20;
-    long buffer = stasis_syscall6(STASIS_NR_mmap, 0, (long)chunk, 3, 0x22 /* PRIVATE|ANONYMOUS */, -1, 0);
-    if (buffer < 0 && buffer > -4096) rst_fail(args, "no memory to check the parent images", (uint64_t)-buffer);
-    for (uint32_t i = 0; i < args->plan.check_count; i++) {
-        stasis_plan_check_t check;
-        if (rst_plan_check(args, i, &check) < 0) rst_fail(args, "cannot read the restore plan's checks", i);
-        uint32_t crc = stasis_crc32c_begin();
-        for (uint64_t done = 0; done < check.bytes; done += chunk) {
-            uint64_t n = check.bytes - done < chunk ? check.bytes - done : chunk;
-            if (rst_pread_all(args->plan.image_fds[check.image], (void *)buffer, n, check.file_offset + done) < 0)
-                rst_fail(args, "cannot read a parent image at", check.file_offset + done);
-            crc = stasis_crc32c_update(crc, (void *)buffer, n);
-        }
-        if (stasis_crc32c_end(crc) != check.crc)
-            rst_fail_image(args, "page data checksum mismatch in a parent image at offset", check.file_offset);
-    }
-    stasis_syscall2(STASIS_NR_munmap, buffer, (long)chunk);
-}
-
-/* After the pager has its copies: the program keeps none of the parents' descriptors. */
-void rst_close_plan(struct rst_args *args) {
-    if (args->plan_fd < 0) return;
-    for (uint32_t i = 0; i < args->plan.image_count; i++) stasis_syscall1(STASIS_NR_close, args->plan.image_fds[i]);
-    stasis_syscall1(STASIS_NR_close, args->plan_fd);
-}
-
-/* prctl(PR_SET_MM, PR_SET_MM_MAP): brk, stack, arguments and environment as the
- * program had them (design-notes.md: glibc caches the old break). */
-struct rst_prctl_mm_map {
-    uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
-    uint64_t arg_start, arg_end, env_start, env_end;
-    uint64_t auxv;
-    uint32_t auxv_size;
-    uint32_t exe_fd;
-};
-
-void rst_restore_mm(struct rst_args *args) {
-    const stasis_process_record_t *p = &args->process;
-    uint64_t auxv_words[64];
-    uint32_t auxv_bytes = p->auxv_bytes <= sizeof auxv_words ? p->auxv_bytes : 0;
-    uint64_t tail = args->process_offset + sizeof *p;
-    if (auxv_bytes &&
-        rst_pread_all(args->image_fd, auxv_words, auxv_bytes, tail + p->cwd_bytes + p->exe_bytes) < 0)
-        auxv_bytes = 0;
-    struct rst_prctl_mm_map map = {
-        .start_code = p->start_code, .end_code = p->end_code, .start_data = p->start_data, .end_data = p->end_data,
-        .start_brk = p->start_brk, .brk = p->brk, .start_stack = p->start_stack, .arg_start = p->arg_start,
-        .arg_end = p->arg_end, .env_start = p->env_start, .env_end = p->env_end,
-        .auxv = (uint64_t)auxv_words, .auxv_size = auxv_bytes, .exe_fd = (uint32_t)-1,
-    };
-    long exe_fd = -1;
-    if (p->exe_bytes && p->exe_bytes <= STASIS_MAX_PATH) {
-        read_path(args, tail + p->cwd_bytes, p->exe_bytes);
-        exe_fd = stasis_syscall3(STASIS_NR_open, (long)args->path, RST_O_RDONLY | RST_O_CLOEXEC, 0);
-    }
-    long r = -1;
-    if (exe_fd >= 0) {
-        map.exe_fd = (uint32_t)exe_fd;
-        r = stasis_syscall5(STASIS_NR_prctl, 35 /* PR_SET_MM */, 14 /* PR_SET_MM_MAP */, (long)&map, sizeof map, 0);
-        stasis_syscall1(STASIS_NR_close, exe_fd);
-    }
-    if (r < 0) { /* no CAP_CHECKPOINT_RESTORE: keep /proc/self/exe as is */
-        map.exe_fd = (uint32_t)-1;
-        r = stasis_syscall5(STASIS_NR_prctl, 35, 14, (long)&map, sizeof map, 0);
-    }
-    if (r < 0 && map.auxv_size) {
-        map.auxv_size = 0;
-        map.auxv = 0;
-        r = stasis_syscall5(STASIS_NR_prctl, 35, 14, (long)&map, sizeof map, 0);
-    }
-    if (r < 0) rst_warn(args, "PR_SET_MM_MAP failed; the heap break is the restorer's", (uint64_t)-r);
-    stasis_syscall2(STASIS_NR_prctl, 15 /* PR_SET_NAME */, (long)p->comm);
-    if (p->dumpable <= 2) stasis_syscall2(STASIS_NR_prctl, 4 /* PR_SET_DUMPABLE */, p->dumpable);
-    if (p->personality && p->personality != 0xffffffffu) stasis_syscall1(STASIS_NR_personality, p->personality);
-    if (p->no_new_privs) stasis_syscall5(STASIS_NR_prctl, 38 /* PR_SET_NO_NEW_PRIVS */, 1, 0, 0, 0);
-    /* Resource limits: a hard limit above ours needs privilege; then keep ours and say so. */
-    for (int resource = 0; resource < 16; resource++) {
-        uint64_t wanted[2] = {p->rlimits[resource][0], p->rlimits[resource][1]};
-        if (stasis_syscall4(302 /* prlimit64 */, 0, resource, (long)wanted, 0) == 0) continue;
-        uint64_t current[2];
-        if (stasis_syscall4(302, 0, resource, 0, (long)current) != 0) continue;
-        wanted[1] = current[1];
-        if (wanted[0] > current[1]) wanted[0] = current[1];
-        stasis_syscall4(302, 0, resource, (long)wanted, 0);
-        rst_warn(args, "a hard resource limit could not be raised back (needs CAP_SYS_RESOURCE); resource", (uint64_t)resource);
-    }
-}
-
-/* Interval timers last: their signals must find the program's handlers and memory in place. */
-void rst_restore_timers(struct rst_args *args) {
-    for (int which = 0; which < 3; which++) {
-        int64_t t[4] = {args->process.itimers[which][0], args->process.itimers[which][1],
-                        args->process.itimers[which][2], args->process.itimers[which][3]};
-        /* A periodic ITIMER_REAL re-arms only when its SIGALRM is dequeued: taken while that signal
-         * was pending (the checkpoint handler blocks it), it reads as value 0. It is not disarmed:
-         * the next expiry is one interval away. */
-        if (!t[2] && !t[3]) {
-            t[2] = t[0];
-            t[3] = t[1];
-        }
-        if (!t[2] && !t[3]) continue; /* disarmed */
-        stasis_syscall3(38 /* setitimer */, which, (long)t, 0);
-    }
 }

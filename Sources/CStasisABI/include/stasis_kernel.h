@@ -39,6 +39,24 @@ _Static_assert(sizeof(stasis_kstat_t) == 144, "kernel ABI: struct stat");
 #define STASIS_UFFDIO_REGISTER 0xC020AA00ul   /* struct uffdio_register { start, len, mode, ioctls } */
 #define STASIS_UFFDIO_REGISTER_MODE_WP 2ull
 #define STASIS_UFFDIO_WRITEPROTECT 0xC018AA06ul /* struct uffdio_writeprotect { start, len, mode }: mode 0 clears */
+#define STASIS_UFFDIO_WAKE 0x8010AA02ul       /* struct uffdio_range { start, len } */
+#define STASIS_UFFDIO_COPY 0xC028AA03ul       /* struct uffdio_copy { dst, src, len, mode, copy } */
+#define STASIS_UFFDIO_ZEROPAGE 0xC020AA04ul   /* struct uffdio_zeropage { range, mode, zeropage } */
+#define STASIS_UFFD_FEATURE_EVENT_FORK (1ull << 1)
+#define STASIS_UFFD_FEATURE_EVENT_REMAP (1ull << 2)
+#define STASIS_UFFD_FEATURE_EVENT_REMOVE (1ull << 3)
+#define STASIS_UFFD_FEATURE_EVENT_UNMAP (1ull << 6)
+#define STASIS_UFFD_EVENT_PAGEFAULT 0x12      /* struct uffd_msg.event */
+#define STASIS_UFFD_EVENT_FORK 0x13
+#define STASIS_UFFD_EVENT_REMAP 0x14
+#define STASIS_UFFD_EVENT_REMOVE 0x15
+#define STASIS_UFFD_EVENT_UNMAP 0x16
+
+/* errno values (the kernel returns them negated) */
+#define STASIS_ENOENT 2
+#define STASIS_ESRCH 3
+#define STASIS_EAGAIN 11
+#define STASIS_EEXIST 17
 
 typedef struct stasis_page_region {
     uint64_t start, end, categories;

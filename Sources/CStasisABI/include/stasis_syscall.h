@@ -9,6 +9,7 @@
 #define STASIS_NR_read 0
 #define STASIS_NR_write 1
 #define STASIS_NR_open 2
+#define STASIS_NR_poll 7
 #define STASIS_NR_close 3
 #define STASIS_NR_fstat 5
 #define STASIS_NR_lseek 8
