@@ -79,4 +79,32 @@ _Static_assert(sizeof(stasis_pm_scan_arg_t) == 96, "kernel ABI: struct pm_scan_a
 #define STASIS_S_IFCHR 0020000
 #define STASIS_S_IFDIR 0040000
 
+
+/* struct linux_dirent64 (getdents64): a record is d_reclen bytes; the name is NUL-terminated. */
+#define STASIS_DIRENT64_RECLEN_OFFSET 16
+#define STASIS_DIRENT64_NAME_OFFSET 19
+typedef struct stasis_dirent64_head {
+    uint64_t d_ino;
+    int64_t d_off;
+    uint16_t d_reclen;
+    uint8_t d_type;
+} stasis_dirent64_head_t;
+_Static_assert(__builtin_offsetof(stasis_dirent64_head_t, d_reclen) == STASIS_DIRENT64_RECLEN_OFFSET, "kernel ABI: dirent64");
+_Static_assert(__builtin_offsetof(stasis_dirent64_head_t, d_type) + 1 == STASIS_DIRENT64_NAME_OFFSET, "kernel ABI: dirent64");
+
+/* The siginfo of a sigqueue'd signal (si_code SI_QUEUE): the fields rt_(tg)sigqueueinfo reads. */
+#define STASIS_SI_QUEUE (-1)
+typedef struct stasis_queue_siginfo {
+    int32_t signo;
+    int32_t error;
+    int32_t code;  /* STASIS_SI_QUEUE */
+    int32_t padding;
+    int32_t pid;
+    uint32_t uid;
+    uint64_t value; /* si_value */
+    uint8_t rest[96];
+} stasis_queue_siginfo_t;
+_Static_assert(sizeof(stasis_queue_siginfo_t) == 128, "kernel ABI: siginfo_t");
+_Static_assert(__builtin_offsetof(stasis_queue_siginfo_t, value) == 24, "kernel ABI: si_value");
+
 #endif

@@ -110,8 +110,8 @@ struct FreezeWindow {
             if n == 0 { return added }
             var offset = 0
             while offset < n {
-                let name = (directory + offset + 19).assumingMemoryBound(to: UInt8.self)
-                offset += Int(directory.load(fromByteOffset: offset + 16, as: UInt16.self))
+                let name = (directory + offset + Int(STASIS_DIRENT64_NAME_OFFSET)).assumingMemoryBound(to: UInt8.self)
+                offset += Int(directory.load(fromByteOffset: offset + Int(STASIS_DIRENT64_RECLEN_OFFSET), as: UInt16.self))
                 var cursor = ByteCursor(name, count: 12)
                 guard let tid = cursor.decimal(), cursor.current == 0, Int(tid) != ownTID else { continue }
                 if isSignaled(Int32(tid)) { continue }
@@ -137,13 +137,13 @@ struct FreezeWindow {
     /// rt_tgsigqueueinfo with si_code SI_QUEUE and our pid: the follower knows it is a freeze, not a request.
     @_noAllocation @_noLocks
     private func sendFreeze(to tid: Int) -> Int {
-        for i in 0..<128 { siginfo.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
-        siginfo.storeBytes(of: signal, toByteOffset: 0, as: Int32.self)          // si_signo
-        siginfo.storeBytes(of: Int32(-1), toByteOffset: 8, as: Int32.self)     // si_code = SI_QUEUE
-        siginfo.storeBytes(of: Int32(truncatingIfNeeded: pid), toByteOffset: 16, as: Int32.self)  // si_pid
-        let uid = Int32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getuid))
-        siginfo.storeBytes(of: uid, toByteOffset: 20, as: Int32.self)          // si_uid
-        siginfo.storeBytes(of: Int(STASIS_FREEZE_MAGIC), toByteOffset: 24, as: Int.self)  // si_value
+        let info = siginfo.bindMemory(to: stasis_queue_siginfo_t.self, capacity: 1)
+        info.pointee = stasis_queue_siginfo_t()
+        info.pointee.signo = signal
+        info.pointee.code = STASIS_SI_QUEUE
+        info.pointee.pid = Int32(truncatingIfNeeded: pid)
+        info.pointee.uid = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getuid))
+        info.pointee.value = UInt64(STASIS_FREEZE_MAGIC)
         return RawSyscall.call(STASIS_NR_rt_tgsigqueueinfo, pid, tid, Int(signal), Int(bitPattern: siginfo))
     }
 
