@@ -11,7 +11,7 @@ mkdir -p "$OUT/corpus"
 clang -fsanitize=address -O1 -c -I Sources/CStasisABI/include Sources/CStasisABI/sha256.c -o "$OUT/sha256.o"
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name StasisImage \
     -I Sources/CStasisABI/include \
-    Sources/StasisImage/*.swift Sources/StasisImage/Records/*.swift Fuzz/ImageFuzz.swift "$OUT/sha256.o" \
+    Sources/StasisImage/*.swift Sources/StasisImage/Records/*.swift Sources/StasisImage/Records/Descriptors/*.swift Fuzz/ImageFuzz.swift "$OUT/sha256.o" \
     -o "$OUT/image-fuzzer" > "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
 # A small real image as a seed, when the launcher is built.
 if [ -x .build/debug/stasis ] && [ -z "$(ls -A "$OUT/corpus")" ]; then
