@@ -114,6 +114,16 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
         #expect(throws: ImageError.unsupportedVersion(99)) { try Image.decode(from: ByteArraySource(bytes)) }
     }
 
+    /// Version 2 changed INOTIFY's payload (binary watches): a version 1 image gets one clear line.
+    @Test func refusesAVersion1ImageWithOneLine() {
+        #expect(ImageHeader.currentVersion == 2 && ImageHeader.currentVersion == UInt32(STASIS_IMAGE_VERSION))
+        var (bytes, _) = sampleImage()
+        bytes[8] = 1
+        #expect(throws: ImageError.unsupportedVersion(1)) { try Image.decode(from: ByteArraySource(bytes)) }
+        #expect(ImageError.unsupportedVersion(1).description
+            == "image format version 1 is not supported by this stasis (it reads version 2)")
+    }
+
     @Test func rejectsAnotherArchitecture() {
         var (bytes, _) = sampleImage()
         bytes[16] = 183  // EM_AARCH64
