@@ -11,19 +11,28 @@ mkdir -p "$OUT/corpus"
 clang -fsanitize=address -O1 -c -I Sources/CStasisABI/include Sources/CStasisABI/sha256.c -o "$OUT/sha256.o"
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name StasisImage \
     -I Sources/CStasisABI/include \
-    Sources/StasisImage/*.swift Sources/StasisImage/Records/*.swift Fuzz/ImageFuzz.swift "$OUT/sha256.o" \
+    Sources/StasisImage/*.swift Sources/StasisImage/Records/*.swift Sources/StasisImage/Records/Descriptors/*.swift Fuzz/ImageFuzz.swift "$OUT/sha256.o" \
     -o "$OUT/image-fuzzer" > "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
 # A small real image as a seed, when the launcher is built.
 if [ -x .build/debug/stasis ] && [ -z "$(ls -A "$OUT/corpus")" ]; then
     WORK=$(mktemp -d)
     # Signals queued while blocked (PENDING_SIGNAL records), a memfd mapped shared
-    # (STASIS_AREA_FILE_OBJECT, MEMFD), a pipe and a pty with queued bytes.
+    # (STASIS_AREA_FILE_OBJECT, MEMFD), a pipe and a pty with queued bytes, and one descriptor of
+    # every other kind that has a payload: eventfd, signalfd, timerfd, epoll, inotify (binary
+    # watches), a UNIX socketpair with queued bytes, a UNIX datagram pair, a TCP listener.
     cat > "$WORK/spin.c" <<'SEED'
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 int main(void) {
     sigset_t s;
@@ -43,6 +52,19 @@ int main(void) {
         (void)!write(t, "typed\n", 6);
         (void)!write(s, "shown", 5);
     }
+    int e = eventfd(3, EFD_SEMAPHORE), sf = signalfd(-1, &s, 0), tf = timerfd_create(CLOCK_MONOTONIC, 0);
+    struct itimerspec its = {{1, 0}, {100, 0}};
+    timerfd_settime(tf, 0, &its, 0);
+    int ep = epoll_create1(0), in = inotify_init1(0), sp[2], dg[2];
+    struct epoll_event ev = {EPOLLIN, {.u64 = 42}};
+    epoll_ctl(ep, EPOLL_CTL_ADD, e, &ev);
+    inotify_add_watch(in, "/tmp", IN_CREATE);
+    inotify_add_watch(in, "/", IN_DELETE);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0) (void)!write(sp[0], "queued", 6);
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) == 0) { (void)!write(dg[0], "one", 3); (void)!write(dg[0], "", 0); }
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(l, (struct sockaddr *)&a, sizeof a) == 0) listen(l, 7);
     for (;;) pause();
 }
 SEED

@@ -152,9 +152,9 @@ public struct Image: Equatable, Sendable {
                 image.threads.append(try ThreadRecord(decoding: &reader))
             case .fileDescriptor:
                 var fd = try FileDescriptorRecord(decoding: &reader)
-                if fd.kind == .deleted || fd.kind == .memfd {
-                    guard record.dataBytes == (fd.objectID + 4095) & ~4095 else {
-                        throw .invalidRecord(.fileDescriptor, at: offset, reason: "fd \(fd.fd): contents of \(record.dataBytes) bytes for a size of \(fd.objectID)")
+                if let size = fd.contentsSize {
+                    guard record.dataBytes == (size + 4095) & ~4095 else {
+                        throw .invalidRecord(.fileDescriptor, at: offset, reason: "fd \(fd.fd): contents of \(record.dataBytes) bytes for a size of \(size)")
                     }
                     fd.dataOffset = record.dataOffset
                     fd.dataBytes = record.dataBytes

@@ -1,7 +1,9 @@
+import CStasisABI
+
 /// The image header (stasis_image_header_t) and the program path that follows it.
 public struct ImageHeader: Equatable, Sendable {
     public static let magic: [UInt8] = [0x53, 0x54, 0x41, 0x53, 0x49, 0x53, 0x00, 0x01]  // "STASIS\0\1"
-    public static let currentVersion: UInt32 = 1
+    public static let currentVersion: UInt32 = UInt32(STASIS_IMAGE_VERSION)
     public static let x86_64: UInt32 = 62
     public static let size = 144
     public static let maxProgramBytes = 4096

@@ -114,6 +114,16 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
         #expect(throws: ImageError.unsupportedVersion(99)) { try Image.decode(from: ByteArraySource(bytes)) }
     }
 
+    /// Version 2 changed INOTIFY's payload (binary watches): a version 1 image gets one clear line.
+    @Test func refusesAVersion1ImageWithOneLine() {
+        #expect(ImageHeader.currentVersion == 2 && ImageHeader.currentVersion == UInt32(STASIS_IMAGE_VERSION))
+        var (bytes, _) = sampleImage()
+        bytes[8] = 1
+        #expect(throws: ImageError.unsupportedVersion(1)) { try Image.decode(from: ByteArraySource(bytes)) }
+        #expect(ImageError.unsupportedVersion(1).description
+            == "image format version 1 is not supported by this stasis (it reads version 2)")
+    }
+
     @Test func rejectsAnotherArchitecture() {
         var (bytes, _) = sampleImage()
         bytes[16] = 183  // EM_AARCH64
@@ -193,28 +203,131 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
 /// A pseudo-terminal master's queued bytes (after termios and window size): u32 input, u32 output, the bytes.
 @Suite struct TerminalQueueCodecTests {
     func decode(_ extra: [UInt8]) throws -> FileDescriptorRecord {
-        var record = FileDescriptorRecord()
-        record.fd = 5
-        record.kind = .ptyMaster
-        record.path = "/dev/ptmx"
-        record.extra = extra
-        var writer = ByteWriter()
-        record.encode(into: &writer)
-        var reader = ByteReader(writer.bytes)
-        return try FileDescriptorRecord(decoding: &reader)
+        try DescriptorCodec.decode(kind: .ptyMaster, path: "/dev/ptmx", extra: extra)
     }
 
     func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 
     @Test func queuesRoundTripAndBadLengthsAreRejected() throws {
         let modes = [UInt8](repeating: 1, count: 44)
-        #expect(try decode(modes).terminalQueues?.input == [])
-        let queued = try decode(modes + le(3) + le(2) + Array("abcde".utf8))
-        #expect(queued.terminalQueues?.input == Array("abc".utf8) && queued.terminalQueues?.output == Array("de".utf8))
+        guard case .ptyMaster(let empty) = try decode(modes).payload else { Issue.record("not a pty master"); return }
+        #expect(empty.input == [] && empty.output == [] && empty.modes.count == 36 && empty.windowSize.count == 8)
+        guard case .ptyMaster(let queued) = try decode(modes + le(3) + le(2) + Array("abcde".utf8)).payload else {
+            Issue.record("not a pty master"); return
+        }
+        #expect(queued.input == Array("abc".utf8) && queued.output == Array("de".utf8))
         for bad in [modes + le(3) + le(2) + Array("abcd".utf8), modes + le(5000) + le(0) + [UInt8](repeating: 0, count: 5000),
                     modes + [1, 2, 3], modes + le(0) + le(0) + [9]] {
             #expect(throws: ImageError.self) { try decode(bad) }
         }
+    }
+}
+
+/// Builds FILE_DESCRIPTOR records from raw on-disk fields, as a damaged or hand-made image has them.
+enum DescriptorCodec {
+    static func bytes(kind: FileDescriptorRecord.Kind, path: String = "", objectID: UInt64 = 0, objectFlags: UInt32 = 0,
+                      extra: [UInt8] = []) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.write(Int32(5)); writer.write(kind.rawValue); writer.write(UInt32(0)); writer.write(UInt32(0))
+        writer.write(Int64(0)); writer.write(UInt64(0)); writer.write(UInt64(0)); writer.write(UInt64(0))
+        writer.write(Int64(0)); writer.write(UInt32(0)); writer.write(UInt32(path.utf8.count))
+        writer.write(objectID); writer.write(objectFlags); writer.write(UInt32(extra.count))
+        writer.write(Int32(-1)); writer.write(UInt32(0))
+        writer.write(bytes: Array(path.utf8))
+        writer.write(bytes: extra)
+        return writer.bytes
+    }
+
+    static func decode(kind: FileDescriptorRecord.Kind, path: String = "", objectID: UInt64 = 0, objectFlags: UInt32 = 0,
+                       extra: [UInt8] = []) throws -> FileDescriptorRecord {
+        var reader = ByteReader(bytes(kind: kind, path: path, objectID: objectID, objectFlags: objectFlags, extra: extra))
+        return try FileDescriptorRecord(decoding: &reader)
+    }
+
+    /// Encodes and decodes again.
+    static func roundTrip(_ record: FileDescriptorRecord) throws -> FileDescriptorRecord {
+        var writer = ByteWriter()
+        record.encode(into: &writer)
+        var reader = ByteReader(writer.bytes)
+        return try FileDescriptorRecord(decoding: &reader)
+    }
+}
+
+/// Every kind's payload is typed, validated when the record is decoded, and written back as it was read.
+@Suite struct DescriptorPayloadTests {
+    static let payloads: [(DescriptorPayload, String)] = [
+        (.inherit, ""), (.regular, "/tmp/a"), (.device, "/dev/null"), (.directory, "/tmp"), (.unsupported, "x"),
+        (.pipe(PipePayload(inode: 77, bufferSize: 65536, queued: Array("abc".utf8))), "pipe:[77]"),
+        (.fifo(PipePayload(inode: 78, queued: [1, 2])), "/tmp/fifo"),
+        (.eventfd(EventfdPayload(counter: 9, isSemaphore: true)), "anon_inode:[eventfd]"),
+        (.signalfd(SignalfdPayload(mask: 0x4002)), "anon_inode:[signalfd]"),
+        (.epoll(EpollPayload(entries: [.init(fd: 3, events: 1, data: 42), .init(fd: 4, events: 5, data: 7)])), "anon_inode:[eventpoll]"),
+        (.timerfd({ var t = TimerfdPayload(clock: 1); t.ticks = 2; t.valueSeconds = 3; t.intervalNanoseconds = 4; return t }()),
+         "anon_inode:[timerfd]"),
+        (.terminal(TerminalPayload(modes: [UInt8](repeating: 7, count: 36))), "/dev/pts/3"),
+        (.deleted(FileContentsPayload(size: 10)), "/tmp/x (deleted)"),
+        (.memfd(FileContentsPayload(size: 10, seals: 8)), "/memfd:m (deleted)"),
+        (.ptyMaster(PtyMasterPayload(number: 3, modes: [UInt8](repeating: 1, count: 36), windowSize: [UInt8](repeating: 2, count: 8),
+                                     input: [1], output: [2, 3])), "/dev/ptmx"),
+        (.inotify(InotifyPayload(watches: [.init(descriptor: 2, mask: 0x100, inode: 13, device: 0xfe00000, handleType: 1,
+                                                 handle: [0x13, 0, 0, 0, 0, 0, 0, 0]),
+                                           .init(descriptor: 1, mask: 2, inode: 14, device: 0xfe00000, handleType: 1, handle: [1])])),
+         "anon_inode:inotify"),
+        (.listeningSocket({ var s = SocketPayload(inode: 5); s.domain = 2; s.type = 1; s.address = [2, 0, 0x1f, 0x90, 127, 0, 0, 1]
+                            s.listenBacklog = 16; return s }()), "socket:[5]"),
+        (.resetSocket({ var s = SocketPayload(inode: 6); s.domain = 1; s.type = 1; s.peerInode = 7; s.queued = .bytes([1, 2]); return s }()),
+         "socket:[6]"),
+        (.resetSocket({ var s = SocketPayload(inode: 7); s.domain = 1; s.type = 2; s.queued = .datagrams([[1], [], [2, 3]]); return s }()),
+         "socket:[7]"),
+    ]
+
+    @Test(arguments: payloads.indices) func everyKindRoundTrips(_ index: Int) throws {
+        var record = FileDescriptorRecord()
+        record.fd = 5
+        (record.payload, record.path) = Self.payloads[index]
+        #expect(try DescriptorCodec.roundTrip(record) == record)
+    }
+
+    @Test func inotifyWatchesComeBackInDescriptorOrder() throws {
+        guard case .inotify(let inotify) = Self.payloads[15].0 else { Issue.record("not inotify"); return }
+        #expect(inotify.watches.map(\.descriptor) == [1, 2])
+    }
+
+    @Test func payloadsThatDoNotFitTheirKindAreRejectedAtDecode() {
+        let bad: [(FileDescriptorRecord.Kind, UInt64, UInt32, [UInt8])] = [
+            (.regular, 0, 0, [1]),                                  // a path-only kind with extra bytes
+            (.epoll, 0, 0, [UInt8](repeating: 0, count: 15)),      // not whole entries
+            (.timerfd, 1, 0, [UInt8](repeating: 0, count: 39)),
+            (.timerfd, UInt64(Int32.max) + 1, 0, [UInt8](repeating: 0, count: 40)),
+            (.terminal, 0, 0, [UInt8](repeating: 0, count: 35)),
+            (.eventfd, 0, 2, []),                                   // an unknown eventfd flag
+            (.listeningSocket, 0, 0, [UInt8](repeating: 0, count: 161)),
+            (.resetSocket, 0, 0, [UInt8](repeating: 0, count: 159)),
+            (.inotify, 0, 0, [UInt8](repeating: 0, count: 159)),
+            (.inotify, 0, 0, [UInt8](repeating: 0, count: 160)),   // watch descriptor 0
+            (.memfd, 5 << 30, 0, []),
+        ]
+        for (kind, objectID, objectFlags, extra) in bad {
+            #expect(throws: ImageError.self, "\(kind)") {
+                try DescriptorCodec.decode(kind: kind, path: "/x", objectID: objectID, objectFlags: objectFlags, extra: extra)
+            }
+        }
+        var address = [UInt8](repeating: 0, count: 160)
+        address[24] = 129  // address_bytes over 128
+        #expect(throws: ImageError.self) { try DescriptorCodec.decode(kind: .resetSocket, extra: address) }
+        var handle = [UInt8](repeating: 0, count: 160)
+        handle[0] = 1; handle[28] = 129  // wd 1, handle_bytes over 128
+        #expect(throws: ImageError.self) { try DescriptorCodec.decode(kind: .inotify, extra: handle) }
+    }
+
+    @Test func inotifyWatchLayoutMatchesTheCStruct() {
+        #expect(MemoryLayout<stasis_inotify_watch_t>.size == InotifyPayload.watchSize)
+        #expect(MemoryLayout<stasis_inotify_watch_t>.offset(of: \.device) == 16)
+        #expect(MemoryLayout<stasis_inotify_watch_t>.offset(of: \.handle_bytes) == 28)
+        #expect(MemoryLayout<stasis_inotify_watch_t>.offset(of: \.handle) == 32)
+        #expect(MemoryLayout<stasis_socket_state_t>.size == SocketPayload.stateSize)
+        #expect(MemoryLayout<stasis_timerfd_state_t>.size == TimerfdPayload.stateSize)
+        #expect(MemoryLayout<stasis_epoll_entry_t>.size == EpollPayload.entrySize)
     }
 }
 
@@ -248,25 +361,16 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
 
     /// A datagram socket's queued messages: (u32 length, bytes)... after the 160-byte socket state.
     @Test func datagramSocketRecordSplitsIntoItsMessagesAndRejectsAShortOne() throws {
-        func record(queued: [UInt8]) -> [UInt8] {
-            var state = ByteWriter()
-            state.write(Int32(1)); state.write(Int32(2)); state.write(Int32(0))  // AF_UNIX, SOCK_DGRAM
-            state.write(bytes: [UInt8](repeating: 0, count: 160 - 12))
-            var fd = FileDescriptorRecord()
-            fd.fd = 5
-            fd.kind = .resetSocket
-            fd.extra = state.bytes + queued
-            var writer = ByteWriter()
-            fd.encode(into: &writer)
-            return writer.bytes
-        }
+        var state = ByteWriter()
+        state.write(Int32(1)); state.write(Int32(2)); state.write(Int32(0))  // AF_UNIX, SOCK_DGRAM
+        state.write(bytes: [UInt8](repeating: 0, count: 160 - 12))
         var messages = ByteWriter()
         for message in ["one", "", "three"] { messages.write(UInt32(message.utf8.count)); messages.write(bytes: Array(message.utf8)) }
-        var reader = ByteReader(record(queued: messages.bytes))
-        let decoded = try FileDescriptorRecord(decoding: &reader)
-        #expect(decoded.socketState?.datagrams == [Array("one".utf8), [], Array("three".utf8)])
-
-        var short = ByteReader(record(queued: messages.bytes.dropLast()))
-        #expect(throws: ImageError.self) { try FileDescriptorRecord(decoding: &short) }
+        let decoded = try DescriptorCodec.decode(kind: .resetSocket, extra: state.bytes + messages.bytes)
+        guard case .resetSocket(let socket) = decoded.payload else { Issue.record("not a socket"); return }
+        #expect(socket.queued == .datagrams([Array("one".utf8), [], Array("three".utf8)]))
+        #expect(throws: ImageError.self) {
+            try DescriptorCodec.decode(kind: .resetSocket, extra: state.bytes + messages.bytes.dropLast())
+        }
     }
 }

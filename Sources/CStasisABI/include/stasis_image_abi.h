@@ -20,7 +20,7 @@
 
 #define STASIS_IMAGE_MAGIC "STASIS\0\x01"
 #define STASIS_IMAGE_MAGIC_BYTES 8
-#define STASIS_IMAGE_VERSION 1
+#define STASIS_IMAGE_VERSION 2
 #define STASIS_ARCH_X86_64 62 /* ELF e_machine EM_X86_64 */
 #define STASIS_PAGE_SIZE 4096
 #define STASIS_MAX_PATH 4096
@@ -274,9 +274,9 @@ enum {
     STASIS_FD_PTY_MASTER = 16,    /* a pseudo-terminal master the program opened: object_id = its pty
                                      number; extra = the slave's struct termios (36) + winsize (8). A new
                                      pair is made; TERMINAL records of /dev/pts/<that number> get its slave */
-    STASIS_FD_INOTIFY = 17,       /* an inotify instance: extra = its /proc/self/fdinfo text (one
-                                     "inotify wd:… ino:… sdev:… mask:… f_handle:…" line per watch);
-                                     watches are re-added by file handle, queued events are lost */
+    STASIS_FD_INOTIFY = 17,       /* an inotify instance: extra = one stasis_inotify_watch_t per watch
+                                     (version 2; version 1 held the fdinfo text); watches are re-added
+                                     by file handle, queued events are lost */
 };
 
 /* A socket's identity and options (getsockopt, getsockname). */
@@ -309,6 +309,20 @@ typedef struct stasis_epoll_entry {
     uint64_t data;
 } stasis_epoll_entry_t;
 _Static_assert(sizeof(stasis_epoll_entry_t) == 16, "image ABI: stasis_epoll_entry_t");
+
+/* One watch of an inotify instance (from /proc/self/fdinfo's "inotify wd:… ino:… sdev:… mask:…
+ * fhandle-bytes:… fhandle-type:… f_handle:…" line). */
+#define STASIS_INOTIFY_HANDLE_MAX 128 /* MAX_HANDLE_SZ */
+typedef struct stasis_inotify_watch {
+    int32_t wd;             /* watch descriptor, > 0 */
+    uint32_t mask;          /* IN_* events */
+    uint64_t inode;         /* the watched inode (for inspect; restart finds the file by its handle) */
+    uint64_t device;        /* its superblock's dev_t as the kernel keeps it: major << 20 | minor */
+    int32_t handle_type;    /* file handle type (name_to_handle_at) */
+    uint32_t handle_bytes;  /* used bytes of handle, at most STASIS_INOTIFY_HANDLE_MAX */
+    uint8_t handle[STASIS_INOTIFY_HANDLE_MAX];
+} stasis_inotify_watch_t;
+_Static_assert(sizeof(stasis_inotify_watch_t) == 160, "image ABI: stasis_inotify_watch_t");
 
 /* FILE_DESCRIPTOR: one open descriptor. Followed by the path (path_bytes), then extra_bytes of
  * kind-specific data (a pipe's buffered bytes, an epoll instance's entries). */

@@ -82,6 +82,14 @@
 #define STASIS_NR_eventfd2 290
 #define STASIS_NR_epoll_create1 291
 #define STASIS_NR_pipe2 293
+#define STASIS_NR_socket 41
+#define STASIS_NR_sendto 44
+#define STASIS_NR_recvfrom 45
+#define STASIS_NR_getsockname 51
+#define STASIS_NR_setsockopt 54
+#define STASIS_NR_getsockopt 55
+#define STASIS_NR_tee 276
+#define STASIS_NR_timerfd_gettime 287
 
 static inline long stasis_syscall0(long n) {
     long ret;

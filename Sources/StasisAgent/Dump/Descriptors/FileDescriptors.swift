@@ -1,0 +1,209 @@
+// FREEZE WINDOW: see Freeze/RawSyscall.swift.
+import CStasisABI
+import StasisProc
+
+/// Open descriptors, from /proc/self/fd: one FILE_DESCRIPTOR record each. This file is the dispatcher:
+/// it walks the table, decides each descriptor's kind from its link and fstat, and writes the record;
+/// what a kind saves is captured in the file named after it (Pipes, Sockets, Eventfds, Epolls,
+/// Timerfds, Signalfds, Inotify, Terminals, DeletedFiles, RegularFiles). fds 0-2 on anything else
+/// take restart's own; anything else fails the checkpoint naming the fd (or, with
+/// --skip-unsupported, is recorded as UNSUPPORTED), and the program keeps running.
+struct FileDescriptorDumper {
+    let directoryBuffer: UnsafeMutableRawPointer
+    let linkBuffer: UnsafeMutableRawPointer
+    let pathMemory: UnsafeMutableRawPointer
+    let infoBuffer: UnsafeMutableRawPointer   // /proc/self/fdinfo/N text
+    let extraBuffer: UnsafeMutableRawPointer  // pipe bytes or epoll entries for one record
+    let seenPipes: UnsafeMutablePointer<UInt64>
+    var seenPipeCount = 0
+    var skipUnsupported = false
+    /// Descriptors written so far, with their inode, to find dup'ed ones (same open file description).
+    /// UNIX socket inode → peer inode pairs (sock_diag), read when the first UNIX socket is met.
+    let peerTable: UnsafeMutablePointer<UInt32>
+    var peerCount = -1
+    static let peerCapacity = 65536
+    let dumpedFDs: UnsafeMutablePointer<Int32>
+    let dumpedInodes: UnsafeMutablePointer<UInt64>
+    var dumpedCount = 0
+    /// Pipes and FIFOs the program can read: (device, inode) → one of its fds with read access (pre-pass).
+    let readerKeys: UnsafeMutablePointer<UInt64>
+    let readerFDs: UnsafeMutablePointer<Int32>
+    var readerCount = 0
+    /// Pseudo-terminal slaves the program holds: (pty number, one of its fds), from the same pre-pass.
+    let ptySlaves: UnsafeMutablePointer<Int32>
+    var ptySlaveCount = 0
+    static let ptySlaveCapacity = 256
+    static let dumpedCapacity = 65536
+    static let directoryCapacity = 64 * 1024
+    static let infoCapacity = 256 * 1024
+    static let extraCapacity = 1 << 20  // the largest pipe buffer an unprivileged user may set
+    static let pipeCapacity = 4096
+    static let fifoType: UInt32 = 0o010000  // S_IFIFO
+
+    @_noAllocation @_noLocks
+    static func make(arena: inout FreezeArena) -> FileDescriptorDumper? {
+        guard let directory = arena.take(directoryCapacity), let link = arena.take(Int(STASIS_MAX_PATH)),
+            let path = arena.take(64), let info = arena.take(infoCapacity), let extra = arena.take(extraCapacity),
+            let pipes = arena.take(pipeCapacity * 8), let fds = arena.take(dumpedCapacity * 4),
+            let inodes = arena.take(dumpedCapacity * 8), let peers = arena.take(peerCapacity * 8),
+            let readerKeys = arena.take(pipeCapacity * 16), let readerFDs = arena.take(pipeCapacity * 4),
+            let slaves = arena.take(ptySlaveCapacity * 8)
+        else { return nil }
+        return FileDescriptorDumper(directoryBuffer: directory, linkBuffer: link, pathMemory: path, infoBuffer: info,
+                                    extraBuffer: extra, seenPipes: pipes.assumingMemoryBound(to: UInt64.self),
+                                    peerTable: peers.assumingMemoryBound(to: UInt32.self),
+                                    dumpedFDs: fds.assumingMemoryBound(to: Int32.self),
+                                    dumpedInodes: inodes.assumingMemoryBound(to: UInt64.self),
+                                    readerKeys: readerKeys.assumingMemoryBound(to: UInt64.self),
+                                    readerFDs: readerFDs.assumingMemoryBound(to: Int32.self),
+                                    ptySlaves: slaves.assumingMemoryBound(to: Int32.self))
+    }
+
+    /// Writes one record per descriptor except `excluded` (the image being written) and `agentOwn`
+    /// (the dirty-page tracker's userfaultfd, or -1).
+    @_noAllocation @_noLocks
+    mutating func dump(excluding excluded: Int32, and agentOwn: Int32, into image: inout ImageFile) throws(FreezeFailure) {
+        let dirFD = RawSyscall.open(literal: "/proc/self/fd", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
+        if dirFD < 0 { throw FreezeFailure(step: .readProc, errno: -dirFD) }
+        defer { RawSyscall.close(Int32(dirFD)) }
+        try findPipeReaders(dirFD: Int32(dirFD), excluding: excluded, and: agentOwn)
+        _ = RawSyscall.call(STASIS_NR_lseek, dirFD, 0, 0 /* SEEK_SET */)
+        while true {
+            let n = RawSyscall.call(STASIS_NR_getdents64, dirFD, Int(bitPattern: directoryBuffer),
+                                    Self.directoryCapacity)
+            if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
+            if n == 0 { break }
+            var offset = 0
+            while offset < n {
+                let entry = directoryBuffer + offset
+                let recordLength = Int(entry.load(fromByteOffset: 16, as: UInt16.self))
+                let name = (entry + 19).assumingMemoryBound(to: UInt8.self)
+                offset += recordLength
+                var cursor = ByteCursor(name, count: 12)
+                guard let number = cursor.decimal(), cursor.current == 0 else { continue }  // "." and ".."
+                let fd = Int32(number)
+                if fd == excluded || fd == agentOwn || fd == Int32(dirFD) { continue }
+                try dumpOne(fd, into: &image)
+            }
+        }
+    }
+
+    @_noAllocation @_noLocks
+    private mutating func dumpOne(_ fd: Int32, into image: inout ImageFile) throws(FreezeFailure) {
+        var path = TextBuffer(pathMemory, capacity: 64)
+        path.append("/proc/self/fd/")
+        path.append(decimal: Int(fd))
+        let linkCount = RawSyscall.readlink(path.cString, linkBuffer, Int(STASIS_MAX_PATH) - 1)
+        if linkCount < 0 { throw FreezeFailure(step: .readProc, errno: -linkCount, object: Int(fd)) }
+        let link = linkBuffer.assumingMemoryBound(to: UInt8.self)
+        link[linkCount] = 0
+
+        var st = stasis_kstat_t()
+        let statResult = withUnsafeMutablePointer(to: &st) { pointer in
+            RawSyscall.call(STASIS_NR_fstat, Int(fd), Int(bitPattern: pointer))
+        }
+        if statResult < 0 { throw FreezeFailure(step: .readProc, errno: -statResult, object: Int(fd)) }
+
+        var record = stasis_file_descriptor_record_t()
+        record.fd = fd
+        record.status_flags = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_fcntl, Int(fd), 3 /* F_GETFL */))
+        record.fd_flags = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_fcntl, Int(fd), 1 /* F_GETFD */))
+        record.offset = Int64(RawSyscall.call(STASIS_NR_lseek, Int(fd), 0, 1 /* SEEK_CUR */))
+        if record.offset < 0 { record.offset = -1 }
+        record.device = st.st_dev
+        record.inode = st.st_ino
+        record.size = UInt64(bitPattern: st.st_size)
+        record.mtime_ns = st.st_mtime_sec &* 1_000_000_000 &+ st.st_mtime_nsec
+        record.mode = st.st_mode
+
+        let (extraBytes, contentBytes) = try capture(fd, st, link: link, linkCount, into: &record)
+        record.path_bytes = UInt32(linkCount)
+        record.extra_bytes = UInt32(extraBytes)
+        record.shares_with = sharedDescription(fd, inode: st.st_ino)
+        if dumpedCount < Self.dumpedCapacity {
+            dumpedFDs[dumpedCount] = fd
+            dumpedInodes[dumpedCount] = st.st_ino
+            dumpedCount += 1
+        }
+        let fixedBytes = MemoryLayout<stasis_file_descriptor_record_t>.size
+        let page = UInt64(STASIS_PAGE_SIZE)
+        let dataBytes = (contentBytes + page - 1) / page * page
+        try image.beginRecord(kind: UInt32(STASIS_RECORD_FILE_DESCRIPTOR), payloadBytes: fixedBytes + linkCount + extraBytes,
+                              dataBytes: dataBytes)
+        try image.write(&record, fixedBytes)
+        try image.write(linkBuffer, linkCount)
+        if extraBytes > 0 { try image.write(extraBuffer, extraBytes) }
+        try image.endPayload()
+        if dataBytes > 0 { try copyContents(fd, bytes: contentBytes, padded: dataBytes, into: &image) }
+        try image.endRecord()
+    }
+
+    /// Decides the descriptor's kind from its link and fstat and captures what that kind saves: the
+    /// first test that fits wins (IMAGE-FORMAT.md 4.6 lists them in this order). Returns the bytes
+    /// left in extraBuffer and the bytes of contents to store as page data.
+    @_noAllocation @_noLocks
+    private mutating func capture(_ fd: Int32, _ st: stasis_kstat_t, link: UnsafePointer<UInt8>, _ linkCount: Int,
+                                  into record: inout stasis_file_descriptor_record_t) throws(FreezeFailure)
+        -> (extra: Int, contents: UInt64)
+    {
+        let type = st.st_mode & UInt32(STASIS_S_IFMT)
+        let isDeleted = endsWith(link, linkCount, " (deleted)")
+        let isPath = link[0] == UInt8(ascii: "/")
+        var extraBytes = 0  // kind-specific bytes after the path, in extraBuffer
+        var contentBytes: UInt64 = 0  // a deleted file's or memfd's contents, stored as page data
+        if type == UInt32(STASIS_S_IFREG) && isPath && !isDeleted {
+            record.kind = UInt32(STASIS_FD_REGULAR)
+        } else if type == UInt32(STASIS_S_IFCHR) && isStatelessDevice(link, linkCount) {
+            record.kind = UInt32(STASIS_FD_DEVICE)
+        } else if type == UInt32(STASIS_S_IFREG) && isDeleted && isPath {
+            contentBytes = try captureDeletedFile(fd, st, isMemfd: startsWith(link, linkCount, "/memfd:"), into: &record)
+        } else if type == UInt32(STASIS_S_IFDIR) && isPath && !isDeleted {
+            record.kind = UInt32(STASIS_FD_DIRECTORY)
+        } else if type == Self.fifoType && startsWith(link, linkCount, "pipe:[") && fd > 2 {
+            // (A pipe at fd 0-2 is a pipeline's: INHERIT gives it restart's own, below.)
+            extraBytes = try capturePipe(fd, st, into: &record)
+        } else if linkEquals(link, linkCount, "anon_inode:[eventfd]") {
+            try captureEventfd(fd, into: &record)
+        } else if linkEquals(link, linkCount, "anon_inode:[timerfd]") {
+            extraBytes = try captureTimerfd(fd, into: &record)
+        } else if linkEquals(link, linkCount, "anon_inode:inotify") {
+            extraBytes = try captureInotify(fd, into: &record)
+        } else if linkEquals(link, linkCount, "anon_inode:[signalfd]") {
+            try captureSignalfd(fd, into: &record)
+        } else if linkEquals(link, linkCount, "anon_inode:[eventpoll]") {
+            record.kind = UInt32(STASIS_FD_EPOLL)
+            extraBytes = try captureEpollEntries(fd)
+        } else if type == Self.fifoType && isPath && !isDeleted && fd > 2 {
+            extraBytes = try captureFIFO(fd, st, into: &record)
+        } else if type == 0o140000 /* S_IFSOCK */ && fd > 2 {
+            extraBytes = try captureSocket(fd, st, into: &record)
+        } else if type == UInt32(STASIS_S_IFCHR) && (linkEquals(link, linkCount, "/dev/ptmx")
+            || linkEquals(link, linkCount, "/dev/pts/ptmx")) && isTerminal(fd)
+        {
+            extraBytes = capturePtyMaster(fd, into: &record)
+        } else if type == UInt32(STASIS_S_IFCHR) && isTerminal(fd) {
+            record.kind = UInt32(STASIS_FD_TERMINAL)  // the modes are in extraBuffer (isTerminal)
+            extraBytes = Int(STASIS_TERMIOS_BYTES)
+        } else if fd <= 2 {
+            record.kind = UInt32(STASIS_FD_INHERIT)
+        } else if skipUnsupported {
+            record.kind = UInt32(STASIS_FD_UNSUPPORTED)
+        } else {
+            throw FreezeFailure(step: .unsupportedFile, errno: RawErrno.notSupported, object: Int(fd))
+        }
+        return (extraBytes, contentBytes)
+    }
+
+    /// An earlier descriptor with the same open file description (kcmp KCMP_FILE), or -1: dup'ed fds
+    /// share one offset, and restart must give them one description again.
+    @_noAllocation @_noLocks
+    func sharedDescription(_ fd: Int32, inode: UInt64) -> Int32 {
+        let pid = RawSyscall.call(STASIS_NR_getpid)
+        for i in 0..<dumpedCount where dumpedInodes[i] == inode {
+            if RawSyscall.call(STASIS_NR_kcmp, pid, pid, 0 /* KCMP_FILE */, Int(dumpedFDs[i]), Int(fd)) == 0 {
+                return dumpedFDs[i]
+            }
+        }
+        return -1
+    }
+}
