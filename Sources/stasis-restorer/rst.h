@@ -14,6 +14,7 @@
 #include "stasis_sha256.h"
 #include "stasis_syscall.h"
 #include "stasis_restore_plan.h"
+#include "stasis_protocol.h"
 
 #define RST_PAGE 4096ul
 #define RST_USER_TOP 0x7ffffffff000ul

@@ -247,12 +247,12 @@ static __attribute__((noreturn)) void pager_stop(struct pager *p, const char *ki
 
 /* The pager cannot go on (a read error, out of memory, too many children or moves). */
 static __attribute__((noreturn)) void pager_die(struct pager *p, const char *what) {
-    pager_stop(p, "error ", what, "restart it again, or with --eager");
+    pager_stop(p, STASIS_STATUS_ERROR, what, "restart it again, or with --eager");
 }
 
 /* The image's page data does not match its checksum. */
 static __attribute__((noreturn)) void pager_corrupt(struct pager *p, const char *what) {
-    pager_stop(p, "corrupt ", what, "the image is damaged: restart an older image; `stasis verify` checks one");
+    pager_stop(p, STASIS_STATUS_CORRUPT, what, "the image is damaged: restart an older image; `stasis verify` checks one");
 }
 
 /* Heapsorts: no allocation, O(n log n) (pieces of an incremental image interleave by address). */

@@ -55,7 +55,7 @@ enum CheckpointCommand {
         if incremental && full { throw LauncherError(.usage, "--incremental and --full exclude each other") }
         var keyLine = ""
         if let keyPath = options.values["--key"] {
-            _ = try RestartCommand.readKey(keyPath)
+            _ = try readKeyFile(keyPath)
             guard let absolute = absolutePath(keyPath), !absolute.contains("\n") else {
                 throw LauncherError(.usage, "cannot resolve key file \(keyPath)")
             }
@@ -102,9 +102,9 @@ enum CheckpointCommand {
                     }, uniquingKeysWith: { a, _ in a })
                     var compacted = false
                     if let chain = numbers["chain_length"], let limit = numbers["max_chain"], chain >= 2, chain >= limit {
-                        let key = try options.values["--key"].map { (path) throws(LauncherError) in try RestartCommand.readKey(path) }
+                        let key = try readKeyFile(ifGiven: options.values["--key"])
                         do {
-                            try CompactCommand.compact(image, key: key)
+                            try compactInPlace(image, key: key)
                             compacted = true
                         } catch {
                             printError("stasis: warning: could not compact \(image): \(error.message); the next image will be a full one")
@@ -253,28 +253,6 @@ func waitUntilReady(_ pid: pid_t, signal: Int32) throws(LauncherError) {
     }
 }
 
-/// Gone, or a zombie (which `kill(pid, 0)` still finds): it will never answer.
-func hasExited(_ pid: pid_t) -> Bool {
-    if kill(pid, 0) != 0 && errno == ESRCH { return true }
-    guard let status = try? readFile("/proc/\(pid)/stat") else { return true }
-    let text = String(decoding: status, as: UTF8.self)
-    guard let close = text.lastIndex(of: ")") else { return false }
-    let state = text[text.index(after: close)...].dropFirst().first
-    return state == "Z" || state == "X"
-}
-
-/// Seconds since PID started (field 22 of /proc/PID/stat, against /proc/uptime); nil if unknown.
-func processAge(_ pid: pid_t) -> Double? {
-    guard let stat = try? readFile("/proc/\(pid)/stat"), let uptime = try? readFile("/proc/uptime") else { return nil }
-    let text = String(decoding: stat, as: UTF8.self)
-    guard let close = text.lastIndex(of: ")") else { return nil }
-    let fields = text[text.index(after: close)...].split(separator: " ")
-    guard fields.count > 19, let ticks = Double(fields[19]),
-        let up = Double(String(decoding: uptime, as: UTF8.self).split(separator: " ").first ?? "")
-    else { return nil }
-    return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
-}
-
 func writeAtomically(_ path: String, _ text: String, owner: uid_t) throws(LauncherError) {
     let temp = path + ".tmp"
     let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -283,35 +261,6 @@ func writeAtomically(_ path: String, _ text: String, owner: uid_t) throws(Launch
     if getuid() == 0 && owner != 0 { _ = fchown(fd, owner, gid_t(bitPattern: -1)) }
     close(fd)
     guard rename(temp, path) == 0 else { throw LauncherError(.failure, "cannot write \(path): \(Errno.current)") }
-}
-
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-func jsonEscape(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16) } else { out.unicodeScalars.append(scalar) }
-        }
-    }
-    return out
-}
-
-extension String {
-    func trimmingSuffixNewline() -> String {
-        var s = self
-        while s.hasSuffix("\n") { s.removeLast() }
-        return s
-    }
 }
 
 /// Progress on a terminal while a large image is written: the size of the agent's temporary file
