@@ -42,6 +42,25 @@ enum RestorerArgument: Int, CaseIterable {
     case planFD = 4
     case lazy = 5
     case pagerDelayMilliseconds = 6
+
+    /// The header's number for it (the test compares the two).
+    var headerValue: Int {
+        let value: stasis_restorer_argument
+        switch self {
+        case .imageFD: value = STASIS_RESTORER_ARG_IMAGE_FD
+        case .statusFD: value = STASIS_RESTORER_ARG_STATUS_FD
+        case .keyFD: value = STASIS_RESTORER_ARG_KEY_FD
+        case .planFD: value = STASIS_RESTORER_ARG_PLAN_FD
+        case .lazy: value = STASIS_RESTORER_ARG_LAZY
+        case .pagerDelayMilliseconds: value = STASIS_RESTORER_ARG_PAGER_DELAY_MS
+        }
+        return Int(value.rawValue)
+    }
+
+    /// The restorer's argc bounds (argv[0] included).
+    static var headerArgumentCount: ClosedRange<Int> {
+        Int(STASIS_RESTORER_ARGC_MIN.rawValue)...Int(STASIS_RESTORER_ARGC_MAX.rawValue)
+    }
 }
 
 /// The restorer's argv: `stasis-restorer IMAGE_FD STATUS_FD KEY_FD PLAN_FD LAZY [PAGER_DELAY_MS]`.
@@ -100,5 +119,10 @@ enum StatusLine: Equatable {
 
 /// A `stasis checkpoint` request's sigqueue value: random, never one of the agent's own magics.
 func randomRequestToken() -> UInt64 {
-    UInt64.random(in: UInt64(STASIS_REQUEST_TOKEN_MIN)...UInt64.max)
+    UInt64.random(in: requestTokenMinimum...UInt64.max)
 }
+
+/// The smallest request token; the agent's own sigqueue values are below it.
+let requestTokenMinimum = UInt64(STASIS_REQUEST_TOKEN_MIN)
+/// The agent's own sigqueue values of the trigger (freeze, wake).
+let agentSignalValues: [UInt64] = [UInt64(STASIS_FREEZE_MAGIC), UInt64(STASIS_WAKE_MAGIC)]
