@@ -57,8 +57,8 @@ extension FileDescriptor {
         _ = try valueOrErrno { fchown(rawValue, uid, gid_t(bitPattern: -1)) }
     }
 
-    /// Writes `text` completely and closes, reporting a close error (the last chance to see a
-    /// delayed write error): for files written on success paths.
+    /// Writes `bytes` completely and closes, reporting a close error (the last chance to see a
+    /// delayed write error): for files written on success paths. Closed on failure too.
     public func writeAllAndClose(_ bytes: [UInt8]) throws(Errno) {
         do {
             try writeAll(bytes)

@@ -146,10 +146,8 @@ enum RestartCommand {
             throw LauncherError(.failure, "cannot create a pipe: \(error)")
         }
         do {
-            try pair.write.writeAll(key)
-            try pair.write.close()
+            try pair.write.writeAllAndClose(key)  // closes on failure too
         } catch {
-            pair.write.closeAfterError()
             pair.read.closeAfterError()
             throw LauncherError(.failure, "cannot pass the key to the restorer: \(error)")
         }
