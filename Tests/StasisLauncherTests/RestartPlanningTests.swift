@@ -1,3 +1,4 @@
+import CStasisABI
 import Glibc
 import StasisImage
 import Testing
@@ -106,5 +107,23 @@ struct RestartPlanningTests {
         #expect(Set(SignalForwarder.forwarded) == [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH,
                                                     SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGPWR, SIGVTALRM, SIGPROF, SIGXCPU])
         #expect(!SignalForwarder.forwarded.contains(SIGCHLD))
+    }
+}
+
+/// The restore plan's bytes, as stasis_restore_plan.h lays them out for the restorer.
+struct RestorePlanTests {
+    @Test func laysOutHeaderSegmentsAndChecks() {
+        var segment = stasis_page_segment_t()
+        segment.address = 0x1000
+        let check = stasis_plan_check_t(file_offset: 4096, bytes: 8192, image: 1, crc: 0xabcd)
+        let bytes = RestartCommand.planBytes(segments: [segment, segment], checks: [check], parents: 2)
+        let headerBytes = MemoryLayout<stasis_restore_plan_header_t>.size
+        let segmentBytes = MemoryLayout<stasis_page_segment_t>.size
+        #expect(bytes.count == headerBytes + 2 * segmentBytes + MemoryLayout<stasis_plan_check_t>.size)
+        let header = bytes.withUnsafeBytes { $0.loadUnaligned(as: stasis_restore_plan_header_t.self) }
+        #expect(header.magic == STASIS_PLAN_MAGIC)
+        #expect(header.segment_count == 2 && header.image_count == 2 && header.check_count == 1)
+        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: headerBytes + 2 * segmentBytes, as: stasis_plan_check_t.self) }
+        #expect(stored.file_offset == 4096 && stored.bytes == 8192 && stored.image == 1 && stored.crc == 0xabcd)
     }
 }
