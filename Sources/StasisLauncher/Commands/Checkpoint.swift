@@ -30,17 +30,11 @@ enum CheckpointCommand {
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
-        let options = try OptionParser(arguments, valued: ["--dir", "--timeout", "--key"], flags: ["--help", "--json", "--skip-unsupported", "--no-fork", "--incremental", "--full"],
-                                       command: "checkpoint")
-        if options.flags.contains("--help") {
+        guard let command = try CheckpointOptions(arguments) else {
             printOut(help)
             return
         }
-        guard options.positional.count == 1, let pid = pid_t(options.positional[0]), pid > 0 else {
-            throw LauncherError(.usage, "checkpoint needs one PID; usage: stasis checkpoint [--dir DIR] PID")
-        }
-        let timeout = Double(options.values["--timeout"] ?? "600") ?? -1
-        guard timeout > 0 else { throw LauncherError(.usage, "--timeout needs a positive number of seconds") }
+        let (options, pid, timeout) = (command.options, command.pid, command.timeout)
 
         let (uid, signal, defaultDirectory) = try target(pid)
         // Created when missing (0700, owned by the program's user: its agent writes there).
