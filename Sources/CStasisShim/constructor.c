@@ -13,6 +13,7 @@
 
 #include "stasis_shim.h"
 #include "stasis_syscall.h"
+#include "stasis_protocol.h"
 
 stasis_agent_config_t stasis_config;
 stasis_agent_state_t stasis_state = {.magic = STASIS_AGENT_STATE_MAGIC};
@@ -59,32 +60,32 @@ static void load_key(const char *path, stasis_key_slot_t *slot) {
 }
 
 __attribute__((constructor)) static void stasis_shim_init(void) {
-    const char *dir = getenv("STASIS_DIR");
+    const char *dir = getenv(STASIS_ENV_DIR);
     if (dir && *dir && strlen(dir) < sizeof stasis_config.image_dir) {
         strcpy(stasis_config.image_dir, dir);
     } else if (!getcwd(stasis_config.image_dir, sizeof stasis_config.image_dir)) {
         strcpy(stasis_config.image_dir, "/tmp");
     }
-    const char *keep = getenv("STASIS_KEEP");
+    const char *keep = getenv(STASIS_ENV_KEEP);
     if (keep) {
         long n = 0;
         for (const char *p = keep; *p >= '0' && *p <= '9' && n < 1000000; p++) n = n * 10 + (*p - '0');
         stasis_config.keep = (uint32_t)n;
     }
-    const char *fork_writer = getenv("STASIS_FORK");
+    const char *fork_writer = getenv(STASIS_ENV_FORK);
     stasis_config.fork_writer = !fork_writer || fork_writer[0] != '0'; /* copy-on-write unless STASIS_FORK=0 */
-    const char *incremental = getenv("STASIS_INCREMENTAL");
+    const char *incremental = getenv(STASIS_ENV_INCREMENTAL);
     stasis_config.incremental = incremental && incremental[0] == '1';
-    const char *max_chain = getenv("STASIS_MAX_CHAIN");
+    const char *max_chain = getenv(STASIS_ENV_MAX_CHAIN);
     stasis_config.max_chain = 8;
     if (max_chain && *max_chain) {
         long n = 0;
         for (const char *p = max_chain; *p >= '0' && *p <= '9' && n < 100000; p++) n = n * 10 + (*p - '0');
         if (n >= 1) stasis_config.max_chain = (uint32_t)n;
     }
-    const char *skip = getenv("STASIS_SKIP_UNSUPPORTED");
+    const char *skip = getenv(STASIS_ENV_SKIP_UNSUPPORTED);
     stasis_config.skip_unsupported = skip && skip[0] == '1';
-    const char *sig = getenv("STASIS_SIGNAL");
+    const char *sig = getenv(STASIS_ENV_SIGNAL);
     stasis_config.trigger_signal = sig ? parse_signal(sig) : 0;
     if (stasis_config.trigger_signal <= 0 || stasis_config.trigger_signal == SIGKILL ||
         stasis_config.trigger_signal == SIGSTOP) {
@@ -102,7 +103,7 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     stasis_config.arena_bytes = STASIS_ARENA_BYTES;
     stasis_config.slots_start = (uint64_t)arena;
     stasis_config.key_slot = (uint64_t)arena + STASIS_ARENA_BYTES - sizeof(stasis_key_slot_t);
-    load_key(getenv("STASIS_KEY_FILE"), (stasis_key_slot_t *)stasis_config.key_slot);
+    load_key(getenv(STASIS_ENV_KEY_FILE), (stasis_key_slot_t *)stasis_config.key_slot);
     stasis_config.tracking_slot = stasis_config.key_slot - STASIS_TRACKING_BYTES;
     stasis_config.slot_capacity = STASIS_MAX_THREADS;
     stasis_config.stack_start = (uint64_t)stack;
@@ -114,12 +115,12 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     action.sa_flags = SA_SIGINFO | SA_RESTART;
     sigfillset(&action.sa_mask); /* nothing interrupts a checkpoint */
     extern int __sigaction(int, const struct sigaction *, struct sigaction *);
-    const char *exit_signal = getenv("STASIS_EXIT_SIGNAL");
+    const char *exit_signal = getenv(STASIS_ENV_EXIT_SIGNAL);
     stasis_config.exit_signal = exit_signal ? parse_signal(exit_signal) : 0;
     if (stasis_config.exit_signal == SIGKILL || stasis_config.exit_signal == SIGSTOP ||
         stasis_config.exit_signal == stasis_config.trigger_signal)
         stasis_config.exit_signal = 0;
-    const char *exit_code = getenv("STASIS_EXIT_CODE");
+    const char *exit_code = getenv(STASIS_ENV_EXIT_CODE);
     if (exit_code && *exit_code) {
         int code = 0;
         for (const char *p = exit_code; *p >= '0' && *p <= '9' && code < 256; p++) code = code * 10 + (*p - '0');

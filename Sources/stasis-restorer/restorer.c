@@ -146,13 +146,16 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     struct rst_args local;
     memset(&local, 0, sizeof local);
     local.status_fd = -1;
-    if (argc < 3) rst_fail(&local, "usage: stasis-restorer IMAGE_FD STATUS_FD (run by `stasis restart`)", (uint64_t)argc);
-    local.image_fd = parse_int(argv[1]);
-    local.status_fd = parse_int(argv[2]);
-    local.key_fd = argc > 3 ? parse_int(argv[3]) : -1;
-    local.plan_fd = argc > 4 ? parse_int(argv[4]) : -1;
-    local.lazy_requested = argc > 5 && parse_int(argv[5]) == 1;
-    local.pager_delay_ms = argc > 6 && parse_int(argv[6]) > 0 ? parse_int(argv[6]) : 0;
+    /* argv positions: stasis_protocol.h (the launcher builds it with RestorerArguments). */
+    if (argc < STASIS_RESTORER_ARGC_MIN)
+        rst_fail(&local, "usage: stasis-restorer IMAGE_FD STATUS_FD (run by `stasis restart`)", (uint64_t)argc);
+    local.image_fd = parse_int(argv[STASIS_RESTORER_ARG_IMAGE_FD]);
+    local.status_fd = parse_int(argv[STASIS_RESTORER_ARG_STATUS_FD]);
+    local.key_fd = argc > STASIS_RESTORER_ARG_KEY_FD ? parse_int(argv[STASIS_RESTORER_ARG_KEY_FD]) : -1;
+    local.plan_fd = argc > STASIS_RESTORER_ARG_PLAN_FD ? parse_int(argv[STASIS_RESTORER_ARG_PLAN_FD]) : -1;
+    local.lazy_requested = argc > STASIS_RESTORER_ARG_LAZY && parse_int(argv[STASIS_RESTORER_ARG_LAZY]) == 1;
+    local.pager_delay_ms = argc > STASIS_RESTORER_ARG_PAGER_DELAY_MS && parse_int(argv[STASIS_RESTORER_ARG_PAGER_DELAY_MS]) > 0
+                               ? parse_int(argv[STASIS_RESTORER_ARG_PAGER_DELAY_MS]) : 0;
     if (local.image_fd < 0 || local.status_fd < 0) rst_fail(&local, "bad descriptor arguments", 0);
 
     rst_read_header(&local);

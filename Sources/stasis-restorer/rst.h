@@ -14,6 +14,7 @@
 #include "stasis_sha256.h"
 #include "stasis_syscall.h"
 #include "stasis_restore_plan.h"
+#include "stasis_protocol.h"
 
 /* mmap, mremap, open flags (the kernel's values; the restorer has no libc headers for them) */
 #define RST_MAP_PRIVATE 0x02

@@ -62,13 +62,13 @@ static __attribute__((noreturn)) void fail_with(struct rst_args *args, const cha
     __builtin_unreachable();
 }
 
-void rst_fail(struct rst_args *args, const char *what, uint64_t value) { fail_with(args, "error ", what, value); }
+void rst_fail(struct rst_args *args, const char *what, uint64_t value) { fail_with(args, STASIS_STATUS_ERROR, what, value); }
 
-void rst_fail_image(struct rst_args *args, const char *what, uint64_t value) { fail_with(args, "corrupt ", what, value); }
+void rst_fail_image(struct rst_args *args, const char *what, uint64_t value) { fail_with(args, STASIS_STATUS_CORRUPT, what, value); }
 
 void rst_warn(struct rst_args *args, const char *what, uint64_t value) {
     if (args->status_fd < 0) return;
-    rst_write_text(args->status_fd, "warning ");
+    rst_write_text(args->status_fd, STASIS_STATUS_WARNING);
     rst_write_text(args->status_fd, what);
     rst_write_text(args->status_fd, " (");
     rst_write_hex(args->status_fd, value);

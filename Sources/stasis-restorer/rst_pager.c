@@ -22,12 +22,12 @@ static __attribute__((noreturn)) void pager_stop(struct pager *p, const char *ki
 
 /* The pager cannot go on (a read error, out of memory, too many children or moves). */
 __attribute__((noreturn)) void rst_pager_die(struct pager *p, const char *what) {
-    pager_stop(p, "error ", what, "restart it again, or with --eager");
+    pager_stop(p, STASIS_STATUS_ERROR, what, "restart it again, or with --eager");
 }
 
 /* The image's page data does not match its checksum. */
 static __attribute__((noreturn)) void pager_corrupt(struct pager *p, const char *what) {
-    pager_stop(p, "corrupt ", what, "the image is damaged: restart an older image; `stasis verify` checks one");
+    pager_stop(p, STASIS_STATUS_CORRUPT, what, "the image is damaged: restart an older image; `stasis verify` checks one");
 }
 
 static void wake(struct context *c, uint64_t address, uint64_t bytes) {

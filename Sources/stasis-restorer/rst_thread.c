@@ -248,7 +248,7 @@ void rst_restore_threads(struct rst_args *args) {
     restore_posix_timers(args);
     rst_restore_timers(args);
     stasis_syscall1(STASIS_NR_close, args->image_fd);
-    rst_write_text(args->status_fd, "ok\n");
+    rst_write_text(args->status_fd, STASIS_STATUS_OK "\n");
     stasis_syscall1(STASIS_NR_close, args->status_fd);
 
     /* Into the program's own code: unmap the work region, then rt_sigreturn. */

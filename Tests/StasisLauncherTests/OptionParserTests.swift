@@ -50,11 +50,11 @@ struct OptionParserTests {
 
     @Test(arguments: [("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("2h", 7200.0)])
     func parsesIntervals(_ text: String, _ seconds: Double) {
-        #expect(WatchCommand.parseDuration(text) == seconds)
+        #expect(parseDuration(text) == seconds)
     }
 
     @Test(arguments: ["", "m", "-5", "0", "abc"])
     func rejectsBadIntervals(_ text: String) {
-        #expect(WatchCommand.parseDuration(text) == nil)
+        #expect(parseDuration(text) == nil)
     }
 }

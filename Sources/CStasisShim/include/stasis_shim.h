@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "stasis_image_abi.h"
+#include "stasis_protocol.h" /* STASIS_FREEZE_MAGIC, STASIS_WAKE_MAGIC, STASIS_ENV_* */
 
 #define STASIS_ARENA_BYTES (256ul << 20)  /* reserved, MAP_NORESERVE: pages cost only when touched */
 #define STASIS_STACK_BYTES (512ul << 10)
@@ -55,8 +56,6 @@ typedef struct stasis_thread_slot {
 } stasis_thread_slot_t;
 
 #define STASIS_MAX_THREADS 4096
-#define STASIS_FREEZE_MAGIC 0x5354465aL /* si_value of the leader's freeze signal to its threads */
-#define STASIS_WAKE_MAGIC 0x5354574bL   /* si_value of "a program trigger waits for a thread that takes it" */
 
 /* Atomics and futexes for the freeze protocol: single instructions or one syscall each. */
 static inline int32_t stasis_atomic_load(volatile int32_t *_Nonnull p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

@@ -31,17 +31,11 @@ enum CheckpointCommand {
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
-        let options = try OptionParser(arguments, valued: ["--dir", "--timeout", "--key"], flags: ["--help", "--json", "--skip-unsupported", "--no-fork", "--incremental", "--full"],
-                                       command: "checkpoint")
-        if options.flags.contains("--help") {
+        guard let command = try CheckpointOptions(arguments) else {
             printOut(help)
             return
         }
-        guard options.positional.count == 1, let pid = pid_t(options.positional[0]), pid > 0 else {
-            throw LauncherError(.usage, "checkpoint needs one PID; usage: stasis checkpoint [--dir DIR] PID")
-        }
-        let timeout = Double(options.values["--timeout"] ?? "600") ?? -1
-        guard timeout > 0 else { throw LauncherError(.usage, "--timeout needs a positive number of seconds") }
+        let (options, pid, timeout) = (command.options, command.pid, command.timeout)
 
         let (uid, signal, defaultDirectory) = try target(pid)
         // Created when missing (0700, owned by the program's user: its agent writes there).
@@ -57,7 +51,7 @@ enum CheckpointCommand {
         var request = CheckpointRequestFile(imageDirectory: directory, skipUnsupported: skip, noFork: noFork,
                                             incremental: incremental, full: full)
         if let keyPath = options.values["--key"] {
-            _ = try RestartCommand.readKey(keyPath)
+            _ = try readKeyFile(keyPath)
             guard let absolute = absolutePath(keyPath) else { throw LauncherError(.usage, "cannot resolve key file \(keyPath)") }
             request.keyFile = absolute  // the agent reads the file itself: the key never lands in /tmp
         }
@@ -120,9 +114,9 @@ enum CheckpointCommand {
         // incremental image builds on it instead of starting over with a full one.
         var compacted = false
         if result.chainLength >= 2, result.chainLength >= result.maxChain {
-            let key = try options.values["--key"].map { (path) throws(LauncherError) in try RestartCommand.readKey(path) }
+            let key = try readKeyFile(ifGiven: options.values["--key"])
             do {
-                try CompactCommand.compact(image, key: key)
+                try compactInPlace(image, key: key)
                 compacted = true
             } catch {
                 printError("stasis: warning: could not compact \(image): \(error.message); the next image will be a full one")
@@ -255,28 +249,6 @@ func waitUntilReady(_ pid: pid_t, signal: Int32) throws(LauncherError) {
     }
 }
 
-/// Gone, or a zombie (which `kill(pid, 0)` still finds): it will never answer.
-func hasExited(_ pid: pid_t) -> Bool {
-    if kill(pid, 0) != 0 && errno == ESRCH { return true }
-    guard let status = try? readFile("/proc/\(pid)/stat") else { return true }
-    let text = String(decoding: status, as: UTF8.self)
-    guard let close = text.lastIndex(of: ")") else { return false }
-    let state = text[text.index(after: close)...].dropFirst().first
-    return state == "Z" || state == "X"
-}
-
-/// Seconds since PID started (field 22 of /proc/PID/stat, against /proc/uptime); nil if unknown.
-func processAge(_ pid: pid_t) -> Double? {
-    guard let stat = try? readFile("/proc/\(pid)/stat"), let uptime = try? readFile("/proc/uptime") else { return nil }
-    let text = String(decoding: stat, as: UTF8.self)
-    guard let close = text.lastIndex(of: ")") else { return nil }
-    let fields = text[text.index(after: close)...].split(separator: " ")
-    guard fields.count > 19, let ticks = Double(fields[19]),
-        let up = Double(String(decoding: uptime, as: UTF8.self).split(separator: " ").first ?? "")
-    else { return nil }
-    return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
-}
-
 /// Writes `bytes` to PATH.tmp (0600, given to `owner` when root writes for another user) and renames it.
 func writeAtomically(_ path: String, _ bytes: [UInt8], owner: uid_t) throws(LauncherError) {
     let temp = path + ".tmp"
@@ -287,35 +259,6 @@ func writeAtomically(_ path: String, _ bytes: [UInt8], owner: uid_t) throws(Laun
     close(fd)
     guard written == bytes.count else { throw LauncherError(.failure, "cannot write \(temp): short write") }
     guard rename(temp, path) == 0 else { throw LauncherError(.failure, "cannot write \(path): \(Errno.current)") }
-}
-
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-func jsonEscape(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16) } else { out.unicodeScalars.append(scalar) }
-        }
-    }
-    return out
-}
-
-extension String {
-    func trimmingSuffixNewline() -> String {
-        var s = self
-        while s.hasSuffix("\n") { s.removeLast() }
-        return s
-    }
 }
 
 /// Progress on a terminal while a large image is written: the size of the agent's temporary file

@@ -1,4 +1,5 @@
 import Glibc
+import StasisSystem
 
 /// `stasis run`: exec PROGRAM in place (same PID) with the agent preloaded.
 enum RunCommand {
@@ -35,13 +36,16 @@ enum RunCommand {
         which can be checkpointed too.
         """
 
+    static let valued: Set<String> = ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code",
+                                      "--interval", "--max-chain"]
+    static let flags: Set<String> = ["--help", "--skip-unsupported", "--no-fork", "--incremental"]
+
     static func main(_ arguments: [String]) throws(LauncherError) {
         if arguments.first == "--help" || arguments.first == "-h" {
             printOut(help)
             return
         }
-        let options = try OptionParser(arguments, valued: ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code", "--interval", "--max-chain"], flags: ["--help", "--skip-unsupported", "--no-fork", "--incremental"],
-                                       command: "run", stopAtFirstPositional: true)
+        let options = try OptionParser(arguments, valued: valued, flags: flags, command: "run", stopAtFirstPositional: true)
         if options.flags.contains("--help") {
             printOut(help)
             return
@@ -50,106 +54,84 @@ enum RunCommand {
             throw LauncherError(.usage, "run needs a PROGRAM; usage: stasis run [options] -- PROGRAM ARGS...")
         }
         let imageDirectory = try makeImageDirectory(options.values["--dir"] ?? ".")  // created when missing
-        var signal = SIGUSR2
-        if let name = options.values["--signal"] {
-            guard let parsed = parseSignal(name), parsed != SIGKILL, parsed != SIGSTOP else {
-                throw LauncherError(.usage, "unknown or unusable signal '\(name)'; use a name like USR1 or a number")
-            }
-            signal = parsed
-        }
+        let signal = try triggerSignal(options)
         let agent = Installation.agentLibrary
-        guard access(agent, R_OK) == 0 else {
+        guard FileSystem.isAccessible(agent, R_OK) else {
             throw LauncherError(.failure, "agent library not found at \(agent); build with `swift build` first")
         }
-        let existing = getenv("LD_PRELOAD").map { String(cString: $0) } ?? ""
-        if existing.isEmpty {
-            setenv("LD_PRELOAD", agent, 1)
-        } else if !existing.split(whereSeparator: { $0 == ":" || $0 == " " }).contains(where: { $0 == agent }) {
-            setenv("LD_PRELOAD", agent + ":" + existing, 1)
-        }  // else: the agent is there already, with the user's other libraries: leave it as it is
-        setenv("STASIS_DIR", imageDirectory, 1)
-        setenv("STASIS_SIGNAL", String(signal), 1)
+        ProcessControl.setEnvironmentValue("LD_PRELOAD", preloadList(agent, existing: ProcessControl.environmentValue("LD_PRELOAD")))
+        var keyFile: String?
         if let keyPath = options.values["--key"] {
-            _ = try RestartCommand.readKey(keyPath)  // fail now, not at the first checkpoint
+            _ = try readKeyFile(keyPath)  // fail now, not at the first checkpoint
             guard let absolute = absolutePath(keyPath) else { throw LauncherError(.usage, "cannot resolve \(keyPath)") }
-            setenv("STASIS_KEY_FILE", absolute, 1)
-        } else {
-            unsetenv("STASIS_KEY_FILE")
+            keyFile = absolute
         }
-        unsetenv("STASIS_EXIT_SIGNAL")
-        unsetenv("STASIS_EXIT_CODE")
+        var environment = try agentEnvironment(options, signal: signal)
+        environment[.directory] = imageDirectory
+        environment[.keyFile] = keyFile
+        for variable in AgentVariable.allCases { ProcessControl.setEnvironmentValue(variable.rawValue, environment[variable]) }
+        if let pidFile = options.values["--pid-file"] {
+            try writePIDFile(pidFile, getpid())
+        }
+        if let text = options.values["--interval"] {
+            let seconds = try parseInterval(text)
+            // The watcher's checkpoints go to the same directory, with the same key, if any.
+            var checkpointArguments = ["--dir", imageDirectory]
+            if let keyFile { checkpointArguments += ["--key", keyFile] }
+            if options.flags.contains("--skip-unsupported") { checkpointArguments.append("--skip-unsupported") }
+            try WatchCommand.startWatcher(interval: seconds, checkpointArguments: checkpointArguments)
+        }
+        let error = ProcessControl.execute(program, arguments: options.positional)
+        throw LauncherError(.cannotExecute, "cannot run \(program): \(error)")
+    }
+
+    /// --signal: the trigger (default SIGUSR2); never SIGKILL or SIGSTOP.
+    static func triggerSignal(_ options: OptionParser) throws(LauncherError) -> Int32 {
+        guard let name = options.values["--signal"] else { return SIGUSR2 }
+        guard let parsed = parseSignal(name), parsed != SIGKILL, parsed != SIGSTOP else {
+            throw LauncherError(.usage, "unknown or unusable signal '\(name)'; use a name like USR1 or a number")
+        }
+        return parsed
+    }
+
+    /// LD_PRELOAD with the agent first; unchanged when the agent is there already (with the user's
+    /// other libraries: leave it as it is).
+    static func preloadList(_ agent: String, existing: String?) -> String {
+        guard let existing, !existing.isEmpty else { return agent }
+        if existing.split(whereSeparator: { $0 == ":" || $0 == " " }).contains(where: { $0 == agent }) { return existing }
+        return agent + ":" + existing
+    }
+
+    /// The agent's variables for the options (stasis_protocol.h), nil for "unset" (an outer `stasis
+    /// run`'s values are not inherited). STASIS_DIR and STASIS_KEY_FILE are the caller's.
+    static func agentEnvironment(_ options: OptionParser, signal: Int32) throws(LauncherError) -> [AgentVariable: String] {
+        var environment: [AgentVariable: String] = [.signal: String(signal)]
         if let name = options.values["--checkpoint-on"] {
             guard let exitSignal = parseSignal(name), exitSignal != SIGKILL, exitSignal != SIGSTOP, exitSignal != signal else {
                 throw LauncherError(.usage, "--checkpoint-on needs a catchable signal other than the trigger (\(signal))")
             }
-            setenv("STASIS_EXIT_SIGNAL", String(exitSignal), 1)
+            environment[.exitSignal] = String(exitSignal)
             let code = options.values["--exit-code"] ?? "0"
             guard let n = Int(code), (0...255).contains(n) else { throw LauncherError(.usage, "--exit-code needs 0-255") }
-            setenv("STASIS_EXIT_CODE", String(n), 1)
+            environment[.exitCode] = String(n)
         } else if options.values["--exit-code"] != nil {
             throw LauncherError(.usage, "--exit-code goes with --checkpoint-on")
         }
-        if options.flags.contains("--no-fork") {
-            setenv("STASIS_FORK", "0", 1)
-        } else {
-            unsetenv("STASIS_FORK")
-        }
-        if options.flags.contains("--skip-unsupported") {
-            setenv("STASIS_SKIP_UNSUPPORTED", "1", 1)
-        } else {
-            unsetenv("STASIS_SKIP_UNSUPPORTED")
-        }
-        if options.flags.contains("--incremental") {
-            setenv("STASIS_INCREMENTAL", "1", 1)
-        } else {
-            unsetenv("STASIS_INCREMENTAL")
-        }
+        if options.flags.contains("--no-fork") { environment[.fork] = "0" }
+        if options.flags.contains("--skip-unsupported") { environment[.skipUnsupported] = "1" }
+        if options.flags.contains("--incremental") { environment[.incremental] = "1" }
         if let text = options.values["--max-chain"] {
             guard options.flags.contains("--incremental"), let n = Int(text), (1...1000).contains(n) else {
                 throw LauncherError(.usage, "--max-chain needs --incremental and a number of images from 1 to 1000")
             }
-            setenv("STASIS_MAX_CHAIN", String(n), 1)
-        } else {
-            unsetenv("STASIS_MAX_CHAIN")
+            environment[.maxChain] = String(n)
         }
         if let keep = options.values["--keep"] {
             guard let n = Int(keep), n >= 1, n <= 1_000_000 else {
                 throw LauncherError(.usage, "--keep needs a number of images, 1 or more")
             }
-            setenv("STASIS_KEEP", String(n), 1)
-        } else {
-            unsetenv("STASIS_KEEP")
+            environment[.keep] = String(n)
         }
-        if let pidFile = options.values["--pid-file"] {
-            try writePIDFile(pidFile, getpid())
-        }
-        if let text = options.values["--interval"] {
-            guard let seconds = WatchCommand.parseDuration(text), seconds >= 1 else {
-                throw LauncherError(.usage, "--interval needs a duration of at least 1s, like 90s, 15m or 2h")
-            }
-            // The watcher's checkpoints go to the same directory, with the same key, if any.
-            var checkpointArguments = ["--dir", imageDirectory]
-            if let key = getenv("STASIS_KEY_FILE") { checkpointArguments += ["--key", String(cString: key)] }
-            if options.flags.contains("--skip-unsupported") { checkpointArguments.append("--skip-unsupported") }
-            try WatchCommand.startWatcher(interval: seconds, checkpointArguments: checkpointArguments)
-        }
-        var argv: [UnsafeMutablePointer<CChar>?] = options.positional.map { strdup($0) }
-        argv.append(nil)
-        execvp(program, &argv)
-        let error = errno
-        throw LauncherError(.cannotExecute, "cannot run \(program): \(String(cString: strerror(error)))")
-    }
-}
-
-/// Writes "PID\n" atomically (temp + rename).
-func writePIDFile(_ path: String, _ pid: pid_t) throws(LauncherError) {
-    let temp = path + ".tmp"
-    let text = "\(pid)\n"
-    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw LauncherError(.failure, "cannot write pid file \(path): \(String(cString: strerror(errno)))") }
-    _ = text.withCString { write(fd, $0, strlen($0)) }
-    close(fd)
-    guard rename(temp, path) == 0 else {
-        throw LauncherError(.failure, "cannot write pid file \(path): \(String(cString: strerror(errno)))")
+        return environment
     }
 }

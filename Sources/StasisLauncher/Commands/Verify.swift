@@ -1,5 +1,6 @@
 import Glibc
 import StasisImage
+import StasisSystem
 
 /// `stasis verify IMAGE`: every check a restart makes, and every byte's checksum, without restoring.
 enum VerifyCommand {
@@ -15,7 +16,7 @@ enum VerifyCommand {
 
     static func main(_ arguments: [String]) throws(LauncherError) {
         let options = try OptionParser(arguments, valued: ["--key"], flags: ["--help", "--json"], command: "verify")
-        let key = try options.values["--key"].map { (path) throws(LauncherError) in try RestartCommand.readKey(path) }
+        let key = try readKeyFile(ifGiven: options.values["--key"])
         if options.flags.contains("--help") {
             printOut(help)
             return
@@ -24,7 +25,7 @@ enum VerifyCommand {
         var failed: LauncherError?
         for path in options.positional {
             do throws(LauncherError) {
-                let (image, size) = try verify(path, showProgress: isatty(2) != 0, key: key)
+                let (image, size) = try verify(path, showProgress: FileDescriptor(rawValue: 2).isTerminal, key: key)
                 let signed = image.signature != nil
                 if options.flags.contains("--json") {
                     printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes), \"chain_length\": \(image.parent?.chainLength ?? 1), "
@@ -81,76 +82,5 @@ enum VerifyCommand {
             }
         }
         return (image, source.size)
-    }
-}
-
-/// `stasis ls [DIR]`: the images in a directory, newest last, with whether each one's records verify.
-enum ListCommand {
-    static let help = """
-        usage: stasis ls [--full] [--json] [DIR]
-
-        Lists the *.stasis images in DIR (default: the current directory), oldest first: program, PID,
-        checkpoint number, time, size, and whether the image verifies (records only; --full also checks
-        every page's checksum, which reads the whole image).
-        """
-
-    static func main(_ arguments: [String]) throws(LauncherError) {
-        let options = try OptionParser(arguments, valued: [], flags: ["--help", "--json", "--full"], command: "ls")
-        if options.flags.contains("--help") {
-            printOut(help)
-            return
-        }
-        let directory = options.positional.first ?? "."
-        guard let dir = opendir(directory) else {
-            throw LauncherError(.usage, "cannot read directory \(directory): \(String(cString: strerror(errno)))")
-        }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name.hasSuffix(".stasis") && !name.hasPrefix(".") { names.append(name) }
-        }
-        closedir(dir)
-        var rows: [(time: UInt64, line: String)] = []
-        for name in names {
-            let path = directory == "." ? name : directory + "/" + name
-            var error: LauncherError?
-            var header: ImageHeader?
-            var chain: UInt32 = 1
-            do throws(LauncherError) {
-                if options.flags.contains("--full") {
-                    let (image, _) = try VerifyCommand.verify(path, showProgress: false)
-                    header = image.header
-                    chain = image.parent?.chainLength ?? 1
-                } else {
-                    let image = try FileImageSource(path: path).decode()
-                    header = image.header
-                    chain = image.parent?.chainLength ?? 1
-                }
-            } catch let failure {
-                error = failure
-                header = nil  // what a damaged image claims is not shown as if it were true
-            }
-            // The file's own size and time, whatever its contents: a damaged image is listed with them.
-            var st = stat()
-            let fileSize = stat(path, &st) == 0 ? UInt64(st.st_size) : 0
-            let fileTime = UInt64(max(0, Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
-            let time = header?.timeNanoseconds ?? fileTime
-            if options.flags.contains("--json") {
-                // A damaged image: program "", pid/sequence 0, the file's mtime and size, and "error".
-                rows.append((time, "{\"image\": \"\(jsonEscape(path))\", \"program\": \"\(jsonEscape(header?.program ?? ""))\", "
-                    + "\"pid\": \(header?.pid ?? 0), \"sequence\": \(header?.sequence ?? 0), \"time_ns\": \(time), "
-                    + "\"size\": \(fileSize), \"chain_length\": \(chain), \"ok\": \(error == nil)"
-                    + (error.map { ", \"error\": \"\(jsonEscape($0.message))\"" } ?? "") + "}"))
-            } else if let header, error == nil {
-                rows.append((time, "\(name)  \(header.program)  pid \(header.pid)  #\(header.sequence)  "
-                    + "\(formatTime(Int64(time)))  \(fileSize) bytes  \(chain > 1 ? "incremental (\(chain) in chain)  " : "")ok"))
-            } else {
-                // INCOMPLETE: the image may be fine but a parent it needs is missing or not the one named.
-                let label = error?.code == .incompleteChain ? "INCOMPLETE" : "CORRUPT"
-                rows.append((time, "\(name)  \(label)  modified \(formatTime(Int64(time)))  \(fileSize) bytes  "
-                    + (error?.message ?? "")))
-            }
-        }
-        for row in rows.sorted(by: { $0.time < $1.time }) { printOut(row.line) }
     }
 }

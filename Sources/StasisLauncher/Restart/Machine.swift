@@ -70,8 +70,7 @@ enum FileCheck {
     /// With `allowChanged`, a changed file is a warning on stderr instead (a missing one still fails).
     /// The fds in `replaced` (stasis restart --fd) are not checked: restart does not open their files.
     static func check(_ image: Image, allowChanged: Bool = false, replaced: Set<Int32> = []) throws(LauncherError) {
-        var directory = stat()
-        guard stat(image.process.cwd, &directory) == 0, directory.st_mode & S_IFMT == S_IFDIR else {
+        guard let directory = try? fileStatus(image.process.cwd), directory.st_mode & S_IFMT == S_IFDIR else {
             throw LauncherError(.filesChanged, "the program's working directory \(image.process.cwd) is missing; create it to restart")
         }
         // A file is checked (and warned about) once, however many areas map it: a program's own
@@ -83,9 +82,10 @@ enum FileCheck {
                           allowChanged: allowChanged)
         }
         for fd in image.fileDescriptors where fd.kind == .regular && !replaced.contains(fd.fd) {
-            var st = stat()
-            guard stat(fd.path, &st) == 0 else {
-                throw LauncherError(.filesChanged, "fd \(fd.fd): \(fd.path) is missing (\(String(cString: strerror(errno)))); restore it, or give fd \(fd.fd) another file with --fd \(fd.fd)=PATH")
+            do {
+                _ = try fileStatus(fd.path)
+            } catch {
+                throw LauncherError(.filesChanged, "fd \(fd.fd): \(fd.path) is missing (\(error)); restore it, or give fd \(fd.fd) another file with --fd \(fd.fd)=PATH")
             }
             if fd.statusFlags & UInt32(O_ACCMODE) == UInt32(O_RDONLY) && checked.insert(fd.path).inserted {
                 try unchanged(fd.path, size: fd.size, mtime: fd.modificationNanoseconds, what: "fd \(fd.fd):",
@@ -95,9 +95,11 @@ enum FileCheck {
     }
 
     static func unchanged(_ path: String, size: UInt64, mtime: Int64, what: String, allowChanged: Bool) throws(LauncherError) {
-        var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw LauncherError(.filesChanged, "\(what) \(path) is missing (\(String(cString: strerror(errno)))); restore it to restart")
+        let st: stat
+        do {
+            st = try fileStatus(path)
+        } catch {
+            throw LauncherError(.filesChanged, "\(what) \(path) is missing (\(error)); restore it to restart")
         }
         let modified = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         if UInt64(st.st_size) != size || modified != mtime {

@@ -30,18 +30,22 @@ final class FileImageSource: ImageSource {
         }
     }
 
-    deinit { descriptor.closeAfterError() }
+    deinit { descriptor.closeAfterError() }  // read-only: a close error loses nothing, and deinit cannot report it
 
     func bytes(at offset: UInt64, count: Int) throws(ImageError) -> [UInt8] {
         guard offset <= size, UInt64(count) <= size - offset else { throw .truncated(at: size) }
         var result = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let n = result.withUnsafeMutableBytes { raw in
-                Glibc.pread(descriptor.rawValue, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            let n: Int
+            do {
+                n = try result.withUnsafeMutableBytes { (raw) throws(Errno) in
+                    try descriptor.read(at: offset + UInt64(done), into: UnsafeMutableRawBufferPointer(rebasing: raw[done...]))
+                }
+            } catch {
+                throw .io("cannot read image \(path): \(error)")
             }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw .io("cannot read image \(path): \(n < 0 ? Errno.current.description : "unexpected end")") }
+            guard n > 0 else { throw .io("cannot read image \(path): unexpected end") }
             done += n
         }
         return result

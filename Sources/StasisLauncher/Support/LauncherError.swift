@@ -27,22 +27,3 @@ struct LauncherError: Error {
         self.message = message
     }
 }
-
-/// Writes one line to stderr.
-func printError(_ line: String) {
-    let text = line.hasSuffix("\n") ? line : line + "\n"
-    _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
-}
-
-/// Writes one line to stdout, unbuffered (scripts read it while we wait).
-func printOut(_ line: String) {
-    let text = line + "\n"
-    var bytes = Array(text.utf8)
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + done, $0.count - done) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
-        done += n
-    }
-}

@@ -5,10 +5,7 @@ import StasisSystem
 /// Where the launcher's companions live: next to its own executable (/proc/self/exe).
 enum Installation {
     static var directory: String {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        let n = readlink("/proc/self/exe", &buffer, 4096)
-        guard n > 0 else { return "." }
-        let path = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let path = try? FileSystem.linkTarget("/proc/self/exe") else { return "." }  // no /proc: beside cwd
         return String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
     }
     static var agentLibrary: String { directory + "/libStasisAgent.so" }
@@ -28,8 +25,8 @@ struct ControlDirectory {
     /// Creates a fresh one (never reuses an existing name) for a process of `uid`.
     static func create(uid: uid_t) throws(LauncherError) -> ControlDirectory {
         for _ in 0..<16 {
-            // The high half is never 0, so no token equals STASIS_FREEZE_MAGIC (the agent's own freeze).
-            let token = UInt64.random(in: (1 << 32)...UInt64.max)
+            // Never STASIS_FREEZE_MAGIC or STASIS_WAKE_MAGIC (stasis_protocol.h).
+            let token = randomRequestToken()
             let dir = path(uid: uid, token: token)
             if mkdir(dir, 0o700) != 0 {
                 if errno == EEXIST { continue }
@@ -66,49 +63,24 @@ func makeImageDirectory(_ path: String, owner: uid_t = getuid()) throws(Launcher
         var prefix = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             prefix += "/" + component
-            if mkdir(prefix, 0o700) == 0 {
-                if getuid() == 0 && owner != 0 { _ = chown(prefix, owner, gid_t(bitPattern: -1)) }
-            } else if errno != EEXIST {
-                throw LauncherError(.usage, "cannot create image directory \(path): \(Errno.current); check the path and its permissions")
+            do {
+                try FileSystem.makeDirectory(prefix, mode: 0o700)
+                // Best effort, as before: the agent reports a directory it cannot write to.
+                if getuid() == 0 && owner != 0 { try? FileSystem.changeOwner(prefix, to: owner) }
+            } catch where error == .exists {
+                continue
+            } catch {
+                throw LauncherError(.usage, "cannot create image directory \(path): \(error); check the path and its permissions")
             }
         }
     }
-    var st = stat()
-    guard let resolved = absolutePath(path), stat(resolved, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+    guard let resolved = absolutePath(path), let st = try? fileStatus(resolved), st.st_mode & S_IFMT == S_IFDIR else {
         throw LauncherError(.usage, "image directory \(path) is not a directory; name a directory")
     }
     return resolved
 }
 
-/// An absolute, symlink-resolved path.
+/// An absolute, symlink-resolved path; nil when it does not resolve (missing, no permission).
 func absolutePath(_ path: String) -> String? {
-    guard let resolved = realpath(path, nil) else { return nil }
-    defer { free(resolved) }
-    return String(cString: resolved)
-}
-
-/// Signal numbers from names: "USR2", "SIGUSR2" or "12".
-func parseSignal(_ text: String) -> Int32? {
-    if let n = Int32(text), (1...64).contains(n) { return n }
-    let name = text.uppercased().hasPrefix("SIG") ? String(text.uppercased().dropFirst(3)) : text.uppercased()
-    let table: [String: Int32] = [
-        "HUP": SIGHUP, "INT": SIGINT, "QUIT": SIGQUIT, "USR1": SIGUSR1, "USR2": SIGUSR2, "TERM": SIGTERM,
-        "ALRM": SIGALRM, "WINCH": SIGWINCH, "URG": SIGURG, "PWR": SIGPWR, "XCPU": SIGXCPU, "VTALRM": SIGVTALRM,
-        "PROF": SIGPROF, "CONT": SIGCONT, "TSTP": SIGTSTP,
-    ]
-    if let n = table[name] { return n }
-    if name.hasPrefix("RTMIN+"), let k = Int32(name.dropFirst(6)), 34 + k <= 64 { return 34 + k }  // glibc SIGRTMIN is 34
-    return nil
-}
-
-/// A CLOCK_REALTIME time in nanoseconds as UTC, ISO 8601: "2026-12-06T10:15:04Z"; with `fraction`,
-/// nanoseconds too ("2026-12-06T10:15:04.123456789Z"), for times that may differ within a second.
-func formatTime(_ nanoseconds: Int64, fraction: Bool = false) -> String {
-    var seconds = time_t(nanoseconds / 1_000_000_000)
-    var parts = tm()
-    gmtime_r(&seconds, &parts)
-    var buffer = [CChar](repeating: 0, count: 32)
-    strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &parts)
-    let nanos = String((nanoseconds % 1_000_000_000 + 1_000_000_000) % 1_000_000_000)
-    return String(cString: buffer) + (fraction ? "." + String(repeating: "0", count: 9 - nanos.count) + nanos : "") + "Z"
+    try? FileSystem.resolvedPath(path)
 }

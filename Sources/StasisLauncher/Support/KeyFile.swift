@@ -1,0 +1,28 @@
+import StasisSystem
+
+/// A key file's bytes (1 to 4000), for HMAC-SHA256 signatures. Used by run, checkpoint, restart,
+/// verify and compact: a bad key file is a usage error (exit 2) everywhere.
+func readKeyFile(_ path: String) throws(LauncherError) -> [UInt8] {
+    let key: [UInt8]
+    do {
+        key = try readFile(path)
+    } catch {
+        throw LauncherError(.usage, "cannot read key file \(path): \(error)")
+    }
+    guard !key.isEmpty, key.count <= 4000 else {
+        throw LauncherError(.usage, "key file \(path) must hold 1 to 4000 bytes")
+    }
+    return key
+}
+
+/// The key of an optional `--key FILE`.
+func readKeyFile(ifGiven path: String?) throws(LauncherError) -> [UInt8]? {
+    guard let path else { return nil }
+    return try readKeyFile(path)
+}
+
+extension RestartCommand {
+    /// Kept for Commands/Compact.swift, which moves to StasisImage in a parallel change and then calls
+    /// `readKeyFile` itself; remove with that move.
+    static func readKey(_ path: String) throws(LauncherError) -> [UInt8] { try readKeyFile(path) }
+}
