@@ -50,6 +50,9 @@ enum ChainFixture {
         encoder.append(kind: .agent, payload: w.bytes)
         var thread = ThreadRecord()
         thread.tid = 4242
+        thread.generalRegisters[ThreadRecord.ripIndex] = 0x400200
+        thread.generalRegisters[ThreadRecord.rspIndex] = 0x7ffe_0000_0000
+        thread.generalRegisters[ThreadRecord.segmentsIndex] = 0x2b_0000_0000_0033
         thread.xsave = [UInt8](repeating: 0, count: 2432)
         w = ByteWriter()
         thread.encode(into: &w)

@@ -33,7 +33,7 @@ import Testing
         try writer.writeHeader(header)
         #expect(writer.offset == UInt64(ImageHeader.size + 8))
         try writer.beginRecord(kind: 99, payload: [1, 2, 3], dataBytes: 8192)
-        #expect(writer.offset == UInt64(ImageHeader.size + 8) + 4096)  // payload padded to the page
+        #expect(writer.offset == 4096)  // payload padded to the next page
         try writer.writeData([UInt8](repeating: 7, count: 4096))
         try writer.writeData([UInt8](repeating: 8, count: 4096))
         try writer.endRecord()
