@@ -16,9 +16,7 @@ extension ImageChain {
         var areaIndex = 0
         var segmentIndex = 0
         for recordOffset in image.recordOffsets where recordOffset != image.endOffset {
-            var reader = ByteReader(try source.bytes(at: recordOffset, count: RecordHeader.size), base: recordOffset)
-            let header = try RecordHeader(decoding: &reader)
-            let payload = try source.bytes(at: recordOffset + UInt64(RecordHeader.size), count: Int(header.payloadBytes))
+            let (header, payload, _) = try Image.readRecord(at: recordOffset, from: source)
             let ownData = [DataPiece(source: source, offset: header.dataOffset, bytes: header.dataBytes)]
             switch RecordKind(rawValue: header.kind) {
             case .parent:

@@ -71,6 +71,22 @@ public struct ImageHeader: Equatable, Sendable {
         return (header, programBytes)
     }
 
+    /// Decodes and checks the header and program path at the start of `source`, CRC included.
+    public static func decode(from source: ImageSource) throws(ImageError) -> ImageHeader {
+        guard source.size > 0 else { throw .empty }
+        let fixed = try source.bytes(at: 0, count: Int(min(source.size, UInt64(ImageHeader.size))))
+        guard fixed.count == ImageHeader.size else {
+            _ = try ImageHeader.decodeFixed(fixed)  // names "not an image" before "truncated"
+            throw .truncated(at: source.size)
+        }
+        var (header, programBytes) = try ImageHeader.decodeFixed(fixed)
+        let program = try source.bytes(at: UInt64(ImageHeader.size), count: programBytes)
+        try ImageHeader.verifyCRC(fixed: fixed, program: program, expected: header.headerCRC)
+        header.program = String(decoding: program, as: UTF8.self)
+        header.programBytes = programBytes
+        return header
+    }
+
     /// Checks `headerCRC` against the fixed bytes and the program path.
     public static func verifyCRC(fixed: [UInt8], program: [UInt8], expected: UInt32) throws(ImageError) {
         var bytes = Array(fixed.prefix(size))
