@@ -17,7 +17,7 @@ void rst_read_header(struct rst_args *args) {
     if (args->header.page_size != RST_PAGE) rst_fail(args, "image page size differs", args->header.page_size);
     if (args->header.header_bytes != sizeof(stasis_image_header_t) || args->header.program_bytes > STASIS_MAX_PATH)
         rst_fail_image(args, "corrupt image header", 0);
-    args->first_record = (sizeof(stasis_image_header_t) + args->header.program_bytes + STASIS_RECORD_ALIGN - 1) & ~(STASIS_RECORD_ALIGN - 1ul);
+    args->first_record = STASIS_RECORD_ALIGN_UP(sizeof(stasis_image_header_t) + args->header.program_bytes);
     stasis_image_header_t copy = args->header;
     copy.header_crc = 0;
     uint32_t crc = stasis_crc32c_update(stasis_crc32c_begin(), &copy, sizeof copy);
@@ -56,7 +56,7 @@ void rst_for_each_record(struct rst_args *args, rst_record_fn fn) {
             next = record.data_offset + record.data_bytes;
         } else {
             if (record.data_offset) rst_fail_image(args, "record data offset without data at", offset);
-            next = (payload_end + STASIS_RECORD_ALIGN - 1) & ~(STASIS_RECORD_ALIGN - 1ul);
+            next = STASIS_RECORD_ALIGN_UP(payload_end);
         }
         if (payload_end > args->image_size || next > args->image_size) rst_fail_image(args, "record out of bounds at", offset);
         uint32_t crc = stasis_crc32c_update(stasis_crc32c_begin(), &record, STASIS_RECORD_CRC_OFFSET);

@@ -25,6 +25,7 @@
 #define STASIS_ARCH_X86_64 62 /* ELF e_machine EM_X86_64 */
 #define STASIS_PAGE_SIZE 4096
 #define STASIS_RECORD_ALIGN 8 /* records (and the first, after the program path) start on this boundary */
+#define STASIS_RECORD_ALIGN_UP(x) (((x) + STASIS_RECORD_ALIGN - 1) & ~(uint64_t)(STASIS_RECORD_ALIGN - 1))
 #define STASIS_MAX_PATH 4096
 #define STASIS_MAX_XSAVE 16384
 
