@@ -1,6 +1,8 @@
+import CStasisABI
+
 /// Every signal's disposition (stasis_signal_actions_record_t): signals 1...64.
 public struct SignalActionsRecord: Equatable, Sendable {
-    public static let size = 64 * 32
+    public static let size = MemoryLayout<stasis_signal_actions_record_t>.size
 
     public struct Action: Equatable, Sendable {
         public var handler: UInt64 = 0  // 0 SIG_DFL, 1 SIG_IGN, else an address
@@ -33,7 +35,7 @@ public struct SignalActionsRecord: Equatable, Sendable {
 
 /// A POSIX timer (stasis_posix_timer_record_t, 64 bytes).
 public struct PosixTimerRecord: Equatable, Sendable {
-    public static let size = 64
+    public static let size = MemoryLayout<stasis_posix_timer_record_t>.size
     public var id: Int32 = 0, clockID: Int32 = 0, signal: Int32 = 0, notify: Int32 = 0, tid: Int32 = 0, overrun: Int32 = 0
     public var value: UInt64 = 0
     public var intervalSeconds: Int64 = 0, intervalNanoseconds: Int64 = 0
@@ -55,7 +57,7 @@ public struct PosixTimerRecord: Equatable, Sendable {
 
 /// Where the agent's restore hooks are in the program's memory (stasis_agent_record_t).
 public struct AgentRecord: Equatable, Sendable {
-    public static let size = 40
+    public static let size = MemoryLayout<stasis_agent_record_t>.size
     public var restoreTail: UInt64 = 0
     public var keySlot: UInt64 = 0
     public var restoreThreadTail: UInt64 = 0
