@@ -49,60 +49,17 @@ public struct Image: Equatable, Sendable {
     /// Largest payload accepted for one record: runs of a 64 GiB area with every other page stored.
     static let maxPayload: UInt32 = 128 << 20
 
+    /// Decodes and validates every record but the page data. One case per record kind, in one
+    /// place, so the switch is a little over 80 lines; the framing is `readRecord`'s.
     public static func decode(from source: ImageSource) throws(ImageError) -> Image {
-        guard source.size > 0 else { throw .empty }
-        let fixed = try source.bytes(at: 0, count: Int(min(source.size, UInt64(ImageHeader.size))))
-        guard fixed.count == ImageHeader.size else {
-            _ = try ImageHeader.decodeFixed(fixed)  // names "not an image" before "truncated"
-            throw .truncated(at: source.size)
-        }
-        var (header, programBytes) = try ImageHeader.decodeFixed(fixed)
-        let program = try source.bytes(at: UInt64(ImageHeader.size), count: programBytes)
-        try ImageHeader.verifyCRC(fixed: fixed, program: program, expected: header.headerCRC)
-        header.program = String(decoding: program, as: UTF8.self)
-        header.programBytes = programBytes
-
         var image = Image()
-        image.header = header
-        var offset = header.recordsOffset
+        image.header = try ImageHeader.decode(from: source)
+        var offset = image.header.recordsOffset
         var count: UInt64 = 0
         var seen = Set<UInt32>()
         while true {
-            guard offset <= source.size, source.size - offset >= UInt64(RecordHeader.size) else {
-                throw .truncated(at: source.size)
-            }
-            var headerReader = ByteReader(try source.bytes(at: offset, count: RecordHeader.size), base: offset)
-            let record = try RecordHeader(decoding: &headerReader)
-            guard record.payloadBytes <= maxPayload else {
-                throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "payload of \(record.payloadBytes) bytes")
-            }
-            let payloadStart = offset + UInt64(RecordHeader.size)
-            let payloadEnd = payloadStart + UInt64(record.payloadBytes)
-            let next: UInt64
-            if record.dataBytes > 0 {
-                let expected = (payloadEnd + 4095) & ~4095
-                guard record.dataOffset == expected, record.dataBytes % 4096 == 0 else {
-                    throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "page data not at the next page boundary")
-                }
-                guard record.dataBytes <= source.size, record.dataOffset <= source.size - record.dataBytes else {
-                    throw .truncated(at: source.size)
-                }
-                next = record.dataOffset + record.dataBytes
-            } else {
-                guard record.dataOffset == 0 else {
-                    throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "data offset without data")
-                }
-                next = (payloadEnd + 7) & ~7
-            }
-            guard payloadEnd <= source.size else { throw .truncated(at: source.size) }
-            let payload = try source.bytes(at: payloadStart, count: Int(record.payloadBytes))
-            guard record.computePayloadCRC(payload) == record.payloadCRC else {
-                throw .checksumMismatch("the record at byte \(offset)")
-            }
-            if record.dataBytes == 0 && record.dataCRC != 0 {
-                throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "data checksum without data")
-            }
-            var reader = ByteReader(payload, base: payloadStart)
+            let (record, payload, next) = try readRecord(at: offset, from: source)
+            var reader = ByteReader(payload, base: offset + UInt64(RecordHeader.size))
             if record.kind != RecordKind.end.rawValue { image.recordOffsets.append(offset) }
             guard let kind = RecordKind(rawValue: record.kind) else {
                 image.unknownRecordCount += 1
@@ -112,17 +69,13 @@ public struct Image: Equatable, Sendable {
             }
             switch kind {
             case .end:
-                let recordCount = try reader.read(UInt64.self)
-                let endOffset = try reader.read(UInt64.self)
-                let magic = try reader.read(UInt64.self)
-                let flags = try reader.read(UInt64.self)
-                let mac = try reader.readBytes(32)
-                guard magic == 0x444E_4549_5341_5453, recordCount == count, endOffset == offset, flags & ~1 == 0 else {
+                let end = try EndRecord(decoding: &reader, at: offset)
+                guard end.recordCount == count, end.endOffset == offset else {
                     throw .invalidRecord(.end, at: offset, reason: "record count or offset does not match")
                 }
                 image.recordOffsets.append(offset)
                 image.endOffset = offset
-                image.signature = flags & 1 != 0 ? mac : nil
+                image.signature = end.mac
                 guard next == source.size else {
                     throw .invalidRecord(.end, at: offset, reason: "\(source.size - next) bytes after the END record")
                 }
@@ -153,7 +106,7 @@ public struct Image: Equatable, Sendable {
             case .fileDescriptor:
                 var fd = try FileDescriptorRecord(decoding: &reader)
                 if let size = fd.contentsSize {
-                    guard record.dataBytes == (size + 4095) & ~4095 else {
+                    guard record.dataBytes == align(size, to: RecordHeader.pageSize) else {
                         throw .invalidRecord(.fileDescriptor, at: offset, reason: "fd \(fd.fd): contents of \(record.dataBytes) bytes for a size of \(size)")
                     }
                     fd.dataOffset = record.dataOffset
@@ -212,33 +165,46 @@ public struct Image: Equatable, Sendable {
         guard crc.value == expected else { throw .checksumMismatch(what) }
     }
 
-    /// Checks the END record's HMAC-SHA256 with `key`: every byte before the mac, CRC fields as zero.
-    public func verifySignature(from source: ImageSource, key: [UInt8]) throws(ImageError) {
-        guard let signature else { throw .signature("the image is not signed") }
-        var mac = stasis_hmac_t()
-        key.withUnsafeBufferPointer { stasis_hmac_init(&mac, $0.baseAddress!, $0.count) }
-        let covered = endOffset + UInt64(RecordHeader.size) + 32
-        var zeroed: [(UInt64, UInt64)] = [(UInt64(ImageHeader.crcOffset), UInt64(ImageHeader.crcOffset) + 4)]
-        for offset in recordOffsets { zeroed.append((offset + 24, offset + 32)) }
-        var position: UInt64 = 0
-        var next = 0
-        let chunk: UInt64 = 4 << 20
-        while position < covered {
-            let count = Int(min(chunk, covered - position))
-            var bytes = try source.bytes(at: position, count: count)
-            while next < zeroed.count && zeroed[next].0 < position + UInt64(count) {
-                let (start, end) = zeroed[next]
-                for i in max(start, position)..<min(end, position + UInt64(count)) { bytes[Int(i - position)] = 0 }
-                if end <= position + UInt64(count) { next += 1 } else { break }
-            }
-            bytes.withUnsafeBytes { stasis_hmac_update(&mac, $0.baseAddress!, $0.count) }
-            position += UInt64(count)
+    /// One record's framing (Docs/IMAGE-FORMAT.md 3): its header, its payload checked against
+    /// payload_crc, and where the next record starts. Page data is checked for place, not read.
+    static func readRecord(at offset: UInt64, from source: ImageSource) throws(ImageError)
+        -> (header: RecordHeader, payload: [UInt8], next: UInt64)
+    {
+        guard offset <= source.size, source.size - offset >= UInt64(RecordHeader.size) else {
+            throw .truncated(at: source.size)
         }
-        var computed = [UInt8](repeating: 0, count: 32)
-        computed.withUnsafeMutableBufferPointer { stasis_hmac_final(&mac, $0.baseAddress!) }
-        var difference: UInt8 = 0
-        for i in 0..<32 { difference |= computed[i] ^ signature[i] }  // constant time
-        guard difference == 0 else { throw .signature("the signature does not match this key: the image was changed, or signed with another key") }
+        var headerReader = ByteReader(try source.bytes(at: offset, count: RecordHeader.size), base: offset)
+        let record = try RecordHeader(decoding: &headerReader)
+        guard record.payloadBytes <= maxPayload else {
+            throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "payload of \(record.payloadBytes) bytes")
+        }
+        let payloadStart = offset + UInt64(RecordHeader.size)
+        let payloadEnd = payloadStart + UInt64(record.payloadBytes)
+        let next: UInt64
+        if record.dataBytes > 0 {
+            let expected = align(payloadEnd, to: RecordHeader.pageSize)
+            guard record.dataOffset == expected, record.dataBytes % RecordHeader.pageSize == 0 else {
+                throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "page data not at the next page boundary")
+            }
+            guard record.dataBytes <= source.size, record.dataOffset <= source.size - record.dataBytes else {
+                throw .truncated(at: source.size)
+            }
+            next = record.dataOffset + record.dataBytes
+        } else {
+            guard record.dataOffset == 0 else {
+                throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "data offset without data")
+            }
+            next = align(payloadEnd, to: RecordHeader.alignment)
+        }
+        guard payloadEnd <= source.size else { throw .truncated(at: source.size) }
+        let payload = try source.bytes(at: payloadStart, count: Int(record.payloadBytes))
+        guard record.computePayloadCRC(payload) == record.payloadCRC else {
+            throw .checksumMismatch("the record at byte \(offset)")
+        }
+        if record.dataBytes == 0 && record.dataCRC != 0 {
+            throw .invalidRecord(RecordKind(rawValue: record.kind), at: offset, reason: "data checksum without data")
+        }
+        return (record, payload, next)
     }
 
     private static func checkOnce(_ kind: RecordKind, _ seen: inout Set<UInt32>, _ offset: UInt64) throws(ImageError) {
@@ -275,51 +241,5 @@ public struct Image: Equatable, Sendable {
     }
 }
 
-/// Builds image bytes from records: for tests, fuzz seeds and tools. The agent writes the same layout
-/// from C structs (CStasisShim); Tests/StasisImageTests checks the two agree.
-public struct ImageEncoder {
-    public private(set) var writer = ByteWriter()
-    private var count: UInt64 = 0
-
-    public init(header: ImageHeader) {
-        header.encode(into: &writer)
-    }
-
-    public mutating func append(kind: RecordKind, payload: [UInt8], pageData: [UInt8] = []) {
-        precondition(pageData.count % 4096 == 0)
-        let payloadEnd = writer.bytes.count + RecordHeader.size + payload.count
-        let dataOffset = pageData.isEmpty ? 0 : UInt64((payloadEnd + 4095) & ~4095)
-        var header = RecordHeader(kind: kind.rawValue, payloadBytes: UInt32(payload.count), dataOffset: dataOffset,
-                                  dataBytes: UInt64(pageData.count))
-        header.payloadCRC = header.computePayloadCRC(payload)
-        header.dataCRC = pageData.isEmpty ? 0 : CRC32C.of(pageData)
-        header.encode(into: &writer)
-        writer.write(bytes: payload)
-        writer.pad(toMultipleOf: pageData.isEmpty ? 8 : 4096)
-        writer.write(bytes: pageData)
-        count += 1
-    }
-
-    public mutating func append(_ parent: ParentRecord) {
-        var w = ByteWriter()
-        parent.encode(into: &w)
-        append(kind: .parent, payload: w.bytes)
-    }
-
-    public mutating func append(_ area: MemoryAreaRecord, pageData: [UInt8]) {
-        var w = ByteWriter()
-        area.encode(into: &w)
-        append(kind: .memoryArea, payload: w.bytes, pageData: pageData)
-    }
-
-    public mutating func finish() -> [UInt8] {
-        var w = ByteWriter()
-        w.write(count)
-        w.write(UInt64(writer.bytes.count))
-        w.write(UInt64(0x444E_4549_5341_5453))
-        w.write(UInt64(0))
-        w.write(bytes: [UInt8](repeating: 0, count: 32))
-        append(kind: .end, payload: w.bytes)
-        return writer.bytes
-    }
-}
+/// `value` rounded up to a multiple of `boundary` (a power of two).
+func align(_ value: UInt64, to boundary: UInt64) -> UInt64 { (value + boundary - 1) & ~(boundary - 1) }

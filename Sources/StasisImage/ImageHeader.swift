@@ -1,16 +1,18 @@
 import CStasisABI
 
 /// The image header (stasis_image_header_t) and the program path that follows it.
+/// Sizes and offsets come from stasis_image_abi.h: one definition for the agent, restorer and readers.
 public struct ImageHeader: Equatable, Sendable {
-    public static let magic: [UInt8] = [0x53, 0x54, 0x41, 0x53, 0x49, 0x53, 0x00, 0x01]  // "STASIS\0\1"
-    public static let currentVersion: UInt32 = UInt32(STASIS_IMAGE_VERSION)
-    public static let x86_64: UInt32 = 62
-    public static let size = 144
-    public static let maxProgramBytes = 4096
+    /// STASIS_IMAGE_MAGIC, "STASIS\0\1".
+    public static let magic: [UInt8] = withUnsafeBytes(of: STASIS_IMAGE_MAGIC_WORD.littleEndian) { Array($0) }
+    public static let currentVersion = UInt32(STASIS_IMAGE_VERSION)
+    public static let x86_64 = UInt32(STASIS_ARCH_X86_64)
+    public static let size = MemoryLayout<stasis_image_header_t>.size
+    public static let maxProgramBytes = Int(STASIS_MAX_PATH)
 
     public var version: UInt32 = ImageHeader.currentVersion
     public var architecture: UInt32 = ImageHeader.x86_64
-    public var pageSize: UInt32 = 4096
+    public var pageSize = UInt32(STASIS_PAGE_SIZE)
     public var xcr0: UInt64 = 0
     public var xsaveSize: UInt32 = 0
     public var threadCount: UInt32 = 1
@@ -22,14 +24,14 @@ public struct ImageHeader: Equatable, Sendable {
     public var program: String = ""
     /// CRC32C of the header (with this field as 0) and the program path.
     public var headerCRC: UInt32 = 0
-    public static let crcOffset = 140
+    public static let crcOffset = Int(STASIS_HEADER_CRC_OFFSET)
 
     public init() {}
 
     /// Length of the program path as stored (the path need not be UTF-8).
     public var programBytes = 0
     /// Offset of the first record.
-    public var recordsOffset: UInt64 { UInt64((ImageHeader.size + programBytes + 7) & ~7) }
+    public var recordsOffset: UInt64 { align(UInt64(ImageHeader.size + programBytes), to: RecordHeader.alignment) }
 
     /// Decodes and checks the fixed fields. `bytes` must hold at least `size` bytes; the program path is
     /// read by `decodeProgram`.
@@ -47,7 +49,7 @@ public struct ImageHeader: Equatable, Sendable {
         header.architecture = try reader.read(UInt32.self)
         guard header.architecture == x86_64 else { throw .foreignArchitecture(header.architecture) }
         header.pageSize = try reader.read(UInt32.self)
-        guard header.pageSize == 4096 else { throw .invalidHeader("page size \(header.pageSize), expected 4096") }
+        guard header.pageSize == UInt32(STASIS_PAGE_SIZE) else { throw .invalidHeader("page size \(header.pageSize), expected 4096") }
         header.xcr0 = try reader.read(UInt64.self)
         header.xsaveSize = try reader.read(UInt32.self)
         guard header.xcr0 & 0x3 == 0x3, header.xsaveSize >= 512, header.xsaveSize <= 16384 else {
@@ -67,6 +69,22 @@ public struct ImageHeader: Equatable, Sendable {
         guard programBytes <= maxProgramBytes else { throw .invalidHeader("program path of \(programBytes) bytes") }
         header.headerCRC = try reader.read(UInt32.self)
         return (header, programBytes)
+    }
+
+    /// Decodes and checks the header and program path at the start of `source`, CRC included.
+    public static func decode(from source: ImageSource) throws(ImageError) -> ImageHeader {
+        guard source.size > 0 else { throw .empty }
+        let fixed = try source.bytes(at: 0, count: Int(min(source.size, UInt64(ImageHeader.size))))
+        guard fixed.count == ImageHeader.size else {
+            _ = try ImageHeader.decodeFixed(fixed)  // names "not an image" before "truncated"
+            throw .truncated(at: source.size)
+        }
+        var (header, programBytes) = try ImageHeader.decodeFixed(fixed)
+        let program = try source.bytes(at: UInt64(ImageHeader.size), count: programBytes)
+        try ImageHeader.verifyCRC(fixed: fixed, program: program, expected: header.headerCRC)
+        header.program = String(decoding: program, as: UTF8.self)
+        header.programBytes = programBytes
+        return header
     }
 
     /// Checks `headerCRC` against the fixed bytes and the program path.
@@ -103,7 +121,22 @@ public struct ImageHeader: Equatable, Sendable {
         crc.update(Array(program.utf8))
         writer.write(crc.value)
         writer.write(bytes: Array(program.utf8))
-        writer.pad(toMultipleOf: 8)
+        writer.pad(toMultipleOf: Int(RecordHeader.alignment))
+    }
+}
+
+extension ImageHeader {
+    /// Recomputes `header_crc` of an image held in memory after its header bytes were edited (tests, tools).
+    public static func reseal(_ image: inout [UInt8]) {
+        let at = MemoryLayout<stasis_image_header_t>.offset(of: \.program_bytes)!
+        var reader = ByteReader(Array(image[at..<at + 4]))
+        let programBytes = Int((try? reader.read(UInt32.self)) ?? 0)
+        var fixed = Array(image[0..<size])
+        for i in crcOffset..<crcOffset + 4 { fixed[i] = 0 }
+        var crc = CRC32C()
+        crc.update(fixed)
+        crc.update(Array(image[size..<size + programBytes]))
+        withUnsafeBytes(of: crc.value.littleEndian) { for i in 0..<4 { image[crcOffset + i] = $0[i] } }
     }
 }
 

@@ -1,3 +1,5 @@
+import CStasisABI
+
 /// Record tags as written to disk (stasis_image_abi.h STASIS_RECORD_*): append new cases, never renumber.
 public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
     case end = 0, process = 1, memoryArea = 2, thread = 3, signalActions = 4, fileDescriptor = 5, agent = 6
@@ -21,9 +23,12 @@ public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
 
 /// The 32-byte header in front of every record (stasis_record_header_t).
 public struct RecordHeader: Equatable, Sendable {
-    public static let size = 32
-    /// Bytes of the header covered by `payloadCRC` (the fields before the CRCs).
-    public static let checkedBytes = 24
+    public static let size = MemoryLayout<stasis_record_header_t>.size
+    /// Bytes of the header covered by `payloadCRC` (the fields before the CRCs); the two CRCs follow.
+    public static let checkedBytes = Int(STASIS_RECORD_CRC_OFFSET)
+    /// Page data starts on this boundary; records without page data on the next 8-byte boundary.
+    public static let pageSize = UInt64(STASIS_PAGE_SIZE)
+    public static let alignment = UInt64(STASIS_RECORD_ALIGN)
     public var kind: UInt32
     public var payloadBytes: UInt32
     public var dataOffset: UInt64

@@ -9,15 +9,15 @@ void rst_read_header(struct rst_args *args) {
     args->image_size = (uint64_t)st.st_size;
     if (rst_pread_all(args->image_fd, &args->header, sizeof args->header, 0) < 0)
         rst_fail_image(args, "image too short for its header", args->image_size);
-    const char magic[8] = {'S', 'T', 'A', 'S', 'I', 'S', 0, 1};
-    for (int i = 0; i < 8; i++)
+    const char magic[STASIS_IMAGE_MAGIC_BYTES] = STASIS_IMAGE_MAGIC;
+    for (int i = 0; i < STASIS_IMAGE_MAGIC_BYTES; i++)
         if (args->header.magic[i] != magic[i]) rst_fail_image(args, "not a Stasis image", 0);
     if (args->header.version != STASIS_IMAGE_VERSION) rst_fail(args, "unsupported image version", args->header.version);
     if (args->header.arch != STASIS_ARCH_X86_64) rst_fail(args, "image is for another architecture", args->header.arch);
     if (args->header.page_size != RST_PAGE) rst_fail(args, "image page size differs", args->header.page_size);
     if (args->header.header_bytes != sizeof(stasis_image_header_t) || args->header.program_bytes > STASIS_MAX_PATH)
         rst_fail_image(args, "corrupt image header", 0);
-    args->first_record = (sizeof(stasis_image_header_t) + args->header.program_bytes + 7) & ~7ul;
+    args->first_record = STASIS_RECORD_ALIGN_UP(sizeof(stasis_image_header_t) + args->header.program_bytes);
     stasis_image_header_t copy = args->header;
     copy.header_crc = 0;
     uint32_t crc = stasis_crc32c_update(stasis_crc32c_begin(), &copy, sizeof copy);
@@ -56,7 +56,7 @@ void rst_for_each_record(struct rst_args *args, rst_record_fn fn) {
             next = record.data_offset + record.data_bytes;
         } else {
             if (record.data_offset) rst_fail_image(args, "record data offset without data at", offset);
-            next = (payload_end + 7) & ~7ul;
+            next = STASIS_RECORD_ALIGN_UP(payload_end);
         }
         if (payload_end > args->image_size || next > args->image_size) rst_fail_image(args, "record out of bounds at", offset);
         uint32_t crc = stasis_crc32c_update(stasis_crc32c_begin(), &record, STASIS_RECORD_CRC_OFFSET);

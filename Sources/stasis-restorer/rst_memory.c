@@ -139,7 +139,7 @@ void rst_find_hole(struct rst_args *args) {
             rst_fail_image(args, "image truncated at record", offset);
         if (record.kind == STASIS_RECORD_END) break;
         uint64_t payload_end = offset + sizeof record + record.payload_bytes;
-        uint64_t next = record.data_bytes ? record.data_offset + record.data_bytes : ((payload_end + 7) & ~7ul);
+        uint64_t next = record.data_bytes ? record.data_offset + record.data_bytes : STASIS_RECORD_ALIGN_UP(payload_end);
         if (next <= offset || next > args->image_size) rst_fail_image(args, "record out of bounds at", offset);
         if (record.kind == STASIS_RECORD_MEMORY_AREA) {
             stasis_memory_area_record_t area;
@@ -184,7 +184,7 @@ void rst_move_vdso(struct rst_args *args) {
         if (rst_pread_all(args->image_fd, &record, sizeof record, offset) < 0) rst_fail(args, "image read failed at", offset);
         if (record.kind == STASIS_RECORD_END) break;
         uint64_t payload_end = offset + sizeof record + record.payload_bytes;
-        uint64_t next = record.data_bytes ? record.data_offset + record.data_bytes : ((payload_end + 7) & ~7ul);
+        uint64_t next = record.data_bytes ? record.data_offset + record.data_bytes : STASIS_RECORD_ALIGN_UP(payload_end);
         if (record.kind == STASIS_RECORD_MEMORY_AREA) {
             stasis_memory_area_record_t area;
             if (rst_pread_all(args->image_fd, &area, sizeof area, offset + sizeof record) < 0)

@@ -186,16 +186,7 @@ func opendirNames(_ path: String) -> [String] {
 }
 
 /// Recomputes the header CRC (stasis_image_header_t.header_crc) after a test edited the header.
-func resealHeader(_ image: inout [UInt8]) {
-    let programBytes = Int(image[136]) | Int(image[137]) << 8 | Int(image[138]) << 16 | Int(image[139]) << 24
-    var fixed = Array(image[0..<144])
-    for i in 140..<144 { fixed[i] = 0 }
-    var crc = CRC32C()
-    crc.update(fixed)
-    crc.update(Array(image[144..<144 + programBytes]))
-    let value = crc.value
-    for i in 0..<4 { image[140 + i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
-}
+func resealHeader(_ image: inout [UInt8]) { ImageHeader.reseal(&image) }
 
 func readBytes(_ path: String) throws -> [UInt8] {
     guard let f = fopen(path, "r") else { throw TestFailure("cannot open \(path)") }

@@ -83,14 +83,24 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
         #expect(bytes[data] == 0xab && bytes[data + 8191] == 0xab)
     }
 
-    @Test func swiftLayoutMatchesTheCStructs() {
-        #expect(MemoryLayout<stasis_image_header_t>.size == ImageHeader.size)
-        #expect(MemoryLayout<stasis_record_header_t>.size == RecordHeader.size)
-        #expect(MemoryLayout<stasis_process_record_t>.size == ProcessRecord.fixedSize)
-        #expect(MemoryLayout<stasis_memory_area_record_t>.size == MemoryAreaRecord.fixedSize)
-        #expect(MemoryLayout<stasis_thread_record_t>.size == ThreadRecord.fixedSize)
-        #expect(MemoryLayout<stasis_signal_actions_record_t>.size == SignalActionsRecord.size)
-        #expect(MemoryLayout<stasis_agent_record_t>.size == AgentRecord.size)
+    /// The sizes are MemoryLayout of the C structs; what must agree with them is what the Swift
+    /// encoders write (empty variable parts).
+    @Test func swiftEncodersWriteTheCStructs() {
+        func size(_ encode: (inout ByteWriter) -> Void) -> Int {
+            var w = ByteWriter()
+            encode(&w)
+            return w.bytes.count
+        }
+        var header = ImageHeader()
+        header.program = ""
+        #expect(size { header.encode(into: &$0) } == MemoryLayout<stasis_image_header_t>.size)
+        #expect(size { RecordHeader(kind: 0, payloadBytes: 0).encode(into: &$0) } == MemoryLayout<stasis_record_header_t>.size)
+        #expect(size { ProcessRecord().encode(into: &$0) } == MemoryLayout<stasis_process_record_t>.size)
+        #expect(size { MemoryAreaRecord().encode(into: &$0) } == MemoryLayout<stasis_memory_area_record_t>.size)
+        #expect(size { ThreadRecord().encode(into: &$0) } == MemoryLayout<stasis_thread_record_t>.size)
+        #expect(size { SignalActionsRecord().encode(into: &$0) } == MemoryLayout<stasis_signal_actions_record_t>.size)
+        #expect(size { AgentRecord().encode(into: &$0) } == MemoryLayout<stasis_agent_record_t>.size)
+        #expect(size { EndRecord(recordCount: 0, endOffset: 0).encode(into: &$0) } == MemoryLayout<stasis_end_record_t>.size)
         #expect(MemoryLayout<stasis_file_descriptor_record_t>.size == FileDescriptorRecord.fixedSize)
         #expect(MemoryLayout<stasis_memory_area_record_t>.offset(of: \.prot) == 24)
         #expect(MemoryLayout<stasis_thread_record_t>.offset(of: \.gregs) == 8)

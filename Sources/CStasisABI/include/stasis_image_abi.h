@@ -20,9 +20,12 @@
 
 #define STASIS_IMAGE_MAGIC "STASIS\0\x01"
 #define STASIS_IMAGE_MAGIC_BYTES 8
+#define STASIS_IMAGE_MAGIC_WORD 0x0100534953415453ull /* the same 8 bytes read as a little-endian uint64 */
 #define STASIS_IMAGE_VERSION 2
 #define STASIS_ARCH_X86_64 62 /* ELF e_machine EM_X86_64 */
 #define STASIS_PAGE_SIZE 4096
+#define STASIS_RECORD_ALIGN 8 /* records (and the first, after the program path) start on this boundary */
+#define STASIS_RECORD_ALIGN_UP(x) (((x) + STASIS_RECORD_ALIGN - 1) & ~(uint64_t)(STASIS_RECORD_ALIGN - 1))
 #define STASIS_MAX_PATH 4096
 #define STASIS_MAX_XSAVE 16384
 
@@ -102,7 +105,9 @@ typedef struct stasis_record_header {
 } stasis_record_header_t;
 _Static_assert(sizeof(stasis_record_header_t) == 32, "image ABI: stasis_record_header_t");
 #define STASIS_RECORD_CRC_OFFSET 24 /* payload_crc, data_crc: filled in when the record is complete */
-#define STASIS_HEADER_CRC_OFFSET 140
+#define STASIS_HEADER_CRC_OFFSET 140 /* offsetof(stasis_image_header_t, header_crc) */
+_Static_assert(__builtin_offsetof(stasis_image_header_t, header_crc) == STASIS_HEADER_CRC_OFFSET, "image ABI: header_crc");
+_Static_assert(__builtin_offsetof(stasis_record_header_t, payload_crc) == STASIS_RECORD_CRC_OFFSET, "image ABI: payload_crc");
 
 /* END: the last record. Its presence and counts prove the file is complete.
  * With a key (--key), mac is the HMAC-SHA256 of every byte of the file before it, read with the
@@ -118,6 +123,7 @@ typedef struct stasis_end_record {
 #define STASIS_END_SIGNED 1ull
 #define STASIS_END_MAC_OFFSET 32 /* within the END payload */
 _Static_assert(sizeof(stasis_end_record_t) == 64, "image ABI: stasis_end_record_t");
+_Static_assert(__builtin_offsetof(stasis_end_record_t, mac) == STASIS_END_MAC_OFFSET, "image ABI: END mac");
 
 /* PROCESS: whole-process state. Followed by cwd, exe path, then auxv bytes. */
 typedef struct stasis_process_record {

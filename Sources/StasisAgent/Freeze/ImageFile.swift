@@ -4,7 +4,8 @@ import CStasisABI
 /// Streams records into an open image file, tracking the offset so that each record's page data
 /// lands on a page boundary (the restorer can map it, Docs/IMAGE-FORMAT.md), and the CRC32C of each
 /// record's header fields, payload and data. The CRCs go into the record header with one pwrite once
-/// the record is complete.
+/// the record is complete. This is the allocation-free twin of StasisImage's ImageWriter (which
+/// compaction and the tests use): both frame with the stasis_image_abi.h constants and nothing else.
 struct ImageFile {
     let fd: Int32
     private(set) var offset: UInt64 = 0
@@ -96,7 +97,7 @@ struct ImageFile {
     @_noAllocation @_noLocks
     mutating func endPayload() throws(FreezeFailure) {
         guard offset == pendingPayloadEnd else { throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid) }
-        try pad(to: pendingDataBytes > 0 ? UInt64(STASIS_PAGE_SIZE) : 8)
+        try pad(to: pendingDataBytes > 0 ? UInt64(STASIS_PAGE_SIZE) : UInt64(STASIS_RECORD_ALIGN))
         inData = true
     }
 
@@ -108,9 +109,32 @@ struct ImageFile {
         var crcs: (UInt32, UInt32) = _unsafePerformance {
             (stasis_crc32c_end(payloadCRC), pendingDataBytes > 0 ? stasis_crc32c_end(dataCRC) : 0)
         }
-        try patch(&crcs, 8, at: recordOffset + UInt64(STASIS_RECORD_CRC_OFFSET))
+        try patch(&crcs, MemoryLayout<(UInt32, UInt32)>.size, at: recordOffset + UInt64(STASIS_RECORD_CRC_OFFSET))
         inData = false
         recordCount += 1
+    }
+
+    /// The image header and program path, first in the file: fills in the fields the format fixes
+    /// (magic, version, sizes, architecture, page size) around the caller's, writes it with
+    /// header_crc = 0 (what the signature covers), pads to the first record and pwrites the CRC.
+    @_noAllocation @_noLocks
+    mutating func writeHeader(_ header: inout stasis_image_header_t, program: UnsafeRawPointer, programBytes: Int) throws(FreezeFailure) {
+        let m = STASIS_IMAGE_MAGIC_WORD  // the magic's bytes, first byte lowest
+        header.magic = (CChar(truncatingIfNeeded: m), CChar(truncatingIfNeeded: m >> 8), CChar(truncatingIfNeeded: m >> 16),
+                        CChar(truncatingIfNeeded: m >> 24), CChar(truncatingIfNeeded: m >> 32), CChar(truncatingIfNeeded: m >> 40),
+                        CChar(truncatingIfNeeded: m >> 48), CChar(truncatingIfNeeded: m >> 56))
+        header.version = UInt32(STASIS_IMAGE_VERSION)
+        header.header_bytes = UInt32(MemoryLayout<stasis_image_header_t>.size)
+        header.arch = UInt32(STASIS_ARCH_X86_64)
+        header.page_size = UInt32(STASIS_PAGE_SIZE)
+        header.program_bytes = UInt32(programBytes)
+        header.header_crc = 0
+        var crc = _unsafePerformance { stasis_crc32c_update(stasis_crc32c_begin(), &header, UInt(MemoryLayout<stasis_image_header_t>.size)) }
+        crc = _unsafePerformance { stasis_crc32c_end(stasis_crc32c_update(crc, program, UInt(programBytes))) }
+        try writeRaw(&header, MemoryLayout<stasis_image_header_t>.size)
+        try writeRaw(program, programBytes)
+        try pad(to: UInt64(STASIS_RECORD_ALIGN))
+        try patch(&crc, MemoryLayout<UInt32>.size, at: UInt64(STASIS_HEADER_CRC_OFFSET))
     }
 
     /// The END record: counts, and the HMAC of everything before its mac field when signing.

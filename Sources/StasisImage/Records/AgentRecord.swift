@@ -1,6 +1,8 @@
+import CStasisABI
+
 /// Where the agent's restore hooks are in the program's memory (stasis_agent_record_t).
 public struct AgentRecord: Equatable, Sendable {
-    public static let size = 40
+    public static let size = MemoryLayout<stasis_agent_record_t>.size
     public var restoreTail: UInt64 = 0
     public var keySlot: UInt64 = 0
     public var restoreThreadTail: UInt64 = 0

@@ -1,6 +1,8 @@
+import CStasisABI
+
 /// One mapping (stasis_memory_area_record_t), its stored page runs and its path.
 public struct MemoryAreaRecord: Equatable, Sendable {
-    public static let fixedSize = 72
+    public static let fixedSize = MemoryLayout<stasis_memory_area_record_t>.size
     public static let userSpaceTop: UInt64 = 0x7fff_ffff_f000
 
     public struct Flags: OptionSet, Sendable, Equatable {

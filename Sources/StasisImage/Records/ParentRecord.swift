@@ -1,8 +1,10 @@
+import CStasisABI
+
 /// The parent of an incremental image (stasis_parent_record_t), then the parent's file name.
 /// Inherited page runs come from the parent, which may itself be incremental: restart follows the
 /// chain back to a full image.
 public struct ParentRecord: Equatable, Sendable {
-    public static let fixedSize = 32
+    public static let fixedSize = MemoryLayout<stasis_parent_record_t>.size
     public var sequence: UInt64 = 0
     public var timeNanoseconds: UInt64 = 0
     public var pid: Int32 = 0

@@ -1,7 +1,9 @@
+import CStasisABI
+
 /// One instance of a signal pending at the checkpoint, with its siginfo (stasis_pending_signal_record_t,
 /// 144 bytes). Records come in queue order; the restorer queues them again in that order.
 public struct PendingSignalRecord: Equatable, Sendable {
-    public static let size = 144
+    public static let size = MemoryLayout<stasis_pending_signal_record_t>.size
     /// Set in `flags`: the instance was in the process's queue, not in one thread's.
     public static let processDirected: UInt32 = 1
     public var tid: Int32 = 0

@@ -1,6 +1,8 @@
+import CStasisABI
+
 /// A POSIX timer (stasis_posix_timer_record_t, 64 bytes).
 public struct PosixTimerRecord: Equatable, Sendable {
-    public static let size = 64
+    public static let size = MemoryLayout<stasis_posix_timer_record_t>.size
     public var id: Int32 = 0, clockID: Int32 = 0, signal: Int32 = 0, notify: Int32 = 0, tid: Int32 = 0, overrun: Int32 = 0
     public var value: UInt64 = 0
     public var intervalSeconds: Int64 = 0, intervalNanoseconds: Int64 = 0

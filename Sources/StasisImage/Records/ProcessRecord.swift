@@ -1,3 +1,5 @@
+import CStasisABI
+
 /// Whole-process state (stasis_process_record_t), then cwd, exe path and auxv bytes.
 public struct ProcessRecord: Equatable, Sendable {
     public static func == (a: ProcessRecord, b: ProcessRecord) -> Bool {
@@ -7,7 +9,7 @@ public struct ProcessRecord: Equatable, Sendable {
         return x.bytes == y.bytes
     }
 
-    public static let fixedSize = 520
+    public static let fixedSize = MemoryLayout<stasis_process_record_t>.size
     public var pid: Int32 = 0, ppid: Int32 = 0
     public var uid: UInt32 = 0, gid: UInt32 = 0, euid: UInt32 = 0, egid: UInt32 = 0
     public var umask: UInt32 = 0o022

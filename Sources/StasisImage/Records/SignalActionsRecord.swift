@@ -1,6 +1,8 @@
+import CStasisABI
+
 /// Every signal's disposition (stasis_signal_actions_record_t): signals 1...64.
 public struct SignalActionsRecord: Equatable, Sendable {
-    public static let size = 64 * 32
+    public static let size = MemoryLayout<stasis_signal_actions_record_t>.size
 
     public struct Action: Equatable, Sendable {
         public var handler: UInt64 = 0  // 0 SIG_DFL, 1 SIG_IGN, else an address

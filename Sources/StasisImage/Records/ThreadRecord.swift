@@ -1,6 +1,8 @@
+import CStasisABI
+
 /// One thread's state (stasis_thread_record_t) and its xsave area.
 public struct ThreadRecord: Equatable, Sendable {
-    public static let fixedSize = 320
+    public static let fixedSize = MemoryLayout<stasis_thread_record_t>.size
     /// Names of `generalRegisters`, in the kernel's struct sigcontext order.
     public static let registerNames = [
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp", "rbx", "rdx", "rax", "rcx",
