@@ -8,12 +8,8 @@ import StasisProc
 extension CheckpointJob {
     @_noAllocation @_noLocks
     mutating func writeHeader(_ image: inout ImageFile, sequence: UInt64, threadCount: Int) throws(FreezeFailure) {
+        // The fields only this process knows; ImageFile.writeHeader fills in the format's own and the CRC.
         var header = stasis_image_header_t()
-        header.magic = (0x53, 0x54, 0x41, 0x53, 0x49, 0x53, 0x00, 0x01)  // STASIS_IMAGE_MAGIC
-        header.version = UInt32(STASIS_IMAGE_VERSION)
-        header.header_bytes = UInt32(MemoryLayout<stasis_image_header_t>.size)
-        header.arch = UInt32(STASIS_ARCH_X86_64)
-        header.page_size = UInt32(STASIS_PAGE_SIZE)
         header.xcr0 = _unsafePerformance { stasis_xgetbv0() }
         header.xsave_size = capture.pointee.thread.xsave_bytes
         header.thread_count = UInt32(threadCount)
@@ -39,15 +35,7 @@ extension CheckpointJob {
         scratch.removeAll()
         let exeCount = RawSyscall.readlink(literal: "/proc/self/exe", scratch.bytes, scratch.capacity - 1)
         let programBytes = max(exeCount, 0)
-        header.program_bytes = UInt32(programBytes)
-        var crc = _unsafePerformance { stasis_crc32c_update(stasis_crc32c_begin(), &header, UInt(MemoryLayout<stasis_image_header_t>.size)) }
-        crc = _unsafePerformance { stasis_crc32c_end(stasis_crc32c_update(crc, scratch.bytes, UInt(programBytes))) }
-        // Written with header_crc = 0 (what the signature covers), then the CRC goes in with pwrite.
-        try image.writeRaw(&header, MemoryLayout<stasis_image_header_t>.size)
-        try image.writeRaw(scratch.bytes, programBytes)
-        try image.pad(to: 8)
-        var headerCRC = crc
-        try image.patch(&headerCRC, 4, at: UInt64(STASIS_HEADER_CRC_OFFSET))
+        try image.writeHeader(&header, program: UnsafeRawPointer(scratch.bytes), programBytes: programBytes)
         scratch.removeAll()
     }
 

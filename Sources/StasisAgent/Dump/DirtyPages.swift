@@ -256,7 +256,7 @@ struct ImageLink {
         var record = stasis_record_header_t()
         let n = withUnsafeMutablePointer(to: &header) { RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), headerBytes, 0) }
         guard n == headerBytes else { return -1 }
-        let first = (headerBytes + Int(header.program_bytes) + 7) & ~7
+        let first = (headerBytes + Int(header.program_bytes) + Int(STASIS_RECORD_ALIGN) - 1) & ~(Int(STASIS_RECORD_ALIGN) - 1)
         let m = withUnsafeMutablePointer(to: &record) { RawSyscall.call(STASIS_NR_pread64, fd, Int(bitPattern: $0), recordBytes, first) }
         guard m == recordBytes else { return -1 }
         hasParent = record.kind == UInt32(STASIS_RECORD_PARENT)
