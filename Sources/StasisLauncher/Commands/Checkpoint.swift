@@ -78,8 +78,8 @@ enum CheckpointCommand {
                 if result.status == .busy {
                     // The previous image of this process is still being written: ask again (the
                     // request stays; a new signal is taken as a new request once `accepted` is gone).
-                    unlink(resultPath)
-                    unlink(acceptedPath)
+                    try? FileSystem.removeFile(resultPath)  // both exist: the agent wrote them
+                    try? FileSystem.removeFile(acceptedPath)
                     usleep(20_000)
                     try signalling.send()
                     continue
@@ -194,21 +194,21 @@ struct RequestSignal {
 
     mutating func send() throws(LauncherError) {
         accepted = false
-        var value = sigval()
-        value.sival_ptr = UnsafeMutableRawPointer(bitPattern: UInt(token))
-        if sigqueue(pid, signal, value) != 0 {
-            switch errno {
-            case ESRCH: throw LauncherError(.noSuchProcess, "process \(pid) is gone")
-            case EPERM: throw LauncherError(.permissionDenied, "not allowed to signal process \(pid); run as its user or as root")
-            default: break  // EAGAIN (queue full): the next send tries again
-            }
+        do throws(Errno) {
+            try ProcessControl.queue(signal, to: pid, value: token)
+        } catch where error == .noSuchProcess {
+            throw LauncherError(.noSuchProcess, "process \(pid) is gone")
+        } catch where error == .permissionDenied {
+            throw LauncherError(.permissionDenied, "not allowed to signal process \(pid); run as its user or as root")
+        } catch {
+            // EAGAIN (the user's queue of signals is full): the next send tries again.
         }
         sentAt = now()
     }
 
     /// Has the agent taken it (created CONTROL/accepted)? Sticky until the next send.
     mutating func isAccepted(_ acceptedPath: String) -> Bool {
-        if !accepted && access(acceptedPath, F_OK) == 0 { accepted = true }
+        if !accepted && FileSystem.isAccessible(acceptedPath, F_OK) { accepted = true }
         return accepted
     }
 
@@ -252,13 +252,19 @@ func waitUntilReady(_ pid: pid_t, signal: Int32) throws(LauncherError) {
 /// Writes `bytes` to PATH.tmp (0600, given to `owner` when root writes for another user) and renames it.
 func writeAtomically(_ path: String, _ bytes: [UInt8], owner: uid_t) throws(LauncherError) {
     let temp = path + ".tmp"
-    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-    guard fd >= 0 else { throw LauncherError(.failure, "cannot write \(temp): \(Errno.current)") }
-    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    if getuid() == 0 && owner != 0 { _ = fchown(fd, owner, gid_t(bitPattern: -1)) }
-    close(fd)
-    guard written == bytes.count else { throw LauncherError(.failure, "cannot write \(temp): short write") }
-    guard rename(temp, path) == 0 else { throw LauncherError(.failure, "cannot write \(path): \(Errno.current)") }
+    do throws(Errno) {
+        let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
+        do throws(Errno) {
+            if getuid() == 0 && owner != 0 { try fd.changeOwner(to: owner) }
+        } catch {
+            fd.closeAfterError()
+            throw error
+        }
+        try fd.writeAllAndClose(bytes)
+        try FileSystem.rename(temp, to: path)
+    } catch {
+        throw LauncherError(.failure, "cannot write \(path): \(error)")
+    }
 }
 
 /// Progress on a terminal while a large image is written: the size of the agent's temporary file

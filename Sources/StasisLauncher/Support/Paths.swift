@@ -25,18 +25,24 @@ struct ControlDirectory {
     /// Creates a fresh one (never reuses an existing name) for a process of `uid`.
     static func create(uid: uid_t) throws(LauncherError) -> ControlDirectory {
         for _ in 0..<16 {
-            // Never STASIS_FREEZE_MAGIC or STASIS_WAKE_MAGIC (stasis_protocol.h).
-            let token = randomRequestToken()
+            // At least STASIS_REQUEST_TOKEN_MIN: no token equals a magic of the agent's own signals.
+            let token = UInt64.random(in: UInt64(STASIS_REQUEST_TOKEN_MIN)...UInt64.max)
             let dir = path(uid: uid, token: token)
-            if mkdir(dir, 0o700) != 0 {
-                if errno == EEXIST { continue }
-                throw LauncherError(.failure, "cannot create \(dir): \(Errno.current); check that /tmp is writable")
+            do {
+                try FileSystem.makeDirectory(dir, mode: 0o700)
+            } catch where error == .exists {
+                continue
+            } catch {
+                throw LauncherError(.failure, "cannot create \(dir): \(error); check that /tmp is writable")
             }
             // Root checkpointing another user's process: the agent runs as that user.
-            if getuid() == 0 && uid != 0 && chown(dir, uid, gid_t(bitPattern: -1)) != 0 {
-                let error = Errno.current
-                rmdir(dir)
-                throw LauncherError(.failure, "cannot give \(dir) to uid \(uid): \(error)")
+            if getuid() == 0 && uid != 0 {
+                do throws(Errno) {
+                    try FileSystem.changeOwner(dir, to: uid)
+                } catch {
+                    try? FileSystem.removeDirectory(dir)  // best effort: the chown error is the one to report
+                    throw LauncherError(.failure, "cannot give \(dir) to uid \(uid): \(error)")
+                }
             }
             return ControlDirectory(path: dir, token: token)
         }
@@ -45,13 +51,14 @@ struct ControlDirectory {
 
     func file(_ name: String) -> String { path + "/" + name }
 
-    /// Removes the directory and everything either side may have left in it.
+    /// Removes the directory and everything either side may have left in it (ENOENT for what was
+    /// never written is expected and dropped).
     func remove() {
         for name in [STASIS_REQUEST_FILE, STASIS_ACCEPTED_FILE, STASIS_RESULT_FILE] {
-            unlink(file(name))
-            unlink(file(name + ".tmp"))
+            try? FileSystem.removeFile(file(name))
+            try? FileSystem.removeFile(file(name + ".tmp"))
         }
-        rmdir(path)
+        try? FileSystem.removeDirectory(path)  // not empty only if a stranger wrote there: left for them to see
     }
 }
 
