@@ -161,6 +161,7 @@ int rst_lazy_add_area(struct rst_args *args, uint64_t start, uint64_t end, uint6
 void rst_lazy_add_piece(struct rst_args *args, uint64_t address, uint64_t bytes, int fd, uint64_t offset, int area);
 void rst_lazy_start(struct rst_args *args);
 void rst_read_path(struct rst_args *args, uint64_t offset, uint32_t length); /* rst_memory.c */
+void rst_plan_skip_segments(struct rst_args *args, const stasis_memory_area_record_t *area); /* rst_plan.c */
 void rst_plan_read_segments(struct rst_args *args, const stasis_memory_area_record_t *area, int lazy); /* rst_plan.c */
 __attribute__((noreturn)) void rst_pager_main(struct rst_args *args, int go_fd, int hello_fd); /* rst_pager.c */
 uint64_t rst_lazy_table_bytes(void);

@@ -350,17 +350,6 @@ static long own_file_object(struct rst_args *args, const stasis_memory_area_reco
     return fd;
 }
 
-/* The plan's segments inside an area whose pages are not read (a program file mapped again). */
-static void skip_segments(struct rst_args *args, const stasis_memory_area_record_t *area) {
-    if (args->plan_fd < 0) return;
-    while (args->next_segment < args->plan.segment_count) {
-        stasis_page_segment_t segment;
-        uint64_t at = sizeof args->plan + (uint64_t)args->next_segment * sizeof segment;
-        if (rst_pread_all(args->plan_fd, &segment, sizeof segment, at) < 0) rst_fail(args, "cannot read the restore plan", at);
-        if (segment.address >= area->end) return;
-        args->next_segment++;
-    }
-}
 
 int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset) {
     stasis_memory_area_record_t area;
@@ -376,7 +365,7 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
         struct rst_file_object *o = find_file_object(args, area.device, area.inode);
         if (o && !o->own) {
             if (map_program_file(args, &area, o->fd) < 0) rst_fail(args, "cannot map the memfd or deleted file again at", area.start);
-            skip_segments(args, &area);
+            rst_plan_skip_segments(args, &area);
             return 0;
         }
         long fd = own_file_object(args, &area);

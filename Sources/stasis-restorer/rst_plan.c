@@ -11,13 +11,23 @@ void rst_read_plan(struct rst_args *args) {
 }
 
 /* The plan's segments inside `area` (they come in address order, as areas do). */
+/* The next segment of the plan if it starts inside `area` (1), else 0; does not consume it. */
+static int next_segment_in(struct rst_args *args, const stasis_memory_area_record_t *area, stasis_page_segment_t *segment) {
+    if (args->plan_fd < 0 || args->next_segment >= args->plan.segment_count) return 0;
+    uint64_t at = sizeof args->plan + (uint64_t)args->next_segment * sizeof *segment;
+    if (rst_pread_all(args->plan_fd, segment, sizeof *segment, at) < 0) rst_fail(args, "cannot read the restore plan", at);
+    return segment->address < area->end;
+}
+
+/* The plan's segments inside an area whose pages are not read (a program file mapped again). */
+void rst_plan_skip_segments(struct rst_args *args, const stasis_memory_area_record_t *area) {
+    stasis_page_segment_t segment;
+    while (next_segment_in(args, area, &segment)) args->next_segment++;
+}
+
 void rst_plan_read_segments(struct rst_args *args, const stasis_memory_area_record_t *area, int lazy) {
-    if (args->plan_fd < 0) return;
-    while (args->next_segment < args->plan.segment_count) {
-        stasis_page_segment_t segment;
-        uint64_t at = sizeof args->plan + (uint64_t)args->next_segment * sizeof segment;
-        if (rst_pread_all(args->plan_fd, &segment, sizeof segment, at) < 0) rst_fail(args, "cannot read the restore plan", at);
-        if (segment.address >= area->end) return;
+    stasis_page_segment_t segment;
+    while (next_segment_in(args, area, &segment)) {
         if (segment.address < area->start || segment.bytes > area->end - segment.address || segment.bytes % RST_PAGE ||
             segment.address % RST_PAGE || segment.image >= args->plan.image_count)
             rst_fail(args, "restore plan segment outside its area at", segment.address);

@@ -5,13 +5,10 @@ import CStasisShim
 import StasisProc
 
 extension CheckpointJob {
+    /// DIR/COMM-PID-SEQ.stasis
     @_noAllocation @_noLocks
     func appendImageName(_ buffer: inout TextBuffer, sequence: UInt64) {
-        buffer.append(bytes: directory.bytes, count: directory.count)
-        buffer.append("/")
-        appendProgramName(&buffer)
-        buffer.append("-")
-        buffer.append(decimal: pid)
+        appendBaseName(&buffer, hidden: false)
         buffer.append("-")
         buffer.append(decimal: Int(sequence), minimumDigits: 4)
         buffer.append(".stasis")
@@ -20,12 +17,18 @@ extension CheckpointJob {
     /// DIR/.COMM-PID plus `suffix`: the agent's temporary names beside the images.
     @_noAllocation @_noLocks
     func appendHiddenName(_ buffer: inout TextBuffer, suffix: StaticString) {
+        appendBaseName(&buffer, hidden: true)
+        buffer.append(suffix)
+    }
+
+    /// DIR/COMM-PID or DIR/.COMM-PID: every name the agent writes starts so (the one path builder).
+    @_noAllocation @_noLocks
+    func appendBaseName(_ buffer: inout TextBuffer, hidden: Bool) {
         buffer.append(bytes: directory.bytes, count: directory.count)
-        buffer.append("/.")
+        buffer.append(hidden ? "/." : "/")
         appendProgramName(&buffer)
         buffer.append("-")
         buffer.append(decimal: pid)
-        buffer.append(suffix)
     }
 
     /// The thread's comm, limited to characters that are safe in a file name.

@@ -133,11 +133,7 @@ extension CheckpointJob {
         guard RawSyscall.call(STASIS_NR_symlink, Int(bitPattern: target), Int(bitPattern: scratch.cString)) == 0
         else { return }
         message.removeAll()
-        message.append(bytes: directory.bytes, count: directory.count)
-        message.append("/")
-        appendProgramName(&message)
-        message.append("-")
-        message.append(decimal: pid)
+        appendBaseName(&message, hidden: false)
         message.append(".latest")
         _ = RawSyscall.call(STASIS_NR_rename, Int(bitPattern: scratch.cString), Int(bitPattern: message.cString))
         message.removeAll()
