@@ -222,21 +222,28 @@ struct MemoryDumper {
         if runCount > 0 { try image.write(UnsafeRawPointer(runs), runBytes) }
         if area.pathCount > 0 { try image.write(UnsafeRawPointer(line + area.pathStart), area.pathCount) }
         try image.endPayload()
-        if dataBytes > 0 {
-            let needsRead = !area.isReadable
-            if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start),
-                                               Int(record.prot) | RawFlag.protRead) }
-            defer {
-                if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start),
-                                                   Int(record.prot)) }
-            }
-            for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 {
-                let address = area.start + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
-                guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { continue }
-                try image.write(pointer, Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
-            }
-        }
+        if dataBytes > 0 { try writePages(of: area, protection: record.prot, runs: runs, runCount: runCount, into: &image) }
         try image.endRecord()
+    }
+
+    /// The stored runs' pages, straight from their addresses (an unreadable area is made readable
+    /// for the write and put back).
+    @_noAllocation @_noLocks
+    private func writePages(of area: MapsLine, protection: UInt32, runs: UnsafeMutablePointer<stasis_page_run_t>,
+                            runCount: Int, into image: inout ImageFile) throws(FreezeFailure)
+    {
+        let needsRead = !area.isReadable
+        if needsRead {
+            _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection) | RawFlag.protRead)
+        }
+        defer {
+            if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection)) }
+        }
+        for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 {
+            let address = area.start + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
+            guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { continue }
+            try image.write(pointer, Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
+        }
     }
 
     /// Fills `runs` with the page runs of `area` in any of the `anyOf` categories and none of `excluding`.
