@@ -24,7 +24,7 @@ enum CompactCommand {
             return
         }
         guard options.positional.count == 1 else { throw LauncherError(.usage, "compact needs one IMAGE") }
-        let key = try options.values["--key"].map { (path) throws(LauncherError) in try RestartCommand.readKey(path) }
+        let key = try readKeyFile(ifGiven: options.values["--key"])
         let path = options.positional[0]
         let written = try compact(path, output: options.values["--output"], key: key)
         printOut(written)
@@ -70,7 +70,12 @@ enum CompactCommand {
             unlink(temp)
             throw error
         }
-        fd.closeAfterError()
+        do throws(Errno) {
+            try fd.close()  // after fsync: an error here still means the image may not be complete
+        } catch {
+            unlink(temp)
+            throw LauncherError(.failure, "cannot close \(temp): \(error)")
+        }
         guard rename(temp, target) == 0 else {
             let error = Errno.current
             unlink(temp)

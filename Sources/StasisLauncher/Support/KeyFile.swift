@@ -20,9 +20,3 @@ func readKeyFile(ifGiven path: String?) throws(LauncherError) -> [UInt8]? {
     guard let path else { return nil }
     return try readKeyFile(path)
 }
-
-extension RestartCommand {
-    /// Kept for Commands/Compact.swift, which moves to StasisImage in a parallel change and then calls
-    /// `readKeyFile` itself; remove with that move.
-    static func readKey(_ path: String) throws(LauncherError) -> [UInt8] { try readKeyFile(path) }
-}
