@@ -166,7 +166,18 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     /* Build the work region: code copy | stack | vdso scratch | args. */
     long mapped = stasis_syscall6(STASIS_NR_mmap, (long)local.work_start, (long)local.work_bytes, 7 /* rwx */,
                                   0x02 | 0x20 | 0x100000 /* MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE */, -1, 0);
-    if (mapped != (long)local.work_start) rst_fail(&local, "cannot map the restorer's work region", (uint64_t)-mapped);
+    if (mapped != (long)local.work_start) {
+        /* Say what was in the way (the maps as they are now), for the report. */
+        rst_read_current_maps(&local);
+        for (int i = 0; i < local.current_count; i++) {
+            if (local.current[i].start < local.work_start + local.work_bytes && local.current[i].end > local.work_start) {
+                rst_warn(&local, "the restorer's work region at", local.work_start);
+                rst_warn(&local, "overlaps a mapping from", local.current[i].start);
+                rst_warn(&local, "to", local.current[i].end);
+            }
+        }
+        rst_fail(&local, "cannot map the restorer's work region", (uint64_t)-mapped);
+    }
     memcpy((void *)local.work_start, (void *)local.code_start, local.code_bytes);
     /* code | stack | vdso scratch (vdso_temp) | args | thread table | thread stacks | slack page */
     uint64_t threads = local.header.thread_count;

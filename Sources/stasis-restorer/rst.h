@@ -34,6 +34,7 @@
 #define RST_USER_TOP 0x7ffffffff000ul
 #define RST_MMAP_MIN 0x10000ul
 #define RST_STACK_BYTES (256ul << 10)
+#define RST_STACK_GUARD (1ul << 20) /* kept free below the restorer's own stack (the kernel's stack_guard_gap) */
 #define RST_MAX_CURRENT 64
 #define RST_MAX_THREADS 4096
 #define RST_THREAD_STACK_BYTES (32ul << 10)

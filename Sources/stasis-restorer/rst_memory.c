@@ -37,6 +37,10 @@ static int starts_with(const char *p, const char *end, const char *word) {
 
 void rst_read_current_maps(struct rst_args *args) {
     char text[16384];
+    /* Touch the buffer first: the kernel would otherwise grow [stack] while it copies the maps text
+     * into it, after writing the old [stack] line, and the hole chosen one page below that line could
+     * then overlap the grown stack (MAP_FIXED_NOREPLACE: EEXIST, now and then, by ASLR). */
+    memset(text, 0, sizeof text);
     long fd = stasis_syscall3(STASIS_NR_open, (long)"/proc/self/maps", RST_O_RDONLY | RST_O_CLOEXEC, 0);
     if (fd < 0) rst_fail(args, "cannot open /proc/self/maps", (uint64_t)-fd);
     long total = 0;
@@ -73,6 +77,9 @@ void rst_read_current_maps(struct rst_args *args) {
         if (starts_with(p, line_end, "[vdso]")) r->vdso_kind = STASIS_AREA_VDSO;
         if (starts_with(p, line_end, "[vvar]")) r->vdso_kind = STASIS_AREA_VVAR;
         if (starts_with(p, line_end, "[vvar_vclock]")) r->vdso_kind = STASIS_AREA_VVAR_VCLOCK;
+        /* Our own stack may still grow: keep the kernel's guard gap below it free as well. */
+        if ((uint64_t)text >= r->start && (uint64_t)text < r->end)
+            r->start = r->start > RST_STACK_GUARD ? r->start - RST_STACK_GUARD : 0;
         if (r->start >= RST_USER_TOP) args->current_count--; /* [vsyscall] */
         p = line_end + 1;
     }
