@@ -25,11 +25,12 @@ import CStasisShim
 public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture_t>) -> Int32 {
     let config = capture.pointee.config
     // The arena starts with the followers' capture slots (constructor.c); scratch comes after them.
-    let slotBytes = (Int(config.pointee.slot_capacity) * MemoryLayout<stasis_thread_slot_t>.stride + 4095) & ~4095
+    let page = Int(STASIS_PAGE_SIZE)
+    let slotBytes = (Int(config.pointee.slot_capacity) * MemoryLayout<stasis_thread_slot_t>.stride + page - 1) & ~(page - 1)
     guard let base = UnsafeMutableRawPointer(bitPattern: UInt(config.pointee.arena_start) + UInt(slotBytes)) else { return -22 }
     // ... and ends with the key slot (one page).
     // ... and ends with the tracking slot (two pages) and the key slot (one page).
-    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes - 4096 - Int(STASIS_TRACKING_BYTES))
+    var arena = FreezeArena(base: base, capacity: Int(config.pointee.arena_bytes) - slotBytes - MemoryLayout<stasis_key_slot_t>.size - Int(STASIS_TRACKING_BYTES))
     guard var job = CheckpointJob(arena: &arena, capture: capture) else { return -12 }
     switch job.acceptRequest() {
     case .take: break

@@ -91,13 +91,13 @@ public struct MemoryAreaRecord: Equatable, Sendable {
         if flags.contains(.fileObject) && !flags.isSuperset(of: [.shared, .anonymous]) {
             throw fail("a shared file object that is not a shared area")
         }
-        guard start < end, start % 4096 == 0, end % 4096 == 0 else { throw fail("bad range \(hex(start))-\(hex(end))") }
+        guard start < end, start % RecordHeader.pageSize == 0, end % RecordHeader.pageSize == 0 else { throw fail("bad range \(hex(start))-\(hex(end))") }
         if !flags.contains(.vsyscall) {
             guard end <= MemoryAreaRecord.userSpaceTop, start >= 0x1000 else {
                 throw fail("range \(hex(start))-\(hex(end)) outside user space")
             }
         }
-        let pages = (end - start) / 4096
+        let pages = (end - start) / RecordHeader.pageSize
         var previousEnd: UInt64 = 0
         var total: UInt64 = 0
         for run in runs {
@@ -107,9 +107,9 @@ public struct MemoryAreaRecord: Equatable, Sendable {
             previousEnd = run.firstPage + run.pageCount
             if !run.isInherited { total += run.pageCount }
         }
-        guard total * 4096 == dataBytes else { throw fail("runs hold \(total) pages but the record stores \(dataBytes) bytes") }
+        guard total * RecordHeader.pageSize == dataBytes else { throw fail("runs hold \(total) pages but the record stores \(dataBytes) bytes") }
         if flags.intersection(.notStored) != [] && !runs.isEmpty { throw fail("pages stored for an area that is never stored") }
-        if isFileBacked, path.utf8.count > 4096 { throw fail("path too long") }
+        if isFileBacked, path.utf8.count > Int(STASIS_MAX_PATH) { throw fail("path too long") }
     }
 
     public func encode(into writer: inout ByteWriter) {

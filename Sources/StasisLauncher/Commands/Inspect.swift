@@ -51,7 +51,7 @@ enum InspectCommand {
 
             """
         if let parent = image.parent {
-            let inherited = image.memoryAreas.reduce(0) { $0 + $1.inheritedPages } * 4096
+            let inherited = image.memoryAreas.reduce(0) { $0 + $1.inheritedPages } * RecordHeader.pageSize
             out += "parent:     \(parent.name) (checkpoint #\(parent.sequence)); incremental, \(parent.chainLength) images in "
                 + "the chain; \(inherited) bytes inherited\n"
         }
@@ -72,8 +72,8 @@ enum InspectCommand {
         out += "\nmemory (\(image.memoryAreas.count) areas, \(image.storedBytes) bytes stored):\n"
         for area in image.memoryAreas {
             out += "  \(hex(area.start, width: 12))-\(hex(area.end, width: 12)) \(protection(area)) "
-                + "\(pad(String(area.storedPages * 4096), 10)) \(area.path)"
-                + (area.inheritedPages > 0 ? " (+\(area.inheritedPages * 4096) inherited)" : "") + "\n"
+                + "\(pad(String(area.storedPages * RecordHeader.pageSize), 10)) \(area.path)"
+                + (area.inheritedPages > 0 ? " (+\(area.inheritedPages * RecordHeader.pageSize) inherited)" : "") + "\n"
         }
         out += "\nfile descriptors:\n"
         for fd in image.fileDescriptors {
@@ -117,7 +117,7 @@ enum InspectCommand {
         parts.append("\"threads\": [\(threads.joined(separator: ", "))]")
         let areas = image.memoryAreas.map { a in
             "{\"start\": \(a.start), \"end\": \(a.end), \"perms\": \(str(protection(a))), \"path\": \(str(a.path)), "
-                + "\"stored_bytes\": \(a.dataBytes), \"inherited_bytes\": \(a.inheritedPages * 4096)}"
+                + "\"stored_bytes\": \(a.dataBytes), \"inherited_bytes\": \(a.inheritedPages * RecordHeader.pageSize)}"
         }
         parts.append("\"memory\": [\(areas.joined(separator: ", "))]")
         let fds = image.fileDescriptors.map { f in
