@@ -135,6 +135,7 @@ struct CheckpointJob {
         let followers = try freeze.freezeOthers()
         frozenAt = monotonicNanoseconds()
         threadCount = 1 + followers
+        try refuseChildren(arena: &arena)
         let sequence = claimSequence()
 
         // Everything but memory.

@@ -5,7 +5,7 @@ struct FreezeFailure: Error {
     enum Step: UInt8 {
         case openImage, writeImage, syncImage, renameImage, readProc, scanPages, unsupportedFile, arenaExhausted,
             readRequest, tooManyRuns, threadsDidNotStop, tooManyThreads, signalThread, readPipe, readDeletedFile, deletedFileTooLarge, sysvSharedMemory, stillPagingIn,
-            checkpointInProgress
+            checkpointInProgress, hasChildren
     }
     var step: Step
     var errno: Int
