@@ -133,6 +133,14 @@ void *memset(void *dst, int c, size_t n);
 size_t rst_strlen(const char *s);
 void rst_write_text(int fd, const char *text);
 void rst_write_hex(int fd, uint64_t value);
+/* A status line built in pieces and written with one write(2) (rst_lib.c). */
+struct rst_line {
+    char text[1024];
+    size_t length;
+};
+void rst_line_text(struct rst_line *line, const char *text);
+void rst_line_hex(struct rst_line *line, uint64_t value);
+void rst_line_send(struct rst_line *line, int fd);
 __attribute__((noreturn)) void rst_fail(struct rst_args *args, const char *what, uint64_t value);
 /* The image itself is damaged (a checksum, a length, an offset): `stasis restart` exits 3. */
 __attribute__((noreturn)) void rst_fail_image(struct rst_args *args, const char *what, uint64_t value);

@@ -270,8 +270,10 @@ static void map_area(struct rst_args *args, const stasis_memory_area_record_t *a
         if (shared) fd = stasis_syscall3(STASIS_NR_open, (long)args->path, RST_O_RDWR | RST_O_CLOEXEC, 0);
         if (fd < 0) fd = stasis_syscall3(STASIS_NR_open, (long)args->path, RST_O_RDONLY | RST_O_CLOEXEC, 0);
         if (fd < 0) {
-            rst_write_text(args->status_fd, STASIS_STATUS_ERROR "cannot open mapped file ");
-            rst_fail(args, args->path, (uint64_t)-fd);
+            struct rst_line line = {.length = 0};
+            rst_line_text(&line, "cannot open mapped file ");
+            rst_line_text(&line, args->path);
+            rst_fail(args, line.text, (uint64_t)-fd);
         }
         if (area->run_count) prot |= RST_PROT_READ;
         mapped = stasis_syscall6(STASIS_NR_mmap, (long)area->start, (long)size, prot,

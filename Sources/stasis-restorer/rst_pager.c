@@ -9,12 +9,14 @@
  * is gone: "corrupt ..." (exit 3) when the image is damaged, "error ..." (exit 9) otherwise. The
  * line is complete before the kill, so the launcher finds it when it reaps the program. */
 static __attribute__((noreturn)) void pager_stop(struct pager *p, const char *kind, const char *what, const char *advice) {
-    rst_write_text(p->args->status_fd, kind);
-    rst_write_text(p->args->status_fd, "lazy restart: ");
-    rst_write_text(p->args->status_fd, what);
-    rst_write_text(p->args->status_fd, "; the restored program was stopped (");
-    rst_write_text(p->args->status_fd, advice);
-    rst_write_text(p->args->status_fd, ")\n");
+    struct rst_line line = {.length = 0};  /* one write: the restorer may be writing its own line */
+    rst_line_text(&line, kind);
+    rst_line_text(&line, "lazy restart: ");
+    rst_line_text(&line, what);
+    rst_line_text(&line, "; the restored program was stopped (");
+    rst_line_text(&line, advice);
+    rst_line_text(&line, ")\n");
+    rst_line_send(&line, p->args->status_fd);
     stasis_syscall2(STASIS_NR_kill, p->args->program_pid, 9);
     stasis_syscall1(STASIS_NR_exit_group, 1);
     __builtin_unreachable();
