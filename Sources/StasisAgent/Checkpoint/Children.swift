@@ -16,31 +16,20 @@ extension CheckpointJob {
         guard let entries = arena.take(directoryCapacity), let children = arena.take(childrenCapacity) else {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }
-        let fd = RawSyscall.open(literal: "/proc/self/task", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
-        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
-        defer { RawSyscall.close(Int32(fd)) }
+        var tasks = try TaskList(buffer: entries, capacity: directoryCapacity)
+        defer { tasks.close() }
         var path = TextBuffer(children, capacity: 64)
         let text = (children + 64).assumingMemoryBound(to: UInt8.self)
-        while true {
-            let n = RawSyscall.call(STASIS_NR_getdents64, fd, Int(bitPattern: entries), directoryCapacity)
-            if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
-            if n == 0 { return }
-            var offset = 0
-            while offset < n {
-                let name = (entries + offset + Int(STASIS_DIRENT64_NAME_OFFSET)).assumingMemoryBound(to: UInt8.self)
-                offset += Int(entries.load(fromByteOffset: offset + Int(STASIS_DIRENT64_RECLEN_OFFSET), as: UInt16.self))
-                var cursor = ByteCursor(name, count: 12)
-                guard let tid = cursor.decimal(), cursor.current == 0 else { continue }  // "." and ".."
-                path.removeAll()
-                path.append("/proc/self/task/")
-                path.append(decimal: Int(tid))
-                path.append("/children")
-                // "PID PID ... " (empty: none). A thread gone since the listing has no file: no children.
-                let count = ProcFile.read(path.cString, into: UnsafeMutableRawPointer(text), capacity: childrenCapacity - 64)
-                guard count > 0 else { continue }
-                var list = ByteCursor(text, count: count)
-                if let child = list.decimal() { throw FreezeFailure(step: .hasChildren, errno: 0, object: Int(child)) }
-            }
+        while let tid = try tasks.next() {
+            path.removeAll()
+            path.append("/proc/self/task/")
+            path.append(decimal: tid)
+            path.append("/children")
+            // "PID PID ... " (empty: none). A thread gone since the listing has no file: no children.
+            let count = ProcFile.read(path.cString, into: UnsafeMutableRawPointer(text), capacity: childrenCapacity - 64)
+            guard count > 0 else { continue }
+            var list = ByteCursor(text, count: count)
+            if let child = list.decimal() { throw FreezeFailure(step: .hasChildren, errno: 0, object: Int(child)) }
         }
     }
 }

@@ -100,32 +100,22 @@ struct FreezeWindow {
     /// Sends the freeze signal to every thread in /proc/self/task not signaled yet; returns how many.
     @_noAllocation @_noLocks
     private mutating func signalNewThreads() throws(FreezeFailure) -> Int {
-        let fd = RawSyscall.open(literal: "/proc/self/task", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
-        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
-        defer { RawSyscall.close(Int32(fd)) }
+        var tasks = try TaskList(buffer: directory, capacity: Self.directoryCapacity)
+        defer { tasks.close() }
         var added = 0
-        while true {
-            let n = RawSyscall.call(STASIS_NR_getdents64, fd, Int(bitPattern: directory), Self.directoryCapacity)
-            if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
-            if n == 0 { return added }
-            var offset = 0
-            while offset < n {
-                let name = (directory + offset + Int(STASIS_DIRENT64_NAME_OFFSET)).assumingMemoryBound(to: UInt8.self)
-                offset += Int(directory.load(fromByteOffset: offset + Int(STASIS_DIRENT64_RECLEN_OFFSET), as: UInt16.self))
-                var cursor = ByteCursor(name, count: 12)
-                guard let tid = cursor.decimal(), cursor.current == 0, Int(tid) != ownTID else { continue }
-                if isSignaled(Int32(tid)) { continue }
-                guard signaledCount < Int(STASIS_MAX_THREADS) else {
-                    throw FreezeFailure(step: .tooManyThreads, errno: RawErrno.tooBig, object: signaledCount)
-                }
-                let sent = sendFreeze(to: Int(tid))
-                if sent == -3 { continue }  // ESRCH: exited since the listing
-                if sent < 0 { throw FreezeFailure(step: .signalThread, errno: -sent, object: Int(tid)) }
-                signaled[signaledCount] = Int32(tid)
-                signaledCount += 1
-                added += 1
+        while let tid = try tasks.next() {
+            if tid == ownTID || isSignaled(Int32(tid)) { continue }
+            guard signaledCount < Int(STASIS_MAX_THREADS) else {
+                throw FreezeFailure(step: .tooManyThreads, errno: RawErrno.tooBig, object: signaledCount)
             }
+            let sent = sendFreeze(to: tid)
+            if sent == -3 { continue }  // ESRCH: exited since the listing
+            if sent < 0 { throw FreezeFailure(step: .signalThread, errno: -sent, object: tid) }
+            signaled[signaledCount] = Int32(tid)
+            signaledCount += 1
+            added += 1
         }
+        return added
     }
 
     @_noAllocation @_noLocks
