@@ -116,14 +116,17 @@ static int take_one(uint64_t mask, int32_t tid, uint32_t flags) {
 /* Step 2 (and the leader's step 1): this thread's own queue. record->pending_signals keeps what
  * rt_sigpending said before (the format's meaning since version 1: a restorer that knows
  * PENDING_SIGNAL records raises only the signals that have none). */
+/* Takes every instance in `mask` from one queue (own_pending or process_pending says what is there). */
+static void drain(uint64_t (*pending)(void), uint64_t mask, int32_t tid, uint32_t flags) {
+    while (mask) {
+        uint64_t there = pending() & mask;
+        if (!there || !take_one(there, tid, flags)) break;
+    }
+}
+
 void stasis_pending_take_own(stasis_thread_record_t *record) {
     (void)record;
-    uint64_t mask = __atomic_load_n(&take_mask, __ATOMIC_ACQUIRE);
-    int32_t tid = (int32_t)stasis_syscall0(STASIS_NR_gettid);
-    while (mask) {
-        uint64_t own = own_pending() & mask;
-        if (!own || !take_one(own, tid, 0)) break;
-    }
+    drain(own_pending, __atomic_load_n(&take_mask, __ATOMIC_ACQUIRE), (int32_t)stasis_syscall0(STASIS_NR_gettid), 0);
 }
 
 void stasis_pending_begin(stasis_thread_record_t *leader) {
@@ -140,14 +143,8 @@ void stasis_pending_take_process(stasis_thread_record_t *leader) {
     uint64_t mask = __atomic_load_n(&take_mask, __ATOMIC_ACQUIRE);
     int32_t tid = (int32_t)stasis_syscall0(STASIS_NR_gettid);
     /* What reached the leader's own queue since step 1 comes out first, as its own. */
-    while (mask) {
-        uint64_t own = own_pending() & mask;
-        if (!own || !take_one(own, tid, 0)) break;
-    }
-    while (mask) {
-        uint64_t shared = process_pending() & mask;
-        if (!shared || !take_one(shared, tid, STASIS_PENDING_PROCESS)) break;
-    }
+    drain(own_pending, mask, tid, 0);
+    drain(process_pending, mask, tid, STASIS_PENDING_PROCESS);
     (void)leader;
 }
 

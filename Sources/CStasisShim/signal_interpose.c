@@ -331,17 +331,15 @@ int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)
 
 /* Called by the signal entry: 1 when this delivery is a checkpoint request. The --checkpoint-on
  * signal always is (the user asked for checkpoint-and-exit instead of the program's reaction). */
-int stasis_trigger_is_checkpoint(int signo, const siginfo_t *info) {
-    if (signo == stasis_config.exit_signal) return 1;
-    void (*handler)(int) = program_actions[signo].sa_handler;
-    if (handler == SIG_DFL || handler == SIG_IGN) return 1;
-    return info && info->si_code == SI_QUEUE && info->si_value.sival_ptr != NULL;
-}
-
 /* 1 when the program installed a handler of its own for signo (not SIG_DFL or SIG_IGN). */
 int stasis_program_handles(int signo) {
     void (*handler)(int) = program_actions[signo].sa_handler;
     return handler != SIG_DFL && handler != SIG_IGN;
+}
+
+int stasis_trigger_is_checkpoint(int signo, const siginfo_t *info) {
+    if (signo == stasis_config.exit_signal || !stasis_program_handles(signo)) return 1;
+    return info && info->si_code == SI_QUEUE && info->si_value.sival_ptr != NULL;
 }
 
 /* Calls handler(signo, info, ucontext) with the stack pointer at top (a one-argument sa_handler

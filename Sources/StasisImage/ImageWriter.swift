@@ -47,8 +47,6 @@ public struct ImageWriter<Sink: ImageSink> {
         mac = key.map { ImageMAC(key: $0) }
     }
 
-    public var isSigned: Bool { mac != nil }
-
     /// Appends `bytes`; the signature sees `signedAs` instead when given (same length, CRC fields zero).
     private mutating func emit(_ bytes: [UInt8], signedAs: [UInt8]? = nil) throws(ImageError) {
         mac?.update(signedAs ?? bytes)

@@ -165,7 +165,7 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
 
     /* Build the work region: code copy | stack | vdso scratch | args. */
     long mapped = stasis_syscall6(STASIS_NR_mmap, (long)local.work_start, (long)local.work_bytes, 7 /* rwx */,
-                                  0x02 | 0x20 | 0x100000 /* MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE */, -1, 0);
+                                  RST_MAP_PRIVATE | RST_MAP_ANONYMOUS | RST_MAP_FIXED_NOREPLACE, -1, 0);
     if (mapped != (long)local.work_start) {
         /* Say what was in the way (the maps as they are now), for the report. */
         rst_read_current_maps(&local);

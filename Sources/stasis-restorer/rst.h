@@ -21,6 +21,7 @@
 #define RST_MAP_SHARED 0x01
 #define RST_MAP_FIXED 0x10
 #define RST_MAP_ANONYMOUS 0x20
+#define RST_MAP_FIXED_NOREPLACE 0x100000
 #define RST_MAP_GROWSDOWN 0x100
 #define RST_MREMAP_MAYMOVE 1
 #define RST_MREMAP_FIXED 2
@@ -131,8 +132,12 @@ struct rst_lazy_area {
 void *memcpy(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 size_t rst_strlen(const char *s);
+/* Fresh private read-write memory, or NULL. */
+static inline void *rst_map_anonymous(uint64_t bytes) {
+    long p = stasis_syscall6(STASIS_NR_mmap, 0, (long)bytes, 3 /* rw */, RST_MAP_PRIVATE | RST_MAP_ANONYMOUS, -1, 0);
+    return p < 0 && p > -4096 ? 0 : (void *)p;
+}
 void rst_write_text(int fd, const char *text);
-void rst_write_hex(int fd, uint64_t value);
 /* A status line built in pieces and written with one write(2) (rst_lib.c). */
 struct rst_line {
     char text[1024];

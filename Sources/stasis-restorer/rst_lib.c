@@ -32,12 +32,6 @@ void rst_write_text(int fd, const char *text) {
     }
 }
 
-void rst_write_hex(int fd, uint64_t value) {
-    struct rst_line line = {.length = 0};
-    rst_line_hex(&line, value);
-    rst_line_send(&line, fd);
-}
-
 /* Status lines are built whole and written with one write(2): the restorer's main thread and the
  * pager share the status pipe, and a line written in pieces could interleave with the other's
  * (the launcher then read "corrupt lazy restart: ok"). Pipe writes up to PIPE_BUF are atomic. */

@@ -340,7 +340,7 @@ static long own_file_object(struct rst_args *args, const stasis_memory_area_reco
     if (o) {
         fd = o->fd;
     } else {
-        fd = stasis_syscall2(319 /* memfd_create */, (long)"stasis-shared", 1 /* MFD_CLOEXEC */);
+        fd = stasis_syscall2(STASIS_NR_memfd_create, (long)"stasis-shared", 1 /* MFD_CLOEXEC */);
         if (fd < 0) rst_fail(args, "cannot create a memfd for the shared area at", area->start);
         if (args->file_object_count < RST_MAX_FILE_OBJECTS) {
             o = &args->file_objects[args->file_object_count++];

@@ -303,11 +303,11 @@ void rst_pager_main(struct rst_args *args, int go_fd, int hello_fd) {
     /* EOF instead of "go": the restorer failed; nothing to serve. */
     if (stasis_syscall3(STASIS_NR_read, go_fd, (long)&byte, 1) != 1) stasis_syscall1(STASIS_NR_exit_group, 0);
     stasis_syscall1(STASIS_NR_close, go_fd);
-    struct pager *p = map_anonymous(sizeof(struct pager)); /* no globals in the restorer */
+    struct pager *p = rst_map_anonymous(sizeof(struct pager)); /* no globals in the restorer */
     if (!p) stasis_syscall1(STASIS_NR_exit_group, 1);
     p->args = args;
     p->pages = args->lazy_page_count;
-    p->buffer = map_anonymous(PREFETCH_BYTES);
+    p->buffer = rst_map_anonymous(PREFETCH_BYTES);
     if (!p->buffer || rst_pager_new_context(p, args->uffd, 0) < 0) rst_pager_die(p, "out of memory");
     /* STASIS_PAGER_DELAY_MS (tests): serve only faults at first, so that they meet pages not yet there. */
     int64_t prefetch_from = monotonic_ms() + args->pager_delay_ms;

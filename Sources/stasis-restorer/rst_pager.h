@@ -15,10 +15,6 @@ struct uffd_msg_ {
     uint64_t a, b, c; /* pagefault: flags, address; fork: ufd; remap: from, to, len; remove: start, end */
 };
 
-static inline void *map_anonymous(uint64_t bytes) {
-    long p = stasis_syscall6(STASIS_NR_mmap, 0, (long)bytes, 3, 0x02 | 0x20 /* PRIVATE|ANONYMOUS */, -1, 0);
-    return p < 0 && p > -4096 ? 0 : (void *)p;
-}
 
 static inline int64_t monotonic_ms(void) {
     int64_t ts[2] = {0, 0};

@@ -95,9 +95,9 @@ int rst_pager_new_context(struct pager *p, int fd, struct context *from) {
     c->fd = fd;
     c->alive = 1;
     c->span_capacity = (from ? from->span_count : p->args->lazy_piece_count) + 65536; /* splits: 2 per event */
-    c->state = map_anonymous(p->pages + 1);
-    c->spans = map_anonymous(c->span_capacity * sizeof(struct span));
-    c->by_page = map_anonymous(c->span_capacity * sizeof(uint32_t));
+    c->state = rst_map_anonymous(p->pages + 1);
+    c->spans = rst_map_anonymous(c->span_capacity * sizeof(struct span));
+    c->by_page = rst_map_anonymous(c->span_capacity * sizeof(uint32_t));
     if (!c->state || !c->spans || !c->by_page) return -1;
     if (from) {
         memcpy(c->state, from->state, p->pages);

@@ -58,8 +58,8 @@ int rst_plan_check(struct rst_args *args, uint32_t index, stasis_plan_check_t *c
 void rst_verify_plan_checks(struct rst_args *args) {
     if (args->plan_fd < 0 || !args->plan.check_count) return;
     uint64_t chunk = 1ul << 20;
-    long buffer = stasis_syscall6(STASIS_NR_mmap, 0, (long)chunk, 3, 0x22 /* PRIVATE|ANONYMOUS */, -1, 0);
-    if (buffer < 0 && buffer > -4096) rst_fail(args, "no memory to check the parent images", (uint64_t)-buffer);
+    uint8_t *buffer = rst_map_anonymous(chunk);
+    if (!buffer) rst_fail(args, "no memory to check the parent images", chunk);
     for (uint32_t i = 0; i < args->plan.check_count; i++) {
         stasis_plan_check_t check;
         if (rst_plan_check(args, i, &check) < 0) rst_fail(args, "cannot read the restore plan's checks", i);
@@ -73,7 +73,7 @@ void rst_verify_plan_checks(struct rst_args *args) {
         if (stasis_crc32c_end(crc) != check.crc)
             rst_fail_image(args, "page data checksum mismatch in a parent image at offset", check.file_offset);
     }
-    stasis_syscall2(STASIS_NR_munmap, buffer, (long)chunk);
+    stasis_syscall2(STASIS_NR_munmap, (long)buffer, (long)chunk);
 }
 
 /* After the pager has its copies: the program keeps none of the parents' descriptors. */

@@ -54,12 +54,12 @@ void rst_restore_mm(struct rst_args *args) {
     /* Resource limits: a hard limit above ours needs privilege; then keep ours and say so. */
     for (int resource = 0; resource < 16; resource++) {
         uint64_t wanted[2] = {p->rlimits[resource][0], p->rlimits[resource][1]};
-        if (stasis_syscall4(302 /* prlimit64 */, 0, resource, (long)wanted, 0) == 0) continue;
+        if (stasis_syscall4(STASIS_NR_prlimit64, 0, resource, (long)wanted, 0) == 0) continue;
         uint64_t current[2];
-        if (stasis_syscall4(302, 0, resource, 0, (long)current) != 0) continue;
+        if (stasis_syscall4(STASIS_NR_prlimit64, 0, resource, 0, (long)current) != 0) continue;
         wanted[1] = current[1];
         if (wanted[0] > current[1]) wanted[0] = current[1];
-        stasis_syscall4(302, 0, resource, (long)wanted, 0);
+        stasis_syscall4(STASIS_NR_prlimit64, 0, resource, (long)wanted, 0);
         rst_warn(args, "a hard resource limit could not be raised back (needs CAP_SYS_RESOURCE); resource", (uint64_t)resource);
     }
 }

@@ -72,6 +72,7 @@
 #define STASIS_NR_timer_getoverrun 225
 #define STASIS_NR_capget 125
 #define STASIS_NR_prlimit64 302
+#define STASIS_NR_memfd_create 319
 #define STASIS_NR_getitimer 36
 #define STASIS_NR_madvise 28
 #define STASIS_NR_clone 56

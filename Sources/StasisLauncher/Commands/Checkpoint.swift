@@ -116,7 +116,7 @@ enum CheckpointCommand {
         if result.chainLength >= 2, result.chainLength >= result.maxChain {
             let key = try readKeyFile(ifGiven: options.values["--key"])
             do {
-                try compactInPlace(image, key: key)
+                try CompactCommand.compact(image, key: key)
                 compacted = true
             } catch {
                 printError("stasis: warning: could not compact \(image): \(error.message); the next image will be a full one")

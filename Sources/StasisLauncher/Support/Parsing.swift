@@ -67,11 +67,3 @@ func jsonEscape(_ text: String) -> String {
     }
     return out
 }
-
-extension String {
-    func trimmingSuffixNewline() -> String {
-        var s = self
-        while s.hasSuffix("\n") { s.removeLast() }
-        return s
-    }
-}

@@ -25,8 +25,7 @@ struct ControlDirectory {
     /// Creates a fresh one (never reuses an existing name) for a process of `uid`.
     static func create(uid: uid_t) throws(LauncherError) -> ControlDirectory {
         for _ in 0..<16 {
-            // At least STASIS_REQUEST_TOKEN_MIN: no token equals a magic of the agent's own signals.
-            let token = UInt64.random(in: UInt64(STASIS_REQUEST_TOKEN_MIN)...UInt64.max)
+            let token = randomRequestToken()  // never a magic of the agent's own signals
             let dir = path(uid: uid, token: token)
             do {
                 try FileSystem.makeDirectory(dir, mode: 0o700)
