@@ -87,14 +87,19 @@ public struct ImageHeader: Equatable, Sendable {
         return header
     }
 
-    /// Checks `headerCRC` against the fixed bytes and the program path.
-    public static func verifyCRC(fixed: [UInt8], program: [UInt8], expected: UInt32) throws(ImageError) {
+    /// header_crc: CRC32C of the fixed header bytes (their own CRC field as zero), then the program path.
+    static func crc(fixed: [UInt8], program: [UInt8]) -> UInt32 {
         var bytes = Array(fixed.prefix(size))
-        for i in crcOffset..<crcOffset + 4 { bytes[i] = 0 }
+        for i in crcOffset..<min(crcOffset + 4, bytes.count) { bytes[i] = 0 }
         var crc = CRC32C()
         crc.update(bytes)
         crc.update(program)
-        guard crc.value == expected else { throw .checksumMismatch("the header") }
+        return crc.value
+    }
+
+    /// Checks `headerCRC` against the fixed bytes and the program path.
+    public static func verifyCRC(fixed: [UInt8], program: [UInt8], expected: UInt32) throws(ImageError) {
+        guard crc(fixed: fixed, program: program) == expected else { throw .checksumMismatch("the header") }
     }
 
     public func encode(into writer: inout ByteWriter) {
@@ -113,13 +118,7 @@ public struct ImageHeader: Equatable, Sendable {
         writer.writeFixedString(kernelRelease, count: 72)
         writer.write(UInt32(program.utf8.count))
         let start = writer.bytes.count - ImageHeader.crcOffset
-        var fixed = ByteWriter()
-        fixed.write(bytes: Array(writer.bytes[start...]))
-        fixed.write(UInt32(0))
-        var crc = CRC32C()
-        crc.update(fixed.bytes)
-        crc.update(Array(program.utf8))
-        writer.write(crc.value)
+        writer.write(ImageHeader.crc(fixed: Array(writer.bytes[start...]) + [0, 0, 0, 0], program: Array(program.utf8)))
         writer.write(bytes: Array(program.utf8))
         writer.pad(toMultipleOf: Int(RecordHeader.alignment))
     }
@@ -131,12 +130,8 @@ extension ImageHeader {
         let at = MemoryLayout<stasis_image_header_t>.offset(of: \.program_bytes)!
         var reader = ByteReader(Array(image[at..<at + 4]))
         let programBytes = Int((try? reader.read(UInt32.self)) ?? 0)
-        var fixed = Array(image[0..<size])
-        for i in crcOffset..<crcOffset + 4 { fixed[i] = 0 }
-        var crc = CRC32C()
-        crc.update(fixed)
-        crc.update(Array(image[size..<size + programBytes]))
-        withUnsafeBytes(of: crc.value.littleEndian) { for i in 0..<4 { image[crcOffset + i] = $0[i] } }
+        let crc = crc(fixed: Array(image[0..<size]), program: Array(image[size..<size + programBytes]))
+        withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { image[crcOffset + i] = $0[i] } }
     }
 }
 

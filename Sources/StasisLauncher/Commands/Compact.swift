@@ -39,11 +39,7 @@ enum CompactCommand {
         if image.signature != nil && key == nil {
             throw LauncherError(.signatureMismatch, "\(path) is signed: compact it with --key FILE to sign the result")
         }
-        if let key {
-            do { try image.verifySignature(from: source, key: key) } catch {
-                throw LauncherError(.signatureMismatch, "\(path): \(error)")
-            }
-        }
+        if let key { try checkSignature(image, source, key: key) }
         let chain = try ImageChain.load(image, source: source)
         let segments = try chain.pageSegments()
         try RestartCommand.verifyParentData(chain, segments)
@@ -104,10 +100,9 @@ struct FileImageSink: ImageSink {
     }
 
     mutating func overwrite(_ bytes: [UInt8], at offset: UInt64) throws(ImageError) {
-        let n = bytes.withUnsafeBytes { pwrite(fd.rawValue, $0.baseAddress!, $0.count, off_t(offset)) }
-        guard n == bytes.count else {
+        do { try fd.writeAll(bytes, at: offset) } catch {
             failed = true
-            throw .io("cannot write the compacted image: \(n < 0 ? Errno.current.description : "short write")")
+            throw .io("cannot write the compacted image: \(error)")
         }
     }
 }

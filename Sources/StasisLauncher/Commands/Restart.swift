@@ -121,11 +121,10 @@ enum RestartCommand {
         let image = try source.decode()
         try checkOwnership(image, source)
         // An incremental image: its parents, checked like it, and where each inherited page is.
+        let key = try readKeyFile(ifGiven: options.keyPath)  // once, for every parent
         let chain = try ImageChain.load(image, source: source) { parent, parentSource throws(LauncherError) in
             try checkOwnership(parent, parentSource)
-            if let keyPath = options.keyPath {
-                try checkSignature(parent, parentSource, key: try readKeyFile(keyPath))
-            }
+            if let key { try checkSignature(parent, parentSource, key: key) }
         }
         try MachineCheck.check(image)
         try FileCheck.check(image, allowChanged: options.allowChangedFiles,
@@ -152,14 +151,6 @@ enum RestartCommand {
             throw LauncherError(.failure, "cannot pass the key to the restorer: \(error)")
         }
         return pair.read
-    }
-
-    static func checkSignature(_ image: Image, _ source: FileImageSource, key: [UInt8]) throws(LauncherError) {
-        do {
-            try image.verifySignature(from: source, key: key)
-        } catch {
-            throw LauncherError(.signatureMismatch, "\(source.path): \(error)")
-        }
     }
 
     /// Restart never raises privileges: an image must be the caller's (file and process), unless root.

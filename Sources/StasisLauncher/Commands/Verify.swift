@@ -55,13 +55,7 @@ enum VerifyCommand {
     {
         let source = try FileImageSource(path: path)
         let image = try source.decode()
-        if let key {
-            do {
-                try image.verifySignature(from: source, key: key)
-            } catch {
-                throw LauncherError(.signatureMismatch, "\(path): \(error)")
-            }
-        }
+        if let key { try checkSignature(image, source, key: key) }
         let total = max(image.storedBytes, 1)
         var lastShown: UInt64 = 0
         do {

@@ -1,3 +1,4 @@
+import StasisImage
 import StasisSystem
 
 /// A key file's bytes (1 to 4000), for HMAC-SHA256 signatures. Used by run, checkpoint, restart,
@@ -19,4 +20,13 @@ func readKeyFile(_ path: String) throws(LauncherError) -> [UInt8] {
 func readKeyFile(ifGiven path: String?) throws(LauncherError) -> [UInt8]? {
     guard let path else { return nil }
     return try readKeyFile(path)
+}
+
+/// `--key`: the image's signature must be this key's (exit 11 otherwise).
+func checkSignature(_ image: Image, _ source: FileImageSource, key: [UInt8]) throws(LauncherError) {
+    do {
+        try image.verifySignature(from: source, key: key)
+    } catch {
+        throw LauncherError(.signatureMismatch, "\(source.path): \(error)")
+    }
 }
