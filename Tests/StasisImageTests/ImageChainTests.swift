@@ -41,22 +41,7 @@ enum ChainFixture {
         var w = ByteWriter()
         process.encode(into: &w)
         encoder.append(kind: .process, payload: w.bytes)
-        var agent = AgentRecord()
-        agent.restoreTail = 0x400100
-        agent.restoreThreadTail = 0x400180
-        agent.stateAddress = 0x600000
-        w = ByteWriter()
-        agent.encode(into: &w)
-        encoder.append(kind: .agent, payload: w.bytes)
-        var thread = ThreadRecord()
-        thread.tid = 4242
-        thread.generalRegisters[ThreadRecord.ripIndex] = 0x400200
-        thread.generalRegisters[ThreadRecord.rspIndex] = 0x7ffe_0000_0000
-        thread.generalRegisters[ThreadRecord.segmentsIndex] = 0x2b_0000_0000_0033
-        thread.xsave = [UInt8](repeating: 0, count: 2432)
-        w = ByteWriter()
-        thread.encode(into: &w)
-        encoder.append(kind: .thread, payload: w.bytes)
+        appendSampleAgentAndThread(to: &encoder)
         if unknownRecord { encoder.append(rawKind: 99, payload: [1, 2, 3]) }  // a kind from a newer writer
         var code = MemoryAreaRecord()
         code.start = 0x400000
