@@ -12,7 +12,7 @@ void rst_read_header(struct rst_args *args) {
     const char magic[STASIS_IMAGE_MAGIC_BYTES] = STASIS_IMAGE_MAGIC;
     for (int i = 0; i < STASIS_IMAGE_MAGIC_BYTES; i++)
         if (args->header.magic[i] != magic[i]) rst_fail_image(args, "not a Stasis image", 0);
-    if (args->header.version != STASIS_IMAGE_VERSION) rst_fail(args, "unsupported image version", args->header.version);
+    if (args->header.version < STASIS_IMAGE_VERSION_OLDEST || args->header.version > STASIS_IMAGE_VERSION) rst_fail(args, "unsupported image version", args->header.version);
     if (args->header.arch != STASIS_ARCH_X86_64) rst_fail(args, "image is for another architecture", args->header.arch);
     if (args->header.page_size != RST_PAGE) rst_fail(args, "image page size differs", args->header.page_size);
     if (args->header.header_bytes != sizeof(stasis_image_header_t) || args->header.program_bytes > STASIS_MAX_PATH)
