@@ -30,6 +30,8 @@ public struct Image: Equatable, Sendable {
     public var timers: [PosixTimerRecord] = []
     /// Signals pending at the checkpoint with their siginfo, in queue order.
     public var pendingSignals: [PendingSignalRecord] = []
+    /// Tree members: descriptors that are one open file description with an earlier member's.
+    public var sharedDescriptions: [SharedDescriptionRecord] = []
     /// Incremental images: the image their inherited pages come from.
     public var parent: ParentRecord? = nil
     /// Records of kinds this version does not know, skipped by length.
@@ -98,6 +100,10 @@ public struct Image: Equatable, Sendable {
                 // First, so that a chain can be followed without decoding whole images.
                 guard count == 0 else { throw .invalidRecord(.parent, at: offset, reason: "not the first record") }
                 image.parent = try ParentRecord(decoding: &reader)
+            case .sharedDescription:
+                image.sharedDescriptions.append(try SharedDescriptionRecord(decoding: &reader))
+            case .treeProcess:
+                throw .invalidRecord(.treeProcess, at: offset, reason: "a tree manifest's record in a process image")
             case .signalActions:
                 try checkOnce(kind, &seen, offset)
                 image.signalActions = try SignalActionsRecord(decoding: &reader)
@@ -237,6 +243,12 @@ public struct Image: Equatable, Sendable {
         var fds = Set<Int32>()
         for fd in fileDescriptors where !fds.insert(fd.fd).inserted {
             throw .invalidRecord(.fileDescriptor, at: 0, reason: "fd \(fd.fd) appears twice")
+        }
+        var shared = Set<Int32>()
+        for share in sharedDescriptions {
+            guard fds.contains(share.fd), shared.insert(share.fd).inserted, share.ownerPID != header.pid else {
+                throw .invalidRecord(.sharedDescription, at: 0, reason: "fd \(share.fd) shared with \(share.ownerPID)/\(share.ownerFD)")
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
         switch self {
         case .notAnImage: return "not a Stasis image (bad magic)"
         case .unsupportedVersion(let v):
-            return "image format version \(v) is not supported by this stasis (it reads version \(ImageHeader.currentVersion))"
+            return "image format version \(v) is not supported by this stasis (it reads versions \(ImageHeader.readableVersions.lowerBound)-\(ImageHeader.readableVersions.upperBound))"
         case .foreignArchitecture(let a): return "image is for another architecture (ELF machine \(a)); this is x86-64"
         case .truncated(let at): return "image is truncated (ends before byte \(at)); it was not completely written"
         case .empty: return "image file is empty (0 bytes); it was never written, or a copy of it failed"

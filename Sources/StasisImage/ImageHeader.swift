@@ -6,6 +6,8 @@ public struct ImageHeader: Equatable, Sendable {
     /// STASIS_IMAGE_MAGIC, "STASIS\0\1".
     public static let magic: [UInt8] = withUnsafeBytes(of: STASIS_IMAGE_MAGIC_WORD.littleEndian) { Array($0) }
     public static let currentVersion = UInt32(STASIS_IMAGE_VERSION)
+    /// Versions this build reads: 2 (single processes) and 3 (process trees).
+    public static let readableVersions = UInt32(STASIS_IMAGE_VERSION_OLDEST)...UInt32(STASIS_IMAGE_VERSION)
     public static let x86_64 = UInt32(STASIS_ARCH_X86_64)
     public static let size = MemoryLayout<stasis_image_header_t>.size
     public static let maxProgramBytes = Int(STASIS_MAX_PATH)
@@ -43,7 +45,7 @@ public struct ImageHeader: Equatable, Sendable {
         try reader.skip(8)
         var header = ImageHeader()
         header.version = try reader.read(UInt32.self)
-        guard header.version == currentVersion else { throw .unsupportedVersion(header.version) }
+        guard readableVersions.contains(header.version) else { throw .unsupportedVersion(header.version) }
         let headerBytes = try reader.read(UInt32.self)
         guard headerBytes == UInt32(size) else { throw .invalidHeader("header size \(headerBytes), expected \(size)") }
         header.architecture = try reader.read(UInt32.self)
@@ -56,7 +58,8 @@ public struct ImageHeader: Equatable, Sendable {
             throw .invalidHeader("implausible xsave description (XCR0 \(hex(header.xcr0)), \(header.xsaveSize) bytes)")
         }
         header.threadCount = try reader.read(UInt32.self)
-        guard header.threadCount >= 1, header.threadCount <= 65536 else {
+        // 0: a tree manifest (TreeManifest.swift); Image.validate wants at least one THREAD.
+        guard header.threadCount <= 65536 else {
             throw .invalidHeader("thread count \(header.threadCount)")
         }
         header.pid = try reader.read(Int32.self)

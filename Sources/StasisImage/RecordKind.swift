@@ -3,7 +3,7 @@ import CStasisABI
 /// Record tags as written to disk (stasis_image_abi.h STASIS_RECORD_*): append new cases, never renumber.
 public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
     case end = 0, process = 1, memoryArea = 2, thread = 3, signalActions = 4, fileDescriptor = 5, agent = 6
-    case posixTimer = 7, parent = 8, pendingSignal = 9
+    case posixTimer = 7, parent = 8, pendingSignal = 9, sharedDescription = 10, treeProcess = 11
 
     public var description: String {
         switch self {
@@ -17,6 +17,8 @@ public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
         case .posixTimer: return "POSIX_TIMER record"
         case .parent: return "PARENT record"
         case .pendingSignal: return "PENDING_SIGNAL record"
+        case .sharedDescription: return "SHARED_DESCRIPTION record"
+        case .treeProcess: return "TREE_PROCESS record"
         }
     }
 }

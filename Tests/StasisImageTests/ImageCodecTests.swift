@@ -111,12 +111,20 @@ func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
 
     /// Version 2 changed INOTIFY's payload (binary watches): a version 1 image gets one clear line.
     @Test func refusesAVersion1ImageWithOneLine() {
-        #expect(ImageHeader.currentVersion == 2 && ImageHeader.currentVersion == UInt32(STASIS_IMAGE_VERSION))
+        #expect(ImageHeader.currentVersion == 3 && ImageHeader.currentVersion == UInt32(STASIS_IMAGE_VERSION))
         var (bytes, _) = sampleImage()
         bytes[8] = 1
         #expect(throws: ImageError.unsupportedVersion(1)) { try Image.decode(from: ByteArraySource(bytes)) }
         #expect(ImageError.unsupportedVersion(1).description
-            == "image format version 1 is not supported by this stasis (it reads version 2)")
+            == "image format version 1 is not supported by this stasis (it reads versions 2-3)")
+    }
+
+    /// Version 2 images (single processes, before trees) still read.
+    @Test func readsAVersion2Image() throws {
+        var (bytes, _) = sampleImage()
+        bytes[8] = 2
+        ImageHeader.reseal(&bytes)
+        #expect(try Image.decode(from: ByteArraySource(bytes)).header.version == 2)
     }
 
     @Test func rejectsAnotherArchitecture() {
