@@ -160,6 +160,7 @@ struct CheckpointJob {
             sequence = try joinFrozenTree()
         } else if try firstChild(arena: &arena) != nil {
             sequence = try freezeTree(arena: &arena)
+            frozenAt = monotonicNanoseconds()  // the whole tree stands still from here
         } else {
             sequence = claimSequence()
         }
