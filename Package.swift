@@ -48,8 +48,10 @@ let package = Package(
         ),
         .target(name: "StasisLauncher", dependencies: ["StasisImage", "StasisSystem", "CStasisSpawn", "CStasisABI"]),
         .executableTarget(name: "stasis", dependencies: ["StasisLauncher"], path: "Launcher"),
-        .testTarget(name: "StasisImageTests", dependencies: ["StasisImage", "StasisProc", "CStasisABI"]),
-        .testTarget(name: "StasisLauncherTests", dependencies: ["StasisLauncher", "StasisImage"]),
+        // Hand-built images and tree checkpoints that more than one test target uses.
+        .target(name: "StasisImageSamples", dependencies: ["StasisImage"], path: "Tests/Samples"),
+        .testTarget(name: "StasisImageTests", dependencies: ["StasisImage", "StasisImageSamples", "StasisProc", "CStasisABI"]),
+        .testTarget(name: "StasisLauncherTests", dependencies: ["StasisLauncher", "StasisImage", "StasisImageSamples"]),
         .testTarget(name: "EndToEndTests", dependencies: ["StasisImage", "StasisSystem"]),
     ]
 )
