@@ -100,6 +100,10 @@ extension CheckpointJob {
             if reapPreviousWriter() == Int32(Self.mapsDifferInChild) { continue }
             RawSyscall.close(imageFD)
             imageFD = -1
+            if lockFD >= 0 {  // a tree's root: the writer holds the lock now
+                RawSyscall.close(lockFD)
+                lockFD = -1
+            }
             tempPath.removeAll()  // the writer's now: a failure here must not unlink it
             return .delegated
         }

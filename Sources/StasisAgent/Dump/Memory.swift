@@ -32,6 +32,8 @@ struct MemoryDumper {
     var plannedAreaCount = 0
     var plannedAreaCapacity = 0
     var areaIndex = 0
+    /// A tree checkpoint's control block (Checkpoint/Tree): mapped only while the checkpoint lasts, never stored.
+    var excluded: (start: UInt64, end: UInt64) = (0, 0)
 
     @_noAllocation @_noLocks
     static func make(arena: inout FreezeArena, config: UnsafePointer<stasis_agent_config_t>) -> MemoryDumper? {
@@ -64,6 +66,10 @@ struct MemoryDumper {
             guard line.count > 0 else { continue }
             guard let area = MapsLine(parsing: line.bytes, count: line.count) else {
                 throw FreezeFailure(step: .readProc, errno: RawErrno.invalid, object: line.bytes - maps)
+            }
+            if area.start >= excluded.start && area.end <= excluded.end {
+                areaIndex += 1
+                continue
             }
             try dumpArea(area, line: line.bytes, into: &image)
             areaIndex += 1
