@@ -290,6 +290,18 @@ func launcherError(_ body: () throws(LauncherError) -> Void) -> LauncherError? {
         #expect(json.contains { $0.contains("sample-4242-0003.stasis") && !$0.contains("processes") })
     }
 
+    @Test func theManifestOrAPlainDirectoryIsNotTakenForAnImage() throws {
+        let disk = try TreeOnDisk()
+        defer { disk.remove() }
+        for error in [launcherError { () throws(LauncherError) in _ = try InspectCommand.render(disk.manifest, json: false) },
+                      launcherError { () throws(LauncherError) in _ = try VerifyCommand.report(disk.manifest, key: nil, json: false, showProgress: false) }] {
+            #expect(error?.code == .badImage && error?.message == "\(disk.manifest) is the manifest of a tree checkpoint, not a process's "
+                + "image: name its directory, \(disk.tree)", "\(String(describing: error?.message))")
+        }
+        let plain = launcherError { () throws(LauncherError) in _ = try InspectCommand.render(disk.directory, json: false) }
+        #expect(plain?.code == .badImage && plain?.message.hasPrefix("\(disk.directory) is a directory without a tree manifest (tree): ") == true)
+    }
+
     @Test func compactRefusesATreeAndAMemberInPlace() throws {
         let disk = try TreeOnDisk()
         defer { disk.remove() }

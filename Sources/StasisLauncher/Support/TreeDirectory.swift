@@ -46,7 +46,7 @@ struct TreeDirectory {
             _ = try fileStatus(manifestPath)
         } catch where error == .noEntry {
             throw LauncherError(.badImage, "\(trimmed) is a directory without a tree manifest (\(TreeManifest.fileName)): "
-                + "not a tree checkpoint; name an image file or a COMM-PID-SEQ.stasis directory")
+                + "not a tree checkpoint; name an image file or a COMM-PID-SEQ.stasis directory (`stasis ls DIR` lists a directory's images)")
         } catch {
             throw LauncherError(.badImage, "cannot read \(manifestPath): \(error)")
         }
