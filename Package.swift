@@ -12,6 +12,7 @@ import PackageDescription
 //   stasis-restorer freestanding static-pie C: remaps memory and sigreturns into the program
 //   StasisLauncher  the launcher's commands, restart planning and checks (unit-tested)
 //   stasis          the launcher's executable: Launcher/main.swift calls StasisLauncher
+//   StasisImageSamples  test support (Tests/Samples): hand-built images and tree checkpoints
 let package = Package(
     name: "Stasis",
     products: [

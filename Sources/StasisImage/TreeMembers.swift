@@ -1,4 +1,4 @@
-/// How a tree checkpoint's member images are bound to its manifest (Docs/IMAGE-FORMAT.md 8): the checks
+/// How a tree checkpoint's member images are bound to its manifest (Docs/IMAGE-FORMAT.md 7): the checks
 /// `stasis verify`, `inspect`, `ls` and `restart` make on DIR/PID.stasis beyond the image's own.
 ///
 ///   tree (manifest)            TREE_PROCESS pid 1001: image_bytes 8192, image_header_crc 0x1234abcd

@@ -2,7 +2,7 @@ import Glibc
 import StasisImage
 import StasisSystem
 
-/// A tree checkpoint on disk (Docs/IMAGE-FORMAT.md 8), as the read-only commands open it:
+/// A tree checkpoint on disk (Docs/IMAGE-FORMAT.md 7), as the read-only commands open it:
 ///
 ///   DIR/COMM-PID-SEQ.stasis/     the path given (a directory)
 ///     tree                       TreeManifest: one TREE_PROCESS per process, root first
