@@ -110,6 +110,21 @@ func launcherError(_ body: () throws(LauncherError) -> Void) -> LauncherError? {
         #expect(json.filter { $0 == "{" }.count == json.filter { $0 == "}" }.count)
     }
 
+    @Test func aStoppedProcessAndAnOwnGroupAreShown() throws {
+        var sample = SampleTree()
+        sample.manifest.processes[1].state = .stopped
+        sample.manifest.processes[1].flags.insert(.ownGroup)
+        sample.manifest.processes[1].exitSignal = 0
+        let disk = try TreeOnDisk(sample)
+        defer { disk.remove() }
+        let text = try InspectCommand.render(disk.tree, json: false)
+        #expect(text.split(separator: "\n").contains { $0.hasPrefix("1001  1000") && $0.contains(" stopped ")
+            && $0.hasSuffix("\\_ worker [subreaper, own group, exit signal 0, death signal 15]") }, "\(text)")
+        let json = try InspectCommand.render(disk.tree, json: true)
+        #expect(json.contains("\"state\": \"stopped\", \"exit_signal\": 0, \"death_signal\": 15, \"command\": \"worker\", "
+            + "\"flags\": [\"child_subreaper\", \"own_group\"], \"image\": \"1001.stasis\""), "\(json)")
+    }
+
     @Test func verifyChecksTheManifestAndEveryMember() throws {
         let disk = try TreeOnDisk()
         defer { disk.remove() }
