@@ -92,6 +92,8 @@ struct CheckpointJob {
     var memberIndex = 0
     /// The root of a tree keeps DIR/.NAME-PID.tmp open and locked here while its member image is imageFD.
     var lockFD: Int32 = -1
+    /// The copy-on-write writer's end of the pipe the frozen program waits on (CopyOnWriteWriter.swift).
+    var snapshotFD: Int32 = -1
 
     @_noAllocation @_noLocks
     init?(arena: inout FreezeArena, capture: UnsafeMutablePointer<stasis_capture_t>) {
@@ -160,6 +162,7 @@ struct CheckpointJob {
             sequence = try joinFrozenTree()
         } else if try firstChild(arena: &arena) != nil {
             sequence = try freezeTree(arena: &arena)
+            frozenAt = monotonicNanoseconds()  // the whole tree stands still from here
         } else {
             sequence = claimSequence()
         }
@@ -217,6 +220,10 @@ struct CheckpointJob {
             freeze.thaw()
             thawed = true
             return
+        }
+        if role == .writer {
+            defer { releaseProgram() }
+            try memory.snapshotSharedAreas(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena)
         }
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
         try image.writeEnd()
