@@ -214,7 +214,7 @@ struct CheckpointJob {
 
         role = try splitOffWriter(maps: maps, mapsCount: &mapsCount, mapsCapacity: mapsCapacity, arena: &arena)
         if role == .delegated {
-            try treeCaptured(writer: Int(capture.pointee.state.pointee.writer_pid))
+            try treeCaptured()
             if armTracking, let tracker { armDirtyTracking(tracker, memory: memory, maps: maps, count: mapsCount, sequence: sequence) }
             thawedAt = monotonicNanoseconds()
             freeze.thaw()

@@ -108,7 +108,12 @@ extension CheckpointJob {
                 // The intermediate child: clone the writer, exit.
                 if !childSeesSameMaps(maps, mapsCount, arena: &arena) { _ = RawSyscall.call(STASIS_NR_exit_group, Self.mapsDifferInChild) }
                 let writer = RawSyscall.call(STASIS_NR_clone, 0, 0, 0, 0, 0)
-                if writer != 0 { _ = RawSyscall.call(STASIS_NR_exit_group, writer > 0 ? 0 : 1) }
+                if writer != 0 {
+                    // A tree's root watches each writer (one that dies never says so): its pid, before
+                    // the program reaps this child and reports CAPTURED.
+                    if writer > 0, let tree { tree.member(memberIndex).pointee.writer_pid = Int32(truncatingIfNeeded: writer) }
+                    _ = RawSyscall.call(STASIS_NR_exit_group, writer > 0 ? 0 : 1)
+                }
                 thawedAt = monotonicNanoseconds()  // the program's pause ended at this clone
                 return .writer
             }

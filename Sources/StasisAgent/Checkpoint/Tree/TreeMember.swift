@@ -76,9 +76,11 @@ extension CheckpointJob {
     /// Every record but memory is written and the writer split off (or, in place, memory too): tell
     /// the root and wait for its word. The root waits for every member, then lets them all thaw.
     @_noAllocation @_noLocks
-    mutating func treeCaptured(writer: Int) throws(FreezeFailure) {
+    /// `writer`: the process that finishes the image when it is this one (in place); a copy-on-write
+    /// writer's pid is already in the slot (the intermediate child put it there).
+    mutating func treeCaptured(writer: Int? = nil) throws(FreezeFailure) {
         guard let tree else { return }
-        tree.member(memberIndex).pointee.writer_pid = Int32(truncatingIfNeeded: writer)
+        if let writer { tree.member(memberIndex).pointee.writer_pid = Int32(truncatingIfNeeded: writer) }
         tree.setProgress(memberIndex, Int32(STASIS_MEMBER_CAPTURED))
         if isTreeMember {
             let phase = tree.waitForPhase(after: Int32(STASIS_TREE_PHASE_CAPTURE), root: Int(capture.pointee.sender_pid))
