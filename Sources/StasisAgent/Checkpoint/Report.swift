@@ -178,7 +178,7 @@ extension CheckpointJob {
         case .treeTraced:
             text.append(" is being traced (a debugger or strace is attached); detach it and try again")
         case .treeStopped:
-            text.append(" is stopped (SIGSTOP or SIGTSTP), which Stasis cannot checkpoint in a tree yet; continue it (kill -CONT) and try again")
+            text.append(" is stopped and could not be continued for its capture")
         case .treeSessionLeaderGone:
             text.append(" is in a session whose leader has exited and is not the job's own session; Stasis cannot restore such a session")
         case .treeTooManyDescriptors:

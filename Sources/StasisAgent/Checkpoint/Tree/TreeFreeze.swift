@@ -172,8 +172,11 @@ extension CheckpointJob {
         if stat.isZombie {
             member.pointee.process.state = STASIS_TREE_ZOMBIE
             member.pointee.process.exit_status = stat.exitCode
-        } else if stat.isStopped {
-            throw FreezeFailure(step: .treeStopped, errno: 0, object: target)
+        } else if stat.state == UInt8(ascii: "t") {
+            throw FreezeFailure(step: .treeTraced, errno: 0, object: target)  // stopped by a tracer
+        } else if stat.state == UInt8(ascii: "T") {
+            // Stopped by a signal: continued for its capture (signalMember), stopped again after it.
+            member.pointee.process.state = STASIS_TREE_STOPPED
         }
     }
 
@@ -221,6 +224,25 @@ extension CheckpointJob {
         info.pointee.value = UInt64(STASIS_TREE_MAGIC) << 32 | UInt64(UInt32(bitPattern: tree.fd))
         let sent = RawSyscall.call(STASIS_NR_rt_sigqueueinfo, target, Int(info.pointee.signo), Int(bitPattern: infoMemory))
         if sent < 0 { throw FreezeFailure(step: .signalThread, errno: -sent, object: target) }
+        // A stopped process runs no handler: SIGCONT lets it take the request (queued first, so it
+        // comes first: the lower number), and it stops itself again once thawed. Its parent may see
+        // that continue and stop (SIGCHLD, waitpid WCONTINUED/WUNTRACED); Docs/ARCHITECTURE.md 2.7.
+        if member.pointee.process.state == STASIS_TREE_STOPPED {
+            _ = RawSyscall.call(STASIS_NR_kill, target, 18 /* SIGCONT */)
+        }
+    }
+
+    /// The root, when a tree checkpoint is given up: a stopped member continued for it that never
+    /// joined (so will not stop itself again) is stopped again here.
+    @_noAllocation @_noLocks
+    func stopContinuedMembers() {
+        guard let tree else { return }
+        for index in 1..<max(tree.memberCount, 1) {
+            let member = tree.member(index)
+            if member.pointee.process.state == STASIS_TREE_STOPPED && tree.progress(index) == Int32(STASIS_MEMBER_SIGNALLED) {
+                _ = RawSyscall.call(STASIS_NR_kill, Int(member.pointee.process.pid), 19 /* SIGSTOP */)
+            }
+        }
     }
 
     /// Group and session ids that name no process of the tree: the root's, when it is not their

@@ -135,9 +135,12 @@ extension CheckpointJob {
     }
 
     /// Nothing of the tree stays in the program: unmapped before it runs again (a writer keeps its own).
+    /// A member that was stopped when the checkpoint began (the root continued it) stops again.
     @_noAllocation @_noLocks
     mutating func leaveTree() {
+        let stopAgain = isTreeMember && tree?.member(memberIndex).pointee.process.state == STASIS_TREE_STOPPED
         tree?.unmap()
         tree = nil
+        if stopAgain { _ = RawSyscall.call(STASIS_NR_kill, pid, 19 /* SIGSTOP */) }
     }
 }

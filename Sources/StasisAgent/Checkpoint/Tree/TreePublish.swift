@@ -150,6 +150,7 @@ extension CheckpointJob {
     mutating func abortTree() {
         guard let tree, isTreeRoot else { return }
         tree.setPhase(Int32(STASIS_TREE_PHASE_ABORT))
+        stopContinuedMembers()
         if imageFD >= 0 {
             RawSyscall.close(imageFD)
             imageFD = -1
