@@ -19,7 +19,7 @@ kill_tree() {
     for p in $(cat "$WORK/pids"); do
         case "$p" in ''|*[!0-9]*) continue ;; esac
         [ "$p" -gt 1 ] || continue
-        if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q "$WORK/tree"; then kill -9 "$p" 2>/dev/null || true; fi
+        if cat "/proc/$p/cmdline" 2>/dev/null | tr '\0' ' ' | grep -q "$WORK/tree"; then kill -9 "$p" 2>/dev/null || true; fi
     done
 }
 cleanup() {
@@ -86,7 +86,7 @@ for N in "${COUNTS[@]}"; do
     : > "$WORK/restarts"
     for _ in 1 2 3; do
         for p in $(cat "$WORK/pids"); do
-            for _ in $(seq 300); do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q "$WORK/tree" || break; sleep 0.01; done
+            for _ in $(seq 300); do cat "/proc/$p/cmdline" 2>/dev/null | tr '\0' ' ' | grep -q "$WORK/tree" || break; sleep 0.01; done
         done
         sleep 0.2  # killed orphans wait for init to reap them
         rm -f "$WORK/restored.pid"
