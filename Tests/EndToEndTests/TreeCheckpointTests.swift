@@ -38,6 +38,8 @@ struct TreeCheckpointTests {
         #expect(withZombie.processes.map(\.state) == [.running, .zombie])
         #expect(withZombie.processes[1].exitStatus == SIGTERM, "killed by SIGTERM, as waitpid will say")
         #expect(access(lastLine(zombieText) + "/\(child).stasis", F_OK) != 0, "a zombie has no image")
+        let (json, jsonText) = try Stasis.run(["checkpoint", "--json", String(program.pid)], in: scratch.path)
+        #expect(json == 0 && jsonText.contains("\"processes\": 2"), "\(jsonText)")
 
         kill(program.pid, SIGUSR1)  // reaped: no children left, a single image again
         try waitUntil("REAPED") { text().contains("REAPED") }

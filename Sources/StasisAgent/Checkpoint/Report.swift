@@ -36,6 +36,7 @@ extension CheckpointJob {
         } else {
             result.pointee.status = STASIS_RESULT_OK
             result.pointee.threads = UInt32(truncatingIfNeeded: threadCount)
+            result.pointee.processes = UInt32(truncatingIfNeeded: tree?.memberCount ?? 1)
             result.pointee.chain_length = chainLength
             result.pointee.max_chain = capture.pointee.config.pointee.max_chain
             result.pointee.incremental_unavailable = trackingUnavailable ? 1 : 0
