@@ -102,7 +102,7 @@ extension CheckpointJob {
             text.append(" processes")
             return
         case .treeProcessDidNotStop, .treeNoAgent, .treeTraced, .treeStopped, .treeSessionLeaderGone,
-            .treeTooManyDescriptors, .treeWriterDied, .treeMemberFailed, .treeAborted:
+            .treeTooManyDescriptors, .treeWriterDied, .treeMemberFailed, .treeAborted, .treeProcessExited:
             describeTreeFailure(failure, into: &text)
             return
         case .stillPagingIn:
@@ -176,6 +176,8 @@ extension CheckpointJob {
             text.append(" did not stop for the checkpoint within 5 s (does it block the checkpoint signal with raw system calls, or is it busy with a checkpoint of its own?)")
         case .treeNoAgent:
             text.append(" does not carry the Stasis agent (a static or setuid program, or one started without LD_PRELOAD), so its parent cannot be checkpointed with it; end it, or let it finish, and try again")
+        case .treeProcessExited:
+            text.append(" was killed while the tree was frozen")
         case .treeTraced:
             text.append(" is being traced (a debugger or strace is attached); detach it and try again")
         case .treeStopped:

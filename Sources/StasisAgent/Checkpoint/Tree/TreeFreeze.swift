@@ -93,8 +93,11 @@ extension CheckpointJob {
         while levelStart < control.memberCount {
             let levelEnd = control.memberCount
             for index in levelStart..<levelEnd { try signalMember(index, arena: &arena) }
+            // A member that exits before it answers (a fork storm's short-lived child) is a zombie now:
+            // its parent is frozen and cannot reap it.
             if let failed = try control.waitForMembers(levelStart..<levelEnd, toReach: Int32(STASIS_MEMBER_FROZEN),
-                                                       timeoutNanoseconds: Int64(STASIS_TREE_FREEZE_TIMEOUT_MS) * 1_000_000)
+                                                       timeoutNanoseconds: Int64(STASIS_TREE_FREEZE_TIMEOUT_MS) * 1_000_000,
+                                                       livenessCheck: false, stalled: { index throws(FreezeFailure) in try noticeExit(index) })
             {
                 throw FreezeFailure(step: .treeMemberFailed, errno: 0, object: failed)
             }
@@ -177,6 +180,23 @@ extension CheckpointJob {
         } else if stat.state == UInt8(ascii: "T") {
             // Stopped by a signal: continued for its capture (signalMember), stopped again after it.
             member.pointee.process.state = STASIS_TREE_STOPPED
+        }
+    }
+
+    /// A signalled member that has not answered: if it has exited meanwhile, it is a zombie of the tree.
+    @_noAllocation @_noLocks
+    private func noticeExit(_ index: Int) throws(FreezeFailure) {
+        guard let tree, tree.progress(index) == Int32(STASIS_MEMBER_SIGNALLED),
+            tree.member(index).pointee.process.state != STASIS_TREE_ZOMBIE
+        else { return }
+        let wasStopped = tree.member(index).pointee.process.state == STASIS_TREE_STOPPED
+        try describeProcess(index)
+        if tree.member(index).pointee.process.state == STASIS_TREE_ZOMBIE {
+            tree.setProgress(index, Int32(STASIS_MEMBER_FROZEN))
+        } else if wasStopped {
+            tree.member(index).pointee.process.state = STASIS_TREE_STOPPED  // (it runs for now: continued by us)
+        } else {
+            tree.member(index).pointee.process.state = STASIS_TREE_RUNNING
         }
     }
 
