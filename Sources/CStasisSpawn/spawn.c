@@ -102,6 +102,10 @@ int stasis_spawn(const stasis_spawn_plan_t *plan, int32_t *used_set_tid, int32_t
     return (int)pid;
 }
 
+int stasis_set_child_subreaper(int32_t on) {
+    return (int)stasis_syscall5(STASIS_NR_prctl, 36 /* PR_SET_CHILD_SUBREAPER */, on ? 1 : 0, 0, 0, 0);
+}
+
 uint64_t stasis_cpu_xcr0(void) { return stasis_xgetbv0(); }
 uint32_t stasis_cpu_xsave_size(void) { return stasis_xsave_size(); }
 

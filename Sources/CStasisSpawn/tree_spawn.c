@@ -19,6 +19,7 @@
 #define TREE_WNOWAIT 0x01000000
 #define TREE_WALL 0x40000000
 #define TREE_PR_SET_PDEATHSIG 1
+#define TREE_PR_SET_NAME 15
 #define TREE_RLIMIT_CORE 4
 #define TREE_SIG_UNBLOCK 1
 #define TREE_SIG_SETMASK 2
@@ -45,6 +46,7 @@ void stasis_tree_spawn_abort(stasis_tree_spawn_control_t *control) {
     __atomic_store_n(&control->abort, 1, __ATOMIC_SEQ_CST);
     stasis_syscall6(TREE_NR_futex, (long)&control->ready, TREE_FUTEX_WAKE, 0x7fffffff, 0, 0, 0);
     stasis_syscall6(TREE_NR_futex, (long)&control->joined, TREE_FUTEX_WAKE, 0x7fffffff, 0, 0, 0);
+    stasis_syscall6(TREE_NR_futex, (long)&control->settled, TREE_FUTEX_WAKE, 0x7fffffff, 0, 0, 0);
 }
 
 /* Records member `index`'s failure (the first one wins `failed`; every one keeps its step). */
@@ -74,12 +76,12 @@ static void arrive(volatile uint32_t *word) {
 }
 
 /* Waits until *word reaches `want`. Exits quietly on abort, records a timeout. */
-static void wait_for(const stasis_tree_spawn_t *tree, int index, volatile uint32_t *word) {
+static void wait_for(const stasis_tree_spawn_t *tree, int index, volatile uint32_t *word, int32_t want) {
     stasis_tree_spawn_control_t *c = tree->control;
     int64_t deadline = now_ms() + STASIS_TREE_SPAWN_TIMEOUT_MS;
     for (;;) {
         uint32_t seen = __atomic_load_n(word, __ATOMIC_SEQ_CST);
-        if (seen >= (uint32_t)tree->count) return;
+        if (seen >= (uint32_t)want) return;
         if (__atomic_load_n(&c->abort, __ATOMIC_SEQ_CST)) stasis_syscall1(STASIS_NR_exit_group, 1);
         if (now_ms() > deadline) give_up(c, index, STASIS_TREE_STEP_TIMEOUT, 0);
         int64_t tick[2] = {0, 100 * 1000000};
@@ -130,16 +132,19 @@ __attribute__((noreturn)) static void member(const stasis_tree_spawn_t *tree, in
         if (r < 0) give_up(c, i, STASIS_TREE_STEP_CLONE, r);
     }
 
-    wait_for(tree, index, &c->ready);
+    wait_for(tree, index, &c->ready, tree->count);
     if (!m->new_session && stasis_syscall1(TREE_NR_getpgid, 0) != m->pgid) {
         r = stasis_syscall2(TREE_NR_setpgid, 0, m->pgid);
         if (r < 0) give_up(c, index, STASIS_TREE_STEP_JOIN_GROUP, r);
     }
     arrive(&c->joined);
-    wait_for(tree, index, &c->joined);
+    wait_for(tree, index, &c->joined, tree->count);
 
-    if (m->kind == STASIS_TREE_SPAWN_STAND_IN) stasis_syscall1(STASIS_NR_exit_group, 0);
-    if (m->kind == STASIS_TREE_SPAWN_ZOMBIE) end_as_zombie(m->exit_status);
+    if (m->kind != STASIS_TREE_SPAWN_RESTORE) {
+        stasis_syscall2(STASIS_NR_prctl, TREE_PR_SET_NAME, (long)m->name);
+        if (m->kind == STASIS_TREE_SPAWN_ZOMBIE) end_as_zombie(m->exit_status);
+        stasis_syscall1(STASIS_NR_exit_group, 0);
+    }
 
     /* Stand-in children are reaped, zombie children left as they are; then the signals their ends sent. */
     uint64_t sent = 0;
@@ -159,6 +164,8 @@ __attribute__((noreturn)) static void member(const stasis_tree_spawn_t *tree, in
         while (stasis_syscall4(TREE_NR_rt_sigtimedwait, (long)&sent, (long)info, (long)no_wait, 8) > 0) {
         }
     }
+    arrive(&c->settled);
+    wait_for(tree, index, &c->settled, tree->live);
 
     if (m->death_signal > 0) {
         r = stasis_syscall2(STASIS_NR_prctl, TREE_PR_SET_PDEATHSIG, m->death_signal);

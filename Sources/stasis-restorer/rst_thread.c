@@ -19,7 +19,7 @@
  *   signal actions; clone the others ------------> own state and frame; prepared = 1;
  *   wait until every one is prepared                wait (futex) for `released`
  *   own state and frame; timers
- *   "ok" to the launcher; [stopped: SIGSTOP itself]
+ *   "ok" to the launcher                            (a stopped process: the launcher stops it here)
  *   read one byte from the go pipe (EOF: exit)
  *   drain SIGCHLD (from stopped children); [subreaper]
  *   queue the process's pending signals, its own;
@@ -232,7 +232,6 @@ static void wait_for_threads(struct rst_args *args, int main_index, int prepared
 
 #define RST_NR_rt_sigtimedwait 128
 #define RST_SIGCHLD 17
-#define RST_SIGSTOP 19
 #define RST_PR_SET_CHILD_SUBREAPER 36
 
 /* A tree member, from its threads' creation to the go (the diagram at the top); returns the main
@@ -247,16 +246,16 @@ static uint64_t tree_go(struct rst_args *args, int main_index) {
     rst_write_text(args->status_fd, STASIS_STATUS_OK "\n");
     stasis_syscall1(STASIS_NR_close, args->status_fd);
     args->status_fd = -1;
-    /* A stopped process stops here, every thread with it, and goes on when it is continued. */
-    if (args->tree_flags & STASIS_RESTORER_TREE_STOPPED)
-        stasis_syscall2(STASIS_NR_kill, stasis_syscall0(STASIS_NR_getpid), RST_SIGSTOP);
+    /* A process that was stopped is stopped here by the launcher, every thread with it, once every
+     * process said "ok" (its parent's SIGCHLD action is then in place: installing an action flushes a
+     * pending SIGCHLD); it reads the go when it is continued. */
     char byte = 0;
     long n;
     do n = stasis_syscall3(STASIS_NR_read, args->go_fd, (long)&byte, 1); while (n == -4);
     if (n != 1) stasis_syscall1(STASIS_NR_exit_group, RST_EXIT_FAILED); /* the launcher gave up and says why */
     stasis_syscall1(STASIS_NR_close, args->go_fd);
-    /* Every SIGCHLD pending now came from the restore (a child that stopped; the launcher waited for
-     * those before the go): none of the image's own signals is queued yet. */
+        /* Every SIGCHLD pending now came from the restore (a child the launcher stopped; it waited for
+     * that SIGCHLD before the go): none of the image's own signals is queued yet. */
     uint64_t child_signal = 1ull << (RST_SIGCHLD - 1);
     int64_t no_wait[2] = {0, 0};
     uint8_t info[128];

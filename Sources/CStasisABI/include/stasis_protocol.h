@@ -50,8 +50,8 @@ enum stasis_restorer_argument {
 /* ---- Process trees (Docs/ARCHITECTURE.md 3.6): the go pipe and the restorer's tree flags. ----
  * A tree member's restorer writes "ok" once it could jump into the program, then reads one byte
  * from GO_FD: a byte means every process of the tree is restored, go on; end of file means the
- * launcher gave up: exit quietly (the launcher names the process that failed). */
-#define STASIS_RESTORER_TREE_STOPPED 1u   /* stop (SIGSTOP to itself) after "ok", before reading GO_FD */
+ * launcher gave up: exit quietly (the launcher names the process that failed). A process that was
+ * stopped is stopped by the launcher (SIGSTOP) while its restorer waits there. */
 #define STASIS_RESTORER_TREE_SUBREAPER 2u /* prctl(PR_SET_CHILD_SUBREAPER) after the go */
 
 /* ---- Status pipe lines, restorer (and lazy pager) to launcher, each ending in '\n'. ----

@@ -16,8 +16,10 @@
  *   5. waits until every process has joined; a stand-in exits now, a zombie exits with its saved
  *      status (exit code, or its signal with the default action)
  *   6. waits for its stand-in and zombie children to end (reaps the stand-ins, leaves the zombies),
- *      and takes the signals their ends sent it (rt_sigtimedwait, zero timeout)
- *   7. PR_SET_PDEATHSIG, its descriptor plan (stasis_spawn_install), execve of the restorer
+ *      and takes the signals their ends sent it (rt_sigtimedwait, zero timeout);       settled += 1
+ *   7. waits until every live process has settled: from here on a SIGCHLD can only come from a
+ *      restorer (a stopped process stopping), which its parent's restorer drains after the go
+ *   8. PR_SET_PDEATHSIG, its descriptor plan (stasis_spawn_install), execve of the restorer
  *
  * A failure is recorded in the control block (which process, which step, errno) and the process
  * exits; every other process gives up when the launcher sets `abort`, or after
@@ -64,6 +66,7 @@ typedef struct stasis_tree_spawn_member {
     int32_t exit_signal;  /* what its creator gets when it ends (clone3 exit_signal; SIGCHLD, or 0...) */
     int32_t exit_status;  /* a zombie's: waitpid encoding */
     int32_t death_signal; /* PR_SET_PDEATHSIG; 0: none */
+    char name[16];        /* PR_SET_NAME: a zombie's and a stand-in's (a live process's restorer sets its own) */
     stasis_spawn_plan_t plan; /* RESTORE: its descriptors, cwd, umask and the restorer's argv */
 } stasis_tree_spawn_member_t;
 
@@ -71,6 +74,7 @@ typedef struct stasis_tree_spawn_member {
 typedef struct stasis_tree_spawn_control {
     volatile uint32_t ready;   /* processes past step 2 (futex word) */
     volatile uint32_t joined;  /* processes past step 4 (futex word) */
+    volatile uint32_t settled; /* live processes past step 6 (futex word) */
     volatile uint32_t abort;   /* set by the launcher: everyone still here exits */
     volatile int32_t failed;   /* the first failure: member index + 1; 0: none */
     int32_t step[STASIS_TREE_SPAWN_MAX];  /* per member: the step that failed (written before `failed`) */
@@ -81,7 +85,7 @@ typedef struct stasis_tree_spawn_control {
 typedef struct stasis_tree_spawn {
     const stasis_tree_spawn_member_t *_Nonnull members;
     int32_t count;
-    int32_t reserved;
+    int32_t live;         /* members of kind STASIS_TREE_SPAWN_RESTORE */
     stasis_tree_spawn_control_t *_Nonnull control;
 } stasis_tree_spawn_t;
 

@@ -82,8 +82,6 @@ struct RestorerArguments: Equatable {
     /// STASIS_RESTORER_TREE_*.
     struct TreeFlags: OptionSet, Equatable {
         let rawValue: UInt32
-        /// Stops itself after "ok" (the process was stopped at the checkpoint).
-        static let stopped = TreeFlags(rawValue: STASIS_RESTORER_TREE_STOPPED)
         /// PR_SET_CHILD_SUBREAPER after the go.
         static let subreaper = TreeFlags(rawValue: STASIS_RESTORER_TREE_SUBREAPER)
     }
