@@ -202,7 +202,18 @@ struct SharedObjects {
 
     init() {}
 
-    /// `records`: every record of the image (or of every member of a tree).
+    /// The objects of a tree's members: every record but those of SHARED_DESCRIPTION descriptors (the
+    /// owner's record stands for them; their contents must not be used).
+    init(members images: [Image]) {
+        var records: [FileDescriptorRecord] = []
+        for image in images {
+            let sharers = Set(image.sharedDescriptions.map(\.fd))
+            records += image.fileDescriptors.filter { !sharers.contains($0.fd) }
+        }
+        self.init(records)
+    }
+
+    /// `records`: every record of the image.
     init(_ records: [FileDescriptorRecord]) {
         for record in records {
             switch record.payload {

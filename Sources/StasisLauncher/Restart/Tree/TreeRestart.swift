@@ -29,14 +29,12 @@ extension RestartCommand {
         }
 
         // Descriptors: above every member's own numbers, shared objects first.
-        var allRecords: [FileDescriptorRecord] = []
         var base: Int32 = 0
         for member in tree.members {
-            allRecords += member.image.fileDescriptors
             let extras = 2 + (member.chain.members.count - 1) + SharedMemoryObjects.keys(of: member.image).count
             base = max(base, FileDescriptorPlan.lowestSource(for: member.image, extraDescriptors: extras))
         }
-        let descriptors = TreeDescriptors(shared: SharedObjects(allRecords), base: base)
+        let descriptors = TreeDescriptors(shared: SharedObjects(members: tree.members.map(\.image)), base: base)
         let memory = try SharedMemoryObjects(tree, descriptors: descriptors)
         let go = try makePipe()
         let keyBytes = try options.keyPath.map { (path) throws(LauncherError) in try readKeyFile(path) }
