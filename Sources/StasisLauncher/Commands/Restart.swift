@@ -46,6 +46,12 @@ enum RestartCommand {
           --fd N=inherit           the program's fd N is this process's own fd N (`3>>new.log`, a pipe)
         --fd may be given once per N; N must be an fd the program had.
         Signals sent to this process are forwarded to the program.
+
+        IMAGE may be a process tree's checkpoint (a directory holding `tree`): every process comes back
+        with its parent, process group, session and original PID (so this needs root or
+        CAP_CHECKPOINT_RESTORE, and every PID free), zombies as zombies, stopped ones stopped; none runs
+        before all are restored. --pid-file gets the root's PID, --fd applies to the root's fds, and the
+        exit status is the root's.
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {

@@ -204,11 +204,15 @@ extension RestartCommand {
                     entry.bytes += chunk[0..<n]
                     if Restorer.endsWithOKLine(entry.bytes) { break }
                 }
-                let lines = StatusLine.parse(entry.bytes)
+                // Whole lines only: the last may still be arriving.
+                let whole = entry.bytes.lastIndex(of: UInt8(ascii: "\n")).map { Array(entry.bytes[...$0]) } ?? []
+                let lines = StatusLine.parse(whole)
                 let pid = spawn.layout.members[entry.member].pid
+                let failed = lines.contains { if case .error = $0 { true } else if case .corrupt = $0 { true } else { false } }
                 if lines.contains(.ok) {
                     for case .warning(let text) in lines { printError("stasis: restore warning: process \(pid): \(text)") }
-                } else if ended {
+                } else if ended || failed {
+                    // A restorer's (or its pager's) last word: a lazy pager may hold the pipe open after it.
                     if let failure = spawn.failure { throw spawn.failureMessage(failure, comm: comm) }
                     throw memberFailure(lines, pid: pid, comm: comm(entry.member), path: tree.directory + "/\(pid).stasis")
                 } else {
