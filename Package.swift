@@ -12,6 +12,7 @@ import PackageDescription
 //   stasis-restorer freestanding static-pie C: remaps memory and sigreturns into the program
 //   StasisLauncher  the launcher's commands, restart planning and checks (unit-tested)
 //   stasis          the launcher's executable: Launcher/main.swift calls StasisLauncher
+//   StasisImageSamples  test support (Tests/Samples): hand-built images and tree checkpoints
 let package = Package(
     name: "Stasis",
     products: [
@@ -48,8 +49,10 @@ let package = Package(
         ),
         .target(name: "StasisLauncher", dependencies: ["StasisImage", "StasisSystem", "CStasisSpawn", "CStasisABI"]),
         .executableTarget(name: "stasis", dependencies: ["StasisLauncher"], path: "Launcher"),
-        .testTarget(name: "StasisImageTests", dependencies: ["StasisImage", "StasisProc", "CStasisABI"]),
-        .testTarget(name: "StasisLauncherTests", dependencies: ["StasisLauncher", "StasisImage"]),
+        // Hand-built images and tree checkpoints that more than one test target uses.
+        .target(name: "StasisImageSamples", dependencies: ["StasisImage"], path: "Tests/Samples"),
+        .testTarget(name: "StasisImageTests", dependencies: ["StasisImage", "StasisImageSamples", "StasisProc", "CStasisABI"]),
+        .testTarget(name: "StasisLauncherTests", dependencies: ["StasisLauncher", "StasisImage", "StasisImageSamples"]),
         .testTarget(name: "EndToEndTests", dependencies: ["StasisImage", "StasisSystem"]),
     ]
 )

@@ -1,5 +1,6 @@
 // libFuzzer target for the image reader that `stasis restart`, `verify` and `inspect` run on untrusted
-// files: any input must decode or throw an ImageError, never trap, hang or touch memory it should not.
+// files, and for the tree manifest reader (DIR/tree of a tree checkpoint): any input must decode or
+// throw an ImageError, never trap, hang or touch memory it should not. Every input goes to both.
 // Built and run by Fuzz/run.sh (swiftc -sanitize=fuzzer,address), outside SwiftPM.
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -21,6 +22,22 @@ public func fuzzImage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             guard let again = try? FileDescriptorRecord(decoding: &reader), again.payload == fd.payload else {
                 fatalError("fd \(fd.fd): a decoded descriptor record does not decode to itself")
             }
+        }
+    }
+    if let manifest = try? TreeManifest.decode(from: source) {
+        _ = try? manifest.verifySignature(from: source, key: Array("fuzz".utf8))
+        // A decoded manifest encodes to a manifest that decodes to the same processes (the encoder is the tests').
+        // Names are set aside: invalid UTF-8 comes back as U+FFFD, longer than the original (as fd paths above).
+        var copy = manifest
+        copy.header.program = ""
+        for i in copy.processes.indices { copy.processes[i].comm = "" }
+        guard let again = try? TreeManifest.decode(from: ByteArraySource(copy.encode())), again.processes == copy.processes else {
+            fatalError("a decoded tree manifest does not decode to itself")
+        }
+        // The member checks run on any header and image the fuzzer can make of the same bytes.
+        for process in manifest.members {
+            _ = try? manifest.checkMemberSize(of: process, size: source.size)
+            _ = try? manifest.checkMemberHeader(of: process, header: manifest.header)
         }
     }
     return 0

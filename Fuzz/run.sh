@@ -77,6 +77,19 @@ SEED
     # Keep the seed small: the metadata part (everything but most page data is cut by the fuzzer anyway).
     [ -n "$IMAGE" ] && head -c 65536 "$IMAGE" > "$OUT/corpus/real-prefix" && cp "$IMAGE" "$OUT/corpus/real-full"
     [ -n "$CHILD" ] && cp "$CHILD" "$OUT/corpus/real-incremental"
+    # A tree checkpoint (a shell with a child): its manifest (TREE_PROCESS records) and the child's
+    # image (SHARED_DESCRIPTION records for the descriptors it shares with the shell).
+    .build/debug/stasis run --dir "$WORK" -- /bin/sh -c "\"$WORK/spin\" & wait" & PID=$!
+    sleep 0.5
+    TREE=$(.build/debug/stasis checkpoint "$PID" 2>/dev/null || true)
+    for KID in $(cat "/proc/$PID/task/$PID/children" 2>/dev/null); do kill -9 "$KID" 2>/dev/null || true; done
+    kill -9 "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
+    if [ -n "$TREE" ] && [ -f "$TREE/tree" ]; then
+        cp "$TREE/tree" "$OUT/corpus/real-tree-manifest"
+        for MEMBER in "$TREE"/*.stasis; do
+            [ "$(basename "$MEMBER")" = "$PID.stasis" ] || head -c 65536 "$MEMBER" > "$OUT/corpus/real-tree-member-prefix"
+        done
+    fi
     rm -rf "$WORK"
 fi
 clang -fsanitize=fuzzer,address -g -O1 -I Sources/CStasisABI/include -o "$OUT/restorer-reader-fuzzer" \

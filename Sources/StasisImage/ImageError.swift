@@ -11,6 +11,8 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
     case missingRecord(String)
     case checksumMismatch(String)
     case signature(String)
+    /// A tree checkpoint whose member images do not agree with its manifest (TreeMembers.swift).
+    case invalidTree(String)
     case io(String)
 
     public var description: String {
@@ -27,6 +29,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, Sendable {
         case .missingRecord(let what): return "incomplete image: no \(what) record"
         case .checksumMismatch(let what): return "corrupt image: checksum mismatch in \(what)"
         case .signature(let why): return "signature check failed: \(why)"
+        case .invalidTree(let why): return "corrupt tree checkpoint: \(why)"
         case .io(let what): return what
         }
     }

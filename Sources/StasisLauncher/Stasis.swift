@@ -12,8 +12,8 @@ let usage = """
                  [--no-fork] [--json] PID
       stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager]
                      [--fd N=PATH|inherit]... IMAGE
-      stasis inspect [--json] IMAGE
-      stasis verify [--key FILE] [--json] IMAGE...
+      stasis inspect [--json] IMAGE|TREE_DIR
+      stasis verify [--key FILE] [--json] IMAGE|TREE_DIR...
       stasis ls [--full] [--json] [DIR]
       stasis compact [--key FILE] [--output OUT] IMAGE
       stasis COMMAND --help

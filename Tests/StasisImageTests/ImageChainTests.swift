@@ -1,5 +1,6 @@
 import CStasisABI
 import StasisImage
+import StasisImageSamples
 import Testing
 
 /// A chain of three images of one process, built in memory. Each has one 4-page anonymous area at

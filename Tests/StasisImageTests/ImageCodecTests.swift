@@ -1,53 +1,7 @@
 import CStasisABI
 import StasisImage
+import StasisImageSamples
 import Testing
-
-/// A small valid image: header, the records the restorer needs, one area with two stored pages.
-/// With `parent`, an incremental image: PARENT first, and the area's page 1 inherited.
-/// `extra` records go just before END.
-func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true,
-                 extra: [(RecordKind, [UInt8])] = []) -> (bytes: [UInt8], area: MemoryAreaRecord) {
-    var header = ImageHeader()
-    header.xcr0 = 0xe7
-    header.xsaveSize = 2432
-    header.pid = 4242
-    header.sequence = 3
-    header.kernelRelease = "6.18.0"
-    header.program = "/usr/bin/sample"
-    var encoder = ImageEncoder(header: header)
-    if let parent, parentFirst { encoder.append(parent) }
-    var process = ProcessRecord()
-    process.pid = 4242
-    process.name = "sample"
-    process.cwd = "/tmp"
-    process.executable = "/usr/bin/sample"
-    process.startBrk = 0x1000
-    process.brk = 0x3000
-    process.auxv = [1, 2, 3, 4, 5, 6, 7, 8]
-    var w = ByteWriter()
-    process.encode(into: &w)
-    encoder.append(kind: .process, payload: w.bytes)
-    appendSampleAgentAndThread(to: &encoder)
-    var code = MemoryAreaRecord()
-    code.start = 0x400000
-    code.end = 0x401000
-    code.protection = 5
-    code.path = "/usr/bin/sample"
-    code.fileSize = 4096
-    encoder.append(code, pageData: [])
-    var area = MemoryAreaRecord()
-    area.start = 0x600000
-    area.end = 0x604000
-    area.protection = 3
-    area.flags = [.anonymous]
-    area.runs = [.init(firstPage: 0, pageCount: 1), .init(firstPage: 2, pageCount: 1)]
-    if parent != nil { area.runs.insert(.init(firstPage: 1, pageCount: 1, isInherited: true), at: 1) }
-    area.dataBytes = 8192
-    encoder.append(area, pageData: [UInt8](repeating: 0xab, count: 8192))
-    if let parent, !parentFirst { encoder.append(parent) }
-    for (kind, payload) in extra { encoder.append(kind: kind, payload: payload) }
-    return (encoder.finish(), area)
-}
 
 @Suite struct ImageCodecTests {
     @Test func roundTripsEveryRecord() throws {

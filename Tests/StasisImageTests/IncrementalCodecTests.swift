@@ -1,5 +1,6 @@
 import CStasisABI
 import StasisImage
+import StasisImageSamples
 import Testing
 
 /// Incremental images: the PARENT record and inherited page runs.

@@ -1,5 +1,6 @@
 import CStasisABI
 import StasisImage
+import StasisImageSamples
 import Testing
 
 /// PENDING_SIGNAL records: a queued signal's siginfo, in queue order (issue 11, item 2).

@@ -1,42 +1,8 @@
 import CStasisABI
+import StasisImageSamples
 import Testing
 
 @testable import StasisImage
-
-/// A root (1000) with a running child (1001), whose child (1002) is a zombie.
-func sampleManifest() -> TreeManifest {
-    var manifest = TreeManifest()
-    manifest.header.xcr0 = 0xe7
-    manifest.header.xsaveSize = 2432
-    manifest.header.threadCount = 0
-    manifest.header.pid = 1000
-    manifest.header.sequence = 2
-    manifest.header.program = "/bin/sh"
-    var root = TreeProcessRecord()
-    root.pid = 1000
-    root.ppid = 999
-    root.pgid = 1000
-    root.sid = 900
-    root.flags = [.root, .ownSession]
-    root.comm = "sh"
-    root.imageBytes = 8192
-    root.imageHeaderCRC = 0x1234
-    var child = root
-    child.pid = 1001
-    child.ppid = 1000
-    child.flags = [.childSubreaper]
-    child.comm = "worker"
-    child.parentDeathSignal = 15
-    var zombie = child
-    zombie.pid = 1002
-    zombie.ppid = 1001
-    zombie.state = .zombie
-    zombie.exitStatus = 42 << 8
-    zombie.imageBytes = 0
-    zombie.imageHeaderCRC = 0
-    manifest.processes = [root, child, zombie]
-    return manifest
-}
 
 struct TreeManifestTests {
     @Test func roundTrips() throws {

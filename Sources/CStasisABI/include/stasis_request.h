@@ -60,8 +60,10 @@ typedef struct stasis_checkpoint_result {
     uint64_t total_ns;               /* start to published */
     char image[STASIS_MAX_PATH];     /* OK: the image's path */
     char message[STASIS_RESULT_MESSAGE_MAX]; /* ERROR: one line, no newline */
+    uint32_t processes;              /* OK: processes in the checkpoint (1, or a tree's count, zombies included) */
+    uint32_t reserved;
 } stasis_checkpoint_result_t;
-_Static_assert(sizeof(stasis_checkpoint_result_t) == 48 + STASIS_MAX_PATH + STASIS_RESULT_MESSAGE_MAX,
+_Static_assert(sizeof(stasis_checkpoint_result_t) == 56 + STASIS_MAX_PATH + STASIS_RESULT_MESSAGE_MAX,
                "protocol: stasis_checkpoint_result_t");
 #define STASIS_RESULT_IMAGE_OFFSET 48
 #define STASIS_RESULT_MESSAGE_OFFSET (48 + STASIS_MAX_PATH)

@@ -78,6 +78,12 @@
 #define STASIS_NR_clone 56
 #define STASIS_NR_clone3 435
 #define STASIS_NR_kcmp 312
+#define STASIS_NR_mkdir 83
+#define STASIS_NR_rmdir 84
+#define STASIS_NR_unlinkat 263
+#define STASIS_NR_rt_sigqueueinfo 129
+#define STASIS_NR_getpgid 121
+#define STASIS_NR_getsid 124
 #define STASIS_NR_execve 59
 #define STASIS_NR_epoll_ctl 233
 #define STASIS_NR_eventfd2 290

@@ -71,25 +71,49 @@ typedef struct stasis_tree_descriptor {
 
 typedef struct stasis_tree_member {
     stasis_tree_process_record_t process; /* the manifest's record: the coordinator's ids, the member's own fields */
-    volatile uint32_t progress;           /* STASIS_MEMBER_* */
+    volatile int32_t progress;            /* STASIS_MEMBER_* */
     int32_t writer_pid;                   /* its copy-on-write writer, while it writes */
     uint32_t descriptor_count;
     uint32_t fail_step;                   /* FreezeFailure.Step of a failure */
     int32_t fail_errno;
     uint32_t reserved;
     int64_t fail_object;
+    char message[256];                    /* a failure, as the member describes it (one line, NUL-terminated) */
 } stasis_tree_member_t;
 
 typedef struct stasis_tree_control {
     uint64_t magic;                   /* STASIS_TREE_CONTROL_MAGIC */
-    volatile uint32_t phase;          /* STASIS_TREE_PHASE_* (futex) */
-    volatile uint32_t changes;        /* bumped at every member progress change (futex) */
+    volatile int32_t phase;           /* STASIS_TREE_PHASE_* (futex) */
+    volatile int32_t changes;         /* bumped at every member progress change (futex) */
     uint32_t member_count;
     uint32_t flags;                   /* STASIS_REQUEST_* flags of the checkpoint (stasis_request.h) */
     uint64_t sequence;                /* the tree image's number */
     char directory[STASIS_MAX_PATH];  /* the tree's temporary directory: members write PID.stasis there */
+    char key_file[STASIS_MAX_PATH];   /* `stasis checkpoint --key`: every member signs with it; empty: their own */
     stasis_tree_member_t members[STASIS_TREE_MAX_PROCESSES];
-    stasis_tree_descriptor_t descriptors[STASIS_TREE_MAX_PROCESSES][STASIS_TREE_MAX_MEMBER_FDS];
 } stasis_tree_control_t;
+
+/* After the control struct, at STASIS_TREE_DESCRIPTORS_OFFSET: each member's descriptor list,
+ * STASIS_TREE_MAX_MEMBER_FDS entries per member (tmpfs gives pages only where they are written). */
+#define STASIS_TREE_DESCRIPTORS_OFFSET 1048576
+#define STASIS_TREE_CONTROL_BYTES 26214400 /* the offset + 512 members x 2048 descriptors x 24 bytes */
+_Static_assert(STASIS_TREE_CONTROL_BYTES == STASIS_TREE_DESCRIPTORS_OFFSET + STASIS_TREE_MAX_PROCESSES * STASIS_TREE_MAX_MEMBER_FDS * 24,
+               "STASIS_TREE_CONTROL_BYTES");
+_Static_assert(sizeof(stasis_tree_control_t) <= STASIS_TREE_DESCRIPTORS_OFFSET, "stasis_tree_control_t");
+_Static_assert(sizeof(stasis_tree_descriptor_t) == 24, "stasis_tree_descriptor_t");
+
+#pragma clang assume_nonnull begin
+static inline stasis_tree_member_t *stasis_tree_member(stasis_tree_control_t *control, uint32_t index) {
+    return &control->members[index];
+}
+/* The text fields as plain pointers (Swift would see them as 4096-element tuples). */
+static inline char *stasis_tree_directory(stasis_tree_control_t *control) { return control->directory; }
+static inline char *stasis_tree_key_file(stasis_tree_control_t *control) { return control->key_file; }
+static inline char *stasis_tree_message(stasis_tree_member_t *member) { return member->message; }
+static inline char *stasis_tree_comm(stasis_tree_member_t *member) { return member->process.comm; }
+static inline stasis_tree_descriptor_t *stasis_tree_descriptors(stasis_tree_control_t *control, uint32_t index) {
+    return (stasis_tree_descriptor_t *)((char *)control + STASIS_TREE_DESCRIPTORS_OFFSET) + (uint64_t)index * STASIS_TREE_MAX_MEMBER_FDS;
+}
+#pragma clang assume_nonnull end
 
 #endif

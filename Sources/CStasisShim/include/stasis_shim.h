@@ -79,6 +79,22 @@ static inline long stasis_futex_wake_all(volatile int32_t *_Nonnull p) {
     return r;
 }
 
+/* The same on memory shared between processes (a tree checkpoint's control block): not PRIVATE. */
+static inline long stasis_shared_futex_wait(volatile int32_t *_Nonnull p, int32_t expected, long timeout_ns) {
+    struct { long sec, nsec; } timeout = {timeout_ns / 1000000000L, timeout_ns % 1000000000L};
+    long r;
+    register long r10 __asm__("r10") = timeout_ns ? (long)&timeout : 0;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(202L), "D"(p), "S"(0L /* WAIT */), "d"((long)expected), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+static inline long stasis_shared_futex_wake_all(volatile int32_t *_Nonnull p) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(202L), "D"(p), "S"(1L /* WAKE */), "d"(0x7fffffffL)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+
 /* What the handler captured for the Swift side. */
 typedef struct stasis_capture {
     stasis_thread_record_t thread;   /* filled by the shim */

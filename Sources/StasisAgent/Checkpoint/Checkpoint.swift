@@ -38,7 +38,13 @@ public func stasisAgentCheckpoint(_ capture: UnsafeMutablePointer<stasis_capture
     case .notOurs: return 1  // the program's own sigqueue, or a request given up: signal_entry.c decides
     }
     let result = job.run(arena: &arena)
-    if job.role != .delegated { job.report(result) }
+    if job.isTreeMember {
+        if let result { job.reportToTree(result) }  // the root reports for the whole tree
+        if job.role != .writer { job.leaveTree() }
+    } else {
+        if job.role != .delegated { job.report(result) }
+        if job.role != .writer { job.leaveTree() }
+    }
     if job.role == .writer {
         // The copy-on-write writer never returns into the program's code.
         _ = RawSyscall.call(STASIS_NR_exit_group, result == nil ? 0 : 1)
@@ -53,6 +59,8 @@ struct CheckpointJob {
     var tempPath: TextBuffer
     var scratch: TextBuffer
     var message: TextBuffer
+    /// A tree's root: the images' directory while `directory` is the tree's temporary one.
+    var treeParent: TextBuffer
     let zeros: UnsafeMutableRawPointer
     /// Room for CONTROL/request or CONTROL/result (stasis_request.h).
     let protocolBuffer: UnsafeMutableRawPointer
@@ -76,12 +84,22 @@ struct CheckpointJob {
     var trackingUnavailable = false
     /// This image's header.time_ns (a later incremental image names it as its parent by it).
     var imageTimeNanoseconds: UInt64 = 0
+    /// This image's header_crc (a tree's manifest binds each member image by it).
+    var imageHeaderCRC: UInt32 = 0
+    /// A tree checkpoint (Checkpoint/Tree): the shared control block, and this process's place in it
+    /// (0: the root, which coordinates).
+    var tree: TreeControl? = nil
+    var memberIndex = 0
+    /// The root of a tree keeps DIR/.NAME-PID.tmp open and locked here while its member image is imageFD.
+    var lockFD: Int32 = -1
+    /// The copy-on-write writer's end of the pipe the frozen program waits on (CopyOnWriteWriter.swift).
+    var snapshotFD: Int32 = -1
 
     @_noAllocation @_noLocks
     init?(arena: inout FreezeArena, capture: UnsafeMutablePointer<stasis_capture_t>) {
         let pathCapacity = Int(STASIS_MAX_PATH) + 256
         guard let d = arena.take(pathCapacity), let f = arena.take(pathCapacity), let t = arena.take(pathCapacity),
-            let s = arena.take(pathCapacity), let m = arena.take(pathCapacity),
+            let s = arena.take(pathCapacity), let m = arena.take(pathCapacity), let tp = arena.take(pathCapacity),
             let z = arena.take(Int(STASIS_PAGE_SIZE), alignment: Int(STASIS_PAGE_SIZE)),
             let p = arena.take(max(MemoryLayout<stasis_checkpoint_request_t>.size, MemoryLayout<stasis_checkpoint_result_t>.size) + 16)
         else { return nil }
@@ -92,6 +110,7 @@ struct CheckpointJob {
         tempPath = TextBuffer(t, capacity: pathCapacity)
         scratch = TextBuffer(s, capacity: pathCapacity)
         message = TextBuffer(m, capacity: pathCapacity)
+        treeParent = TextBuffer(tp, capacity: pathCapacity)
         zeros = z
         for i in 0..<Int(STASIS_PAGE_SIZE) { z.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
         pid = RawSyscall.call(STASIS_NR_getpid)
@@ -108,10 +127,11 @@ struct CheckpointJob {
     @_noAllocation @_noLocks
     mutating func run(arena: inout FreezeArena) -> FreezeFailure? {
         do throws(FreezeFailure) {
-            try chooseDirectory()
+            if isTreeMember { chooseTreeMemberDirectory() } else { try chooseDirectory() }
             try writeImage(arena: &arena)
             return nil
         } catch {
+            if isTreeRoot { abortTree() }
             if imageFD >= 0 {
                 RawSyscall.close(imageFD)
                 imageFD = -1
@@ -124,7 +144,7 @@ struct CheckpointJob {
     /// The whole checkpoint after the request is taken, as a list of steps.
     @_noAllocation @_noLocks
     mutating func writeImage(arena: inout FreezeArena) throws(FreezeFailure) {
-        try createTemporaryFile()  // "busy" while the previous image is still being written
+        if !isTreeMember { try createTemporaryFile() }  // "busy" while the previous image is still being written
         try waitForPager()
         // Every other thread stops in its handler and captures itself (FreezeWindow.swift).
         guard var freeze = FreezeWindow(arena: &arena, capture: capture) else {
@@ -135,8 +155,17 @@ struct CheckpointJob {
         let followers = try freeze.freezeOthers()
         frozenAt = monotonicNanoseconds()
         threadCount = 1 + followers
-        try refuseChildren(arena: &arena)
-        let sequence = claimSequence()
+        // A tree (Checkpoint/Tree): a member joins its root; a process with children becomes the root
+        // of its own and freezes every descendant before anything is written.
+        let sequence: UInt64
+        if isTreeMember {
+            sequence = try joinFrozenTree()
+        } else if try firstChild(arena: &arena) != nil {
+            sequence = try freezeTree(arena: &arena)
+            frozenAt = monotonicNanoseconds()  // the whole tree stands still from here
+        } else {
+            sequence = claimSequence()
+        }
 
         // Everything but memory.
         var image = openImage(arena: &arena)
@@ -161,7 +190,8 @@ struct CheckpointJob {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }
         files.skipUnsupported = skipUnsupported
-        try files.dump(excluding: imageFD, and: tracker?.descriptor() ?? -1, into: &image)
+        try files.dump(excluding: imageFD, and: tracker?.descriptor() ?? -1, lock: lockFD, into: &image)
+        try writeSharedDescriptions(&image)
 
         // The memory map, read while every thread is frozen: the in-place writer and the copy-on-write
         // writer both dump exactly these areas.
@@ -170,6 +200,10 @@ struct CheckpointJob {
         else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
         var mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
         if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
+        if let tree {
+            let start = UInt64(UInt(bitPattern: tree.block))
+            memory.excluded = (start, start + UInt64(TreeControl.bytes))
+        }
         if parentChain != nil { try memory.classify(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena) }
         // Tracking continues for a process that had it, and starts with its first --incremental image.
         var armTracking = tracker != nil && (incremental || tracker?.descriptor() != nil)
@@ -180,15 +214,21 @@ struct CheckpointJob {
 
         role = try splitOffWriter(maps: maps, mapsCount: &mapsCount, mapsCapacity: mapsCapacity, arena: &arena)
         if role == .delegated {
+            try treeCaptured()
             if armTracking, let tracker { armDirtyTracking(tracker, memory: memory, maps: maps, count: mapsCount, sequence: sequence) }
             thawedAt = monotonicNanoseconds()
             freeze.thaw()
             thawed = true
             return
         }
+        if role == .writer {
+            defer { releaseProgram() }
+            try memory.snapshotSharedAreas(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena)
+        }
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
         try image.writeEnd()
         if role == .inPlace {
+            try treeCaptured(writer: pid)
             if armTracking, let tracker { armDirtyTracking(tracker, memory: memory, maps: maps, count: mapsCount, sequence: sequence) }
             // Memory is in the file: the program may run again while the image reaches the disk.
             // The pause ends here; read the clock first: once woken, busy threads may keep us off the CPU.
@@ -196,6 +236,12 @@ struct CheckpointJob {
             freeze.thaw()
         }
         thawed = true  // (the writer's copy of the program has nothing to thaw)
-        try publish(sequence: sequence)
+        if isTreeMember {
+            try finishMemberImage()
+        } else if isTreeRoot {
+            try publishTree(sequence: sequence, arena: &arena)
+        } else {
+            try publish(sequence: sequence)
+        }
     }
 }

@@ -24,6 +24,7 @@ extension CheckpointJob {
     @_noAllocation @_noLocks
     mutating func acceptRequest() -> RequestVerdict {
         guard capture.pointee.request_id != 0 else { return .take }
+        if UInt64(bitPattern: capture.pointee.request_id) >> 32 == STASIS_TREE_MAGIC { return acceptTreeRequest() }
         scratch.removeAll()
         appendControlPath(&scratch)
         let dir = RawSyscall.open(scratch.cString, RawFlag.readOnly | RawFlag.directory | RawFlag.noFollow | RawFlag.closeOnExec)

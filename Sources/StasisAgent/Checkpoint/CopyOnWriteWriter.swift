@@ -20,6 +20,16 @@ enum CheckpointRole {
 }
 
 extension CheckpointJob {
+    /// The writer: shared memory is copied, the program may thaw (the byte unblocks it; so would exit).
+    @_noAllocation @_noLocks
+    mutating func releaseProgram() {
+        guard snapshotFD >= 0 else { return }
+        var done: UInt8 = 1
+        _ = RawSyscall.write(snapshotFD, &done, 1)
+        RawSyscall.close(snapshotFD)
+        snapshotFD = -1
+    }
+
     /// --fork: reaps the intermediate child (waitid on the pid in state.writer_pid).
     /// Returns the child's exit status (-1 if there was none to reap).
     @_noAllocation @_noLocks @discardableResult
@@ -85,21 +95,42 @@ extension CheckpointJob {
                     throw FreezeFailure(step: .readProc, errno: -mapsCount)
                 }
             }
+            // The writer says through this pipe when it holds its own copy of the shared memory
+            // (MemoryDumper.snapshotSharedAreas); the program stays frozen until then.
+            var snapshot: (Int32, Int32) = (-1, -1)
+            let piped = withUnsafeMutablePointer(to: &snapshot) { RawSyscall.call(STASIS_NR_pipe2, Int(bitPattern: $0), Int(RawFlag.closeOnExec)) }
+            if piped != 0 { break }  // no pipe: write in place
             let child = RawSyscall.call(STASIS_NR_clone, 0, 0, 0, 0, 0)
             if let ranges = dontFork, child != 0 { DontForkAreas.mark(ranges, dontForkCount, advice: DontForkAreas.dontFork) }
             if child == 0 {
+                RawSyscall.close(snapshot.0)
+                snapshotFD = snapshot.1
                 // The intermediate child: clone the writer, exit.
                 if !childSeesSameMaps(maps, mapsCount, arena: &arena) { _ = RawSyscall.call(STASIS_NR_exit_group, Self.mapsDifferInChild) }
                 let writer = RawSyscall.call(STASIS_NR_clone, 0, 0, 0, 0, 0)
-                if writer != 0 { _ = RawSyscall.call(STASIS_NR_exit_group, writer > 0 ? 0 : 1) }
+                if writer != 0 {
+                    // A tree's root watches each writer (one that dies never says so): its pid, before
+                    // the program reaps this child and reports CAPTURED.
+                    if writer > 0, let tree { tree.member(memberIndex).pointee.writer_pid = Int32(truncatingIfNeeded: writer) }
+                    _ = RawSyscall.call(STASIS_NR_exit_group, writer > 0 ? 0 : 1)
+                }
                 thawedAt = monotonicNanoseconds()  // the program's pause ended at this clone
                 return .writer
             }
+            RawSyscall.close(snapshot.1)
+            defer { RawSyscall.close(snapshot.0) }
             guard child > 0 else { break }  // clone failed: write in place
             capture.pointee.state.pointee.writer_pid = Int32(truncatingIfNeeded: child)
             if reapPreviousWriter() == Int32(Self.mapsDifferInChild) { continue }
+            // One byte once the writer has its copy; end of file if it died first.
+            var done: UInt8 = 0
+            _ = RawSyscall.read(snapshot.0, &done, 1)
             RawSyscall.close(imageFD)
             imageFD = -1
+            if lockFD >= 0 {  // a tree's root: the writer holds the lock now
+                RawSyscall.close(lockFD)
+                lockFD = -1
+            }
             tempPath.removeAll()  // the writer's now: a failure here must not unlink it
             return .delegated
         }

@@ -35,7 +35,7 @@ extension CheckpointJob {
         scratch.removeAll()
         let exeCount = RawSyscall.readlink(literal: "/proc/self/exe", scratch.bytes, scratch.capacity - 1)
         let programBytes = max(exeCount, 0)
-        try image.writeHeader(&header, program: UnsafeRawPointer(scratch.bytes), programBytes: programBytes)
+        imageHeaderCRC = try image.writeHeader(&header, program: UnsafeRawPointer(scratch.bytes), programBytes: programBytes)
         scratch.removeAll()
     }
 

@@ -24,6 +24,13 @@ extension CheckpointJob {
     /// DIR/COMM-PID or DIR/.COMM-PID: every name the agent writes starts so (the one path builder).
     @_noAllocation @_noLocks
     func appendBaseName(_ buffer: inout TextBuffer, hidden: Bool) {
+        appendBaseName(&buffer, hidden: hidden, in: directory)
+    }
+
+    /// The same in another directory (a tree's root names its lock beside the images while
+    /// `directory` is the tree's temporary one).
+    @_noAllocation @_noLocks
+    func appendBaseName(_ buffer: inout TextBuffer, hidden: Bool, in directory: TextBuffer) {
         buffer.append(bytes: directory.bytes, count: directory.count)
         buffer.append(hidden ? "/." : "/")
         appendProgramName(&buffer)

@@ -83,6 +83,7 @@ extension CheckpointJob {
         for _ in 0..<100_000 {
             scratch.removeAll()
             appendImageName(&scratch, sequence: current)
+            if isTreeImage(scratch) { return current }  // a tree is always a full checkpoint
             var link = ImageLink()
             switch link.read(scratch.cString) {
             case 0: return current  // already gone: nothing older to keep for it
@@ -115,10 +116,27 @@ extension CheckpointJob {
         while old > 0 && misses < 64 {  // earlier numbers may be gone already; stop after a run of gaps
             scratch.removeAll()
             appendImageName(&scratch, sequence: old)
-            if RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: scratch.cString)) == 0 { misses = 0 } else { misses += 1 }
+            var removed = RawSyscall.call(STASIS_NR_unlink, Int(bitPattern: scratch.cString)) == 0
+            if !removed && isTreeImage(scratch) {
+                removeTreeDirectory(scratch)
+                removed = true
+            }
+            if removed { misses = 0 } else { misses += 1 }
             old -= 1
         }
         scratch.removeAll()
+    }
+
+    /// Is `path` a directory (what a tree checkpoint's name is)?
+    @_noAllocation @_noLocks
+    func isTreeImage(_ path: TextBuffer) -> Bool {
+        var status: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                     UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let statted = withUnsafeMutablePointer(to: &status) {
+            RawSyscall.call(STASIS_NR_newfstatat, -100, Int(bitPattern: path.cString), Int(bitPattern: $0), 0x100 /* AT_SYMLINK_NOFOLLOW */)
+        }
+        return statted == 0 && UInt32(truncatingIfNeeded: status.3) & 0o170000 == 0o040000
     }
 
     /// DIR/COMM-PID.latest -> COMM-PID-SEQ.stasis (best effort: the image is already safe).

@@ -36,6 +36,7 @@ extension CheckpointJob {
         } else {
             result.pointee.status = STASIS_RESULT_OK
             result.pointee.threads = UInt32(truncatingIfNeeded: threadCount)
+            result.pointee.processes = UInt32(truncatingIfNeeded: tree?.memberCount ?? 1)
             result.pointee.chain_length = chainLength
             result.pointee.max_chain = capture.pointee.config.pointee.max_chain
             result.pointee.incremental_unavailable = trackingUnavailable ? 1 : 0
@@ -94,6 +95,16 @@ extension CheckpointJob {
         case .checkpointInProgress:
             text.append("the previous image of this process is still being written")
             return
+        case .treeControl: text.append("cannot set up the process tree's shared control block")
+        case .treeTooLarge:
+            text.append("the process tree has more than ")
+            text.append(decimal: Int(STASIS_TREE_MAX_PROCESSES))
+            text.append(" processes")
+            return
+        case .treeProcessDidNotStop, .treeNoAgent, .treeTraced, .treeStopped, .treeSessionLeaderGone,
+            .treeTooManyDescriptors, .treeWriterDied, .treeMemberFailed, .treeAborted:
+            describeTreeFailure(failure, into: &text)
+            return
         case .stillPagingIn:
             text.append("the lazy restart's pager (pid ")
             text.append(decimal: failure.object)
@@ -139,6 +150,72 @@ extension CheckpointJob {
         if failure.errno != 0 {
             text.append(": ")
             text.append(errnoText(failure.errno))
+        }
+    }
+}
+
+extension CheckpointJob {
+    /// A tree failure names the process: "process PID (COMM) ...".
+    @_noAllocation @_noLocks
+    func describeTreeFailure(_ failure: FreezeFailure, into text: inout TextBuffer) {
+        var pid = failure.object
+        if failure.step == .treeMemberFailed, let tree, failure.object > 0, failure.object < tree.memberCount {
+            pid = Int(tree.member(failure.object).pointee.process.pid)
+        }
+        if failure.step == .treeWriterDied {
+            text.append("the image writer (PID ")
+            text.append(decimal: pid)
+            text.append(") of a process in the tree died before it finished (out of memory? killed?)")
+            return
+        }
+        text.append("process ")
+        text.append(decimal: pid)
+        appendCommand(of: pid, into: &text)
+        switch failure.step {
+        case .treeProcessDidNotStop:
+            text.append(" did not stop for the checkpoint within 5 s (does it block the checkpoint signal with raw system calls, or is it busy with a checkpoint of its own?)")
+        case .treeNoAgent:
+            text.append(" does not carry the Stasis agent (a static or setuid program, or one started without LD_PRELOAD), so its parent cannot be checkpointed with it; end it, or let it finish, and try again")
+        case .treeTraced:
+            text.append(" is being traced (a debugger or strace is attached); detach it and try again")
+        case .treeStopped:
+            text.append(" is stopped and could not be continued for its capture")
+        case .treeSessionLeaderGone:
+            text.append(" is in a session whose leader has exited and is not the job's own session; Stasis cannot restore such a session")
+        case .treeTooManyDescriptors:
+            text.append(" has more than ")
+            text.append(decimal: Int(STASIS_TREE_MAX_MEMBER_FDS))
+            text.append(" open descriptors, more than a process of a tree checkpoint may have")
+        case .treeMemberFailed:
+            text.append(": ")
+            if let tree, failure.object > 0, failure.object < tree.memberCount {
+                let member = tree.member(failure.object)
+                let field = UnsafeMutableRawPointer(_unsafePerformance { stasis_tree_message(member) }).assumingMemoryBound(to: UInt8.self)
+                var count = 0
+                while count < 255 && field[count] != 0 { count += 1 }
+                text.append(bytes: field, count: count)
+            }
+        default:
+            text.append(" was told to stop")
+        }
+    }
+
+    /// " (COMM)" from /proc/PID/comm, if it can still be read.
+    @_noAllocation @_noLocks
+    func appendCommand(of pid: Int, into text: inout TextBuffer) {
+        var path = TextBuffer(finalPath.bytes + finalPath.capacity - 64, capacity: 64)
+        path.append("/proc/")
+        path.append(decimal: pid)
+        path.append("/comm")
+        var name: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &name) { bytes in
+            let n = ProcFile.read(path.cString, into: bytes.baseAddress!, capacity: 24)
+            guard n > 0 else { return }
+            text.append(" (")
+            var count = 0
+            while count < n && bytes[count] != UInt8(ascii: "\n") && bytes[count] != 0 { count += 1 }
+            text.append(bytes: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
+            text.append(")")
         }
     }
 }

@@ -32,6 +32,14 @@ struct MemoryDumper {
     var plannedAreaCount = 0
     var plannedAreaCapacity = 0
     var areaIndex = 0
+    /// A tree checkpoint's control block (Checkpoint/Tree): mapped only while the checkpoint lasts, never stored.
+    var excluded: (start: UInt64, end: UInt64) = (0, 0)
+    /// The copy-on-write writer's private copies of shared memory (start of the area, address of its
+    /// copy): fork does not copy MAP_SHARED pages, so the writer copies them before the program thaws
+    /// (snapshotSharedAreas) and writes the copies.
+    var sharedCopies: UnsafeMutablePointer<(UInt64, UInt64)>? = nil
+    var sharedCopyCount = 0
+    var sharedCopyCapacity = 0
 
     @_noAllocation @_noLocks
     static func make(arena: inout FreezeArena, config: UnsafePointer<stasis_agent_config_t>) -> MemoryDumper? {
@@ -65,8 +73,55 @@ struct MemoryDumper {
             guard let area = MapsLine(parsing: line.bytes, count: line.count) else {
                 throw FreezeFailure(step: .readProc, errno: RawErrno.invalid, object: line.bytes - maps)
             }
+            if area.start >= excluded.start && area.end <= excluded.end {
+                areaIndex += 1
+                continue
+            }
             try dumpArea(area, line: line.bytes, into: &image)
             areaIndex += 1
+        }
+    }
+
+    /// The copy-on-write writer, before the program may run again: a private copy of every shared area
+    /// whose pages the image stores (shared anonymous memory, memfds, deleted files: their contents
+    /// exist nowhere else), so the image holds them as they were at the freeze, consistent with the
+    /// registers and with the other processes of a tree, not as the program rewrites them meanwhile.
+    @_noAllocation @_noLocks
+    mutating func snapshotSharedAreas(maps: UnsafePointer<UInt8>, count: Int, arena: inout FreezeArena) throws(FreezeFailure) {
+        let capacity = 4096
+        guard let table = arena.take(capacity * MemoryLayout<(UInt64, UInt64)>.stride) else {
+            throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
+        }
+        sharedCopies = table.bindMemory(to: (UInt64, UInt64).self, capacity: capacity)
+        sharedCopyCapacity = capacity
+        sharedCopyCount = 0
+        let deletedSuffix: StaticString = " (deleted)"
+        var lines = ByteCursor(maps, count: count)
+        while let line = lines.nextLine() {
+            guard line.count > 0, let area = MapsLine(parsing: line.bytes, count: line.count), area.isShared else { continue }
+            if area.start >= excluded.start && area.end <= excluded.end { continue }
+            let isDeleted = area.pathCount >= deletedSuffix.utf8CodeUnitCount
+                && endsWith(line.bytes + area.pathStart, area.pathCount, deletedSuffix)
+            let flags = flags(of: area, line: line.bytes, isDeleted: isDeleted)
+            let notStored = UInt32(STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK
+                | STASIS_AREA_VSYSCALL | STASIS_AREA_SCRATCH)
+            guard flags & notStored == 0, flags & UInt32(STASIS_AREA_ANONYMOUS) != 0 else { continue }
+            if area.pathCount >= 5 && startsWith(line.bytes + area.pathStart, area.pathCount, "/SYSV") { continue }
+            guard let copies = sharedCopies, sharedCopyCount < sharedCopyCapacity else {
+                throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig)
+            }
+            let size = Int(area.end - area.start)
+            let copy = RawSyscall.call(STASIS_NR_mmap, 0, size, RawFlag.protRead | RawFlag.protWrite,
+                                       0x22 /* MAP_PRIVATE | MAP_ANONYMOUS */, -1, 0)
+            if copy < 0 && copy > -4096 { throw FreezeFailure(step: .arenaExhausted, errno: -copy) }
+            if !area.isReadable {
+                _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), size, RawFlag.protRead)
+            }
+            if let from = UnsafeRawPointer(bitPattern: UInt(area.start)), let to = UnsafeMutableRawPointer(bitPattern: copy) {
+                to.copyMemory(from: from, byteCount: size)
+            }
+            copies[sharedCopyCount] = (area.start, UInt64(UInt(bitPattern: copy)))
+            sharedCopyCount += 1
         }
     }
 
@@ -239,8 +294,13 @@ struct MemoryDumper {
         defer {
             if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection)) }
         }
+        // A shared area the writer copied is written from its copy.
+        var base = area.start
+        if let copies = sharedCopies {
+            for i in 0..<sharedCopyCount where copies[i].0 == area.start { base = copies[i].1 }
+        }
         for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 {
-            let address = area.start + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
+            let address = base + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
             guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { continue }
             try image.write(pointer, Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
         }

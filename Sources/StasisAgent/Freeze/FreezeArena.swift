@@ -12,6 +12,12 @@ struct FreezeArena {
         self.capacity = capacity
     }
 
+    /// Where the arena stands now: `reset(to:)` gives back everything taken since (scratch for one step).
+    var mark: Int { used }
+
+    @_noAllocation @_noLocks
+    mutating func reset(to mark: Int) { used = min(used, mark) }
+
     /// `count` bytes aligned to `alignment` (a power of two), or nil when the arena is exhausted.
     @_noAllocation @_noLocks
     mutating func take(_ count: Int, alignment: Int = 16) -> UnsafeMutableRawPointer? {

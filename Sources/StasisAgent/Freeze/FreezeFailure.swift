@@ -5,7 +5,14 @@ struct FreezeFailure: Error {
     enum Step: UInt8 {
         case openImage, writeImage, syncImage, renameImage, readProc, scanPages, unsupportedFile, arenaExhausted,
             readRequest, tooManyRuns, threadsDidNotStop, tooManyThreads, signalThread, readPipe, readDeletedFile, deletedFileTooLarge, sysvSharedMemory, stillPagingIn,
-            checkpointInProgress, hasChildren
+            checkpointInProgress, hasChildren,
+            // process trees (Checkpoint/Tree): `object` is a PID unless said otherwise
+            treeControl, treeTooLarge, treeProcessDidNotStop, treeNoAgent, treeTraced, treeStopped,
+            treeSessionLeaderGone, treeTooManyDescriptors, treeWriterDied,
+            /// `object` is the member's index: its own message is in the control block.
+            treeMemberFailed,
+            /// A member told to stop: the root reports why.
+            treeAborted
     }
     var step: Step
     var errno: Int

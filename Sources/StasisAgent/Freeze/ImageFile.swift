@@ -117,8 +117,9 @@ struct ImageFile {
     /// The image header and program path, first in the file: fills in the fields the format fixes
     /// (magic, version, sizes, architecture, page size) around the caller's, writes it with
     /// header_crc = 0 (what the signature covers), pads to the first record and pwrites the CRC.
-    @_noAllocation @_noLocks
-    mutating func writeHeader(_ header: inout stasis_image_header_t, program: UnsafeRawPointer, programBytes: Int) throws(FreezeFailure) {
+    /// Returns the header CRC (a tree's manifest binds each member image by it).
+    @_noAllocation @_noLocks @discardableResult
+    mutating func writeHeader(_ header: inout stasis_image_header_t, program: UnsafeRawPointer, programBytes: Int) throws(FreezeFailure) -> UInt32 {
         let m = STASIS_IMAGE_MAGIC_WORD  // the magic's bytes, first byte lowest
         header.magic = (CChar(truncatingIfNeeded: m), CChar(truncatingIfNeeded: m >> 8), CChar(truncatingIfNeeded: m >> 16),
                         CChar(truncatingIfNeeded: m >> 24), CChar(truncatingIfNeeded: m >> 32), CChar(truncatingIfNeeded: m >> 40),
@@ -135,6 +136,7 @@ struct ImageFile {
         try writeRaw(program, programBytes)
         try pad(to: UInt64(STASIS_RECORD_ALIGN))
         try patch(&crc, MemoryLayout<UInt32>.size, at: UInt64(STASIS_HEADER_CRC_OFFSET))
+        return crc
     }
 
     /// The END record: counts, and the HMAC of everything before its mac field when signing.

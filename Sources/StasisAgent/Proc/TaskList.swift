@@ -2,8 +2,9 @@
 import CStasisABI
 import StasisProc
 
-/// The thread ids in /proc/self/task, read with getdents64 into a caller's buffer: the one walk of
-/// the task directory (the freeze, the child check).
+/// The numeric entries of a /proc directory (thread ids in /proc/self/task or /proc/PID/task, fd
+/// numbers in /proc/self/fd), read with getdents64 into a caller's buffer: the one walk of such a
+/// directory (the freeze, the tree's children, the tree's descriptor lists).
 struct TaskList {
     private let fd: Int32
     private let buffer: UnsafeMutableRawPointer
@@ -14,8 +15,14 @@ struct TaskList {
     /// Opens /proc/self/task; `buffer` (at least a few KiB) holds one getdents64 batch.
     @_noAllocation @_noLocks
     init(buffer: UnsafeMutableRawPointer, capacity: Int) throws(FreezeFailure) {
-        let fd = RawSyscall.open(literal: "/proc/self/task", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
-        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
+        try self.init(path: RawSyscall.cString("/proc/self/task"), buffer: buffer, capacity: capacity)
+    }
+
+    /// Opens the directory at `path` instead.
+    @_noAllocation @_noLocks
+    init(path: UnsafePointer<CChar>, buffer: UnsafeMutableRawPointer, capacity: Int) throws(FreezeFailure) {
+        let fd = RawSyscall.open(path, RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
+        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd, object: -fd) }
         self.fd = Int32(fd)
         self.buffer = buffer
         self.capacity = capacity
@@ -41,4 +48,7 @@ struct TaskList {
 
     @_noAllocation @_noLocks
     func close() { RawSyscall.close(fd) }
+
+    /// The directory's own descriptor (a walk of /proc/self/fd sees it too).
+    var descriptor: Int32 { fd }
 }

@@ -27,7 +27,7 @@ enum CheckpointCommand {
                              standalone in place, so the next incremental image builds on it)
           --skip-unsupported checkpoint even with descriptors Stasis cannot save (sockets...): restart puts
                              /dev/null in their place, with a warning
-          --json             print {"pid", "image", "threads", "freeze_ns", "pause_ns", "total_ns"} instead of the path
+          --json             print {"pid", "image", "threads", "processes", "freeze_ns", "pause_ns", "total_ns"} instead of the path
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
@@ -127,6 +127,7 @@ enum CheckpointCommand {
             return
         }
         var fields = ["\"pid\": \(pid)", "\"image\": \"\(jsonEscape(image))\"", "\"threads\": \(result.threads)",
+                      "\"processes\": \(result.processes)",
                       "\"freeze_ns\": \(result.freezeNanoseconds)", "\"pause_ns\": \(result.pauseNanoseconds)",
                       "\"total_ns\": \(result.totalNanoseconds)", "\"chain_length\": \(result.chainLength)",
                       "\"max_chain\": \(result.maxChain)"]

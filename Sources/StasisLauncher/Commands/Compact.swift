@@ -33,9 +33,18 @@ enum CompactCommand {
     /// Writes the standalone image and returns its path; IMAGE unchanged if it is not incremental.
     @discardableResult
     static func compact(_ path: String, output: String? = nil, key: [UInt8]?) throws(LauncherError) -> String {
+        if TreeDirectory.isDirectory(path) {
+            throw LauncherError(.usage, "\(path) is a directory (a tree checkpoint?): compact takes one image file")
+        }
         let source = try FileImageSource(path: path)
         let image = try source.decode()
         guard image.parent != nil else { return path }
+        // A tree's manifest records each member's size: a member compacted in place would no longer be the one it names.
+        let tree = ImageChain.directoryName(of: path)
+        if output == nil, FileSystem.isAccessible(tree + "/" + TreeManifest.fileName, F_OK) {
+            throw LauncherError(.usage, "\(path) is a member of the tree checkpoint \(tree), whose manifest records its "
+                + "size: compact it with --output OUT")
+        }
         if image.signature != nil && key == nil {
             throw LauncherError(.signatureMismatch, "\(path) is signed: compact it with --key FILE to sign the result")
         }

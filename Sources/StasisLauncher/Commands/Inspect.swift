@@ -1,13 +1,16 @@
 import Glibc
 import StasisImage
 
-/// `stasis inspect IMAGE`: what an image holds, for people (text) or scripts (--json).
+/// `stasis inspect IMAGE`: what an image holds, for people (text) or scripts (--json). A tree
+/// checkpoint (a directory) is shown by Inspect+Tree.swift: its processes, then each member as here.
 enum InspectCommand {
     static let help = """
-        usage: stasis inspect [--json] IMAGE
+        usage: stasis inspect [--json] IMAGE|TREE_DIR
 
         Prints the header, CPU features, threads with their registers, the memory map with the bytes
         stored per area, file descriptors and signal dispositions. The image is validated first.
+        A tree checkpoint (a COMM-PID-SEQ.stasis directory) is shown as its processes (PID, parent,
+        group, session, state, command), then each process's image as above.
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
@@ -17,9 +20,15 @@ enum InspectCommand {
             return
         }
         guard options.positional.count == 1 else { throw LauncherError(.usage, "inspect needs one IMAGE") }
-        let source = try FileImageSource(path: options.positional[0])
+        printOut(try render(options.positional[0], json: options.flags.contains("--json")))
+    }
+
+    /// What `inspect PATH` prints: one image, or a tree checkpoint when PATH is a directory.
+    static func render(_ path: String, json asJSON: Bool) throws(LauncherError) -> String {
+        if TreeDirectory.isDirectory(path) { return try renderTree(TreeDirectory(path: path), json: asJSON) }
+        let source = try FileImageSource(path: path)
         let image = try source.decode()
-        printOut(options.flags.contains("--json") ? json(image, size: source.size) : text(image, size: source.size))
+        return asJSON ? json(image, size: source.size) : text(image, size: source.size)
     }
 
     static func hex(_ v: UInt64, width: Int = 0) -> String {
@@ -77,8 +86,11 @@ enum InspectCommand {
         }
         out += "\nfile descriptors:\n"
         for fd in image.fileDescriptors {
+            // A tree member's descriptor that is another member's open file description (none in a single image).
+            let shared = image.sharedDescriptions.first { $0.fd == fd.fd }
             out += "  \(fd.fd): \(fd.kind) \(fd.path) flags 0x\(hex(UInt64(fd.statusFlags))) offset \(fd.offset)"
-                + (fd.isCloseOnExec ? " cloexec" : "") + "\n"
+                + (fd.isCloseOnExec ? " cloexec" : "")
+                + (shared.map { " (same open file as process \($0.ownerPID) fd \($0.ownerFD))" } ?? "") + "\n"
         }
         out += "\nsignal handlers:\n"
         for (i, action) in image.signalActions.actions.enumerated() where action.handler != 0 {
@@ -121,8 +133,11 @@ enum InspectCommand {
         }
         parts.append("\"memory\": [\(areas.joined(separator: ", "))]")
         let fds = image.fileDescriptors.map { f in
-            "{\"fd\": \(f.fd), \"kind\": \(str("\(f.kind)")), \"path\": \(str(f.path)), \"flags\": \(f.statusFlags), "
-                + "\"offset\": \(f.offset), \"cloexec\": \(f.isCloseOnExec)}"
+            // shared_with only for a tree member's descriptor that is another member's description.
+            let shared = image.sharedDescriptions.first { $0.fd == f.fd }
+            return "{\"fd\": \(f.fd), \"kind\": \(str("\(f.kind)")), \"path\": \(str(f.path)), \"flags\": \(f.statusFlags), "
+                + "\"offset\": \(f.offset), \"cloexec\": \(f.isCloseOnExec)"
+                + (shared.map { ", \"shared_with\": {\"pid\": \($0.ownerPID), \"fd\": \($0.ownerFD)}" } ?? "") + "}"
         }
         parts.append("\"fds\": [\(fds.joined(separator: ", "))]")
         let signals = image.signalActions.actions.enumerated().filter { $0.element.handler != 0 }.map {

@@ -60,7 +60,7 @@ enum RestartCommand {
             return 0
         }
         let overrides = try DescriptorOverride.parse(options.descriptorOverrides)  // before restart opens fds of its own
-        if TreeImages.isTree(options.imagePath) { return try restartTree(options, overrides: overrides) }
+        if TreeDirectory.isDirectory(options.imagePath) { return try restartTree(options, overrides: overrides) }
         let source = try FileImageSource(path: options.imagePath)
         let (image, chain) = try checkImage(source, options: options, overrides: overrides)
         let keyPipe = try options.keyPath.map { (keyPath) throws(LauncherError) in try passKey(keyPath, image, source) }

@@ -5,13 +5,14 @@ import StasisSystem
 /// `stasis verify IMAGE`: every check a restart makes, and every byte's checksum, without restoring.
 enum VerifyCommand {
     static let help = """
-        usage: stasis verify [--key FILE] [--json] IMAGE...
+        usage: stasis verify [--key FILE] [--json] IMAGE|TREE_DIR...
 
         Checks each image completely without restoring it: header, every record's checksum and fields,
         and the checksum of all page data. An incremental image's parents (its chain) must be present and
         be the images it names (exit 12), and verify too. Exit 0 when all verify, 3 otherwise. Progress
         goes to stderr on a terminal. With --key, the HMAC-SHA256 signature must match FILE's key too
-        (exit 11).
+        (exit 11). A tree checkpoint (a COMM-PID-SEQ.stasis directory): its manifest, then every
+        process's image as above, each the very one the manifest names (size and header checksum).
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) {
@@ -23,21 +24,12 @@ enum VerifyCommand {
         }
         guard !options.positional.isEmpty else { throw LauncherError(.usage, "verify needs an IMAGE") }
         var failed: LauncherError?
+        let asJSON = options.flags.contains("--json")
         for path in options.positional {
             do throws(LauncherError) {
-                let (image, size) = try verify(path, showProgress: FileDescriptor(rawValue: 2).isTerminal, key: key)
-                let signed = image.signature != nil
-                if options.flags.contains("--json") {
-                    printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes), \"chain_length\": \(image.parent?.chainLength ?? 1), "
-                        + "\"signed\": \(signed), \"signature_checked\": \(signed && key != nil)}")
-                } else {
-                    let chain = image.parent.map { ", incremental: \($0.chainLength) images in its chain" } ?? ""
-                    // Without --key a signature cannot be checked: say there is one, and how to check it.
-                    let signature = !signed ? "" : key != nil ? ", signature ok" : ", signed (HMAC-SHA256; not checked: give --key FILE)"
-                    printOut("\(path): ok (\(image.memoryAreas.count) memory areas, \(image.threads.count) threads, \(image.storedBytes) bytes of pages\(chain)\(signature))")
-                }
+                printOut(try report(path, key: key, json: asJSON, showProgress: FileDescriptor(rawValue: 2).isTerminal))
             } catch {
-                if options.flags.contains("--json") {
+                if asJSON {
                     printOut("{\"image\": \"\(jsonEscape(path))\", \"ok\": false, \"error\": \"\(jsonEscape(error.message))\"}")
                 } else if options.positional.count > 1 {
                     printError("stasis: \(error.message)")
@@ -48,6 +40,24 @@ enum VerifyCommand {
         guard let failed else { return }
         if options.positional.count == 1 && !options.flags.contains("--json") { throw failed }
         throw LauncherError(failed.code, "some images did not verify")
+    }
+
+    /// Verifies one image, or a tree checkpoint when `path` is a directory, and returns the line a success
+    /// prints (text or --json).
+    static func report(_ path: String, key: [UInt8]?, json asJSON: Bool, showProgress: Bool) throws(LauncherError) -> String {
+        if TreeDirectory.isDirectory(path) {
+            return treeReport(try verifyTree(path, showProgress: showProgress, key: key), key: key, json: asJSON)
+        }
+        let (image, size) = try verify(path, showProgress: showProgress, key: key)
+        let signed = image.signature != nil
+        if asJSON {
+            return "{\"image\": \"\(jsonEscape(path))\", \"ok\": true, \"size\": \(size), \"stored_bytes\": \(image.storedBytes), \"chain_length\": \(image.parent?.chainLength ?? 1), "
+                + "\"signed\": \(signed), \"signature_checked\": \(signed && key != nil)}"
+        }
+        let chain = image.parent.map { ", incremental: \($0.chainLength) images in its chain" } ?? ""
+        // Without --key a signature cannot be checked: say there is one, and how to check it.
+        let signature = !signed ? "" : key != nil ? ", signature ok" : ", signed (HMAC-SHA256; not checked: give --key FILE)"
+        return "\(path): ok (\(image.memoryAreas.count) memory areas, \(image.threads.count) threads, \(image.storedBytes) bytes of pages\(chain)\(signature))"
     }
 
     static func verify(_ path: String, showProgress: Bool, key: [UInt8]? = nil, followChain: Bool = true)

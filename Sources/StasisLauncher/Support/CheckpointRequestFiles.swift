@@ -32,7 +32,7 @@ struct CheckpointResultFile: Equatable {
     var status: Status
     var image = ""
     var message = ""
-    var threads = 0, chainLength = 1, maxChain = 0
+    var threads = 0, chainLength = 1, maxChain = 0, processes = 1
     var incrementalUnavailable = false
     var freezeNanoseconds: UInt64 = 0, pauseNanoseconds: UInt64 = 0, totalNanoseconds: UInt64 = 0
 
@@ -54,6 +54,7 @@ struct CheckpointResultFile: Equatable {
         image = text(at: Int(STASIS_RESULT_IMAGE_OFFSET), capacity: Int(STASIS_MAX_PATH))
         message = text(at: Int(STASIS_RESULT_MESSAGE_OFFSET), capacity: Int(STASIS_RESULT_MESSAGE_MAX))
         threads = Int(result.threads)
+        processes = max(Int(result.processes), 1)
         chainLength = Int(result.chain_length)
         maxChain = Int(result.max_chain)
         incrementalUnavailable = result.incremental_unavailable != 0

@@ -56,6 +56,11 @@ final class FileImageSource: ImageSource {
         do {
             return try Image.decode(from: self)
         } catch {
+            // A tree checkpoint's manifest (a header without threads) named instead of its directory.
+            if let header = try? ImageHeader.decode(from: self), header.threadCount == 0 {  // unreadable: the decode error stands
+                throw LauncherError(.badImage, "\(path) is the manifest of a tree checkpoint, not a process's image: "
+                    + "name its directory, \(ImageChain.directoryName(of: path))")
+            }
             throw LauncherError(.badImage, "\(path): \(error)")
         }
     }

@@ -59,14 +59,14 @@ struct FileDescriptorDumper {
                                     ptySlaves: slaves.assumingMemoryBound(to: Int32.self))
     }
 
-    /// Writes one record per descriptor except `excluded` (the image being written) and `agentOwn`
+    /// Writes one record per descriptor except `excluded` (the image being written), `lock` (a tree root's lock file) and `agentOwn`
     /// (the dirty-page tracker's userfaultfd, or -1).
     @_noAllocation @_noLocks
-    mutating func dump(excluding excluded: Int32, and agentOwn: Int32, into image: inout ImageFile) throws(FreezeFailure) {
+    mutating func dump(excluding excluded: Int32, and agentOwn: Int32, lock: Int32 = -1, into image: inout ImageFile) throws(FreezeFailure) {
         let dirFD = RawSyscall.open(literal: "/proc/self/fd", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
         if dirFD < 0 { throw FreezeFailure(step: .readProc, errno: -dirFD) }
         defer { RawSyscall.close(Int32(dirFD)) }
-        try findPipeReaders(dirFD: Int32(dirFD), excluding: excluded, and: agentOwn)
+        try findPipeReaders(dirFD: Int32(dirFD), excluding: excluded, and: agentOwn, lock: lock)
         _ = RawSyscall.call(STASIS_NR_lseek, dirFD, 0, 0 /* SEEK_SET */)
         while true {
             let n = RawSyscall.call(STASIS_NR_getdents64, dirFD, Int(bitPattern: directoryBuffer),
@@ -82,7 +82,7 @@ struct FileDescriptorDumper {
                 var cursor = ByteCursor(name, count: 12)
                 guard let number = cursor.decimal(), cursor.current == 0 else { continue }  // "." and ".."
                 let fd = Int32(number)
-                if fd == excluded || fd == agentOwn || fd == Int32(dirFD) { continue }
+                if fd == excluded || fd == agentOwn || fd == lock || fd == Int32(dirFD) { continue }
                 try dumpOne(fd, into: &image)
             }
         }

@@ -39,7 +39,7 @@ extension FileDescriptorDumper {
     /// through. Only a pipe the program reads holds bytes the program would lose; bytes in a pipe whose
     /// reader is outside belong to that reader (it still gets them when the program is killed).
     @_noAllocation @_noLocks
-    mutating func findPipeReaders(dirFD: Int32, excluding excluded: Int32, and agentOwn: Int32) throws(FreezeFailure) {
+    mutating func findPipeReaders(dirFD: Int32, excluding excluded: Int32, and agentOwn: Int32, lock: Int32) throws(FreezeFailure) {
         readerCount = 0
         ptySlaveCount = 0
         while true {
@@ -53,7 +53,7 @@ extension FileDescriptorDumper {
                 var cursor = ByteCursor((entry + 19).assumingMemoryBound(to: UInt8.self), count: 12)
                 guard let number = cursor.decimal(), cursor.current == 0 else { continue }
                 let fd = Int32(number)
-                if fd == excluded || fd == agentOwn || fd == dirFD { continue }
+                if fd == excluded || fd == agentOwn || fd == lock || fd == dirFD { continue }
                 var st = stasis_kstat_t()
                 let r = withUnsafeMutablePointer(to: &st) { RawSyscall.call(STASIS_NR_fstat, Int(fd), Int(bitPattern: $0)) }
                 guard r == 0 else { continue }

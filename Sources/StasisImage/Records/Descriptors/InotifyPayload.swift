@@ -1,5 +1,5 @@
 /// INOTIFY: the extra bytes are one stasis_inotify_watch_t (160 bytes) per watch. Version 1 images
-/// held the fdinfo text here instead; they are refused by version (IMAGE-FORMAT.md 7).
+/// held the fdinfo text here instead; they are refused by version (IMAGE-FORMAT.md 8).
 public struct InotifyPayload: DescriptorPayloadCoding {
     public static let watchSize = 160
     public static let handleCapacity = 128  // STASIS_INOTIFY_HANDLE_MAX
