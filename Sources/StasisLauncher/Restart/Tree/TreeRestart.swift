@@ -141,12 +141,16 @@ extension RestartCommand {
 
     /// Choosing PIDs needs privilege, and every PID the tree needs must be free: refused before
     /// anything exists, naming the process that has one.
+    /// A taken PID is named first (with the privilege, when that is missing too: freeing the PID alone
+    /// would not do).
     static func checkPIDs(_ layout: TreeLayout, _ manifest: TreeManifest) throws(LauncherError) {
-        guard mayChoosePIDs() else { throw cannotChoosePIDs() }
+        let privileged = mayChoosePIDs()
         for member in layout.members {
             guard let holder = pidHolder(member.pid) else { continue }
-            throw LauncherError(.pidInUse, "cannot restore the tree: PID \(member.pid) (\(holder)) is in use by another process; end it or wait for it to exit")
+            let also = privileged ? "" : "; restoring it also needs root or CAP_CHECKPOINT_RESTORE (to choose its PIDs)"
+            throw LauncherError(.pidInUse, "cannot restore the tree: PID \(member.pid) (\(holder)) is in use by another process; end it or wait for it to exit\(also)")
         }
+        guard privileged else { throw cannotChoosePIDs() }
     }
 
     static func cannotChoosePIDs() -> LauncherError {
