@@ -159,6 +159,51 @@ import Testing
         #expect(((try? String(contentsOfFile: members[0].log)) ?? "").contains("PASS \(r) \(restart.pid) \(r) \(session)"))
     }
 
+    /// A tree the agent checkpointed (the parent fixture: a parent and its zombie child), signed: a wrong
+    /// key restores nothing (exit 11); the right one, eagerly, brings back the zombie as the parent's
+    /// child, which the parent then reaps with the status it died with.
+    @Test(.enabled(if: Stasis.isBuilt && geteuid() == 0, "needs `swift build` and root (original PIDs)"), .timeLimit(.minutes(3)))
+    func restartsASignedTreeWithAZombieTheParentThenReaps() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("parent", into: scratch.path)
+        let key = scratch.file("key")
+        let other = scratch.file("other-key")
+        try writeBytes(Array("a tree key".utf8), to: key)
+        try writeBytes(Array("not the key".utf8), to: other)
+        let output = scratch.file("out")
+        func text() -> String { (try? String(contentsOfFile: output)) ?? "" }
+        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--key", key, "--", binary], outputPath: output)
+        try waitUntil("READY") { text().contains("READY") }
+        let child = text().split(separator: "\n").first { $0.hasPrefix("READY") }.flatMap { Int32($0.dropFirst(6)) } ?? -1
+        kill(program.pid, SIGHUP)
+        try waitUntil("the child is a zombie") { Self.stat(child)?.first == "Z" }
+        let (code, checkpointText) = try Stasis.run(["checkpoint", String(program.pid)], in: scratch.path)
+        try #require(code == 0, "\(checkpointText)")
+        let directory = String(checkpointText.split(separator: "\n").last ?? "")
+        program.killAndReap()
+        try waitUntil("PID 1 reaps the orphaned zombie", seconds: 30) { kill(child, 0) != 0 }
+
+        let (wrong, wrongText) = try Stasis.run(["restart", "--key", other, directory], in: scratch.path)
+        #expect(wrong == 11, "\(wrongText)")
+        #expect(kill(program.pid, 0) != 0 && kill(child, 0) != 0, "nothing was created")
+
+        let pidFile = scratch.file("root.pid")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--key", key, "--eager", "--pid-file", pidFile, directory],
+                                       outputPath: scratch.file("restart.log"))
+        try waitUntil("the root's PID file") {
+            access(pidFile, R_OK) == 0 || !((try? String(contentsOfFile: scratch.file("restart.log"))) ?? "").isEmpty
+        }
+        try #require(access(pidFile, R_OK) == 0, "\((try? String(contentsOfFile: scratch.file("restart.log"))) ?? "")")
+        let zombie = try #require(Self.stat(child))
+        #expect(zombie[0] == "Z" && zombie[1] == String(program.pid))
+        kill(program.pid, SIGUSR1)
+        try waitUntil("REAPED") { text().contains("REAPED") }
+        #expect(text().contains("REAPED status \(SIGTERM)"), "\(text())")
+        kill(program.pid, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+        #expect(text().contains("PASS"), "\(text())")
+    }
+
     @Test(.enabled(if: Stasis.isBuilt && geteuid() == 0, "needs `swift build` and root (original PIDs)"), .timeLimit(.minutes(2)))
     func refusesATreeWhosePIDIsTakenBeforeCreatingAnything() throws {
         let scratch = Scratch()
