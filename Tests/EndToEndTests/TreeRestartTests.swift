@@ -204,6 +204,46 @@ import Testing
         #expect(text().contains("PASS"), "\(text())")
     }
 
+    /// Run from a terminal, a tree whose root leads its own group gets the terminal's foreground while it
+    /// runs: Ctrl-Z stops the job and `stasis restart` with it (the terminal back in its own group), a
+    /// SIGCONT to `stasis restart` continues both (the terminal the job's again).
+    @Test(.enabled(if: Stasis.isBuilt && geteuid() == 0, "needs `swift build` and root (original PIDs)"), .timeLimit(.minutes(2)))
+    func theRootsGroupHasTheTerminalAndCtrlZStopsTheJob() throws {
+        let scratch = Scratch()
+        let members = try Self.checkpointMembers(2, fillMiB: 0, scratch: scratch)
+        let (r, a) = (members[0].pid, members[1].pid)
+        let planned = [
+            Planned(pid: r, ppid: 1, pgid: r, sid: 1, flags: [.root, .ownSession]),
+            Planned(pid: a, ppid: r, pgid: r, sid: 1),
+        ]
+        let directory = scratch.file("tree.stasis")
+        try Self.writeTree(planned, images: Dictionary(uniqueKeysWithValues: members.map { ($0.pid, $0.image) }), to: directory)
+        let terminal = try TerminalTests.PseudoTerminal()
+        let pidFile = scratch.file("root.pid")
+        let log = scratch.file("restart.log")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--pid-file", pidFile, directory], outputPath: log,
+                                       inputPath: terminal.slavePath, newSession: true)
+        try waitUntil("the root's PID file") { access(pidFile, R_OK) == 0 || !((try? String(contentsOfFile: log)) ?? "").isEmpty }
+        try #require(access(pidFile, R_OK) == 0, "\((try? String(contentsOfFile: log)) ?? "")")
+        defer { kill(a, SIGKILL); kill(r, SIGKILL); _ = try? restart.wait() }
+        func foreground() -> pid_t { tcgetpgrp(terminal.master) }
+        #expect(foreground() == r, "the job's group has the terminal")
+
+        var suspend: UInt8 = 0x1a  // ^Z
+        #expect(write(terminal.master, &suspend, 1) == 1)
+        try waitUntil("the job and stasis restart stopped") { Self.stat(r)?[0] == "T" && Self.stat(restart.pid)?[0] == "T" }
+        #expect(Self.stat(a)?[0] == "T", "the whole group stopped")
+        #expect(foreground() == restart.pid, "stasis restart took the terminal back")
+        kill(restart.pid, SIGCONT)
+        try waitUntil("the job runs again") { Self.stat(r)?[0] == "S" && Self.stat(a)?[0] == "S" && Self.stat(restart.pid)?[0] == "S" }
+        #expect(foreground() == r, "the terminal is the job's again")
+
+        kill(a, SIGTERM)
+        try waitUntil("PASS") { ((try? String(contentsOfFile: members[1].log)) ?? "").contains("PASS") }
+        kill(r, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+    }
+
     @Test(.enabled(if: Stasis.isBuilt && geteuid() == 0, "needs `swift build` and root (original PIDs)"), .timeLimit(.minutes(2)))
     func refusesATreeWhosePIDIsTakenBeforeCreatingAnything() throws {
         let scratch = Scratch()
