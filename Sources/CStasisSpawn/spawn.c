@@ -15,19 +15,19 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include "stasis_syscall.h"
+#include "spawn_internal.h"
 
-struct clone_args_v2 {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
-
-#define STASIS_SIGCHLD 17
-#define STASIS_NR_close_range 436
-
-__attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
+/* In the child: the plan's descriptors at their numbers, every other fd closed, epoll registrations,
+ * cwd, umask. Returns 0, or the step that failed (exit status 125 dup3, 124 epoll_ctl, 123 chdir). */
+int stasis_spawn_install(const stasis_spawn_plan_t *plan, int32_t *error) {
     int max_target = 2;
     for (int i = 0; i < plan->move_count; i++) {
         const stasis_fd_move_t *m = &plan->moves[i];
-        if (stasis_syscall3(STASIS_NR_dup3, m->source, m->target, 0) < 0) stasis_syscall1(STASIS_NR_exit_group, 125);
+        long r = stasis_syscall3(STASIS_NR_dup3, m->source, m->target, 0);
+        if (r < 0) {
+            *error = (int32_t)-r;
+            return STASIS_SPAWN_FAILED_DESCRIPTORS;
+        }
         /* close-on-exec is set by the restorer: exec'ing it would close those fds here */
         if (m->target > max_target) max_target = m->target;
     }
@@ -41,14 +41,35 @@ __attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
     for (int i = 0; i < plan->epoll_add_count; i++) {
         const stasis_epoll_add_t *a = &plan->epoll_adds[i];
         struct __attribute__((packed)) { uint32_t events; uint64_t data; } event = {a->events, a->data};
-        if (stasis_syscall4(STASIS_NR_epoll_ctl, a->epoll_fd, 1 /* EPOLL_CTL_ADD */, a->fd, (long)&event) < 0)
-            stasis_syscall1(STASIS_NR_exit_group, 124);
+        long r = stasis_syscall4(STASIS_NR_epoll_ctl, a->epoll_fd, 1 /* EPOLL_CTL_ADD */, a->fd, (long)&event);
+        if (r < 0) {
+            *error = (int32_t)-r;
+            return STASIS_SPAWN_FAILED_EPOLL;
+        }
     }
-    if (plan->cwd && stasis_syscall1(STASIS_NR_chdir, (long)plan->cwd) < 0) stasis_syscall1(STASIS_NR_exit_group, 123);
+    if (plan->cwd) {
+        long r = stasis_syscall1(STASIS_NR_chdir, (long)plan->cwd);
+        if (r < 0) {
+            *error = (int32_t)-r;
+            return STASIS_SPAWN_FAILED_CHDIR;
+        }
+    }
     stasis_syscall1(STASIS_NR_umask, plan->umask);
+    return 0;
+}
+
+/* execve of the restorer with an empty environment; returns -errno. */
+long stasis_spawn_exec(const stasis_spawn_plan_t *plan) {
     static char *const empty_env[] = {NULL};
-    stasis_syscall3(STASIS_NR_execve, (long)plan->path, (long)plan->argv, (long)empty_env);
-    stasis_syscall1(STASIS_NR_exit_group, 127);
+    return stasis_syscall3(STASIS_NR_execve, (long)plan->path, (long)plan->argv, (long)empty_env);
+}
+
+__attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
+    int32_t error = 0;
+    int failed = stasis_spawn_install(plan, &error);
+    if (failed) stasis_syscall1(STASIS_NR_exit_group, failed);
+    stasis_spawn_exec(plan);
+    stasis_syscall1(STASIS_NR_exit_group, STASIS_SPAWN_FAILED_EXEC);
     __builtin_unreachable();
 }
 
@@ -79,6 +100,10 @@ int stasis_spawn(const stasis_spawn_plan_t *plan, int32_t *used_set_tid, int32_t
     pid = clone3_fork(0);
     if (pid == 0) child(plan);
     return (int)pid;
+}
+
+int stasis_set_child_subreaper(int32_t on) {
+    return (int)stasis_syscall5(STASIS_NR_prctl, 36 /* PR_SET_CHILD_SUBREAPER */, on ? 1 : 0, 0, 0, 0);
 }
 
 uint64_t stasis_cpu_xcr0(void) { return stasis_xgetbv0(); }

@@ -42,6 +42,15 @@ extension FileDescriptor {
         _ = try valueOrErrno { fcntl(rawValue, F_SETFL, O_NONBLOCK) }
     }
 
+    /// Waits until one of `fds` can be read (or is at end of file), at most `milliseconds`; which ones
+    /// can. EINTR counts as none. The corresponding C function is `poll(2)`.
+    public static func poll(_ fds: [FileDescriptor], milliseconds: CInt) -> [Bool] {
+        var entries = fds.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+        let n = entries.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), milliseconds) }
+        guard n > 0 else { return fds.map { _ in false } }
+        return entries.map { $0.revents != 0 }
+    }
+
     /// One byte, or nil at end of file. The corresponding C function is `read(2)`.
     public func readByte() throws(Errno) -> UInt8? {
         var byte: UInt8 = 0

@@ -1,3 +1,4 @@
+import CStasisSpawn
 import Glibc
 
 /// How a child ended, from a `waitpid` status word.
@@ -14,10 +15,39 @@ public enum ExitStatus: Equatable, Sendable {
 public enum ProcessControl {
     /// Waits for `pid`; nil with `noHang` while it runs. EINTR is retried.
     /// The corresponding C function is `waitpid(2)`. The raw status word is returned for messages.
-    public static func wait(_ pid: pid_t, noHang: Bool = false) throws(Errno) -> CInt? {
+    /// With `stopped`, a child that stopped is reported too (WUNTRACED: test with `isStopped`).
+    public static func wait(_ pid: pid_t, noHang: Bool = false, stopped: Bool = false) throws(Errno) -> CInt? {
         var status: CInt = 0
-        let done = try valueOrErrno { waitpid(pid, &status, noHang ? WNOHANG : 0) }
+        let done = try valueOrErrno { waitpid(pid, &status, (noHang ? WNOHANG : 0) | (stopped ? WUNTRACED : 0)) }
         return done == 0 ? nil : status
+    }
+
+    /// Whether a `wait` status says the child stopped (WIFSTOPPED).
+    public static func isStopped(_ waitStatus: CInt) -> Bool { waitStatus & 0xff == 0x7f }
+
+    /// Reaps one child other than `kept` that has ended, without touching `kept`; its pid, or nil when
+    /// there is none. The corresponding C functions are `waitid(2)` (P_ALL, WNOWAIT: which one) and
+    /// `waitpid(2)`.
+    public static func reapOther(than kept: pid_t) -> pid_t? {
+        var info = siginfo_t()
+        guard waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 else { return nil }  // ECHILD: no children
+        let pid = info._sifields._sigchld.si_pid
+        guard pid > 0, pid != kept else { return nil }
+        var status: CInt = 0
+        return waitpid(pid, &status, WNOHANG | __WALL) > 0 ? pid : nil
+    }
+
+    /// Makes `group` the foreground process group of terminal `fd` (the caller blocks SIGTTOU, or is
+    /// in the foreground). The corresponding C function is `tcsetpgrp(3)`.
+    public static func setForegroundGroup(_ group: pid_t, of fd: CInt) throws(Errno) {
+        _ = try valueOrErrno { tcsetpgrp(fd, group) }
+    }
+
+    /// PR_SET_CHILD_SUBREAPER: orphaned descendants become this process's children. The corresponding C
+    /// function is `prctl(2)`.
+    public static func setChildSubreaper(_ on: Bool) throws(Errno) {
+        let result = stasis_set_child_subreaper(on ? 1 : 0)  // prctl is variadic: not imported
+        if result < 0 { throw Errno(rawValue: -result) }
     }
 
     /// Sends `signal` (0: only checks that `pid` exists and may be signalled).

@@ -1,7 +1,8 @@
 /* restorer.c: stasis-restorer, exec'd by `stasis restart` with the program's
  * descriptors, cwd and umask already in place.
  *
- *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD|-1 [PLAN_FD|-1 [LAZY [DELAY_MS]]]]   (LAZY: 1 = rst_lazy.c)
+ *   stasis-restorer IMAGE_FD STATUS_FD [KEY_FD|-1 [PLAN_FD|-1 [LAZY [DELAY_MS [GO_FD|-1 TREE_FLAGS]]]]]
+ *   (LAZY: 1 = rst_lazy.c; GO_FD, TREE_FLAGS: a member of a process tree, rst_thread.c)
  *
  * Algorithm:
  *   1. read and check the image header; list our own mappings
@@ -156,6 +157,9 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     local.lazy_requested = argc > STASIS_RESTORER_ARG_LAZY && parse_int(argv[STASIS_RESTORER_ARG_LAZY]) == 1;
     local.pager_delay_ms = argc > STASIS_RESTORER_ARG_PAGER_DELAY_MS && parse_int(argv[STASIS_RESTORER_ARG_PAGER_DELAY_MS]) > 0
                                ? parse_int(argv[STASIS_RESTORER_ARG_PAGER_DELAY_MS]) : 0;
+    local.go_fd = argc > STASIS_RESTORER_ARG_GO_FD ? parse_int(argv[STASIS_RESTORER_ARG_GO_FD]) : -1;
+    local.tree_flags = argc > STASIS_RESTORER_ARG_TREE_FLAGS && parse_int(argv[STASIS_RESTORER_ARG_TREE_FLAGS]) > 0
+                           ? (uint32_t)parse_int(argv[STASIS_RESTORER_ARG_TREE_FLAGS]) : 0;
     if (local.image_fd < 0 || local.status_fd < 0) rst_fail(&local, "bad descriptor arguments", 0);
 
     rst_read_header(&local);

@@ -55,7 +55,7 @@ struct rst_thread {
     volatile int32_t done;
     int32_t index;
     int32_t new_tid;                /* the id it got (its old one when set_tid worked) */
-    int32_t reserved;
+    volatile int32_t prepared;      /* tree members: its state and frame are ready; it waits for `released` */
     struct rst_args *args;
 };
 
@@ -104,9 +104,15 @@ struct rst_args {
     uint32_t lazy_area_count, lazy_area_capacity;
     /* Memfds and deleted files, for areas mapped MAP_SHARED from them (STASIS_AREA_FILE_OBJECT): the
      * program's fd that has each one (from its FILE_DESCRIPTOR record; those come before the areas), or
-     * a memfd of the restorer's own (own = 1, closed once memory is in place). */
+     * a memfd of the restorer's own (own = 1, closed once memory is in place), or the launcher's object
+     * for a tree (own = 2: from the restore plan, already filled; closed once memory is in place). */
     struct rst_file_object { uint64_t device, inode; int32_t fd, own; } file_objects[RST_MAX_FILE_OBJECTS];
     int file_object_count;
+    /* process trees (rst_thread.c): the go pipe (-1: a single process), STASIS_RESTORER_TREE_*, and the
+     * word the other threads wait on until the go */
+    int go_fd;
+    uint32_t tree_flags;
+    volatile int32_t released;
     char path[STASIS_MAX_PATH + 1]; /* scratch */
 };
 

@@ -302,7 +302,7 @@ void rst_note_file_object(struct rst_args *args, const stasis_file_descriptor_re
 }
 
 void rst_close_file_objects(struct rst_args *args) {
-    for (int i = 0; i < args->file_object_count; i++)
+    for (int i = 0; i < args->file_object_count; i++) /* ours and the launcher's; the program's fds stay */
         if (args->file_objects[i].own) stasis_syscall1(STASIS_NR_close, args->file_objects[i].fd);
     args->file_object_count = 0;
 }
@@ -372,7 +372,7 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
         rst_fail(args, "memory area overlaps the restorer", area.start);
     if ((area.flags & STASIS_AREA_FILE_OBJECT) && (area.flags & STASIS_AREA_SHARED)) {
         struct rst_file_object *o = find_file_object(args, area.device, area.inode);
-        if (o && !o->own) {
+        if (o && o->own != 1) { /* the program's recreated file, or a tree's object from the plan: filled */
             if (map_program_file(args, &area, o->fd) < 0) rst_fail(args, "cannot map the memfd or deleted file again at", area.start);
             rst_plan_skip_segments(args, &area);
             return 0;

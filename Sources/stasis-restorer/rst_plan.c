@@ -8,6 +8,22 @@ void rst_read_plan(struct rst_args *args) {
         args->plan.image_count > STASIS_PLAN_MAX_IMAGES)
         rst_fail(args, "bad restore plan from the launcher", 0);
     args->next_segment = 0;
+    /* A tree member's shared memory objects, made and filled by the launcher (stasis_restore_plan.h):
+     * they come first, so areas map them and no FILE_DESCRIPTOR record's fd takes their place. */
+    if (args->plan.object_count > STASIS_PLAN_MAX_OBJECTS || args->plan.object_count > RST_MAX_FILE_OBJECTS)
+        rst_fail(args, "too many shared objects in the restore plan", args->plan.object_count);
+    uint64_t at = sizeof args->plan + (uint64_t)args->plan.segment_count * sizeof(stasis_page_segment_t) +
+                  (uint64_t)args->plan.check_count * sizeof(stasis_plan_check_t);
+    for (uint32_t i = 0; i < args->plan.object_count; i++) {
+        stasis_plan_object_t object;
+        if (rst_pread_all(args->plan_fd, &object, sizeof object, at + i * sizeof object) < 0 || object.fd < 0)
+            rst_fail(args, "bad shared object in the restore plan", i);
+        struct rst_file_object *o = &args->file_objects[args->file_object_count++];
+        o->device = object.device;
+        o->inode = object.inode;
+        o->fd = object.fd;
+        o->own = 2;
+    }
 }
 
 /* The plan's segments inside `area` (they come in address order, as areas do). */

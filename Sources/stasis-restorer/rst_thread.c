@@ -11,7 +11,23 @@
  *     wait until every such thread has set its done flag
  *     own state, "ok" to the launcher, stasis_restore_tail: munmap + sigreturn
  *   each other thread:
- *     own state and frame, then stasis_restore_thread_tail: done = 1 + sigreturn */
+ *     own state and frame, then stasis_restore_thread_tail: done = 1 + sigreturn
+ *
+ * A member of a process tree (go_fd >= 0; Docs/ARCHITECTURE.md 3.6) runs no program code before
+ * every process of the tree is restored:
+ *   main thread                                   each other thread
+ *   signal actions; clone the others ------------> own state and frame; prepared = 1;
+ *   wait until every one is prepared                wait (futex) for `released`
+ *   own state and frame; timers
+ *   "ok" to the launcher                            (a stopped process: the launcher stops it here)
+ *   read one byte from the go pipe (EOF: exit)
+ *   drain SIGCHLD (from stopped children); [subreaper]
+ *   queue the process's pending signals, its own;
+ *   released = 1 ---------------------------------> queue its own pending signals;
+ *   wait until every one is done                    stasis_restore_thread_tail
+ *   stasis_restore_tail
+ * Pending signals are queued only after the go, so that a SIGCHLD the restore itself caused (a
+ * child that stopped) can be told from the image's own. */
 #include "rst.h"
 
 #define RST_ARCH_SET_GS 0x1001
@@ -132,6 +148,12 @@ static uint64_t prepare_thread(struct rst_args *args, struct rst_thread *thread)
     struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } altstack = {
         t->altstack_sp, t->altstack_flags & ~1, 0, t->altstack_size};
     if (t->altstack_sp || t->altstack_size) stasis_syscall2(STASIS_NR_sigaltstack, (long)&altstack, 0);
+    return (uint64_t)uc;
+}
+
+/* The calling thread's own pending signals, last before its rt_sigreturn. */
+static void queue_thread_signals(struct rst_args *args, struct rst_thread *thread) {
+    const stasis_thread_record_t *t = &thread->record;
     queue_pending_signals(args, t->tid, 0); /* this thread's own, with their siginfo */
     /* Signals pending at the checkpoint that have no PENDING_SIGNAL record (the trigger, POSIX timers'
      * signals, images from before those records) are raised again: every signal is blocked in the
@@ -146,12 +168,21 @@ static uint64_t prepare_thread(struct rst_args *args, struct rst_thread *thread)
         if (__atomic_fetch_or(&args->raised_signals, bit, __ATOMIC_ACQ_REL) & bit) continue;
         stasis_syscall3(STASIS_NR_tgkill, pid, tid, sig);
     }
-    return (uint64_t)uc;
 }
+
+#define RST_NR_futex 202
+#define RST_FUTEX_WAIT_PRIVATE 128
+#define RST_FUTEX_WAKE_PRIVATE 129
 
 __attribute__((noreturn)) static void thread_child(struct rst_thread *thread) {
     struct rst_args *args = thread->args;
     uint64_t frame = prepare_thread(args, thread);
+    if (args->go_fd >= 0) {
+        __atomic_store_n(&thread->prepared, 1, __ATOMIC_RELEASE);
+        while (!__atomic_load_n(&args->released, __ATOMIC_ACQUIRE))
+            stasis_syscall4(RST_NR_futex, (long)&args->released, RST_FUTEX_WAIT_PRIVATE, 0, 0);
+    }
+    queue_thread_signals(args, thread);
     void (*tail)(volatile int32_t *, uint64_t, uint64_t) =
         (void (*)(volatile int32_t *, uint64_t, uint64_t))args->agent.restore_thread_tail;
     tail(&thread->done, 0, frame);
@@ -190,6 +221,56 @@ static void restore_posix_timers(struct rst_args *args) {
     stasis_syscall5(STASIS_NR_prctl, 77, 0, 0, 0, 0);
 }
 
+/* Waits until every thread but the main one has set its done flag (or, with `prepared`, its prepared flag). */
+static void wait_for_threads(struct rst_args *args, int main_index, int prepared) {
+    for (int i = 0; i < args->thread_count; i++) {
+        if (i == main_index) continue;
+        volatile int32_t *flag = prepared ? &args->threads[i].prepared : &args->threads[i].done;
+        while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) stasis_syscall0(STASIS_NR_sched_yield);
+    }
+}
+
+#define RST_NR_rt_sigtimedwait 128
+#define RST_SIGCHLD 17
+#define RST_PR_SET_CHILD_SUBREAPER 36
+
+/* A tree member, from its threads' creation to the go (the diagram at the top); returns the main
+ * thread's frame. After "ok" nothing may fail: the other processes run their programs already. */
+static uint64_t tree_go(struct rst_args *args, int main_index) {
+    wait_for_threads(args, main_index, 1);
+    uint64_t frame = prepare_thread(args, &args->threads[main_index]);
+    /* Timers now: they run while the tree waits, as they would have in a stopped process. */
+    restore_posix_timers(args);
+    rst_restore_timers(args);
+    stasis_syscall1(STASIS_NR_close, args->image_fd);
+    rst_write_text(args->status_fd, STASIS_STATUS_OK "\n");
+    stasis_syscall1(STASIS_NR_close, args->status_fd);
+    args->status_fd = -1;
+    /* A process that was stopped is stopped here by the launcher, every thread with it, once every
+     * process said "ok" (its parent's SIGCHLD action is then in place: installing an action flushes a
+     * pending SIGCHLD); it reads the go when it is continued. */
+    char byte = 0;
+    long n;
+    do n = stasis_syscall3(STASIS_NR_read, args->go_fd, (long)&byte, 1); while (n == -4);
+    if (n != 1) stasis_syscall1(STASIS_NR_exit_group, RST_EXIT_FAILED); /* the launcher gave up and says why */
+    stasis_syscall1(STASIS_NR_close, args->go_fd);
+        /* Every SIGCHLD pending now came from the restore (a child the launcher stopped; it waited for
+     * that SIGCHLD before the go): none of the image's own signals is queued yet. */
+    uint64_t child_signal = 1ull << (RST_SIGCHLD - 1);
+    int64_t no_wait[2] = {0, 0};
+    uint8_t info[128];
+    while (stasis_syscall4(RST_NR_rt_sigtimedwait, (long)&child_signal, (long)info, (long)no_wait, 8) > 0) {
+    }
+    if (args->tree_flags & STASIS_RESTORER_TREE_SUBREAPER)
+        stasis_syscall5(STASIS_NR_prctl, RST_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    queue_pending_signals(args, 0, 1);
+    queue_thread_signals(args, &args->threads[main_index]);
+    __atomic_store_n(&args->released, 1, __ATOMIC_RELEASE);
+    stasis_syscall4(RST_NR_futex, (long)&args->released, RST_FUTEX_WAKE_PRIVATE, 0x7fffffff, 0);
+    wait_for_threads(args, main_index, 0);
+    return frame;
+}
+
 void rst_restore_threads(struct rst_args *args) {
     if (args->have_signals) {
         for (int sig = 1; sig <= STASIS_SIGNAL_COUNT; sig++) {
@@ -206,8 +287,9 @@ void rst_restore_threads(struct rst_args *args) {
             state->pager_pid = args->pager_pid; /* a checkpoint waits until the pager is done */
         }
     }
-    /* The process's pending signals, once the dispositions are in place (an ignored one would go). */
-    queue_pending_signals(args, 0, 1);
+    /* The process's pending signals, once the dispositions are in place (an ignored one would go); a
+     * tree member's after the go (tree_go). */
+    if (args->go_fd < 0) queue_pending_signals(args, 0, 1);
     /* The thread-group leader (tid == pid) is this thread; else the first record. */
     int main_index = 0;
     for (int i = 0; i < args->thread_count; i++)
@@ -239,17 +321,19 @@ void rst_restore_threads(struct rst_args *args) {
         }
         if (r < 0) rst_fail(args, "cannot create a thread", (uint64_t)-r);
     }
-    for (int i = 0; i < args->thread_count; i++) {
-        if (i == main_index) continue;
-        while (!__atomic_load_n(&args->threads[i].done, __ATOMIC_ACQUIRE)) stasis_syscall0(STASIS_NR_sched_yield);
+    uint64_t frame;
+    if (args->go_fd >= 0) {
+        frame = tree_go(args, main_index);
+    } else {
+        wait_for_threads(args, main_index, 0);
+        frame = prepare_thread(args, &args->threads[main_index]);
+        queue_thread_signals(args, &args->threads[main_index]);
+        restore_posix_timers(args);
+        rst_restore_timers(args);
+        stasis_syscall1(STASIS_NR_close, args->image_fd);
+        rst_write_text(args->status_fd, STASIS_STATUS_OK "\n");
+        stasis_syscall1(STASIS_NR_close, args->status_fd);
     }
-
-    uint64_t frame = prepare_thread(args, &args->threads[main_index]);
-    restore_posix_timers(args);
-    rst_restore_timers(args);
-    stasis_syscall1(STASIS_NR_close, args->image_fd);
-    rst_write_text(args->status_fd, STASIS_STATUS_OK "\n");
-    stasis_syscall1(STASIS_NR_close, args->status_fd);
 
     /* Into the program's own code: unmap the work region, then rt_sigreturn. */
     void (*tail)(uint64_t, uint64_t, uint64_t) = (void (*)(uint64_t, uint64_t, uint64_t))args->agent.restore_tail;

@@ -1,3 +1,4 @@
+import CStasisABI
 import Testing
 @testable import StasisLauncher
 
@@ -15,9 +16,18 @@ struct ProtocolTests {
 
     @Test func restorerArgumentCountIsWithinTheHeadersBounds() {
         let minimal = RestorerArguments(imageFD: 5, statusFD: 6, pagerDelayMilliseconds: nil)
-        let full = RestorerArguments(imageFD: 5, statusFD: 6, pagerDelayMilliseconds: 100)
+        let full = RestorerArguments(imageFD: 5, statusFD: 6, pagerDelayMilliseconds: 100, tree: (goFD: 9, flags: .subreaper))
         #expect(RestorerArgument.headerArgumentCount.contains(1 + minimal.strings.count))
         #expect(1 + full.strings.count == RestorerArgument.headerArgumentCount.upperBound)
+    }
+
+    @Test func aTreeMemberGetsEveryPositionUpToItsFlags() {
+        var arguments = RestorerArguments(imageFD: 7, statusFD: 8)
+        arguments.tree = (goFD: 12, flags: [])
+        #expect(arguments.strings == ["7", "8", "-1", "-1", "1", "0", "12", "0"], "a pager delay of 0 is none")
+        arguments.tree = (goFD: 12, flags: .subreaper)
+        arguments.pagerDelayMilliseconds = 30
+        #expect(arguments.strings == ["7", "8", "-1", "-1", "1", "30", "12", "\(STASIS_RESTORER_TREE_SUBREAPER)"])
     }
 
     @Test func buildsTheRestorerArgvInHeaderOrder() {
@@ -28,8 +38,11 @@ struct ProtocolTests {
         arguments.lazy = false
         arguments.pagerDelayMilliseconds = 250
         #expect(arguments.strings == ["7", "8", "9", "10", "0", "250"])
+        arguments.tree = (goFD: 11, flags: .subreaper)
+        let expected = ["7", "8", "9", "10", "0", "250", "11", "\(STASIS_RESTORER_TREE_SUBREAPER)"]
+        #expect(arguments.strings == expected)
         for argument in RestorerArgument.allCases {
-            #expect(arguments.strings[argument.rawValue - 1] == ["7", "8", "9", "10", "0", "250"][argument.headerValue - 1])
+            #expect(arguments.strings[argument.rawValue - 1] == expected[argument.headerValue - 1])
         }
     }
 

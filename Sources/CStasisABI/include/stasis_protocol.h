@@ -40,10 +40,19 @@ enum stasis_restorer_argument {
     STASIS_RESTORER_ARG_KEY_FD = 3,         /* --key: a pipe holding the key; -1: none */
     STASIS_RESTORER_ARG_PLAN_FD = 4,        /* incremental: stasis_restore_plan.h memfd; -1: none */
     STASIS_RESTORER_ARG_LAZY = 5,           /* 1: lazy restart (pager) wanted; 0: --eager */
-    STASIS_RESTORER_ARG_PAGER_DELAY_MS = 6, /* optional: STASIS_PAGER_DELAY_MS, 1-600000 */
+    STASIS_RESTORER_ARG_PAGER_DELAY_MS = 6, /* optional: STASIS_PAGER_DELAY_MS, 1-600000; 0: none */
+    STASIS_RESTORER_ARG_GO_FD = 7,          /* process trees: the go pipe's read end; -1 (or absent): none */
+    STASIS_RESTORER_ARG_TREE_FLAGS = 8,     /* process trees: STASIS_RESTORER_TREE_* */
     STASIS_RESTORER_ARGC_MIN = 3,           /* argv[0], IMAGE_FD, STATUS_FD */
-    STASIS_RESTORER_ARGC_MAX = 7,
+    STASIS_RESTORER_ARGC_MAX = 9,
 };
+
+/* ---- Process trees (Docs/ARCHITECTURE.md 3.6): the go pipe and the restorer's tree flags. ----
+ * A tree member's restorer writes "ok" once it could jump into the program, then reads one byte
+ * from GO_FD: a byte means every process of the tree is restored, go on; end of file means the
+ * launcher gave up: exit quietly (the launcher names the process that failed). A process that was
+ * stopped is stopped by the launcher (SIGSTOP) while its restorer waits there. */
+#define STASIS_RESTORER_TREE_SUBREAPER 2u /* prctl(PR_SET_CHILD_SUBREAPER) after the go */
 
 /* ---- Status pipe lines, restorer (and lazy pager) to launcher, each ending in '\n'. ----
  * "warning TEXT" any number; then "ok" just before the jump into the program, or one

@@ -67,6 +67,9 @@ int stasis_make_timerfd(int32_t clock_id, int32_t nonblocking, uint64_t ticks, i
 int stasis_spawn(const stasis_spawn_plan_t *_Nonnull plan, int32_t *_Nonnull used_set_tid,
                  int32_t *_Nonnull set_tid_error);
 
+/* prctl(PR_SET_CHILD_SUBREAPER, on): 0 or -errno (prctl is variadic, so Swift cannot call it). */
+int stasis_set_child_subreaper(int32_t on);
+
 /* XCR0 and the xsave size of this CPU. */
 uint64_t stasis_cpu_xcr0(void);
 uint32_t stasis_cpu_xsave_size(void);

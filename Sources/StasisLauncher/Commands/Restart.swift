@@ -46,6 +46,12 @@ enum RestartCommand {
           --fd N=inherit           the program's fd N is this process's own fd N (`3>>new.log`, a pipe)
         --fd may be given once per N; N must be an fd the program had.
         Signals sent to this process are forwarded to the program.
+
+        IMAGE may be a process tree's checkpoint (a directory holding `tree`): every process comes back
+        with its parent, process group, session and original PID (so this needs root or
+        CAP_CHECKPOINT_RESTORE, and every PID free), zombies as zombies, stopped ones stopped; none runs
+        before all are restored. --pid-file gets the root's PID, --fd applies to the root's fds, and the
+        exit status is the root's.
         """
 
     static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
@@ -54,6 +60,7 @@ enum RestartCommand {
             return 0
         }
         let overrides = try DescriptorOverride.parse(options.descriptorOverrides)  // before restart opens fds of its own
+        if TreeDirectory.isDirectory(options.imagePath) { return try restartTree(options, overrides: overrides) }
         let source = try FileImageSource(path: options.imagePath)
         let (image, chain) = try checkImage(source, options: options, overrides: overrides)
         let keyPipe = try options.keyPath.map { (keyPath) throws(LauncherError) in try passKey(keyPath, image, source) }
@@ -109,16 +116,17 @@ enum RestartCommand {
         if let dir = options.directory { checkpointArguments += ["--dir", dir] }
         if let key = options.keyPath { checkpointArguments += ["--key", key] }
         let forwarder = SignalForwarder(program: pid, blocked: blocked, interval: options.interval,
-                                        checkpointArguments: checkpointArguments, laterStatus: status.read)
+                                        checkpointArguments: checkpointArguments, laterStatus: [status.read])
         return forwarder.run()
     }
 
     /// Decodes the image and makes every check that needs no process: owner (also of each parent),
     /// the chain of an incremental image (with --key, each parent's signature), CPU and files.
-    static func checkImage(_ source: FileImageSource, options: RestartOptions, overrides: [Int32: DescriptorOverride])
-        throws(LauncherError) -> (Image, ImageChain)
+    static func checkImage(_ source: FileImageSource, image decoded: Image? = nil, options: RestartOptions,
+                           overrides: [Int32: DescriptorOverride]) throws(LauncherError) -> (Image, ImageChain)
     {
-        let image = try source.decode()
+        let image: Image
+        if let decoded { image = decoded } else { image = try source.decode() }
         try checkOwnership(image, source)
         // An incremental image: its parents, checked like it, and where each inherited page is.
         let key = try readKeyFile(ifGiven: options.keyPath)  // once, for every parent

@@ -26,21 +26,33 @@ extension RestartCommand {
         return file
     }
 
-    /// The plan's bytes: header, segments, checks (image_fds are filled in by writePlanTargets).
-    static func planBytes(segments: [stasis_page_segment_t], checks: [stasis_plan_check_t], parents: Int) -> [UInt8] {
+    /// The plan's bytes: header, segments, checks, objects (image_fds are filled in by writePlanTargets,
+    /// or given here as `imageFDs`).
+    static func planBytes(segments: [stasis_page_segment_t], checks: [stasis_plan_check_t], parents: Int,
+                          imageFDs: [Int32] = [], objects: [stasis_plan_object_t] = []) -> [UInt8] {
         var header = stasis_restore_plan_header_t()
         header.magic = STASIS_PLAN_MAGIC
         header.segment_count = UInt32(segments.count)
         header.image_count = UInt32(parents)
         header.check_count = UInt32(checks.count)
+        header.object_count = UInt32(objects.count)
+        withUnsafeMutableBytes(of: &header.image_fds) { raw in
+            for (i, fd) in imageFDs.prefix(Int(STASIS_PLAN_MAX_IMAGES)).enumerated() {
+                raw.storeBytes(of: fd, toByteOffset: i * 4, as: Int32.self)
+            }
+        }
         let headerBytes = MemoryLayout<stasis_restore_plan_header_t>.size
         let segmentBytes = segments.count * MemoryLayout<stasis_page_segment_t>.size
-        var bytes = [UInt8](repeating: 0, count: headerBytes + segmentBytes + checks.count * MemoryLayout<stasis_plan_check_t>.size)
+        let checkBytes = checks.count * MemoryLayout<stasis_plan_check_t>.size
+        var bytes = [UInt8](repeating: 0, count: headerBytes + segmentBytes + checkBytes + objects.count * MemoryLayout<stasis_plan_object_t>.size)
         bytes.withUnsafeMutableBytes { raw in
             raw.storeBytes(of: header, as: stasis_restore_plan_header_t.self)
             let start = raw.baseAddress!.advanced(by: headerBytes)
             segments.withUnsafeBytes { if let base = $0.baseAddress { start.copyMemory(from: base, byteCount: $0.count) } }
             checks.withUnsafeBytes { if let base = $0.baseAddress { start.advanced(by: segmentBytes).copyMemory(from: base, byteCount: $0.count) } }
+            objects.withUnsafeBytes {
+                if let base = $0.baseAddress { start.advanced(by: segmentBytes + checkBytes).copyMemory(from: base, byteCount: $0.count) }
+            }
         }
         return bytes
     }

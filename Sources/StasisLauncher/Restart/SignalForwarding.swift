@@ -13,8 +13,16 @@ struct SignalForwarder {
     let blocked: SignalSet
     var interval: Double?
     var checkpointArguments: [String] = []
-    /// The status pipe, where a lazy restart's pager may still report.
-    var laterStatus: FileDescriptor?
+    /// The status pipes (one per process of a tree), where a lazy restart's pager may still report.
+    var laterStatus: [FileDescriptor] = []
+    /// A tree: other children come and go (lazy pagers that were orphaned while the tree was made,
+    /// when this process was a subreaper); they are reaped, never waited for.
+    var reapsOtherChildren = false
+    /// A tree whose root leads its own group, run from a terminal: that group is the terminal's
+    /// foreground group while the program runs, and `ownGroup` gets it back at the end, and whenever the
+    /// program stops (Ctrl-Z): then this process stops too, as a shell's job would, and gives the
+    /// terminal back to the program's group when it is continued.
+    var terminal: (fd: Int32, programGroup: pid_t, ownGroup: pid_t)?
 
     /// Blocks the forwarded signals and SIGCHLD (before the restorer exists, so that it inherits the
     /// mask); returns the set to wait on.
@@ -43,7 +51,13 @@ struct SignalForwarder {
                 }
                 nextCheckpoint = now() + interval
             }
-            if let waitStatus = (try? ProcessControl.wait(program, noHang: true)) ?? nil {
+            if reapsOtherChildren { while ProcessControl.reapOther(than: program) != nil {} }
+            if let waitStatus = (try? ProcessControl.wait(program, noHang: true, stopped: terminal != nil)) ?? nil {
+                if ProcessControl.isStopped(waitStatus) {
+                    stopWithProgram()
+                    continue
+                }
+                giveTerminalBack()
                 switch Self.ending(waitStatus: waitStatus, pagerVerdict: pagerVerdict()) {
                 case .exit(let code): return code
                 case .dieOf(let signal):
@@ -65,12 +79,31 @@ struct SignalForwarder {
     /// ("corrupt ...") or when it cannot go on ("error ..."), writing its line first. What is there
     /// now: the pager may still hold the pipe, so there is no end of file to wait for.
     private func pagerVerdict() -> ExitCode? {
-        guard let laterStatus else { return nil }
-        try? laterStatus.setNonBlocking()  // EBADF only: then nothing is read below
-        let report = Self.pagerReport(StatusLine.parse(laterStatus.readAvailable()))
-        try? laterStatus.close()  // a pipe's read end: nothing to lose
+        var lines: [StatusLine] = []
+        for pipe in laterStatus {
+            try? pipe.setNonBlocking()  // EBADF only: then nothing is read below
+            lines += StatusLine.parse(pipe.readAvailable())
+            try? pipe.close()  // a pipe's read end: nothing to lose
+        }
+        let report = Self.pagerReport(lines)
         for message in report.messages { printError("stasis: \(message)") }
         return report.verdict
+    }
+
+    /// The program (a tree's root, leading its own group) stopped: give the terminal back to our own
+    /// group and stop as a job does; once continued, hand the terminal to the program's group again and
+    /// continue it.
+    private func stopWithProgram() {
+        guard let terminal else { return }
+        giveTerminalBack()
+        try? ProcessControl.send(SIGSTOP, to: getpid())  // SIGSTOP to ourselves does not fail
+        try? ProcessControl.setForegroundGroup(terminal.programGroup, of: terminal.fd)  // ENOTTY/EPERM: the shell moved us
+        try? ProcessControl.send(SIGCONT, to: -terminal.programGroup)  // ESRCH: it ended meanwhile
+    }
+
+    private func giveTerminalBack() {
+        guard let terminal else { return }
+        try? ProcessControl.setForegroundGroup(terminal.ownGroup, of: terminal.fd)  // SIGTTOU is blocked; ENOTTY: it went away
     }
 
     /// The pager's lines to print, and the exit code they call for: 3 for "corrupt", else 9 for "error".

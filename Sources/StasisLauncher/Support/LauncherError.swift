@@ -15,6 +15,7 @@ enum ExitCode: Int32 {
     case permissionDenied = 10  // restart: the image is another user's, or of a more privileged process
     case signatureMismatch = 11 // restart/verify --key: unsigned image, or signed with another key, or changed
     case incompleteChain = 12   // restart/verify: an incremental image's parent is missing or not the one it names
+    case pidInUse = 13          // restart of a tree: a PID it needs is another process's
     case cannotExecute = 127    // run: PROGRAM could not be executed
 }
 

@@ -42,6 +42,8 @@ enum RestorerArgument: Int, CaseIterable {
     case planFD = 4
     case lazy = 5
     case pagerDelayMilliseconds = 6
+    case goFD = 7
+    case treeFlags = 8
 
     /// The header's number for it (the test compares the two).
     var headerValue: Int {
@@ -53,6 +55,8 @@ enum RestorerArgument: Int, CaseIterable {
         case .planFD: value = STASIS_RESTORER_ARG_PLAN_FD
         case .lazy: value = STASIS_RESTORER_ARG_LAZY
         case .pagerDelayMilliseconds: value = STASIS_RESTORER_ARG_PAGER_DELAY_MS
+        case .goFD: value = STASIS_RESTORER_ARG_GO_FD
+        case .treeFlags: value = STASIS_RESTORER_ARG_TREE_FLAGS
         }
         return Int(value.rawValue)
     }
@@ -63,7 +67,7 @@ enum RestorerArgument: Int, CaseIterable {
     }
 }
 
-/// The restorer's argv: `stasis-restorer IMAGE_FD STATUS_FD KEY_FD PLAN_FD LAZY [PAGER_DELAY_MS]`.
+/// The restorer's argv: `stasis-restorer IMAGE_FD STATUS_FD KEY_FD PLAN_FD LAZY [PAGER_DELAY_MS [GO_FD TREE_FLAGS]]`.
 struct RestorerArguments: Equatable {
     var imageFD: Int32
     var statusFD: Int32
@@ -72,6 +76,17 @@ struct RestorerArguments: Equatable {
     var lazy = true
     /// Diagnostics and tests (STASIS_PAGER_DELAY_MS): the pager serves only faults for this long.
     var pagerDelayMilliseconds: Int?
+    /// A member of a process tree: the go pipe's read end, and what it does at the go.
+    var tree: (goFD: Int32, flags: TreeFlags)?
+
+    /// STASIS_RESTORER_TREE_*.
+    struct TreeFlags: OptionSet, Equatable {
+        let rawValue: UInt32
+        /// PR_SET_CHILD_SUBREAPER after the go.
+        static let subreaper = TreeFlags(rawValue: STASIS_RESTORER_TREE_SUBREAPER)
+    }
+
+    static func == (a: RestorerArguments, b: RestorerArguments) -> Bool { a.strings == b.strings }
 
     /// A pager delay from the environment's text: used when 1...600000, else ignored.
     static func pagerDelay(fromEnvironment text: String?) -> Int? {
@@ -86,6 +101,11 @@ struct RestorerArguments: Equatable {
             .planFD: String(planFD), .lazy: lazy ? "1" : "0",
         ]
         if let pagerDelayMilliseconds { values[.pagerDelayMilliseconds] = String(pagerDelayMilliseconds) }
+        if let tree {
+            values[.pagerDelayMilliseconds] = values[.pagerDelayMilliseconds] ?? "0"  // positional: 0 is none
+            values[.goFD] = String(tree.goFD)
+            values[.treeFlags] = String(tree.flags.rawValue)
+        }
         return RestorerArgument.allCases.compactMap { values[$0] }
     }
 }

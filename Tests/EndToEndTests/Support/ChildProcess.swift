@@ -14,8 +14,10 @@ final class ChildProcess {
         case signaled(Int32)
     }
 
+    /// `newSession`: the child leads a new session, so that a terminal as `inputPath` becomes its
+    /// controlling terminal (with it in the foreground).
     init(_ path: String, _ arguments: [String], environment: [String] = [], outputPath: String,
-         workingDirectory: String? = nil, inputPath: String = "/dev/null") throws {
+         workingDirectory: String? = nil, inputPath: String = "/dev/null", newSession: Bool = false) throws {
         var env = environment
         for key in ["PATH", "HOME", "LANG", "PYENV_ROOT", "PYENV_VERSION"] {
             if let value = getenv(key), !environment.contains(where: { $0.hasPrefix(key + "=") }) {
@@ -24,7 +26,7 @@ final class ChildProcess {
         }
         let child: pid_t
         do {
-            child = try spawnWithDefaultSignals(path, arguments: arguments, environment: env) { actions in
+            child = try spawnWithDefaultSignals(path, arguments: arguments, environment: env, newSession: newSession) { actions in
                 posix_spawn_file_actions_addopen(&actions, 0, inputPath, inputPath == "/dev/null" ? O_RDONLY : O_RDWR, 0)
                 posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
                 posix_spawn_file_actions_adddup2(&actions, 1, 2)

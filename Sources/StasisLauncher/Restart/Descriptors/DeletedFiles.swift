@@ -6,12 +6,34 @@ import StasisSystem
 /// DELETED and MEMFD: files nobody can open by name, made again from the contents in the image.
 extension FileDescriptorPlan {
     /// A deleted file comes back unlinked (O_TMPFILE in its old directory, else /tmp), a memfd as a
-    /// memfd with its seals; contents from the image, then the recorded access mode and offset.
+    /// memfd with its seals; contents from the image, then the recorded access mode and offset. One file
+    /// per (device, inode): every descriptor of it (in a tree, of every process) opens that one again.
     mutating func recreateContents(_ record: FileDescriptorRecord, _ contents: FileContentsPayload, from image: ImageSource)
         throws(LauncherError) -> FileDescriptor
     {
-        var original = record.path
-        if original.hasSuffix(" (deleted)") { original.removeLast(10) }
+        let key = FileObjectKey(device: record.device, inode: record.inode)
+        let object: FileDescriptor
+        if record.inode != 0, let made = shared.fileObjects[key] {
+            object = made
+        } else {
+            object = try Self.makeFileObject(record, contents, from: image)
+            hold(object)
+            if record.inode != 0 { shared.fileObjects[key] = object }
+        }
+        // The recorded access mode and status flags: a new open of the same inode.
+        let flags = Int32(bitPattern: record.statusFlags) & (O_ACCMODE | O_APPEND | O_NONBLOCK)
+        let reopened = open("/proc/self/fd/\(object.rawValue)", flags | O_CLOEXEC)
+        guard reopened >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot reopen \(record.originalPath): \(Errno.current)") }
+        let result = FileDescriptor(rawValue: reopened)
+        if record.offset > 0 { _ = lseek(reopened, off_t(record.offset), SEEK_SET) }
+        return try keep(result, record)
+    }
+
+    /// The file itself, read-write, filled from the record's contents (size and seals as recorded).
+    static func makeFileObject(_ record: FileDescriptorRecord, _ contents: FileContentsPayload, from image: ImageSource)
+        throws(LauncherError) -> FileDescriptor
+    {
+        let original = record.originalPath
         var fd: Int32
         if record.kind == .memfd {
             let name = original.hasPrefix("/memfd:") ? String(original.dropFirst(7)) : "stasis"
@@ -38,13 +60,13 @@ extension FileDescriptorPlan {
         }
         _ = ftruncate(fd, off_t(contents.size))
         if record.kind == .memfd && contents.seals != 0 { _ = fcntl(fd, 1033 /* F_ADD_SEALS */, Int32(bitPattern: contents.seals)) }
-        // The recorded access mode and status flags: a new open of the same inode.
-        let flags = Int32(bitPattern: record.statusFlags) & (O_ACCMODE | O_APPEND | O_NONBLOCK)
-        let reopened = open("/proc/self/fd/\(fd)", flags | O_CLOEXEC)
-        file.closeAfterError()
-        guard reopened >= 0 else { throw LauncherError(.restoreFailed, "fd \(record.fd): cannot reopen \(original): \(Errno.current)") }
-        let result = FileDescriptor(rawValue: reopened)
-        if record.offset > 0 { _ = lseek(reopened, off_t(record.offset), SEEK_SET) }
-        return try keep(result, record)
+        return file
+    }
+}
+
+extension FileDescriptorRecord {
+    /// A DELETED or MEMFD record's path without the " (deleted)" the kernel adds.
+    var originalPath: String {
+        path.hasSuffix(" (deleted)") ? String(path.dropLast(10)) : path
     }
 }

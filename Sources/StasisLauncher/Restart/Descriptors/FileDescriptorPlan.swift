@@ -29,16 +29,20 @@ struct FileDescriptorPlan {
     private var inherited: [FileDescriptor] = []
     private var base: Int32 = 0
 
+    /// `tree`: a member of a process tree (Docs/ARCHITECTURE.md 3.6): objects are shared with the other
+    /// members' plans, and a SHARED_DESCRIPTION record takes an earlier member's descriptor.
     init(image: Image, imageFD: FileDescriptor, statusFD: FileDescriptor, keyFD: FileDescriptor? = nil,
          imageSource: ImageSource? = nil, extraDescriptors: [FileDescriptor] = [],
-         overrides: [Int32: DescriptorOverride] = [:]) throws(LauncherError) {
+         overrides: [Int32: DescriptorOverride] = [:], tree: TreeDescriptors? = nil) throws(LauncherError) {
         let highest = image.fileDescriptors.map(\.fd).max() ?? 2
         imageTarget = max(highest, 2) + 1
         statusTarget = imageTarget + 1
-        base = statusTarget + 17 + Int32(extraDescriptors.count)
+        base = tree?.base ?? Self.lowestSource(for: image, extraDescriptors: extraDescriptors.count)
         present = Set(image.fileDescriptors.map(\.fd))
-        shared = SharedObjects(image.fileDescriptors)
+        shared = tree?.shared ?? SharedObjects(image.fileDescriptors)
+        let sharedDescriptions = Dictionary(image.sharedDescriptions.map { ($0.fd, $0) }, uniquingKeysWith: { first, _ in first })
         var sources: [Int32: FileDescriptor] = [:]
+        var keptStdio: [Int32: Int32] = [:]  // the program's fd → restart's own fd it keeps (0-2)
         for record in image.fileDescriptors {
             let source: FileDescriptor
             if let override = overrides[record.fd] {
@@ -47,16 +51,38 @@ struct FileDescriptorPlan {
                 case .path(let path): source = try openReplacement(path, for: record)
                 }
                 if record.fd > 2, case .inherit = override { inherited.append(FileDescriptor(rawValue: record.fd)) }
+            } else if let tree, let share = sharedDescriptions[record.fd] {
+                // One open file description with an earlier member's: that member's source, never this
+                // record's contents (Docs/IMAGE-FORMAT.md, SHARED_DESCRIPTION).
+                switch tree.sources[share.ownerPID]?[share.ownerFD] {
+                case .descriptor(let owner)?: source = owner
+                case .restartStdio(let fd)? where fd == record.fd:
+                    keepStdio |= 1 << fd
+                    keptStdio[record.fd] = fd
+                    continue
+                case .restartStdio(let fd)?: source = try duplicate(FileDescriptor(rawValue: fd))
+                case nil:
+                    throw LauncherError(.badImage, "process \(image.header.pid)'s fd \(record.fd) is process \(share.ownerPID)'s fd \(share.ownerFD), which that process's image does not restore")
+                }
             } else if record.sharesWith >= 0, let shared = sources[record.sharesWith] {
                 // A dup'ed descriptor gets the same open file description (one offset, one set of flags).
                 source = shared
             } else {
-                guard let made = try recreate(record, imageSource: imageSource) else { continue }
+                guard let made = try recreate(record, imageSource: imageSource) else {
+                    if record.fd <= 2 && keepStdio & (1 << record.fd) != 0 { keptStdio[record.fd] = record.fd }
+                    continue
+                }
                 source = made
             }
             moves.append(stasis_fd_move_t(source: source.rawValue, target: record.fd,
                                           close_on_exec: record.isCloseOnExec ? 1 : 0, reserved: 0))
             sources[record.fd] = source
+        }
+        if let tree {
+            tree.shared = shared
+            var mine = sources.mapValues { TreeDescriptors.Source.descriptor($0) }
+            for (fd, kept) in keptStdio { mine[fd] = .restartStdio(kept) }
+            tree.sources[image.header.pid] = mine
         }
         let image = try duplicate(imageFD)
         let status = try duplicate(statusFD)
@@ -73,6 +99,12 @@ struct FileDescriptorPlan {
             moves.append(stasis_fd_move_t(source: copy.rawValue, target: target, close_on_exec: 0, reserved: 0))
             extraTargets.append(target)
         }
+    }
+
+    /// The lowest number a source may have: above the program's numbers and the restorer's own.
+    static func lowestSource(for image: Image, extraDescriptors: Int) -> Int32 {
+        let highest = image.fileDescriptors.map(\.fd).max() ?? 2
+        return max(highest, 2) + 2 + 17 + Int32(extraDescriptors)
     }
 
     /// The new descriptor for one record, by kind; nil when the program keeps restart's own fd (or,
@@ -150,6 +182,12 @@ struct FileDescriptorPlan {
 struct SharedObjects {
     /// Pipes by inode.
     var pipes: [UInt64: (read: FileDescriptor, write: FileDescriptor)] = [:]
+    /// The bytes each pipe held, by inode: the first record that has them (the agent saves them once per
+    /// process, in a process that reads the pipe; in a tree that may be a later member than the first
+    /// to hold an end).
+    var pipeBytes: [UInt64: [UInt8]] = [:]
+    /// Memfds and deleted files by (device, inode): one file for every descriptor and mapping of it.
+    var fileObjects: [FileObjectKey: FileDescriptor] = [:]
     /// FIFOs already refilled, by inode.
     var fifosRefilled = Set<UInt64>()
     /// UNIX sockets by inode, to find the pairs whose two ends the program had, and their new ends.
@@ -164,14 +202,56 @@ struct SharedObjects {
 
     init() {}
 
+    /// The objects of a tree's members: every record but those of SHARED_DESCRIPTION descriptors (the
+    /// owner's record stands for them; their contents must not be used).
+    init(members images: [Image]) {
+        var records: [FileDescriptorRecord] = []
+        for image in images {
+            let sharers = Set(image.sharedDescriptions.map(\.fd))
+            records += image.fileDescriptors.filter { !sharers.contains($0.fd) }
+        }
+        self.init(records)
+    }
+
+    /// `records`: every record of the image.
     init(_ records: [FileDescriptorRecord]) {
         for record in records {
             switch record.payload {
+            case .pipe(let pipe) where !pipe.queued.isEmpty && pipeBytes[pipe.inode] == nil: pipeBytes[pipe.inode] = pipe.queued
             case .resetSocket(let socket): socketPeers[socket.inode] = (record, socket)
             case .ptyMaster(let master): ptyMasters[master.number] = (record, master)
             case .terminal: if let number = record.ptySlaveNumber { ptySlavesHeld.insert(number) }
             default: break
             }
         }
+    }
+}
+
+/// A file as the kernel names it: memfds and deleted files in FILE_DESCRIPTOR records, and the objects
+/// of MEMORY_AREA records with STASIS_AREA_FILE_OBJECT, which use the same encoding.
+struct FileObjectKey: Hashable {
+    var device: UInt64
+    var inode: UInt64
+}
+
+/// What the descriptor plans of a tree's members share (Docs/ARCHITECTURE.md 3.6): the objects made so
+/// far (pipes, socket pairs, pty pairs, files), and each member's descriptors for the SHARED_DESCRIPTION
+/// records of later members. One instance, passed to each member's plan in manifest order.
+final class TreeDescriptors {
+    enum Source {
+        case descriptor(FileDescriptor)
+        /// The program keeps `stasis restart`'s own fd 0-2 (a terminal, INHERIT).
+        case restartStdio(Int32)
+    }
+
+    var shared: SharedObjects
+    /// Above every member's program numbers and restorer numbers.
+    let base: Int32
+    /// pid → the program's fd → what it gets.
+    var sources: [Int32: [Int32: Source]] = [:]
+
+    init(shared: SharedObjects, base: Int32) {
+        self.shared = shared
+        self.base = base
     }
 }

@@ -29,9 +29,10 @@ extension FileDescriptorPlan {
         let read = try keep(FileDescriptor(rawValue: ends[0]), record)
         let write = try keep(FileDescriptor(rawValue: ends[1]), record)
         if pipe.bufferSize > 0 { _ = fcntl(write.rawValue, 1031 /* F_SETPIPE_SZ */, Int32(bitPattern: pipe.bufferSize)) }
-        if !pipe.queued.isEmpty {
+        let queued = shared.pipeBytes[pipe.inode] ?? pipe.queued
+        if !queued.isEmpty {
             do {
-                try write.writeAll(pipe.queued)
+                try write.writeAll(queued)
             } catch {
                 throw LauncherError(.restoreFailed, "fd \(record.fd): cannot refill the pipe: \(error)")
             }
