@@ -19,6 +19,8 @@ stasis_agent_config_t stasis_config;
 stasis_agent_state_t stasis_state = {.magic = STASIS_AGENT_STATE_MAGIC};
 
 void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext);
+void stasis_exec_resolve(void);
+void stasis_exec_unblock(int trigger, int exit_signal);
 
 static int parse_signal(const char *text) {
     int value = 0;
@@ -60,6 +62,7 @@ static void load_key(const char *path, stasis_key_slot_t *slot) {
 }
 
 __attribute__((constructor)) static void stasis_shim_init(void) {
+    stasis_exec_resolve(); /* the exec wrappers may run in a vfork child, where dlsym must not */
     const char *dir = getenv(STASIS_ENV_DIR);
     if (dir && *dir && strlen(dir) < sizeof stasis_config.image_dir) {
         strcpy(stasis_config.image_dir, dir);
@@ -133,5 +136,11 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     if (__sigaction(stasis_config.trigger_signal, &action, NULL) != 0) { /* the real one: ours is interposed */
         static const char msg[] = "stasis: cannot install the checkpoint signal handler\n";
         (void)!write(2, msg, sizeof msg - 1);
+        return;
     }
+    /* The exec that started this image blocked these in the kernel (exec_interpose.c), so that a trigger
+     * during the exec waited for this handler. The kernel never blocks them while the agent runs (the
+     * program's view, unblocked after an exec, is signal_interpose.c's): a trigger kept pending is
+     * delivered here. */
+    stasis_exec_unblock(stasis_config.trigger_signal, stasis_config.exit_signal);
 }
