@@ -189,16 +189,32 @@ struct ProcessTreeTests {
     /// its PID and command, and nothing is harmed (it is not sent the trigger, which would kill it).
     @Test(.timeLimit(.minutes(3))) func aDescendantWithoutTheAgentIsNamedAndTheJobGoesOn() throws {
         let scratch = Scratch()
-        let tree = try ProcessTree([try compileFixture("tree-noagent", into: scratch.path)], scratch: scratch)
+        try expectRefusedForADescendantWithoutTheAgent([try compileFixture("tree-noagent", into: scratch.path)],
+                                                       command: "sleep", scratch: scratch)
+    }
+
+    /// (m, static) The same for a static program exec'd with LD_PRELOAD still set: it ignores the agent,
+    /// and starts with the trigger blocked (the exec wrapper blocked it for the agent that never came).
+    @Test(.timeLimit(.minutes(3))) func aStaticDescendantIsNamedAndTheJobGoesOn() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("tree-noagent", into: scratch.path)
+        let sleeper = scratch.file("static-sleeper")
+        let source = Stasis.packageRoot + "/Tests/Fixtures/tree-noagent/main.c"
+        try #require(system("cc -static -O1 -DTREE_STATIC_SLEEPER -o '\(sleeper)' '\(source)'") == 0, "cc -static")
+        try expectRefusedForADescendantWithoutTheAgent([binary, sleeper], command: "static-sleeper", scratch: scratch)
+    }
+
+    private func expectRefusedForADescendantWithoutTheAgent(_ arguments: [String], command: String, scratch: Scratch) throws {
+        let tree = try ProcessTree(arguments, scratch: scratch)
         try tree.waitForReady()
-        let sleeper = tree.descendants[0]
+        let child = tree.descendants[0]
         for attempt in 1...2 {
             let (code, text) = try tree.checkpoint()
             let lines = text.split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }
             #expect(code != 0, "attempt \(attempt): \(text)")
-            #expect(lines.count == 1 && text.contains(String(sleeper)) && text.contains("sleep"),
-                    "attempt \(attempt): one line naming PID \(sleeper) (sleep): \(text)")
-            #expect(processState(tree.root) != "Z" && processState(sleeper) != "Z", "attempt \(attempt): the job goes on")
+            #expect(lines.count == 1 && text.contains(String(child)) && text.contains(command),
+                    "attempt \(attempt): one line naming PID \(child) (\(command)): \(text)")
+            #expect(processState(tree.root) != "Z" && processState(child) != "Z", "attempt \(attempt): the job goes on")
         }
         #expect(opendirNames(scratch.path).filter { $0.hasSuffix(".stasis") }.isEmpty, "no image left behind")
         try tree.expectPass("PASS noagent")
