@@ -5,6 +5,7 @@ import Testing
 /// (Tests/Fixtures/tree-*) under `stasis run` and takes it through three cycles of checkpoint → SIGKILL of
 /// every process → restart with the original PIDs (ProcessTree), then tells the root to verify (SIGTERM).
 /// Restoring original PIDs needs root (CAP_CHECKPOINT_RESTORE); these tests run as root.
+/// STASIS_TREE_TEST_CYCLES=0 checks the fixtures and the harness alone (cases a-j then take no checkpoint).
 @Suite(.serialized, .enabled(if: Stasis.isBuilt && getuid() == 0, "needs `swift build` and root"))
 struct ProcessTreeTests {
     /// (a) producer | filter | consumer, exec'd: both pipes are full at every checkpoint; the records go on
