@@ -195,6 +195,11 @@ extension CheckpointJob {
                 let field = UnsafeMutableRawPointer(_unsafePerformance { stasis_tree_message(member) }).assumingMemoryBound(to: UInt8.self)
                 var count = 0
                 while count < 255 && field[count] != 0 { count += 1 }
+                if count == 0 && member.pointee.fail_step == UInt32(FreezeFailure.Step.treeWriterDied.rawValue) {
+                    text.append("its image writer (PID ")
+                    text.append(decimal: Int(member.pointee.fail_object))
+                    text.append(") died before it finished (out of memory? killed?)")
+                }
                 text.append(bytes: field, count: count)
             }
         default:

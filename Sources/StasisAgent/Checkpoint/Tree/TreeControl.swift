@@ -147,8 +147,10 @@ struct TreeControl {
                 if now < progress && member(index).pointee.process.state != STASIS_TREE_ZOMBIE {
                     if waiting < 0 { waiting = index }
                     // A writer that died (killed, out of memory) never says so: look for it.
+                    // (Gone and still not WRITTEN, read again after: it may have finished just before exiting.)
                     if livenessCheck, now == Int32(STASIS_MEMBER_CAPTURED), member(index).pointee.writer_pid > 0,
-                        RawSyscall.call(STASIS_NR_kill, Int(member(index).pointee.writer_pid), 0) == -3
+                        RawSyscall.call(STASIS_NR_kill, Int(member(index).pointee.writer_pid), 0) == -3,
+                        self.progress(index) == Int32(STASIS_MEMBER_CAPTURED)
                     {
                         fail(index, FreezeFailure(step: .treeWriterDied, errno: 0, object: Int(member(index).pointee.writer_pid)))
                         return index
