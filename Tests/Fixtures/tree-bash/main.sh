@@ -23,7 +23,10 @@ producer=$(jobs -p %2)
 echo "READY $job1 $producer $consumer"
 until [ -n "$verify" ]; do wait %1; done
 kill -TERM "$job1"
-wait %1
+# By PID: a non-interactive bash drops a finished job from its table as soon as it has reaped it, so
+# `wait %1` after the kill races with SIGCHLD (127 "no such job" even without Stasis, when the shell is
+# slow); bash keeps a reaped background PID's status for `wait PID`.
+wait "$job1"
 status1=$?
 kill -USR1 "$consumer"
 wait %2

@@ -340,7 +340,10 @@ extension CheckpointJob {
                     (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
                 let statted = withUnsafeMutablePointer(to: &status) { RawSyscall.call(STASIS_NR_fstat, fd, Int(bitPattern: $0)) }
                 if statted != 0 { continue }  // closed meanwhile (by the agent itself)
-                list[count] = stasis_tree_descriptor_t(fd: Int32(fd), reserved: 0, device: status.0, inode: status.1)
+                // The access mode + 1 (0: unknown), for a pipe's ends (FileDescriptors.pipeJoinsTree).
+                let access = RawSyscall.call(STASIS_NR_fcntl, fd, 3 /* F_GETFL */)
+                list[count] = stasis_tree_descriptor_t(fd: Int32(fd), access: access < 0 ? 0 : UInt32(access & 3) + 1,
+                                                       device: status.0, inode: status.1)
                 count += 1
             }
         }
