@@ -53,7 +53,8 @@ enum {
     STASIS_TREE_PHASE_ABORT = 3,
 };
 
-/* stasis_tree_member_t.progress: member to coordinator; every change bumps `changes` and wakes it. */
+/* stasis_tree_member_t.progress: member to coordinator; every change bumps `changes` and wakes it. It only
+ * moves forward (a CAS raise): a copy-on-write writer may say WRITTEN before its member says CAPTURED. */
 enum {
     STASIS_MEMBER_SIGNALLED = 0,
     STASIS_MEMBER_FROZEN = 1,

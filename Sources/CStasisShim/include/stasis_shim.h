@@ -63,6 +63,12 @@ static inline void stasis_atomic_store(volatile int32_t *_Nonnull p, int32_t v) 
 static inline int32_t stasis_atomic_add(volatile int32_t *_Nonnull p, int32_t v) {
     return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL);
 }
+/* Raises *p to v unless it is already at least v; returns the value before. */
+static inline int32_t stasis_atomic_raise(volatile int32_t *_Nonnull p, int32_t v) {
+    int32_t old = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    while (old < v && !__atomic_compare_exchange_n(p, &old, v, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {}
+    return old;
+}
 /* FUTEX_WAIT_PRIVATE with a relative timeout in nanoseconds (0: none). */
 static inline long stasis_futex_wait(volatile int32_t *_Nonnull p, int32_t expected, long timeout_ns) {
     struct { long sec, nsec; } timeout = {timeout_ns / 1000000000L, timeout_ns % 1000000000L};

@@ -111,11 +111,13 @@ struct TreeControl {
         return _unsafePerformance { stasis_atomic_load(&member.pointee.progress) }
     }
 
+    /// Progress only moves forward (FAILED is the highest): a member's writer may finish (WRITTEN)
+    /// before the member itself has said CAPTURED, and that must not take it back.
     @_noAllocation @_noLocks
     func setProgress(_ index: Int, _ value: Int32) {
         let member = member(index)
         _unsafePerformance {
-            stasis_atomic_store(&member.pointee.progress, value)
+            _ = stasis_atomic_raise(&member.pointee.progress, value)
             _ = stasis_atomic_add(&block.pointee.changes, 1)
             _ = stasis_shared_futex_wake_all(&block.pointee.changes)
         }
