@@ -110,6 +110,9 @@ enum CheckpointCommand {
         if result.incrementalUnavailable {
             printError("stasis: warning: this kernel refused a userfaultfd (needed to track written pages); images of \(pid) stay full")
         }
+        if result.processes > 1 && options.flags.contains("--incremental") {
+            printError("stasis: warning: \(pid) has child processes: a process tree's checkpoint is a full one (--incremental applies to single processes)")
+        }
         // A chain at the program's --max-chain: made standalone now, so that the next
         // incremental image builds on it instead of starting over with a full one.
         var compacted = false
