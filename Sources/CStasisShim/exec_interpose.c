@@ -116,12 +116,12 @@ static int preloads_agent(const char *list) {
  * signal the new image's agent will install, or 0 when the new image will not carry the agent. */
 static uint64_t guarded_bits(char *const envp[]) {
     if (!envp) return 0;
-    int agent = 0, trigger = 0, exit_signal = 0;
+    int agent = 0, trigger = -1, exit_signal = -1;
     for (char *const *e = envp; *e; e++) {
         const char *value;
         if ((value = value_of(*e, "LD_PRELOAD"))) agent = preloads_agent(value); /* ld.so takes the last one */
-        else if ((value = value_of(*e, STASIS_ENV_SIGNAL))) trigger = parse_signal(value);
-        else if ((value = value_of(*e, STASIS_ENV_EXIT_SIGNAL))) exit_signal = parse_signal(value);
+        else if (trigger < 0 && (value = value_of(*e, STASIS_ENV_SIGNAL))) trigger = parse_signal(value); /* getenv: the first */
+        else if (exit_signal < 0 && (value = value_of(*e, STASIS_ENV_EXIT_SIGNAL))) exit_signal = parse_signal(value);
     }
     if (!agent) return 0;
     if (trigger <= 0 || trigger == SIGKILL || trigger == SIGSTOP) trigger = SIGUSR2;

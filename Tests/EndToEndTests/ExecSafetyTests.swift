@@ -8,11 +8,13 @@ import Testing
 @Suite(.serialized, .enabled(if: Stasis.isBuilt, "run `swift build` first"))
 struct ExecSafetyTests {
     /// One PID execs itself 2000 times through every exec function while SIGUSR2 arrives every 0.5 ms.
+    /// (A trigger that arrives before the new image's main() has installed the program's handler is a
+    /// checkpoint: hundreds of images, so --keep 1.)
     @Test(.timeLimit(.minutes(3))) func aProcessExecingUnderATriggerStormSurvives() throws {
         let scratch = Scratch()
         let binary = try compileFixture("exec-storm", into: scratch.path)
         let output = scratch.file("out")
-        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, "chain", "2000"],
+        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--keep", "1", "--", binary, "chain", "2000"],
                                        outputPath: output)
         defer { program.killAndReap() }
         try waitUntil("READY") { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
@@ -31,7 +33,7 @@ struct ExecSafetyTests {
         let scratch = Scratch()
         let binary = try compileFixture("exec-storm", into: scratch.path)
         let output = scratch.file("out")
-        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, "spawn", "1000"],
+        let program = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--keep", "1", "--", binary, "spawn", "1000"],
                                        outputPath: output)
         defer { program.killAndReap() }
         try waitUntil("READY") {

@@ -65,7 +65,7 @@ enum {
 /* One descriptor of a member, for the others' kcmp search. */
 typedef struct stasis_tree_descriptor {
     int32_t fd;
-    uint32_t reserved;
+    uint32_t access;  /* fcntl F_GETFL & O_ACCMODE, plus 1 (0: unknown) */
     uint64_t device, inode;
 } stasis_tree_descriptor_t;
 

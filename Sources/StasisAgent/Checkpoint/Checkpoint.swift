@@ -190,6 +190,7 @@ struct CheckpointJob {
             throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace)
         }
         files.skipUnsupported = skipUnsupported
+        files.tree = tree
         try files.dump(excluding: imageFD, and: tracker?.descriptor() ?? -1, lock: lockFD, into: &image)
         try writeSharedDescriptions(&image)
 

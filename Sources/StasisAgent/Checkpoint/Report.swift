@@ -102,7 +102,7 @@ extension CheckpointJob {
             text.append(" processes")
             return
         case .treeProcessDidNotStop, .treeNoAgent, .treeTraced, .treeStopped, .treeSessionLeaderGone,
-            .treeTooManyDescriptors, .treeWriterDied, .treeMemberFailed, .treeAborted:
+            .treeTooManyDescriptors, .treeWriterDied, .treeMemberFailed, .treeAborted, .treeProcessExited:
             describeTreeFailure(failure, into: &text)
             return
         case .stillPagingIn:
@@ -176,6 +176,8 @@ extension CheckpointJob {
             text.append(" did not stop for the checkpoint within 5 s (does it block the checkpoint signal with raw system calls, or is it busy with a checkpoint of its own?)")
         case .treeNoAgent:
             text.append(" does not carry the Stasis agent (a static or setuid program, or one started without LD_PRELOAD), so its parent cannot be checkpointed with it; end it, or let it finish, and try again")
+        case .treeProcessExited:
+            text.append(" was killed while the tree was frozen")
         case .treeTraced:
             text.append(" is being traced (a debugger or strace is attached); detach it and try again")
         case .treeStopped:
@@ -193,6 +195,11 @@ extension CheckpointJob {
                 let field = UnsafeMutableRawPointer(_unsafePerformance { stasis_tree_message(member) }).assumingMemoryBound(to: UInt8.self)
                 var count = 0
                 while count < 255 && field[count] != 0 { count += 1 }
+                if count == 0 && member.pointee.fail_step == UInt32(FreezeFailure.Step.treeWriterDied.rawValue) {
+                    text.append("its image writer (PID ")
+                    text.append(decimal: Int(member.pointee.fail_object))
+                    text.append(") died before it finished (out of memory? killed?)")
+                }
                 text.append(bytes: field, count: count)
             }
         default:

@@ -8,7 +8,7 @@ struct FreezeFailure: Error {
             checkpointInProgress, hasChildren,
             // process trees (Checkpoint/Tree): `object` is a PID unless said otherwise
             treeControl, treeTooLarge, treeProcessDidNotStop, treeNoAgent, treeTraced, treeStopped,
-            treeSessionLeaderGone, treeTooManyDescriptors, treeWriterDied,
+            treeSessionLeaderGone, treeTooManyDescriptors, treeWriterDied, treeProcessExited,
             /// `object` is the member's index: its own message is in the control block.
             treeMemberFailed,
             /// A member told to stop: the root reports why.

@@ -135,7 +135,8 @@ struct TreeControl {
     /// zombie); returns the index of the first failed one, nil when all made it. Throws on timeout.
     @_noAllocation @_noLocks
     func waitForMembers(_ range: Range<Int>, toReach progress: Int32, timeoutNanoseconds: Int64,
-                        livenessCheck: Bool = false) throws(FreezeFailure) -> Int? {
+                        livenessCheck: Bool,
+                        stalled: (Int) throws(FreezeFailure) -> Void) throws(FreezeFailure) -> Int? {
         let deadline = monotonicNanoseconds() + timeoutNanoseconds
         while true {
             let seen = _unsafePerformance { stasis_atomic_load(&block.pointee.changes) }
@@ -146,8 +147,10 @@ struct TreeControl {
                 if now < progress && member(index).pointee.process.state != STASIS_TREE_ZOMBIE {
                     if waiting < 0 { waiting = index }
                     // A writer that died (killed, out of memory) never says so: look for it.
+                    // (Gone and still not WRITTEN, read again after: it may have finished just before exiting.)
                     if livenessCheck, now == Int32(STASIS_MEMBER_CAPTURED), member(index).pointee.writer_pid > 0,
-                        RawSyscall.call(STASIS_NR_kill, Int(member(index).pointee.writer_pid), 0) == -3
+                        RawSyscall.call(STASIS_NR_kill, Int(member(index).pointee.writer_pid), 0) == -3,
+                        self.progress(index) == Int32(STASIS_MEMBER_CAPTURED)
                     {
                         fail(index, FreezeFailure(step: .treeWriterDied, errno: 0, object: Int(member(index).pointee.writer_pid)))
                         return index
@@ -158,7 +161,10 @@ struct TreeControl {
             if monotonicNanoseconds() > deadline {
                 throw FreezeFailure(step: .treeProcessDidNotStop, errno: 0, object: Int(member(waiting).pointee.process.pid))
             }
-            _ = _unsafePerformance { stasis_shared_futex_wait(&block.pointee.changes, seen, 50_000_000) }
+            let woken = _unsafePerformance { stasis_shared_futex_wait(&block.pointee.changes, seen, 20_000_000) }
+            if woken == -110 /* ETIMEDOUT */ {
+                for index in range where self.progress(index) < progress { try stalled(index) }
+            }
         }
     }
 

@@ -93,8 +93,11 @@ extension CheckpointJob {
         while levelStart < control.memberCount {
             let levelEnd = control.memberCount
             for index in levelStart..<levelEnd { try signalMember(index, arena: &arena) }
+            // A member that exits before it answers (a fork storm's short-lived child) is a zombie now:
+            // its parent is frozen and cannot reap it.
             if let failed = try control.waitForMembers(levelStart..<levelEnd, toReach: Int32(STASIS_MEMBER_FROZEN),
-                                                       timeoutNanoseconds: Int64(STASIS_TREE_FREEZE_TIMEOUT_MS) * 1_000_000)
+                                                       timeoutNanoseconds: Int64(STASIS_TREE_FREEZE_TIMEOUT_MS) * 1_000_000,
+                                                       livenessCheck: false, stalled: { index throws(FreezeFailure) in try noticeExit(index) })
             {
                 throw FreezeFailure(step: .treeMemberFailed, errno: 0, object: failed)
             }
@@ -177,6 +180,23 @@ extension CheckpointJob {
         } else if stat.state == UInt8(ascii: "T") {
             // Stopped by a signal: continued for its capture (signalMember), stopped again after it.
             member.pointee.process.state = STASIS_TREE_STOPPED
+        }
+    }
+
+    /// A signalled member that has not answered: if it has exited meanwhile, it is a zombie of the tree.
+    @_noAllocation @_noLocks
+    private func noticeExit(_ index: Int) throws(FreezeFailure) {
+        guard let tree, tree.progress(index) == Int32(STASIS_MEMBER_SIGNALLED),
+            tree.member(index).pointee.process.state != STASIS_TREE_ZOMBIE
+        else { return }
+        let wasStopped = tree.member(index).pointee.process.state == STASIS_TREE_STOPPED
+        try describeProcess(index)
+        if tree.member(index).pointee.process.state == STASIS_TREE_ZOMBIE {
+            tree.setProgress(index, Int32(STASIS_MEMBER_FROZEN))
+        } else if wasStopped {
+            tree.member(index).pointee.process.state = STASIS_TREE_STOPPED  // (it runs for now: continued by us)
+        } else {
+            tree.member(index).pointee.process.state = STASIS_TREE_RUNNING
         }
     }
 
@@ -320,7 +340,10 @@ extension CheckpointJob {
                     (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
                 let statted = withUnsafeMutablePointer(to: &status) { RawSyscall.call(STASIS_NR_fstat, fd, Int(bitPattern: $0)) }
                 if statted != 0 { continue }  // closed meanwhile (by the agent itself)
-                list[count] = stasis_tree_descriptor_t(fd: Int32(fd), reserved: 0, device: status.0, inode: status.1)
+                // The access mode + 1 (0: unknown), for a pipe's ends (FileDescriptors.pipeJoinsTree).
+                let access = RawSyscall.call(STASIS_NR_fcntl, fd, 3 /* F_GETFL */)
+                list[count] = stasis_tree_descriptor_t(fd: Int32(fd), access: access < 0 ? 0 : UInt32(access & 3) + 1,
+                                                       device: status.0, inode: status.1)
                 count += 1
             }
         }

@@ -89,11 +89,44 @@ extension CheckpointJob {
         }
         // The root: members are frozen and write quickly; a bound catches one that went away.
         if let failed = try tree.waitForMembers(1..<tree.memberCount, toReach: Int32(STASIS_MEMBER_CAPTURED),
-                                                timeoutNanoseconds: 60_000_000_000)
+                                                timeoutNanoseconds: 60_000_000_000, livenessCheck: false,
+                                                stalled: { index throws(FreezeFailure) in
+            // A frozen member leaves its handler only when killed (SIGKILL): gone, or a zombie.
+            let member = Int(tree.member(index).pointee.process.pid)
+            if RawSyscall.call(STASIS_NR_kill, member, 0) == -3 || isZombie(member) {
+                throw FreezeFailure(step: .treeProcessExited, errno: 0, object: member)
+            }
+        })
         {
             throw FreezeFailure(step: .treeMemberFailed, errno: 0, object: failed)
         }
         tree.setPhase(Int32(STASIS_TREE_PHASE_THAW))
+    }
+
+    /// /proc/PID/stat says Z.
+    @_noAllocation @_noLocks
+    func isZombie(_ pid: Int) -> Bool {
+        var text: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                   UInt64, UInt64, UInt64, UInt64) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  // /proc/PID/stat
+        var pathBytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &pathBytes) { pathMemory in
+            var path = TextBuffer(pathMemory.baseAddress!, capacity: 32)
+            appendProcPath(&path, pid)
+            path.append("/stat")
+            return withUnsafeMutableBytes(of: &text) { bytes in
+                let count = ProcFile.read(path.cString, into: bytes.baseAddress!, capacity: bytes.count)
+                guard count > 0 else { return false }
+                var close = -1
+                for i in 0..<count where bytes[i] == UInt8(ascii: ")") { close = i }
+                return close >= 0 && close + 2 < count && bytes[close + 2] == UInt8(ascii: "Z")
+            }
+        }
     }
 
     /// A member's image is complete: fsync it, record its size and header CRC for the manifest.

@@ -74,7 +74,8 @@ extension CheckpointJob {
         tree.setProgress(0, Int32(STASIS_MEMBER_WRITTEN))
         // Writers write in parallel; one that dies never says so, hence the liveness check.
         if let failed = try tree.waitForMembers(1..<tree.memberCount, toReach: Int32(STASIS_MEMBER_WRITTEN),
-                                                timeoutNanoseconds: Int64.max / 2, livenessCheck: true)
+                                                timeoutNanoseconds: Int64.max / 2, livenessCheck: true,
+                                                stalled: { _ throws(FreezeFailure) in })
         {
             throw FreezeFailure(step: .treeMemberFailed, errno: 0, object: failed)
         }

@@ -17,6 +17,9 @@ struct FileDescriptorDumper {
     let seenPipes: UnsafeMutablePointer<UInt64>
     var seenPipeCount = 0
     var skipUnsupported = false
+    /// A tree member: the control block, whose descriptor lists tell a pipeline's stdio pipe that
+    /// joins two processes of the tree (recorded as a pipe) from one that leads outside (INHERIT).
+    var tree: TreeControl? = nil
     /// Descriptors written so far, with their inode, to find dup'ed ones (same open file description).
     /// UNIX socket inode → peer inode pairs (sock_diag), read when the first UNIX socket is met.
     let peerTable: UnsafeMutablePointer<UInt32>
@@ -159,8 +162,9 @@ struct FileDescriptorDumper {
             contentBytes = try captureDeletedFile(fd, st, isMemfd: startsWith(link, linkCount, "/memfd:"), into: &record)
         } else if type == UInt32(STASIS_S_IFDIR) && isPath && !isDeleted {
             record.kind = UInt32(STASIS_FD_DIRECTORY)
-        } else if type == Self.fifoType && startsWith(link, linkCount, "pipe:[") && fd > 2 {
-            // (A pipe at fd 0-2 is a pipeline's: INHERIT gives it restart's own, below.)
+        } else if type == Self.fifoType && startsWith(link, linkCount, "pipe:[") && (fd > 2 || pipeJoinsTree(st)) {
+            // (A pipe at fd 0-2 is a pipeline's: INHERIT gives it restart's own, below; unless both
+            // its ends are in the tree being checkpointed: `seq | consumer` under one shell.)
             extraBytes = try capturePipe(fd, st, into: &record)
         } else if linkEquals(link, linkCount, "anon_inode:[eventfd]") {
             try captureEventfd(fd, into: &record)
@@ -192,6 +196,24 @@ struct FileDescriptorDumper {
             throw FreezeFailure(step: .unsupportedFile, errno: RawErrno.notSupported, object: Int(fd))
         }
         return (extraBytes, contentBytes)
+    }
+
+    /// Does the tree hold both a read end and a write end of this pipe (descriptor lists: device,
+    /// inode, access mode)?
+    @_noAllocation @_noLocks
+    func pipeJoinsTree(_ st: stasis_kstat_t) -> Bool {
+        guard let tree else { return false }
+        var reads = false, writes = false
+        for index in 0..<tree.memberCount {
+            let list = tree.descriptors(index)
+            for k in 0..<Int(tree.member(index).pointee.descriptor_count)
+            where list[k].device == st.st_dev && list[k].inode == st.st_ino {
+                let access = Int(list[k].access) - 1
+                if access == 0 || access == 2 { reads = true }
+                if access == 1 || access == 2 { writes = true }
+            }
+        }
+        return reads && writes
     }
 
     /// An earlier descriptor with the same open file description (kcmp KCMP_FILE), or -1: dup'ed fds
