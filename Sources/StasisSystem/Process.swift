@@ -25,14 +25,14 @@ public enum ProcessControl {
     /// Whether a `wait` status says the child stopped (WIFSTOPPED).
     public static func isStopped(_ waitStatus: CInt) -> Bool { waitStatus & 0xff == 0x7f }
 
-    /// Reaps one child other than `kept` that has ended, without touching `kept`; its pid, or nil when
-    /// there is none. The corresponding C functions are `waitid(2)` (P_ALL, WNOWAIT: which one) and
-    /// `waitpid(2)`.
-    public static func reapOther(than kept: pid_t) -> pid_t? {
+    /// Reaps one child that has ended, unless it is one of `kept` (those are left for their own `wait`);
+    /// its pid, or nil when there is none (or the next is kept). The corresponding C functions are
+    /// `waitid(2)` (P_ALL, WNOWAIT: which one) and `waitpid(2)`.
+    public static func reapOther(than kept: Set<pid_t>) -> pid_t? {
         var info = siginfo_t()
         guard waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 else { return nil }  // ECHILD: no children
         let pid = info._sifields._sigchld.si_pid
-        guard pid > 0, pid != kept else { return nil }
+        guard pid > 0, !kept.contains(pid) else { return nil }
         var status: CInt = 0
         return waitpid(pid, &status, WNOHANG | __WALL) > 0 ? pid : nil
     }

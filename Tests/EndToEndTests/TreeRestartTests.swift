@@ -244,6 +244,33 @@ import Testing
         #expect(try restart.wait() == .exited(0))
     }
 
+    /// `--interval` checkpoints the restored tree again and again (its helpers are reaped as they end,
+    /// beside the lazy pagers `stasis restart` also reaps).
+    @Test(.enabled(if: Stasis.isBuilt && geteuid() == 0, "needs `swift build` and root (original PIDs)"), .timeLimit(.minutes(2)))
+    func aRestoredTreeIsCheckpointedEveryInterval() throws {
+        let scratch = Scratch()
+        let members = try Self.checkpointMembers(2, fillMiB: 2, scratch: scratch)
+        let (r, a) = (members[0].pid, members[1].pid)
+        let session = getsid(0)
+        let directory = scratch.file("tree.stasis")
+        try Self.writeTree([Planned(pid: r, ppid: 1, pgid: r, sid: session, flags: [.root, .ownSession]),
+                            Planned(pid: a, ppid: r, pgid: r, sid: session)],
+                           images: Dictionary(uniqueKeysWithValues: members.map { ($0.pid, $0.image) }), to: directory)
+        let later = scratch.file("later")
+        mkdir(later, 0o700)
+        let pidFile = scratch.file("root.pid")
+        let restart = try ChildProcess(Stasis.launcher, ["restart", "--interval", "1s", "--dir", later, "--pid-file", pidFile, directory],
+                                       outputPath: scratch.file("restart.log"))
+        defer { kill(a, SIGKILL); kill(r, SIGKILL); _ = try? restart.wait() }
+        try waitUntil("two tree checkpoints", seconds: 30) {
+            opendirNames(later).filter { $0.hasSuffix(".stasis") && access(later + "/" + $0 + "/tree", F_OK) == 0 }.count >= 2
+        }
+        kill(a, SIGTERM)
+        try waitUntil("PASS") { ((try? String(contentsOfFile: members[1].log)) ?? "").contains("PASS") }
+        kill(r, SIGTERM)
+        #expect(try restart.wait() == .exited(0))
+    }
+
     @Test(.enabled(if: Stasis.isBuilt && geteuid() == 0, "needs `swift build` and root (original PIDs)"), .timeLimit(.minutes(2)))
     func refusesATreeWhosePIDIsTakenBeforeCreatingAnything() throws {
         let scratch = Scratch()

@@ -53,6 +53,17 @@ struct TreeRestartPlanningTests {
         #expect(m[0].exitSignal == SIGCHLD, "restart waits for the root")
     }
 
+    @Test func aGroupOfZombiesGetsItsStandInFromTheirParent() throws {
+        let layout = try TreeLayout(Self.manifest([
+            Self.process(100, parent: 1, group: 100, session: 9, flags: [.root, .ownSession]),
+            Self.process(101, parent: 100, group: 300, session: 9, state: .zombie),
+            Self.process(102, parent: 100, group: 400, session: 9, state: .zombie),
+            Self.process(103, parent: 100, group: 400, session: 9),
+        ]))
+        #expect(layout.standIns.map(\.pid) == [300, 400])
+        #expect(layout.standIns.map(\.creator) == [0, 3], "the zombie's parent; the live member of group 400")
+    }
+
     @Test(arguments: [
         // A session leader outside the tree, not restart's session.
         ([process(100, parent: 1, group: 100, session: 100, flags: [.root]), process(101, parent: 100, group: 100, session: 55, flags: [])],

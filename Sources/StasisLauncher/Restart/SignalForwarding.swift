@@ -51,7 +51,7 @@ struct SignalForwarder {
                 }
                 nextCheckpoint = now() + interval
             }
-            if reapsOtherChildren { while ProcessControl.reapOther(than: program) != nil {} }
+            if reapsOtherChildren { while ProcessControl.reapOther(than: Set([program] + helpers)) != nil {} }
             if let waitStatus = (try? ProcessControl.wait(program, noHang: true, stopped: terminal != nil)) ?? nil {
                 if ProcessControl.isStopped(waitStatus) {
                     stopWithProgram()

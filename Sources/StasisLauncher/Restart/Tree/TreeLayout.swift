@@ -91,7 +91,9 @@ struct TreeLayout: Equatable {
                                   kind: p.state == .zombie ? .zombie : .restore, exitSignal: exitSignal,
                                   exitStatus: p.exitStatus, deathSignal: p.parentDeathSignal, process: i, name: p.comm))
         }
-        // A group whose leader had exited: a stand-in with its id, made by the first member in it.
+        // A group whose leader had exited: a stand-in with its id, made by the first live member in it (it
+        // reaps the stand-in before it execs), or, for a group of zombies only, by the first one's parent
+        // (of the same session).
         var made = Set<Int32>()
         for (i, p) in processes.enumerated() {
             guard let pgid = members[i].pgid, pgid != p.pid, index[pgid] == nil, !made.contains(pgid) else { continue }
@@ -99,8 +101,9 @@ struct TreeLayout: Equatable {
                 throw refuse("group \(pgid) has members in two sessions (\(p.pid), \(other.pid))")
             }
             made.insert(pgid)
-            members.append(Member(pid: pgid, creator: i, pgid: pgid, newSession: false, kind: .standIn, exitSignal: 17,
-                                  exitStatus: 0, deathSignal: 0, process: nil, name: "stasis-group"))
+            let live = processes.indices.first { processes[$0].pgid == pgid && processes[$0].state != .zombie }
+            members.append(Member(pid: pgid, creator: live ?? members[i].creator, pgid: pgid, newSession: false, kind: .standIn,
+                                  exitSignal: 17, exitStatus: 0, deathSignal: 0, process: nil, name: "stasis-group"))
         }
         guard members.count <= Int(STASIS_TREE_SPAWN_MAX) else {
             throw LauncherError(.badImage, "the tree has \(members.count) processes and stand-ins; at most \(STASIS_TREE_SPAWN_MAX)")

@@ -44,45 +44,11 @@ extension RestartCommand {
         var launcherCopies: [FileDescriptor] = [go.read]  // closed once the root has its copies
         for (index, layoutMember) in layout.members.enumerated() where layoutMember.kind == .restore {
             guard let member = tree.members.first(where: { $0.process.pid == layoutMember.pid }) else { continue }
-            let status = try makePipe()
-            statusPipes.append((index, status.read))
-            launcherCopies.append(status.write)
-            let keyPipe = try keyBytes.map { (key) throws(LauncherError) in try keyPipeHolding(key) }
-            if let keyPipe { launcherCopies.append(keyPipe) }
-            let objectKeys = SharedMemoryObjects.keys(of: member.image)
-            let planFile = member.chain.isIncremental || !objectKeys.isEmpty ? try emptyPlanFile() : nil
-            if let planFile { launcherCopies.append(planFile) }
-            let parents = member.chain.members.dropFirst().map(\.source.descriptor)
-            var extras: [FileDescriptor] = planFile.map { [$0] } ?? []
-            extras += parents
-            for key in objectKeys {
-                guard let object = memory.objects[key] else { throw LauncherError(.failure, "no shared object for an area of process \(member.process.pid)") }
-                extras.append(object)
-            }
-            extras.append(go.read)
-            let plan = try FileDescriptorPlan(image: member.image, imageFD: member.source.descriptor, statusFD: status.write,
-                                              keyFD: keyPipe, imageSource: member.source, extraDescriptors: extras,
-                                              overrides: member.process.isRoot ? overrides : [:], tree: descriptors)
-            let targets = plan.extraTargets
-            var arguments = RestorerArguments(imageFD: plan.imageTarget, statusFD: plan.statusTarget)
-            arguments.keyFD = plan.keyTarget
-            arguments.lazy = !options.eager
-            arguments.pagerDelayMilliseconds = RestorerArguments.pagerDelay(
-                fromEnvironment: ProcessControl.environmentValue(STASIS_ENV_PAGER_DELAY_MS))
-            var flags: RestorerArguments.TreeFlags = []
-            if member.process.flags.contains(.childSubreaper) { flags.insert(.subreaper) }
-            arguments.tree = (goFD: targets[targets.count - 1], flags: flags)
-            if let planFile {
-                arguments.planFD = targets[0]
-                let parentTargets = Array(targets[1..<1 + parents.count])
-                let objectTargets = targets[1 + parents.count..<1 + parents.count + objectKeys.count]
-                let objects = zip(objectKeys, objectTargets).map { key, fd in
-                    stasis_plan_object_t(device: key.device, inode: key.inode, fd: fd, reserved: 0)
-                }
-                try writePlan(planFile, member.chain, parentTargets: parentTargets, objects: objects)
-            }
-            restores[index] = TreeSpawn.Restore(plan: plan, arguments: arguments, cwd: member.image.process.cwd,
-                                                umask: member.image.process.umask)
+            let (restore, status) = try memberRestore(member, options: options, overrides: member.process.isRoot ? overrides : [:],
+                                                      descriptors: descriptors, memory: memory, go: go.read, key: keyBytes,
+                                                      copies: &launcherCopies)
+            restores[index] = restore
+            statusPipes.append((index, status))
         }
 
         // Signals the forwarder takes are blocked before any process exists (each inherits the mask).
@@ -138,6 +104,56 @@ extension RestartCommand {
     }
 
     // ---- steps ------------------------------------------------------------------------------------
+
+    /// One live process's restorer: its status pipe (the read end is returned), key pipe, restore plan
+    /// (an incremental chain's segments, its shared memory objects), descriptor plan and argv. What the
+    /// launcher made for it goes into `copies`, closed once the root has been cloned.
+    static func memberRestore(_ member: TreeImages.Member, options: RestartOptions, overrides: [Int32: DescriptorOverride],
+                              descriptors: TreeDescriptors, memory: SharedMemoryObjects, go: FileDescriptor, key: [UInt8]?,
+                              copies: inout [FileDescriptor]) throws(LauncherError) -> (TreeSpawn.Restore, status: FileDescriptor) {
+        let status = try makePipe()
+        copies.append(status.write)
+        let keyPipe = try key.map { (key) throws(LauncherError) in try keyPipeHolding(key) }
+        if let keyPipe { copies.append(keyPipe) }
+        let objectKeys = SharedMemoryObjects.keys(of: member.image)
+        let planFile = member.chain.isIncremental || !objectKeys.isEmpty ? try emptyPlanFile() : nil
+        if let planFile { copies.append(planFile) }
+        // The restorer's extra descriptors, in this order: plan, parent images, objects, go pipe.
+        let parents = member.chain.members.dropFirst().map(\.source.descriptor)
+        var extras: [FileDescriptor] = planFile.map { [$0] } ?? []
+        extras += parents
+        for key in objectKeys {
+            guard let object = memory.objects[key] else {
+                throw LauncherError(.failure, "no shared object for an area of process \(member.process.pid)")
+            }
+            extras.append(object)
+        }
+        extras.append(go)
+        let plan = try FileDescriptorPlan(image: member.image, imageFD: member.source.descriptor, statusFD: status.write,
+                                          keyFD: keyPipe, imageSource: member.source, extraDescriptors: extras,
+                                          overrides: overrides, tree: descriptors)
+        let targets = plan.extraTargets
+        var arguments = RestorerArguments(imageFD: plan.imageTarget, statusFD: plan.statusTarget)
+        arguments.keyFD = plan.keyTarget
+        arguments.lazy = !options.eager
+        arguments.pagerDelayMilliseconds = RestorerArguments.pagerDelay(
+            fromEnvironment: ProcessControl.environmentValue(STASIS_ENV_PAGER_DELAY_MS))
+        var flags: RestorerArguments.TreeFlags = []
+        if member.process.flags.contains(.childSubreaper) { flags.insert(.subreaper) }
+        arguments.tree = (goFD: targets[targets.count - 1], flags: flags)
+        if let planFile {
+            arguments.planFD = targets[0]
+            let parentTargets = Array(targets[1..<1 + parents.count])
+            let objectTargets = targets[1 + parents.count..<1 + parents.count + objectKeys.count]
+            let objects = zip(objectKeys, objectTargets).map { key, fd in
+                stasis_plan_object_t(device: key.device, inode: key.inode, fd: fd, reserved: 0)
+            }
+            try writePlan(planFile, member.chain, parentTargets: parentTargets, objects: objects)
+        }
+        let restore = TreeSpawn.Restore(plan: plan, arguments: arguments, cwd: member.image.process.cwd,
+                                        umask: member.image.process.umask)
+        return (restore, status.read)
+    }
 
     /// Choosing PIDs needs privilege, and every PID the tree needs must be free: refused before
     /// anything exists, naming the process that has one.
