@@ -20,7 +20,6 @@ stasis_agent_state_t stasis_state = {.magic = STASIS_AGENT_STATE_MAGIC};
 
 void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext);
 void stasis_exec_resolve(void);
-void stasis_exec_unblock(int trigger, int exit_signal);
 
 static int parse_signal(const char *text) {
     int value = 0;
@@ -139,8 +138,8 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
         return;
     }
     /* The exec that started this image blocked these in the kernel (exec_interpose.c), so that a trigger
-     * during the exec waited for this handler. The kernel never blocks them while the agent runs (the
-     * program's view, unblocked after an exec, is signal_interpose.c's): a trigger kept pending is
-     * delivered here. */
-    stasis_exec_unblock(stasis_config.trigger_signal, stasis_config.exit_signal);
+     * during the exec waited for this handler. They stay blocked until main (start_interpose.c): the
+     * Swift runtime's initializers and the program's constructors run after this one, and a checkpoint
+     * must not catch them half-done. The kernel never blocks them once the program runs (the program's
+     * view, unblocked after an exec, is signal_interpose.c's). */
 }

@@ -37,7 +37,10 @@ int main(void) {
     return 0;
 }
 SOURCE
-printf '#!/bin/sh\nsleep 0.4\nexec cc "$@"\n' > slowcc
+# -pipe: cc1 and as talk through a pipe instead of a /tmp/cc*.s file that the driver deletes when the
+# compile ends; a checkpoint that caught `as` reading such a file could not be restarted once the job,
+# running on after the checkpoint, had deleted it (files are not saved: Docs/ARCHITECTURE.md 4).
+printf '#!/bin/sh\nsleep 0.4\nexec cc -pipe "$@"\n' > slowcc
 chmod +x slowcc
 printf 'CC = ./slowcc\nprog: main.o%s\n\t$(CC) -o $@ $^\n%%.o: %%.c\n\t$(CC) -O1 -c -o $@ $<\n' "$objects" > Makefile
 make -j2 > make.log 2>&1 &
