@@ -131,42 +131,41 @@ extension CheckpointJob {
         tree.block.pointee.member_count = UInt32(index + 1)
     }
 
+    /// /proc/PID/stat (nil: this process), parsed; its name (between the first '(' and the last ')')
+    /// into `name` (16 bytes) when given. nil when it cannot be read (the process is gone).
+    @_noAllocation @_noLocks
+    func readStat(_ pid: Int?, name: UnsafeMutablePointer<CChar>? = nil) -> ProcessStat? {
+        var text = StackBuffer()
+        var pathBytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        let count = withUnsafeMutableBytes(of: &pathBytes) { pathMemory in
+            var path = TextBuffer(pathMemory.baseAddress!, capacity: 32)
+            appendProcPath(&path, pid)
+            path.append("/stat")
+            return withUnsafeMutableBytes(of: &text.storage) { ProcFile.read(path.cString, into: $0.baseAddress!, capacity: $0.count) }
+        }
+        guard count > 0 else { return nil }
+        return withUnsafeBytes(of: &text.storage) { bytes in
+            if let name {
+                var open = -1, close = -1
+                for i in 0..<count {
+                    if bytes[i] == UInt8(ascii: "(") && open < 0 { open = i }
+                    if bytes[i] == UInt8(ascii: ")") { close = i }
+                }
+                if open >= 0 && close > open {
+                    for i in 0..<min(close - open - 1, 15) { name[i] = CChar(bitPattern: bytes[open + 1 + i]) }
+                }
+            }
+            return ProcessStat.parse(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
+        }
+    }
+
     /// /proc/PID/stat of member `index` into its record: ids, state, exit signal and status, name.
     @_noAllocation @_noLocks
     private func describeProcess(_ index: Int) throws(FreezeFailure) {
         guard let tree else { return }
         let member = tree.member(index)
-        var text: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var pathBytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         let target = Int(member.pointee.process.pid)
-        let count = withUnsafeMutableBytes(of: &pathBytes) { pathMemory in
-            var path = TextBuffer(pathMemory.baseAddress!, capacity: 32)
-            appendProcPath(&path, index == 0 ? nil : target)
-            path.append("/stat")
-            return withUnsafeMutableBytes(of: &text) { ProcFile.read(path.cString, into: $0.baseAddress!, capacity: 512) }
-        }
-        if count <= 0 { throw FreezeFailure(step: .readProc, errno: count < 0 ? -count : RawErrno.invalid, object: target) }
-        let stat: ProcessStat? = withUnsafeBytes(of: &text) { bytes in
-            let start = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            // The name: between the first '(' and the last ')'.
-            var open = -1, close = -1
-            for i in 0..<count {
-                if bytes[i] == UInt8(ascii: "(") && open < 0 { open = i }
-                if bytes[i] == UInt8(ascii: ")") { close = i }
-            }
-            if open >= 0 && close > open {
-                let comm = _unsafePerformance { stasis_tree_comm(member) }
-                for i in 0..<min(close - open - 1, 15) { comm[i] = CChar(bitPattern: bytes[open + 1 + i]) }
-            }
-            return ProcessStat.parse(start, count: count)
-        }
+        let stat = readStat(index == 0 ? nil : target, name: _unsafePerformance { stasis_tree_comm(member) })
         guard let stat else { throw FreezeFailure(step: .readProc, errno: RawErrno.invalid, object: target) }
         if index == 0 { member.pointee.process.ppid = stat.ppid }
         member.pointee.process.pgid = stat.pgrp
@@ -315,17 +314,10 @@ extension CheckpointJob {
     func listOwnDescriptors(_ index: Int) throws(FreezeFailure) {
         guard let tree else { return }
         let list = tree.descriptors(index)
-        var entries: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                      UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                      UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                      UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                      UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                      UInt64, UInt64, UInt64, UInt64) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var entries = StackBuffer()
         let tracker = DirtyPageTracker(config: capture.pointee.config, pid: pid)?.descriptor() ?? -1
         var count = 0
-        try withUnsafeMutableBytes(of: &entries) { buffer throws(FreezeFailure) in
+        try withUnsafeMutableBytes(of: &entries.storage) { buffer throws(FreezeFailure) in
             var fds = try TaskList(path: RawSyscall.cString("/proc/self/fd"), buffer: buffer.baseAddress!, capacity: buffer.count)
             defer { fds.close() }
             while let fd = try fds.next() {

@@ -105,29 +105,7 @@ extension CheckpointJob {
 
     /// /proc/PID/stat says Z.
     @_noAllocation @_noLocks
-    func isZombie(_ pid: Int) -> Bool {
-        var text: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  // /proc/PID/stat
-        var pathBytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        return withUnsafeMutableBytes(of: &pathBytes) { pathMemory in
-            var path = TextBuffer(pathMemory.baseAddress!, capacity: 32)
-            appendProcPath(&path, pid)
-            path.append("/stat")
-            return withUnsafeMutableBytes(of: &text) { bytes in
-                let count = ProcFile.read(path.cString, into: bytes.baseAddress!, capacity: bytes.count)
-                guard count > 0 else { return false }
-                var close = -1
-                for i in 0..<count where bytes[i] == UInt8(ascii: ")") { close = i }
-                return close >= 0 && close + 2 < count && bytes[close + 2] == UInt8(ascii: "Z")
-            }
-        }
-    }
+    func isZombie(_ pid: Int) -> Bool { readStat(pid)?.isZombie ?? false }
 
     /// A member's image is complete: fsync it, record its size and header CRC for the manifest.
     @_noAllocation @_noLocks
