@@ -229,42 +229,33 @@ static void fill_arguments(char **argv, long count, const char *first, va_list l
     argv[count] = NULL;
 }
 
+/* In an execl-style function: `argv` (on the stack) from `arg` and the variadic arguments after it,
+ * `list` left just past the NULL that ends them (execle's envp comes next); -1 (errno E2BIG) when too many. */
+#define STASIS_VARIADIC_ARGV(argv, arg, list)                                                                    \
+    va_list list;                                                                                              \
+    va_start(list, arg);                                                                                       \
+    long argv##_count = count_arguments(list);                                                                 \
+    va_end(list);                                                                                              \
+    if (argv##_count < 0) return -1;                                                                           \
+    char *argv[argv##_count + 1];                                                                              \
+    va_start(list, arg);                                                                                       \
+    fill_arguments(argv, argv##_count, arg, list);                                                             \
+    (void)va_arg(list, char *)
+
 int execl(const char *path, const char *arg, ...) {
-    va_list list;
-    va_start(list, arg);
-    long count = count_arguments(list);
-    va_end(list);
-    if (count < 0) return -1;
-    char *argv[count + 1];
-    va_start(list, arg);
-    fill_arguments(argv, count, arg, list);
+    STASIS_VARIADIC_ARGV(argv, arg, list);
     va_end(list);
     return guarded_execve(path, argv, environ);
 }
 
 int execlp(const char *file, const char *arg, ...) {
-    va_list list;
-    va_start(list, arg);
-    long count = count_arguments(list);
-    va_end(list);
-    if (count < 0) return -1;
-    char *argv[count + 1];
-    va_start(list, arg);
-    fill_arguments(argv, count, arg, list);
+    STASIS_VARIADIC_ARGV(argv, arg, list);
     va_end(list);
     return guarded_execvp(file, argv);
 }
 
 int execle(const char *path, const char *arg, ...) {
-    va_list list;
-    va_start(list, arg);
-    long count = count_arguments(list);
-    va_end(list);
-    if (count < 0) return -1;
-    char *argv[count + 1];
-    va_start(list, arg);
-    fill_arguments(argv, count, arg, list);
-    (void)va_arg(list, char *); /* the NULL that ends the arguments */
+    STASIS_VARIADIC_ARGV(argv, arg, list);
     char *const *envp = va_arg(list, char *const *);
     va_end(list);
     return guarded_execve(path, argv, envp);

@@ -71,16 +71,10 @@ public struct Image: Equatable, Sendable {
             }
             switch kind {
             case .end:
-                let end = try EndRecord(decoding: &reader, at: offset)
-                guard end.recordCount == count, end.endOffset == offset else {
-                    throw .invalidRecord(.end, at: offset, reason: "record count or offset does not match")
-                }
+                let end = try checkEnd(&reader, at: offset, recordCount: count, next: next, size: source.size)
                 image.recordOffsets.append(offset)
                 image.endOffset = offset
                 image.signature = end.mac
-                guard next == source.size else {
-                    throw .invalidRecord(.end, at: offset, reason: "\(source.size - next) bytes after the END record")
-                }
                 try image.validate()
                 return image
             case .process:
@@ -139,6 +133,19 @@ public struct Image: Equatable, Sendable {
             offset = next
             count += 1
         }
+    }
+
+    /// The END record at `offset`: it counts the records before it, names its own offset, and ends the file.
+    static func checkEnd(_ reader: inout ByteReader, at offset: UInt64, recordCount: UInt64, next: UInt64,
+                         size: UInt64) throws(ImageError) -> EndRecord {
+        let end = try EndRecord(decoding: &reader, at: offset)
+        guard end.recordCount == recordCount, end.endOffset == offset else {
+            throw .invalidRecord(.end, at: offset, reason: "record count or offset does not match")
+        }
+        guard next == size else {
+            throw .invalidRecord(.end, at: offset, reason: "\(size - next) bytes after the END record")
+        }
+        return end
     }
 
     /// Reads every byte of page data and checks it against the records' CRCs (`stasis verify`).

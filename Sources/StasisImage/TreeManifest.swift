@@ -31,16 +31,10 @@ public struct TreeManifest: Equatable, Sendable {
             }
             switch RecordKind(rawValue: record.kind) {
             case .end:
-                let end = try EndRecord(decoding: &reader, at: offset)
-                guard end.recordCount == count, end.endOffset == offset else {
-                    throw .invalidRecord(.end, at: offset, reason: "record count or offset does not match")
-                }
+                let end = try Image.checkEnd(&reader, at: offset, recordCount: count, next: next, size: source.size)
                 manifest.recordOffsets.append(offset)
                 manifest.endOffset = offset
                 manifest.signature = end.mac
-                guard next == source.size else {
-                    throw .invalidRecord(.end, at: offset, reason: "\(source.size - next) bytes after the END record")
-                }
                 try manifest.validate()
                 return manifest
             case .treeProcess:

@@ -86,14 +86,7 @@ extension InspectCommand {
         let manifest = tree.manifest
         let h = manifest.header
         func str(_ s: String) -> String { "\"\(jsonEscape(s))\"" }
-        var parts: [String] = []
-        parts.append("\"format\": \(h.version)")
-        parts.append("\"size\": \(size)")
-        parts.append("\"program\": \(str(h.program))")
-        parts.append("\"pid\": \(h.pid)")
-        parts.append("\"uid\": \(h.uid)")
-        parts.append("\"sequence\": \(h.sequence)")
-        parts.append("\"time_ns\": \(h.timeNanoseconds)")
+        var parts = headerJSONFields(h, size: size)
         parts.append("\"kernel\": \(str(h.kernelRelease))")
         parts.append("\"signed\": \(tree.isSigned)")
         let processes = manifest.processes.map { p in

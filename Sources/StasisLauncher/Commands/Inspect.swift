@@ -100,17 +100,16 @@ enum InspectCommand {
         return out
     }
 
+    /// The fields every image's and every tree's JSON object starts with, from its header.
+    static func headerJSONFields(_ h: ImageHeader, size: UInt64) -> [String] {
+        ["\"format\": \(h.version)", "\"size\": \(size)", "\"program\": \"\(jsonEscape(h.program))\"", "\"pid\": \(h.pid)",
+         "\"uid\": \(h.uid)", "\"sequence\": \(h.sequence)", "\"time_ns\": \(h.timeNanoseconds)"]
+    }
+
     static func json(_ image: Image, size: UInt64) -> String {
         let h = image.header
         func str(_ s: String) -> String { "\"\(jsonEscape(s))\"" }
-        var parts: [String] = []
-        parts.append("\"format\": \(h.version)")
-        parts.append("\"size\": \(size)")
-        parts.append("\"program\": \(str(h.program))")
-        parts.append("\"pid\": \(h.pid)")
-        parts.append("\"uid\": \(h.uid)")
-        parts.append("\"sequence\": \(h.sequence)")
-        parts.append("\"time_ns\": \(h.timeNanoseconds)")
+        var parts = headerJSONFields(h, size: size)
         if let parent = image.parent {
             parts.append("\"parent\": {\"name\": \(str(parent.name)), \"sequence\": \(parent.sequence), \"chain_length\": \(parent.chainLength)}")
         } else {
