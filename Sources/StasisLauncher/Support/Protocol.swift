@@ -139,7 +139,11 @@ enum StatusLine: Equatable {
 
 /// A `stasis checkpoint` request's sigqueue value: random, never one of the agent's own magics.
 func randomRequestToken() -> UInt64 {
-    UInt64.random(in: requestTokenMinimum...UInt64.max)
+    while true {
+        let token = UInt64.random(in: requestTokenMinimum...UInt64.max)
+        // The high half of a tree's freeze request (stasis_tree.h) is never a request's.
+        if token >> 32 != UInt64(STASIS_TREE_MAGIC) { return token }
+    }
 }
 
 /// The smallest request token; the agent's own sigqueue values are below it.
