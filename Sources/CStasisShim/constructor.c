@@ -21,7 +21,9 @@ stasis_agent_state_t stasis_state = {.magic = STASIS_AGENT_STATE_MAGIC};
 void stasis_signal_entry(int signo, siginfo_t *info, void *ucontext);
 void stasis_exec_resolve(void);
 
-static int parse_signal(const char *text) {
+/* A signal number from the environment: decimal 1-64, anything else 0 (exec_interpose.c reads the new
+ * image's environment the same way). */
+int stasis_parse_signal(const char *text) {
     int value = 0;
     for (const char *p = text; *p; p++) {
         if (*p < '0' || *p > '9') return 0;
@@ -88,7 +90,7 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     const char *skip = getenv(STASIS_ENV_SKIP_UNSUPPORTED);
     stasis_config.skip_unsupported = skip && skip[0] == '1';
     const char *sig = getenv(STASIS_ENV_SIGNAL);
-    stasis_config.trigger_signal = sig ? parse_signal(sig) : 0;
+    stasis_config.trigger_signal = sig ? stasis_parse_signal(sig) : 0;
     if (stasis_config.trigger_signal <= 0 || stasis_config.trigger_signal == SIGKILL ||
         stasis_config.trigger_signal == SIGSTOP) {
         stasis_config.trigger_signal = SIGUSR2;
@@ -118,7 +120,7 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     sigfillset(&action.sa_mask); /* nothing interrupts a checkpoint */
     extern int __sigaction(int, const struct sigaction *, struct sigaction *);
     const char *exit_signal = getenv(STASIS_ENV_EXIT_SIGNAL);
-    stasis_config.exit_signal = exit_signal ? parse_signal(exit_signal) : 0;
+    stasis_config.exit_signal = exit_signal ? stasis_parse_signal(exit_signal) : 0;
     if (stasis_config.exit_signal == SIGKILL || stasis_config.exit_signal == SIGSTOP ||
         stasis_config.exit_signal == stasis_config.trigger_signal)
         stasis_config.exit_signal = 0;

@@ -84,16 +84,7 @@ static const char *value_of(const char *entry, const char *name) {
     return *entry == '=' ? entry + 1 : NULL;
 }
 
-/* Parsed as constructor.c's parse_signal: decimal 1-64, anything else 0. */
-static int parse_signal(const char *text) {
-    int value = 0;
-    for (const char *p = text; *p; p++) {
-        if (*p < '0' || *p > '9') return 0;
-        value = value * 10 + (*p - '0');
-        if (value > 64) return 0;
-    }
-    return value;
-}
+int stasis_parse_signal(const char *text); /* constructor.c */
 
 /* 1 if the LD_PRELOAD list (entries separated by ':' or ' ', as ld.so reads it) has an entry whose file
  * name is the agent's. */
@@ -120,8 +111,8 @@ static uint64_t guarded_bits(char *const envp[]) {
     for (char *const *e = envp; *e; e++) {
         const char *value;
         if ((value = value_of(*e, "LD_PRELOAD"))) agent = preloads_agent(value); /* ld.so takes the last one */
-        else if (trigger < 0 && (value = value_of(*e, STASIS_ENV_SIGNAL))) trigger = parse_signal(value); /* getenv: the first */
-        else if (exit_signal < 0 && (value = value_of(*e, STASIS_ENV_EXIT_SIGNAL))) exit_signal = parse_signal(value);
+        else if (trigger < 0 && (value = value_of(*e, STASIS_ENV_SIGNAL))) trigger = stasis_parse_signal(value); /* getenv: the first */
+        else if (exit_signal < 0 && (value = value_of(*e, STASIS_ENV_EXIT_SIGNAL))) exit_signal = stasis_parse_signal(value);
     }
     if (!agent) return 0;
     if (trigger <= 0 || trigger == SIGKILL || trigger == SIGSTOP) trigger = SIGUSR2;
