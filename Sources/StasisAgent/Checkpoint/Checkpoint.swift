@@ -226,6 +226,9 @@ struct CheckpointJob {
             defer { releaseProgram() }
             try memory.snapshotSharedAreas(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena)
         }
+        // A tree's writer starts once every member has captured: an early one would take the CPU
+        // from members still capturing, and everyone's pause would wait for the slowest.
+        if role == .writer, let tree { try waitForTreeThaw(tree) }
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
         try image.writeEnd()
         if role == .inPlace {

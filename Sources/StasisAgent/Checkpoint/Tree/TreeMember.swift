@@ -107,6 +107,17 @@ extension CheckpointJob {
     @_noAllocation @_noLocks
     func isZombie(_ pid: Int) -> Bool { readStat(pid)?.isZombie ?? false }
 
+    /// A copy-on-write writer of a tree: waits until the phase is THAW (or the tree was given up).
+    @_noAllocation @_noLocks
+    func waitForTreeThaw(_ tree: TreeControl) throws(FreezeFailure) {
+        let root = isTreeRoot ? pid : Int(capture.pointee.sender_pid)
+        var phase = tree.phase
+        while phase == Int32(STASIS_TREE_PHASE_FREEZE) || phase == Int32(STASIS_TREE_PHASE_CAPTURE) {
+            phase = tree.waitForPhase(after: phase, root: root)
+        }
+        if phase != Int32(STASIS_TREE_PHASE_THAW) { throw FreezeFailure(step: .treeAborted, errno: 0) }
+    }
+
     /// A member's image is complete: fsync it, record its size and header CRC for the manifest.
     @_noAllocation @_noLocks
     mutating func finishMemberImage() throws(FreezeFailure) {
