@@ -1,6 +1,6 @@
 import CStasisABI
 
-/// The manifest of a tree checkpoint: `DIR/COMM-PID-SEQ.stasis/tree` (stasis_image_abi.h, Docs/IMAGE-FORMAT.md 7).
+/// The manifest of a tree checkpoint: `DIR/COMM-PID-SEQ.stasis/tree` (stasis_tree_abi.h, Docs/IMAGE-FORMAT.md 7).
 /// An image file with the usual header (pid = the root's, thread_count = 0, program = the root's exe)
 /// and one TREE_PROCESS record per process, root first, every parent before its children; then END.
 /// Each process with an image has `PID.stasis` next to the manifest, bound to it by size and header CRC.

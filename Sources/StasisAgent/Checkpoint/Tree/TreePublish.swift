@@ -1,6 +1,6 @@
 // FREEZE WINDOW: see Freeze/RawSyscall.swift.
 // A tree checkpoint's directory: DIR/.NAME-PID.tmp.d while the members write into it, then the
-// manifest, then one rename to DIR/NAME-PID-SEQ.stasis (stasis_image_abi.h, "Process trees"). A kill
+// manifest, then one rename to DIR/NAME-PID-SEQ.stasis (stasis_tree_abi.h). A kill
 // at any moment leaves either the previous complete tree or the new one, never half of one.
 import CStasisABI
 import CStasisShim
