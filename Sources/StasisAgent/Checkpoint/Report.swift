@@ -87,11 +87,6 @@ extension CheckpointJob {
             text.append(" thread(s) did not stop within 5 s (blocking the checkpoint signal with raw system calls?)")
             return
         case .tooManyThreads: text.append("more threads than the agent can capture (4096)")
-        case .hasChildren:
-            text.append("it has child processes (PID ")
-            text.append(decimal: failure.object)
-            text.append(", running or exited and not yet waited for), which Stasis cannot checkpoint yet: they would not come back, and wait() after a restart would report a status no child had; checkpoint it once it has none")
-            return
         case .checkpointInProgress:
             text.append("the previous image of this process is still being written")
             return

@@ -5,7 +5,7 @@ struct FreezeFailure: Error {
     enum Step: UInt8 {
         case openImage, writeImage, syncImage, renameImage, readProc, scanPages, unsupportedFile, arenaExhausted,
             readRequest, tooManyRuns, threadsDidNotStop, tooManyThreads, signalThread, readPipe, readDeletedFile, deletedFileTooLarge, sysvSharedMemory, stillPagingIn,
-            checkpointInProgress, hasChildren,
+            checkpointInProgress,
             // process trees (Checkpoint/Tree): `object` is a PID unless said otherwise
             treeControl, treeTooLarge, treeProcessDidNotStop, treeNoAgent, treeTraced, treeStopped,
             treeSessionLeaderGone, treeTooManyDescriptors, treeWriterDied, treeProcessExited,
