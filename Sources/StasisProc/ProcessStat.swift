@@ -1,5 +1,5 @@
 // /proc/PID/stat and /proc/PID/status, as a tree checkpoint reads them for each process it freezes.
-// No allocation (the agent's freeze window uses them); unit-tested in StasisLauncherTests.
+// No allocation (the agent's freeze window uses them); unit-tested in StasisImageTests/ProcessStatTests.
 
 /// The fields of /proc/PID/stat a tree checkpoint needs ("pid (comm) S ppid pgrp session ...";
 /// comm may hold spaces and parentheses, so parsing starts after the last ')').
