@@ -58,9 +58,30 @@ int stasis_spawn_install(const stasis_spawn_plan_t *plan, int32_t *error) {
     return 0;
 }
 
+#define SPAWN_CAP_CHECKPOINT_RESTORE 40
+#define SPAWN_PR_CAP_AMBIENT 47
+#define SPAWN_PR_CAP_AMBIENT_RAISE 2
+
+/* CAP_CHECKPOINT_RESTORE alone, effective, permitted, inheritable and ambient (it survives the exec
+ * of a program as a non-root user only as an ambient capability). 0 or -errno. */
+static long keep_restore_capability(void) {
+    struct { uint32_t version; int32_t pid; } header = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+    struct { uint32_t effective, permitted, inheritable; } data[2] = {{0, 0, 0}, {0, 0, 0}};
+    uint32_t bit = 1u << (SPAWN_CAP_CHECKPOINT_RESTORE - 32);
+    data[1].effective = data[1].permitted = data[1].inheritable = bit;
+    long r = stasis_syscall2(126 /* capset */, (long)&header, (long)data);
+    if (r < 0) return r;
+    return stasis_syscall5(STASIS_NR_prctl, SPAWN_PR_CAP_AMBIENT, SPAWN_PR_CAP_AMBIENT_RAISE,
+                           SPAWN_CAP_CHECKPOINT_RESTORE, 0, 0);
+}
+
 /* execve of the restorer with an empty environment; returns -errno. */
 long stasis_spawn_exec(const stasis_spawn_plan_t *plan) {
     static char *const empty_env[] = {NULL};
+    if (plan->keep_restore_capability) {
+        long r = keep_restore_capability();
+        if (r < 0) return r;
+    }
     return stasis_syscall3(STASIS_NR_execve, (long)plan->path, (long)plan->argv, (long)empty_env);
 }
 
@@ -96,6 +117,7 @@ int stasis_spawn(const stasis_spawn_plan_t *plan, int32_t *used_set_tid, int32_t
             return (int)pid;
         }
         *set_tid_error = (int32_t)-pid;
+        if (plan->wanted_pid_only) return (int)pid;
     }
     pid = clone3_fork(0);
     if (pid == 0) child(plan);

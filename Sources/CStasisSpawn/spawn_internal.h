@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "stasis_spawn.h"
+#include "stasis_tree_spawn.h"
 
 /* The steps of a child that can fail, as its exit status (ARCHITECTURE.md 3.2 names them). */
 enum {
@@ -26,5 +27,9 @@ struct clone_args_v2 {
 int stasis_spawn_install(const stasis_spawn_plan_t *plan, int32_t *error);
 /* execve of plan->path with an empty environment; returns only with -errno. */
 long stasis_spawn_exec(const stasis_spawn_plan_t *plan);
+
+/* Runs steps 1-8 of stasis_tree_spawn.h as member `index` in the calling process (a namespace's init
+ * whose tree's root had PID 1). */
+__attribute__((noreturn)) void stasis_tree_spawn_become(const stasis_tree_spawn_t *tree, int index);
 
 #endif

@@ -133,7 +133,9 @@ __attribute__((noreturn)) static void member(const stasis_tree_spawn_t *tree, in
     }
 
     wait_for(tree, index, &c->ready, tree->count);
-    if (!m->new_session && stasis_syscall1(TREE_NR_getpgid, 0) != m->pgid) {
+    /* pgid 0: stay in the group inherited from restart (a namespace's init: restart's group is not
+     * visible inside, so it cannot be named) */
+    if (!m->new_session && m->pgid != 0 && stasis_syscall1(TREE_NR_getpgid, 0) != m->pgid) {
         r = stasis_syscall2(TREE_NR_setpgid, 0, m->pgid);
         if (r < 0) give_up(c, index, STASIS_TREE_STEP_JOIN_GROUP, r);
     }
@@ -195,6 +197,8 @@ static long clone_member(const stasis_tree_spawn_t *tree, int index) {
     if (pid > 0) tree->control->started[index] = 1;
     return pid;
 }
+
+void stasis_tree_spawn_become(const stasis_tree_spawn_t *tree, int index) { member(tree, index); }
 
 int stasis_tree_spawn_start(const stasis_tree_spawn_t *tree) {
     if (tree->count < 1 || tree->count > STASIS_TREE_SPAWN_MAX || tree->members[0].creator != -1) return -22;

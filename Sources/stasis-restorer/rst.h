@@ -172,6 +172,7 @@ void rst_move_vdso(struct rst_args *args);
 int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);
 void rst_restore_mm(struct rst_args *args);
 void rst_restore_timers(struct rst_args *args);
+void rst_drop_capabilities(struct rst_args *args); /* rst_process.c */
 void rst_read_plan(struct rst_args *args);
 
 /* rst_lazy.c */

@@ -131,6 +131,7 @@ void rst_lazy_start(struct rst_args *args) {
     long middle = stasis_syscall5(STASIS_NR_clone, 0, 0, 0, 0, 0);
     if (middle < 0) rst_fail(args, "cannot start the pager", (uint64_t)-middle);
     if (middle == 0) {
+        rst_drop_capabilities(args); /* the pager needs none */
         long pager = stasis_syscall5(STASIS_NR_clone, 0, 0, 0, 0, 0);
         if (pager == 0) rst_pager_main(args, go[0], hello[1]);
         stasis_syscall1(STASIS_NR_exit_group, pager > 0 ? 0 : 1);

@@ -80,3 +80,15 @@ void rst_restore_timers(struct rst_args *args) {
         stasis_syscall3(38 /* setitimer */, which, (long)t, 0);
     }
 }
+
+/* Every capability of the calling thread, ambient ones too (capabilities are per thread: each thread
+ * calls this just before it returns into the program). Only with STASIS_RESTORER_DROP_CAPABILITIES. */
+void rst_drop_capabilities(struct rst_args *args) {
+    if (!(args->tree_flags & STASIS_RESTORER_DROP_CAPABILITIES)) return;
+    stasis_syscall5(STASIS_NR_prctl, 47 /* PR_CAP_AMBIENT */, 4 /* PR_CAP_AMBIENT_CLEAR_ALL */, 0, 0, 0);
+    struct { uint32_t version; int32_t pid; } header = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+    uint32_t none[6] = {0, 0, 0, 0, 0, 0};
+    long r = stasis_syscall2(126 /* capset */, (long)&header, (long)none);
+    /* Dropping capabilities cannot fail; if it did, the program must not run with them. */
+    if (r < 0) rst_fail(args, "cannot drop the restorer's capabilities", (uint64_t)-r);
+}

@@ -183,6 +183,7 @@ __attribute__((noreturn)) static void thread_child(struct rst_thread *thread) {
             stasis_syscall4(RST_NR_futex, (long)&args->released, RST_FUTEX_WAIT_PRIVATE, 0, 0);
     }
     queue_thread_signals(args, thread);
+    rst_drop_capabilities(args);
     void (*tail)(volatile int32_t *, uint64_t, uint64_t) =
         (void (*)(volatile int32_t *, uint64_t, uint64_t))args->agent.restore_thread_tail;
     tail(&thread->done, 0, frame);
@@ -335,6 +336,7 @@ void rst_restore_threads(struct rst_args *args) {
         stasis_syscall1(STASIS_NR_close, args->status_fd);
     }
 
+    rst_drop_capabilities(args); /* after the threads (set_tid) and POSIX timers were made */
     /* Into the program's own code: unmap the work region, then rt_sigreturn. */
     void (*tail)(uint64_t, uint64_t, uint64_t) = (void (*)(uint64_t, uint64_t, uint64_t))args->agent.restore_tail;
     tail(args->work_start, args->work_bytes, frame);

@@ -58,13 +58,9 @@ struct RestartPlanningTests {
     }
 
     @Test func saysWhyTheProgramDidNotGetItsPID() {
-        #expect(Restorer.pidChoiceMessage(wanted: 100, got: 100, usedSetTID: true, setTIDError: 0) == nil)
-        #expect(Restorer.pidChoiceMessage(wanted: 100, got: 200, usedSetTID: false, setTIDError: EEXIST)
-            == "stasis: PID 100 is in use; restored as PID 200 (thread ids are patched)")
-        #expect(Restorer.pidChoiceMessage(wanted: 100, got: 200, usedSetTID: false, setTIDError: EPERM)
-            == "stasis: choosing PIDs needs root or CAP_CHECKPOINT_RESTORE; restored as PID 200 (thread ids are patched)")
-        let other = Restorer.pidChoiceMessage(wanted: 100, got: 200, usedSetTID: false, setTIDError: EINVAL)
-        #expect(other?.hasPrefix("stasis: clone3 set_tid failed (") == true)
+        #expect(Restorer.pidRefusal(wanted: 100, setTIDError: EEXIST) == "PID 100 is in use")
+        #expect(Restorer.pidRefusal(wanted: 100, setTIDError: EPERM) == "choosing PIDs on the host needs root or CAP_CHECKPOINT_RESTORE")
+        #expect(Restorer.pidRefusal(wanted: 100, setTIDError: EINVAL).hasPrefix("clone3 set_tid failed ("))
     }
 
     @Test func aRestorerReportWithoutOkMapsToExitCodes() {

@@ -42,7 +42,7 @@ enum stasis_restorer_argument {
     STASIS_RESTORER_ARG_LAZY = 5,           /* 1: lazy restart (pager) wanted; 0: --eager */
     STASIS_RESTORER_ARG_PAGER_DELAY_MS = 6, /* optional: STASIS_PAGER_DELAY_MS, 1-600000; 0: none */
     STASIS_RESTORER_ARG_GO_FD = 7,          /* process trees: the go pipe's read end; -1 (or absent): none */
-    STASIS_RESTORER_ARG_TREE_FLAGS = 8,     /* process trees: STASIS_RESTORER_TREE_* */
+    STASIS_RESTORER_ARG_TREE_FLAGS = 8,     /* STASIS_RESTORER_TREE_*, STASIS_RESTORER_DROP_CAPABILITIES (any process) */
     STASIS_RESTORER_ARGC_MIN = 3,           /* argv[0], IMAGE_FD, STATUS_FD */
     STASIS_RESTORER_ARGC_MAX = 9,
 };
@@ -53,6 +53,10 @@ enum stasis_restorer_argument {
  * launcher gave up: exit quietly (the launcher names the process that failed). A process that was
  * stopped is stopped by the launcher (SIGSTOP) while its restorer waits there. */
 #define STASIS_RESTORER_TREE_SUBREAPER 2u /* prctl(PR_SET_CHILD_SUBREAPER) after the go */
+/* A restore inside a user namespace of ours (stasis_namespace_spawn.h): the restorer runs with
+ * CAP_CHECKPOINT_RESTORE there (to choose TIDs) and every thread drops all capabilities just before
+ * it returns into the program, which had none. */
+#define STASIS_RESTORER_DROP_CAPABILITIES 4u
 
 /* ---- Status pipe lines, restorer (and lazy pager) to launcher, each ending in '\n'. ----
  * "warning TEXT" any number; then "ok" just before the jump into the program, or one

@@ -35,6 +35,13 @@ typedef struct stasis_spawn_plan {
     int32_t wanted_pid;     /* 0: any */
     const stasis_epoll_add_t *_Nullable epoll_adds;
     int32_t epoll_add_count;
+    /* 1: inside a user namespace of ours, keep CAP_CHECKPOINT_RESTORE (only it) as an ambient
+     * capability across the exec of the restorer, which drops it before the program runs
+     * (stasis_namespace_spawn.h) */
+    int32_t keep_restore_capability;
+    /* 1: stasis_spawn fails with the errno of a refused set_tid instead of taking any PID (restart then
+     * tries a PID namespace) */
+    int32_t wanted_pid_only;
 } stasis_spawn_plan_t;
 
 /* Kernel objects the launcher recreates. Return an fd (close-on-exec) or -errno. */

@@ -60,7 +60,7 @@ enum {
 typedef struct stasis_tree_spawn_member {
     int32_t pid;          /* clone3 set_tid */
     int32_t creator;      /* index of the member that clones it; -1: the launcher (the root, index 0) */
-    int32_t pgid;         /* the group it ends in: its own pid (leader), a member's or stand-in's, or restart's */
+    int32_t pgid;         /* the group it ends in: its own pid (leader), a member's or stand-in's, or restart's; 0: the one inherited */
     int32_t new_session;  /* 1: setsid() (it leads its session) */
     uint32_t kind;        /* STASIS_TREE_SPAWN_* */
     int32_t exit_signal;  /* what its creator gets when it ends (clone3 exit_signal; SIGCHLD, or 0...) */

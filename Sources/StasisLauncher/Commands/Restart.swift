@@ -95,12 +95,12 @@ enum RestartCommand {
         arguments.lazy = !options.eager
         arguments.pagerDelayMilliseconds = RestorerArguments.pagerDelay(
             fromEnvironment: ProcessControl.environmentValue(STASIS_ENV_PAGER_DELAY_MS))
-        let started = Restorer.start(restorer, arguments: arguments, plan: plan, image: image)
+        let started = Restorer.start(restorer, arguments: arguments, plan: plan, image: image, namespaces: !options.noNamespace)
         plan.closeAll()
         withExtendedLifetime(chain) {}  // the parents' descriptors stay open until the child has its copies
-        let pid: pid_t
+        let restored: Restorer.Started
         do {
-            pid = try started.get()
+            restored = try started.get()
         } catch {
             planFile?.closeAfterError()
             status.write.closeAfterError()
@@ -110,13 +110,14 @@ enum RestartCommand {
         // The child has its copies. Ours of the status pipe's write end must go for EOF to come.
         if let planFile { try closeChecked(planFile, "the restore plan") }
         try closeChecked(status.write, "the status pipe")
-        try Restorer.awaitReport(from: status.read, child: pid, imagePath: options.imagePath)
-        if let pidFile = options.pidFile { try writePIDFile(pidFile, pid) }
+        try Restorer.awaitReport(from: status.read, child: restored.child, imagePath: options.imagePath)
+        if let pidFile = options.pidFile { try writePIDFile(pidFile, restored.program) }
         var checkpointArguments: [String] = []
         if let dir = options.directory { checkpointArguments += ["--dir", dir] }
         if let key = options.keyPath { checkpointArguments += ["--key", key] }
-        let forwarder = SignalForwarder(program: pid, blocked: blocked, interval: options.interval,
+        var forwarder = SignalForwarder(program: restored.program, blocked: blocked, interval: options.interval,
                                         checkpointArguments: checkpointArguments, laterStatus: [status.read])
+        forwarder.namespace = restored.namespace
         return forwarder.run()
     }
 
@@ -191,7 +192,7 @@ enum RestartCommand {
 /// `stasis restart`'s command line, checked before anything is opened.
 struct RestartOptions {
     static let valued: Set<String> = ["--pid-file", "--key", "--interval", "--dir", "--fd"]
-    static let flags: Set<String> = ["--help", "--allow-changed-files", "--eager"]
+    static let flags: Set<String> = ["--help", "--allow-changed-files", "--eager", "--no-namespace"]
 
     var imagePath: String
     var pidFile: String?
@@ -200,6 +201,8 @@ struct RestartOptions {
     var interval: Double?
     var eager: Bool
     var allowChangedFiles: Bool
+    /// --no-namespace: new PIDs (patched TIDs) rather than a PID namespace when the host's can't be had.
+    var noNamespace: Bool
     /// The --fd values as given (DescriptorOverride.parse checks them).
     var descriptorOverrides: [String]
 
@@ -218,6 +221,7 @@ struct RestartOptions {
         interval = try options.values["--interval"].map { (text) throws(LauncherError) in try parseInterval(text) }
         eager = options.flags.contains("--eager")
         allowChangedFiles = options.flags.contains("--allow-changed-files")
+        noNamespace = options.flags.contains("--no-namespace")
         descriptorOverrides = options.allValues["--fd"] ?? []
     }
 }

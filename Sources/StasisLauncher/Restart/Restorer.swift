@@ -7,18 +7,73 @@ import StasisSystem
 /// The restorer as a child of `stasis restart`: started by clone3 (CStasisSpawn), heard through the
 /// status pipe (stasis_protocol.h: "warning", then "ok", "error" or "corrupt").
 enum Restorer {
+    /// A started restorer: the child restart waits for (the restorer, or the init of its PID namespace)
+    /// and the program's PID on the host (what signals and --pid-file name).
+    struct Started {
+        var child: pid_t
+        var program: pid_t
+        var namespace: NamespaceInit?
+    }
+
     /// Starts `stasis-restorer ARGUMENTS` with the plan's descriptors, the image's cwd and umask, and
-    /// the image's PID when it may (stderr says which PID it got otherwise). Never throws itself, so
-    /// the caller closes its copies of the descriptors first.
-    static func start(_ path: String, arguments: RestorerArguments, plan: FileDescriptorPlan, image: Image)
-        -> Result<pid_t, LauncherError>
+    /// the image's PID: on the host when it may, else (unless `namespaces` is false) in a new PID
+    /// namespace (NamespaceInit), else with a new PID. stderr says which, once, unless it is the first.
+    /// Never throws itself, so the caller closes its copies of the descriptors first.
+    static func start(_ path: String, arguments: RestorerArguments, plan: FileDescriptorPlan, image: Image,
+                      namespaces: Bool) -> Result<Started, LauncherError>
     {
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments.strings).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
+        let wanted = image.header.pid
         var usedSetTID: Int32 = 0
         var setTIDError: Int32 = 0
-        // The C plan points into these arrays and strings: it lives only inside the closures.
-        let pid: Int32 = path.withCString { path in
+        var pid = withSpawnPlan(path, arguments, plan, image, wantedPID: wanted) { spawn in
+            spawn.wanted_pid_only = namespaces ? 1 : 0
+            return stasis_spawn(&spawn, &usedSetTID, &setTIDError)
+        }
+        if pid > 0 && usedSetTID != 0 { return .success(Started(child: pid, program: pid)) }
+        let why = pidRefusal(wanted: wanted, setTIDError: setTIDError)
+        var fallback = "restored as PID"
+        if namespaces && wanted > 0 {
+            let started = NamespaceInit.start { settings in
+                var arguments = arguments
+                arguments.dropCapabilities = settings.new_user != 0
+                return withSpawnPlan(path, arguments, plan, image, wantedPID: wanted) { spawn in
+                    spawn.keep_restore_capability = settings.new_user
+                    var settings = settings
+                    return stasis_spawn_in_namespace(&spawn, &settings)
+                }
+            }
+            switch started {
+            case .success(let namespace):
+                guard let program = namespace.programHostPID else {
+                    try? ProcessControl.send(SIGKILL, to: namespace.pid)  // the whole namespace ends with its init
+                    _ = try? ProcessControl.wait(namespace.pid)
+                    return .failure(LauncherError(.restoreFailed, "cannot find the restored program's PID on the host"))
+                }
+                printError("stasis: \(why); restored in a new PID namespace with its original PID and thread ids (PID \(program) on the host)")
+                return .success(Started(child: namespace.pid, program: program, namespace: namespace))
+            case .failure(let refusal):
+                fallback = "no PID namespace either: \(refusal.reason); restored as PID"
+            }
+            pid = withSpawnPlan(path, arguments, plan, image, wantedPID: 0) { spawn in stasis_spawn(&spawn, &usedSetTID, &setTIDError) }
+        }
+        guard pid > 0 else { return .failure(LauncherError(.restoreFailed, "cannot start the restorer: \(Errno(rawValue: -pid))")) }
+        printError("stasis: \(why); \(fallback) \(pid) (thread ids are patched)")
+        return .success(Started(child: pid, program: pid))
+    }
+
+    /// Why the program could not have its own PID on the host.
+    static func pidRefusal(wanted: Int32, setTIDError: Int32) -> String {
+        setTIDError == EEXIST ? "PID \(wanted) is in use"
+            : setTIDError == EPERM ? "choosing PIDs on the host needs root or CAP_CHECKPOINT_RESTORE"
+            : "clone3 set_tid failed (\(Errno(rawValue: setTIDError)))"
+    }
+
+    /// The C spawn plan for `arguments`, alive only inside `body` (it points into these arrays and strings).
+    private static func withSpawnPlan(_ path: String, _ arguments: RestorerArguments, _ plan: FileDescriptorPlan, _ image: Image,
+                                      wantedPID: Int32, _ body: (inout stasis_spawn_plan_t) -> Int32) -> Int32 {
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments.strings).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        return path.withCString { path in
             image.process.cwd.withCString { cwd in
                 plan.moves.withUnsafeBufferPointer { moves in
                     plan.epollAdds.withUnsafeBufferPointer { epollAdds in
@@ -26,28 +81,14 @@ enum Restorer {
                             var spawn = stasis_spawn_plan_t(
                                 path: path, argv: args.baseAddress!, moves: moves.baseAddress, move_count: Int32(moves.count),
                                 keep_stdio: plan.keepStdio, cwd: cwd, umask: image.process.umask,
-                                wanted_pid: image.header.pid, epoll_adds: epollAdds.baseAddress,
-                                epoll_add_count: Int32(epollAdds.count))
-                            return stasis_spawn(&spawn, &usedSetTID, &setTIDError)
+                                wanted_pid: wantedPID, epoll_adds: epollAdds.baseAddress,
+                                epoll_add_count: Int32(epollAdds.count), keep_restore_capability: 0, wanted_pid_only: 0)
+                            return body(&spawn)
                         }
                     }
                 }
             }
         }
-        guard pid > 0 else { return .failure(LauncherError(.restoreFailed, "cannot start the restorer: \(Errno(rawValue: -pid))")) }
-        if let why = pidChoiceMessage(wanted: image.header.pid, got: pid, usedSetTID: usedSetTID != 0, setTIDError: setTIDError) {
-            printError(why)
-        }
-        return .success(pid)
-    }
-
-    /// What stderr says when the program could not have its own PID; nil when it has.
-    static func pidChoiceMessage(wanted: Int32, got: pid_t, usedSetTID: Bool, setTIDError: Int32) -> String? {
-        guard !usedSetTID else { return nil }
-        let why = setTIDError == EEXIST ? "PID \(wanted) is in use"
-            : setTIDError == EPERM ? "choosing PIDs needs root or CAP_CHECKPOINT_RESTORE"
-            : "clone3 set_tid failed (\(Errno(rawValue: setTIDError)))"
-        return "stasis: \(why); restored as PID \(got) (thread ids are patched)"
     }
 
     /// Reads the status pipe up to "ok" (the restorer answers it just before it jumps into the

@@ -23,6 +23,9 @@ struct SignalForwarder {
     /// program stops (Ctrl-Z): then this process stops too, as a shell's job would, and gives the
     /// terminal back to the program's group when it is continued.
     var terminal: (fd: Int32, programGroup: pid_t, ownGroup: pid_t)?
+    /// Restored in a PID namespace of its own: restart's child is the namespace's init, which reports the
+    /// program's end (the program is not our child).
+    var namespace: NamespaceInit?
 
     /// Blocks the forwarded signals and SIGCHLD (before the restorer exists, so that it inherits the
     /// mask); returns the set to wait on.
@@ -51,13 +54,15 @@ struct SignalForwarder {
                 }
                 nextCheckpoint = now() + interval
             }
-            if reapsOtherChildren { while ProcessControl.reapOther(than: Set([program] + helpers)) != nil {} }
-            if let waitStatus = (try? ProcessControl.wait(program, noHang: true, stopped: terminal != nil)) ?? nil {
+            let child = namespace?.pid ?? program
+            if reapsOtherChildren { while ProcessControl.reapOther(than: Set([child] + helpers)) != nil {} }
+            if var waitStatus = (try? ProcessControl.wait(child, noHang: true, stopped: terminal != nil && namespace == nil)) ?? nil {
                 if ProcessControl.isStopped(waitStatus) {
                     stopWithProgram()
                     continue
                 }
                 giveTerminalBack()
+                if let namespace { waitStatus = namespace.programStatus(initStatus: waitStatus) }
                 switch Self.ending(waitStatus: waitStatus, pagerVerdict: pagerVerdict()) {
                 case .exit(let code): return code
                 case .dieOf(let signal):

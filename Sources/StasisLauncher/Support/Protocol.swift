@@ -78,6 +78,8 @@ struct RestorerArguments: Equatable {
     var pagerDelayMilliseconds: Int?
     /// A member of a process tree: the go pipe's read end, and what it does at the go.
     var tree: (goFD: Int32, flags: TreeFlags)?
+    /// Restored inside a user namespace of ours: every thread drops its capabilities before the program runs.
+    var dropCapabilities = false
 
     /// STASIS_RESTORER_TREE_*.
     struct TreeFlags: OptionSet, Equatable {
@@ -101,10 +103,11 @@ struct RestorerArguments: Equatable {
             .planFD: String(planFD), .lazy: lazy ? "1" : "0",
         ]
         if let pagerDelayMilliseconds { values[.pagerDelayMilliseconds] = String(pagerDelayMilliseconds) }
-        if let tree {
+        if tree != nil || dropCapabilities {
             values[.pagerDelayMilliseconds] = values[.pagerDelayMilliseconds] ?? "0"  // positional: 0 is none
-            values[.goFD] = String(tree.goFD)
-            values[.treeFlags] = String(tree.flags.rawValue)
+            values[.goFD] = String(tree?.goFD ?? -1)
+            let flags = (tree?.flags.rawValue ?? 0) | (dropCapabilities ? STASIS_RESTORER_DROP_CAPABILITIES : 0)
+            values[.treeFlags] = String(flags)
         }
         return RestorerArgument.allCases.compactMap { values[$0] }
     }

@@ -49,7 +49,7 @@ final class TreeSpawn {
                     moves: memory.copy(restore.plan.moves), move_count: Int32(restore.plan.moves.count),
                     keep_stdio: restore.plan.keepStdio, cwd: memory.string(restore.cwd), umask: restore.umask,
                     wanted_pid: m.pid, epoll_adds: memory.copy(restore.plan.epollAdds),
-                    epoll_add_count: Int32(restore.plan.epollAdds.count))
+                    epoll_add_count: Int32(restore.plan.epollAdds.count), keep_restore_capability: 0, wanted_pid_only: 0)
             } else {
                 member.plan.path = memory.string("")
                 member.plan.argv = memory.argv([])

@@ -1,0 +1,138 @@
+import CStasisSpawn
+import Glibc
+import StasisSystem
+
+/// A restore's own PID namespace (stasis_namespace_spawn.h; Docs/ARCHITECTURE.md 3.7): when the host
+/// cannot give the program its original PIDs (they are taken, or choosing them needs privilege), an
+/// init of ours is PID 1 of a new namespace and the program gets them there. Restart waits for the init,
+/// which reports the program's end; signals go to the program itself, by its PID on the host.
+struct NamespaceInit {
+    /// The init's PID on the host (restart's child).
+    let pid: pid_t
+    /// The program's (a tree root's) PID inside; 1 when the program is the init itself.
+    let programInside: pid_t
+    /// The init's report pipe, read end: ENDED comes here.
+    let report: FileDescriptor
+    /// A user namespace too (an ordinary user): the restorer drops its capabilities.
+    let newUser: Bool
+
+    var programIsInit: Bool { programInside == 1 }
+
+    /// Why no namespace could be had, for the one line that says how the program came back instead.
+    struct Refusal: Error {
+        let reason: String
+    }
+
+    /// Clones the init through `spawn` (stasis_spawn_in_namespace or its tree form, given the settings)
+    /// and reads its first report: started, or the step that failed. A failed init is reaped.
+    static func start(_ spawn: (stasis_namespace_t) -> Int32) -> Result<NamespaceInit, Refusal> {
+        let pipe: (read: FileDescriptor, write: FileDescriptor)
+        do {
+            pipe = try FileDescriptor.pipe()
+        } catch {
+            return .failure(Refusal(reason: "cannot create a pipe: \(error)"))
+        }
+        let newUser = !hasEffectiveCapability(21 /* CAP_SYS_ADMIN */)
+        let settings = stasis_namespace_t(new_user: newUser ? 1 : 0, uid: geteuid(), gid: getegid(), report_fd: pipe.write.rawValue)
+        let pid = spawn(settings)
+        pipe.write.closeAfterError()  // ours must go for end of file to come when the init ends
+        guard pid > 0 else {
+            pipe.read.closeAfterError()
+            let error = Errno(rawValue: -pid)
+            let reason = newUser && (error.rawValue == EPERM || error.rawValue == ENOSPC || error.rawValue == EUSERS)
+                ? "this system refuses user namespaces (\(error)); see /proc/sys/user/max_user_namespaces"
+                : "cannot create a PID namespace (\(error))"
+            return .failure(Refusal(reason: reason))
+        }
+        let first = readReport(pipe.read)
+        guard let first, first.kind == Int32(STASIS_NAMESPACE_STARTED) else {
+            _ = try? ProcessControl.wait(pid)  // it exits after a failure; ECHILD: reaped already
+            pipe.read.closeAfterError()
+            return .failure(Refusal(reason: first.map(describeFailure) ?? "the namespace's init ended without a report"))
+        }
+        return .success(NamespaceInit(pid: pid, programInside: first.value == 0 ? 1 : first.value, report: pipe.read, newUser: newUser))
+    }
+
+    /// The program's PID on the host.
+    var programHostPID: pid_t? { programIsInit ? pid : hostPIDs()[programInside] }
+
+    /// Every process of the namespace (the init's descendants) by its PID inside, with its PID on the
+    /// host: the innermost and outermost numbers of /proc/PID/status's NSpid.
+    func hostPIDs() -> [pid_t: pid_t] {
+        var result: [pid_t: pid_t] = [:]
+        var queue = [pid]
+        while let host = queue.popLast() {
+            if let inside = Self.innermostPID(of: host) { result[inside] = host }
+            queue += Self.children(of: host)
+        }
+        return result
+    }
+
+    /// The program's wait status, once the init has ended with `initStatus`: its report, or, without one
+    /// (the init was killed), the init's own status.
+    func programStatus(initStatus: Int32) -> Int32 {
+        if programIsInit { return initStatus }
+        while let report = Self.readReport(report) {
+            if report.kind == Int32(STASIS_NAMESPACE_ENDED) { return report.value }
+        }
+        return initStatus
+    }
+
+    // ---- /proc and the report pipe ----------------------------------------------------------------
+
+    static func readReport(_ pipe: FileDescriptor) -> stasis_namespace_report_t? {
+        var report = stasis_namespace_report_t()
+        let size = MemoryLayout<stasis_namespace_report_t>.size
+        var got = 0
+        while got < size {
+            let n = withUnsafeMutableBytes(of: &report) { raw in
+                (try? pipe.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[got...]))) ?? 0  // EINTR is retried inside
+            }
+            if n <= 0 { return nil }
+            got += n
+        }
+        return report
+    }
+
+    static func describeFailure(_ report: stasis_namespace_report_t) -> String {
+        let error = Errno(rawValue: report.error)
+        switch report.step {
+        case Int32(STASIS_NAMESPACE_STEP_SETGROUPS), Int32(STASIS_NAMESPACE_STEP_UID_MAP), Int32(STASIS_NAMESPACE_STEP_GID_MAP):
+            return "cannot map the user's ids in a user namespace (\(error))"
+        case Int32(STASIS_NAMESPACE_STEP_PRIVATE_MOUNTS), Int32(STASIS_NAMESPACE_STEP_MOUNT_PROC):
+            return "cannot mount a /proc for the PID namespace (\(error))"
+        case Int32(STASIS_NAMESPACE_STEP_CLONE):
+            return "cannot create the program with its PID in the namespace (\(error))"
+        default:
+            return "the namespace's init failed at step \(report.step) (\(error))"
+        }
+    }
+
+    static func children(of pid: pid_t) -> [pid_t] {
+        guard let tasks = try? FileSystem.directoryEntries("/proc/\(pid)/task") else { return [] }  // gone
+        var result: [pid_t] = []
+        for task in tasks {
+            guard let text = try? readFile("/proc/\(pid)/task/\(task)/children") else { continue }
+            result += String(decoding: text, as: UTF8.self).split(separator: " ").compactMap { pid_t($0.filter(\.isNumber)) }
+        }
+        return result
+    }
+
+    static func innermostPID(of pid: pid_t) -> pid_t? {
+        guard let status = try? readFile("/proc/\(pid)/status") else { return nil }
+        for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("NSpid:") {
+            return line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).last.flatMap { pid_t($0) }
+        }
+        return nil
+    }
+}
+
+/// Whether capability `number` is in this process's effective set (CapEff of /proc/self/status).
+func hasEffectiveCapability(_ number: Int) -> Bool {
+    guard let status = try? readFile("/proc/self/status") else { return geteuid() == 0 }  // no /proc: guess
+    for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("CapEff:") {
+        let mask = UInt64(String(line.dropFirst(7).filter(\.isHexDigit)), radix: 16) ?? 0
+        return mask & (1 << UInt64(number)) != 0
+    }
+    return geteuid() == 0
+}
