@@ -23,6 +23,9 @@ struct NamespaceInit {
         let reason: String
     }
 
+    /// A user namespace is needed (to own the PID namespace) unless this process has CAP_SYS_ADMIN.
+    static var needsUserNamespace: Bool { !hasEffectiveCapability(21 /* CAP_SYS_ADMIN */) }
+
     /// Clones the init through `spawn` (stasis_spawn_in_namespace or its tree form, given the settings)
     /// and reads its first report: started, or the step that failed. A failed init is reaped.
     static func start(_ spawn: (stasis_namespace_t) -> Int32) -> Result<NamespaceInit, Refusal> {
@@ -32,7 +35,7 @@ struct NamespaceInit {
         } catch {
             return .failure(Refusal(reason: "cannot create a pipe: \(error)"))
         }
-        let newUser = !hasEffectiveCapability(21 /* CAP_SYS_ADMIN */)
+        let newUser = needsUserNamespace
         let settings = stasis_namespace_t(new_user: newUser ? 1 : 0, uid: geteuid(), gid: getegid(), report_fd: pipe.write.rawValue)
         let pid = spawn(settings)
         pipe.write.closeAfterError()  // ours must go for end of file to come when the init ends

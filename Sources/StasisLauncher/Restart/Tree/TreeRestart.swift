@@ -22,7 +22,7 @@ extension RestartCommand {
     static func restartTree(_ options: RestartOptions, overrides: [Int32: DescriptorOverride]) throws(LauncherError) -> Int32 {
         let tree = try TreeImages(directory: options.imagePath, options: options, overrides: overrides)
         let layout = try TreeLayout(tree.manifest)
-        try checkPIDs(layout, tree.manifest)
+        let placement = try placement(layout, namespaces: !options.noNamespace)
         let restorer = Installation.restorer
         guard FileSystem.isAccessible(restorer, X_OK) else {
             throw LauncherError(.failure, "restorer not found at \(restorer); build with `swift build` first")
@@ -60,21 +60,15 @@ extension RestartCommand {
         } catch {
             throw LauncherError(.failure, "cannot become a child subreaper: \(error)")
         }
-        let spawn = try TreeSpawn(layout, restorer: restorer, restores: restores, restartGroup: getpgrp())
-        let started = spawn.start()
+        let inNamespace = placement.namespaceReason != nil
+        let spawn = try TreeSpawn(layout, restorer: restorer, restores: restores, restartGroup: inNamespace ? 0 : getpgrp(),
+                                  dropCapabilities: inNamespace && NamespaceInit.needsUserNamespace)
+        let started = inNamespace ? spawn.startInNamespace().map(\.pid).mapError { TreeStartFailure.namespace($0) }
+            : spawn.start().mapError { TreeStartFailure.host($0) }
         for restore in restores.values { restore.plan.closeAll() }
         for fd in launcherCopies { fd.closeAfterError() }  // the root has its copies (a pipe or memfd: nothing to lose)
         memory.closeAll()
-        let root: pid_t
-        switch started {
-        case .success(let pid): root = pid
-        case .failure(let error):
-            if error.rawValue == EPERM { throw cannotChoosePIDs() }
-            if error.rawValue == EEXIST {
-                throw LauncherError(.pidInUse, "cannot restore the tree: PID \(tree.root.process.pid) was taken by another process meanwhile; restart again")
-            }
-            throw LauncherError(.restoreFailed, "cannot restore the tree: cannot create its root process: \(error)")
-        }
+        let root = try rootOnHost(started, spawn, placement, rootPID: tree.root.process.pid)
 
         do {
             try awaitReports(spawn, statusPipes, tree)
@@ -83,7 +77,7 @@ extension RestartCommand {
             spawn.abort()
             throw error
         }
-        let terminal = takeTerminal(tree.root.process)
+        let terminal = takeTerminal(tree.root.process, hostPID: root)
         do {
             try go.write.writeAll([UInt8](repeating: UInt8(ascii: "g"), count: restores.count))
         } catch {
@@ -100,6 +94,7 @@ extension RestartCommand {
                                         checkpointArguments: checkpointArguments, laterStatus: statusPipes.map(\.read))
         forwarder.reapsOtherChildren = true
         forwarder.terminal = terminal
+        forwarder.namespace = spawn.namespace
         return forwarder.run()
     }
 
@@ -153,49 +148,6 @@ extension RestartCommand {
         let restore = TreeSpawn.Restore(plan: plan, arguments: arguments, cwd: member.image.process.cwd,
                                         umask: member.image.process.umask)
         return (restore, status.read)
-    }
-
-    /// Choosing PIDs needs privilege, and every PID the tree needs must be free: refused before
-    /// anything exists, naming the process that has one.
-    /// A taken PID is named first (with the privilege, when that is missing too: freeing the PID alone
-    /// would not do).
-    static func checkPIDs(_ layout: TreeLayout, _ manifest: TreeManifest) throws(LauncherError) {
-        let privileged = mayChoosePIDs()
-        for member in layout.members {
-            guard let holder = pidHolder(member.pid) else { continue }
-            let also = privileged ? "" : "; restoring it also needs root or CAP_CHECKPOINT_RESTORE (to choose its PIDs)"
-            throw LauncherError(.pidInUse, "cannot restore the tree: PID \(member.pid) (\(holder)) is in use by another process; end it or wait for it to exit\(also)")
-        }
-        guard privileged else { throw cannotChoosePIDs() }
-    }
-
-    static func cannotChoosePIDs() -> LauncherError {
-        LauncherError(.permissionDenied,
-                      "cannot restore the tree: restoring a process tree needs its original PIDs (parents remember their children's), and choosing PIDs needs root or CAP_CHECKPOINT_RESTORE")
-    }
-
-    /// Root, or CAP_CHECKPOINT_RESTORE (40) or CAP_SYS_ADMIN (21) in the effective set.
-    static func mayChoosePIDs() -> Bool {
-        guard let status = try? readFile("/proc/self/status") else { return geteuid() == 0 }  // /proc is mounted
-        for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("CapEff:") {
-            return hexMask(line.dropFirst(7)) & (1 << 40 | 1 << 21) != 0
-        }
-        return geteuid() == 0
-    }
-
-    /// "sleep", "sleep, a zombie its parent has not reaped yet", or nil when `pid` is free.
-    static func pidHolder(_ pid: pid_t) -> String? {
-        do {
-            try ProcessControl.send(0, to: pid)
-        } catch where error == .noSuchProcess {
-            return nil
-        } catch {
-            // EPERM: another user's process
-        }
-        var comm = "?"
-        if let bytes = try? readFile("/proc/\(pid)/comm") { comm = String(decoding: bytes.filter { $0 != 10 }, as: UTF8.self) }  // gone meanwhile: "?"
-        if statFields(pid)?.first == "Z" { return "\(comm), a zombie its parent has not reaped yet" }
-        return comm
     }
 
     /// Every live process's status pipe up to "ok" (warnings printed with the process named), or the
@@ -262,8 +214,11 @@ extension RestartCommand {
         let deadline = monotonicSeconds() + 10
         for member in spawn.layout.members {
             guard let index = member.process, tree.manifest.processes[index].state == .stopped else { continue }
+            guard let host = spawn.hostPID(member.pid) else {
+                throw LauncherError(.restoreFailed, "cannot restore the tree: process \(member.pid) is gone")
+            }
             do {
-                try ProcessControl.send(SIGSTOP, to: member.pid)
+                try ProcessControl.send(SIGSTOP, to: host)
             } catch {
                 throw LauncherError(.restoreFailed, "cannot restore the tree: cannot stop process \(member.pid): \(error)")
             }
@@ -273,9 +228,10 @@ extension RestartCommand {
                 let action = parent.image.signalActions.actions[Int(SIGCHLD) - 1]
                 return action.handler != 1 /* SIG_IGN */ && action.flags & UInt64(SA_NOCLDSTOP) == 0
             } ?? false
+            let parentHost = parent.flatMap { spawn.hostPID($0.process.pid) }
             while true {
-                let state = statFields(member.pid)?.first.map(String.init) ?? "gone"
-                let parentTold = !notifies || parent.map { hasPendingChildSignal($0.process.pid) } == true
+                let state = statFields(host)?.first.map(String.init) ?? "gone"
+                let parentTold = !notifies || parentHost.map { hasPendingChildSignal($0) } == true
                 if state == "T" && parentTold { break }
                 if monotonicSeconds() > deadline {
                     let why = state != "T" ? "did not stop (state \(state))" : "stopped, but its parent never got the SIGCHLD"
@@ -297,15 +253,16 @@ extension RestartCommand {
 
     /// The root's group takes the terminal while the tree runs, when the root leads its own group in
     /// restart's session and restart is in the terminal's foreground (Ctrl-C then reaches the job).
-    static func takeTerminal(_ root: TreeProcessRecord) -> (fd: Int32, programGroup: pid_t, ownGroup: pid_t)? {
+    /// `hostPID`: the root's PID on the host (its group's number there).
+    static func takeTerminal(_ root: TreeProcessRecord, hostPID: pid_t) -> (fd: Int32, programGroup: pid_t, ownGroup: pid_t)? {
         guard root.pgid == root.pid, root.sid != root.pid, isatty(0) != 0, tcgetpgrp(0) == getpgrp() else { return nil }
         do {
-            try ProcessControl.setForegroundGroup(root.pid, of: 0)
+            try ProcessControl.setForegroundGroup(hostPID, of: 0)
         } catch {
             printError("stasis: warning: cannot give the terminal to the restored process group \(root.pid): \(error)")
             return nil
         }
-        return (0, root.pid, getpgrp())
+        return (0, hostPID, getpgrp())
     }
 
     // ---- small helpers ------------------------------------------------------------------------------

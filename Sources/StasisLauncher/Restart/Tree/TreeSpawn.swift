@@ -20,8 +20,14 @@ final class TreeSpawn {
     private let memory = CMemory()
     private let members: UnsafeMutablePointer<stasis_tree_spawn_member_t>
 
-    /// `restores`: by layout member index, for every live process. `restartGroup`: for OWN_GROUP.
-    init(_ layout: TreeLayout, restorer: String, restores: [Int: Restore], restartGroup: pid_t) throws(LauncherError) {
+    /// Set by startInNamespace: the tree lives in a PID namespace of its own.
+    private(set) var namespace: NamespaceInit?
+
+    /// `restores`: by layout member index, for every live process. `restartGroup`: for OWN_GROUP (0: the
+    /// group each process inherits, in a PID namespace where restart's group has no number).
+    /// `dropCapabilities`: the restorers run in a user namespace of ours (NamespaceInit).
+    init(_ layout: TreeLayout, restorer: String, restores: [Int: Restore], restartGroup: pid_t,
+         dropCapabilities: Bool = false) throws(LauncherError) {
         self.layout = layout
         guard let control = stasis_tree_spawn_control_map() else {
             throw LauncherError(.failure, "cannot map the tree's control block: \(Errno.current)")
@@ -42,14 +48,16 @@ final class TreeSpawn {
             withUnsafeMutableBytes(of: &member.name) { raw in
                 for (i, byte) in m.name.utf8.prefix(15).enumerated() { raw[i] = byte }
             }
-            if let restore = restores[i] {
+            if var restore = restores[i] {
+                restore.arguments.dropCapabilities = dropCapabilities
                 member.plan = stasis_spawn_plan_t(
                     path: memory.string(restorer),
                     argv: memory.argv([restorer] + restore.arguments.strings),
                     moves: memory.copy(restore.plan.moves), move_count: Int32(restore.plan.moves.count),
                     keep_stdio: restore.plan.keepStdio, cwd: memory.string(restore.cwd), umask: restore.umask,
                     wanted_pid: m.pid, epoll_adds: memory.copy(restore.plan.epollAdds),
-                    epoll_add_count: Int32(restore.plan.epollAdds.count), keep_restore_capability: 0, wanted_pid_only: 0)
+                    epoll_add_count: Int32(restore.plan.epollAdds.count), keep_restore_capability: dropCapabilities ? 1 : 0,
+                    wanted_pid_only: 0)
             } else {
                 member.plan.path = memory.string("")
                 member.plan.argv = memory.argv([])
@@ -67,6 +75,27 @@ final class TreeSpawn {
         let pid = stasis_tree_spawn_start(&tree)
         return pid > 0 ? .success(pid) : .failure(Errno(rawValue: -pid))
     }
+
+    /// The same in a new PID namespace: its init clones the root (stasis_namespace_spawn.h).
+    func startInNamespace() -> Result<NamespaceInit, NamespaceInit.Refusal> {
+        let live = layout.members.filter { $0.kind == .restore }.count
+        var tree = stasis_tree_spawn_t(members: members, count: Int32(layout.members.count), live: Int32(live), control: control)
+        let started = NamespaceInit.start { settings in
+            var settings = settings
+            return stasis_tree_spawn_in_namespace(&tree, &settings)
+        }
+        if case .success(let namespace) = started { self.namespace = namespace }
+        return started
+    }
+
+    /// A member's PID on the host: `pid` itself, or in a namespace the number the host knows it by
+    /// (nil: no such process there). Looked up again when a process is not known yet.
+    func hostPID(_ pid: pid_t) -> pid_t? {
+        guard let namespace else { return pid }
+        if hostPIDs[pid] == nil { hostPIDs = namespace.hostPIDs() }
+        return hostPIDs[pid]
+    }
+    private var hostPIDs: [pid_t: pid_t] = [:]
 
     /// The first failure the processes recorded: which member, at which step, with which errno.
     var failure: (member: Int, step: Int32, error: Int32)? {
@@ -108,6 +137,12 @@ final class TreeSpawn {
     /// process that became its child: orphans of killed ones, lazy pagers) and reaps them all.
     func abort() {
         stasis_tree_spawn_abort(control)
+        if let namespace {
+            // The members' PIDs are the namespace's: the init's end ends every one of them.
+            try? ProcessControl.send(SIGKILL, to: namespace.pid)  // ESRCH: gone already
+            Self.killAndReapChildren(seconds: 10)
+            return
+        }
         let started = withUnsafeBytes(of: &control.pointee.started) { Array($0) }
         for (i, m) in layout.members.enumerated() where i < started.count && started[i] != 0 {
             try? ProcessControl.send(SIGKILL, to: m.pid)  // ESRCH: gone already
