@@ -221,8 +221,9 @@ struct ProcessTreeTests {
         try tree.expectPass("PASS noagent")
     }
 
-    /// (n) An ordinary user restoring a tree whose PIDs are still taken (the tree runs on): one line naming
-    /// a taken PID, a non-zero exit, and the running tree is untouched.
+    /// (n) An ordinary user restoring a tree whose PIDs are still taken (the tree runs on), without a PID
+    /// namespace (--no-namespace): one line naming a taken PID, a non-zero exit, and the running tree is
+    /// untouched. (PIDNamespaceTreeTests restores it in a namespace.)
     @Test(.timeLimit(.minutes(3)), .enabled(if: access("/usr/bin/setpriv", X_OK) == 0, "no setpriv"))
     func anOrdinaryUserIsRefusedATreeWhosePIDsAreTaken() throws {
         let scratch = Scratch()
@@ -233,7 +234,7 @@ struct ProcessTreeTests {
         try tree.waitForReady()
         let image = try tree.checkpointImage("the checkpoint of uid 65534's tree")
         let log = scratch.file("refused.log")
-        let restart = try ChildProcess(asNobody[0], Array(asNobody.dropFirst()) + [Stasis.launcher, "restart", image],
+        let restart = try ChildProcess(asNobody[0], Array(asNobody.dropFirst()) + [Stasis.launcher, "restart", "--no-namespace", image],
                                        outputPath: log)
         let end = try restart.wait(seconds: 60)
         let text = (try? String(contentsOfFile: log)) ?? ""

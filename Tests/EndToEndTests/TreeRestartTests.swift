@@ -285,7 +285,8 @@ import Testing
         ]
         let directory = scratch.file("tree.stasis")
         try Self.writeTree(planned, images: Dictionary(uniqueKeysWithValues: members.map { ($0.pid, $0.image) }), to: directory)
-        let (code, output) = try Stasis.run(["restart", directory], in: scratch.path)
+        // --no-namespace: without it the tree would come back in a PID namespace of its own.
+        let (code, output) = try Stasis.run(["restart", "--no-namespace", directory], in: scratch.path)
         #expect(code == 13, "\(output)")
         #expect(output.contains("PID \(sleeper.pid) (sleep) is in use by another process"), "\(output)")
         #expect(kill(members[0].pid, 0) != 0 && kill(members[1].pid, 0) != 0, "nothing was created")
