@@ -138,7 +138,15 @@ int stasis_spawn_in_namespace(const stasis_spawn_plan_t *plan, const stasis_name
         restorer(plan); /* the report pipe is not among the plan's descriptors: it goes at the exec */
     }
     long program = clone_with_pid(plan->wanted_pid);
-    if (program == 0) restorer(plan);
+    if (program == 0) {
+        if (ns->release_fd >= 0) {
+            char byte = 0;
+            long n;
+            do n = stasis_syscall3(STASIS_NR_read, ns->release_fd, (long)&byte, 1); while (n == -4 /* EINTR */);
+            if (n != 1) stasis_syscall1(STASIS_NR_exit_group, 1); /* restart gave up */
+        }
+        restorer(plan);
+    }
     if (program < 0) fail(ns->report_fd, STASIS_NAMESPACE_STEP_CLONE, program);
     report(ns->report_fd, STASIS_NAMESPACE_STARTED, 0, 0, (int32_t)program);
     reap_until(ns->report_fd, (int32_t)program);

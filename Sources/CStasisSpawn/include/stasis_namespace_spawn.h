@@ -32,6 +32,9 @@ typedef struct stasis_namespace {
     int32_t new_user;  /* 1: a user namespace too, the caller's uid and gid mapped to themselves */
     uint32_t uid, gid; /* the caller's effective ids (for the maps) */
     int32_t report_fd; /* a pipe's write end, close-on-exec: stasis_namespace_report_t records */
+    int32_t release_fd; /* a pipe's read end, close-on-exec: the restorer of a single process waits for a
+                           byte there before its exec, so that it is alive while restart looks up its
+                           PID on the host (a program may end at once); -1: none */
 } stasis_namespace_t;
 
 /* stasis_namespace_report_t.kind */

@@ -44,11 +44,7 @@ enum Restorer {
             }
             switch started {
             case .success(let namespace):
-                guard let program = namespace.programHostPID else {
-                    try? ProcessControl.send(SIGKILL, to: namespace.pid)  // the whole namespace ends with its init
-                    _ = try? ProcessControl.wait(namespace.pid)
-                    return .failure(LauncherError(.restoreFailed, "cannot find the restored program's PID on the host"))
-                }
+                let program = namespace.programHostPID
                 printError("stasis: \(why); restored in a new PID namespace with its original PID and thread ids (PID \(program) on the host)")
                 return .success(Started(child: namespace.pid, program: program, namespace: namespace))
             case .failure(let refusal):

@@ -11,6 +11,8 @@ struct NamespaceInit {
     let pid: pid_t
     /// The program's (a tree root's) PID inside; 1 when the program is the init itself.
     let programInside: pid_t
+    /// The program's PID on the host (what signals and --pid-file name).
+    let programHostPID: pid_t
     /// The init's report pipe, read end: ENDED comes here.
     let report: FileDescriptor
     /// A user namespace too (an ordinary user): the restorer drops its capabilities.
@@ -30,15 +32,20 @@ struct NamespaceInit {
     /// and reads its first report: started, or the step that failed. A failed init is reaped.
     static func start(_ spawn: (stasis_namespace_t) -> Int32) -> Result<NamespaceInit, Refusal> {
         let pipe: (read: FileDescriptor, write: FileDescriptor)
+        let release: (read: FileDescriptor, write: FileDescriptor)
         do {
             pipe = try FileDescriptor.pipe()
+            release = try FileDescriptor.pipe()
         } catch {
             return .failure(Refusal(reason: "cannot create a pipe: \(error)"))
         }
+        defer { release.write.closeAfterError() }  // end of file: a restorer still waiting there gives up
         let newUser = needsUserNamespace
-        let settings = stasis_namespace_t(new_user: newUser ? 1 : 0, uid: geteuid(), gid: getegid(), report_fd: pipe.write.rawValue)
+        let settings = stasis_namespace_t(new_user: newUser ? 1 : 0, uid: geteuid(), gid: getegid(), report_fd: pipe.write.rawValue,
+                                          release_fd: release.read.rawValue)
         let pid = spawn(settings)
         pipe.write.closeAfterError()  // ours must go for end of file to come when the init ends
+        release.read.closeAfterError()
         guard pid > 0 else {
             pipe.read.closeAfterError()
             let error = Errno(rawValue: -pid)
@@ -53,20 +60,28 @@ struct NamespaceInit {
             pipe.read.closeAfterError()
             return .failure(Refusal(reason: first.map(describeFailure) ?? "the namespace's init ended without a report"))
         }
-        return .success(NamespaceInit(pid: pid, programInside: first.value == 0 ? 1 : first.value, report: pipe.read, newUser: newUser))
+        let inside = first.value == 0 ? 1 : first.value
+        // The program is alive (a single process's restorer waits for the release; a tree's root for its go).
+        guard let host = inside == 1 ? pid : hostPIDs(under: pid)[inside] else {
+            try? ProcessControl.send(SIGKILL, to: pid)  // the init's end ends every process inside
+            _ = try? ProcessControl.wait(pid)
+            pipe.read.closeAfterError()
+            return .failure(Refusal(reason: "cannot find the restored program's PID on the host"))
+        }
+        _ = try? release.write.writeAll([1])  // EPIPE: the restorer is gone; its status pipe says why
+        return .success(NamespaceInit(pid: pid, programInside: inside, programHostPID: host, report: pipe.read, newUser: newUser))
     }
-
-    /// The program's PID on the host.
-    var programHostPID: pid_t? { programIsInit ? pid : hostPIDs()[programInside] }
 
     /// Every process of the namespace (the init's descendants) by its PID inside, with its PID on the
     /// host: the innermost and outermost numbers of /proc/PID/status's NSpid.
-    func hostPIDs() -> [pid_t: pid_t] {
+    func hostPIDs() -> [pid_t: pid_t] { Self.hostPIDs(under: pid) }
+
+    static func hostPIDs(under initPID: pid_t) -> [pid_t: pid_t] {
         var result: [pid_t: pid_t] = [:]
-        var queue = [pid]
+        var queue = [initPID]
         while let host = queue.popLast() {
-            if let inside = Self.innermostPID(of: host) { result[inside] = host }
-            queue += Self.children(of: host)
+            if let inside = innermostPID(of: host) { result[inside] = host }
+            queue += children(of: host)
         }
         return result
     }

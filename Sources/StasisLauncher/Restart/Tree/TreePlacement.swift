@@ -48,10 +48,7 @@ extension RestartCommand {
         switch started {
         case .success(let pid):
             guard let namespace = spawn.namespace else { return pid }
-            guard let host = namespace.programHostPID else {
-                spawn.abort()
-                throw LauncherError(.restoreFailed, "cannot restore the tree: cannot find its root's PID on the host")
-            }
+            let host = namespace.programHostPID
             printError("stasis: \(placement.namespaceReason ?? "the host's PIDs cannot be had"); restored in a new PID namespace with the original PIDs (process \(rootPID) is PID \(host) on the host)")
             return host
         case .failure(.host(let error)):
