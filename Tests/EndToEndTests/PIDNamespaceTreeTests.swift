@@ -45,8 +45,8 @@ struct PIDNamespaceTreeTests {
                         "\(log)")
             }
             let initPID = try #require(tree.namespaceInit)
-            #expect(pidNamespace(initPID) != pidNamespace(getpid()), "cycle \(cycle): the init is in a new PID namespace")
-            #expect(userNamespace(initPID) != userNamespace(getpid()), "cycle \(cycle): and a new user namespace")
+            #expect(namespaceOf(initPID, "pid") != namespaceOf(getpid(), "pid"), "cycle \(cycle): the init is in a new PID namespace")
+            #expect(namespaceOf(initPID, "user") != namespaceOf(getpid(), "user"), "cycle \(cycle): and a new user namespace")
             // Zombies too: a zombie's exit status in /proc/PID/stat shows only to a reader holding its
             // capabilities, and the tree's next checkpoint (by the root, which has none) reads it there.
             for (pid, host) in tree.hostPIDs {
@@ -95,7 +95,7 @@ struct PIDNamespaceTreeTests {
             let log = copy.restartLog()
             #expect(log.contains("is in use; restored in a new PID namespace"), "round \(round): \(log)")
             let initPID = try #require(copy.namespaceInit)
-            #expect(userNamespace(initPID) == userNamespace(getpid()), "round \(round): root's own user namespace")
+            #expect(namespaceOf(initPID, "user") == namespaceOf(getpid(), "user"), "round \(round): root's own user namespace")
             expectUntouched(tree, "round \(round)", state: "T")
             if round == 2 { break }
             usleep(300_000)
@@ -110,11 +110,14 @@ struct PIDNamespaceTreeTests {
     }
 
     /// (4) A tree whose member fails inside the namespace (its page data damaged; --eager finds it): exit 3
-    /// naming the member's image, no --pid-file, and nothing of the namespace left: no process started by
-    /// this restart (the init, the members) survives it. The original, running beside, is untouched.
+    /// naming the member's image, no --pid-file, and nothing left: `stasis restart` runs under a child
+    /// subreaper (Tests/Fixtures/subreaper), which every process it started and that outlived it (the
+    /// namespace's init, a member, a zombie nobody reaped) would become the child of. The original,
+    /// running beside with the same PIDs, is untouched.
     @Test(.timeLimit(.minutes(3))) func aTreeThatFailsInItsNamespaceLeavesNothingBehind() throws {
         let scratch = Self.sharedScratch()
         let binary = try compileFixture("tree-zombie", into: scratch.path)
+        let subreaper = try compileFixture("subreaper", into: scratch.path)
         let tree = try ProcessTree([binary], scratch: scratch, runAs: Self.asNobody, newSession: true)
         try tree.waitForReady()
         let image = try tree.checkpointImage("the original")
@@ -129,17 +132,13 @@ struct PIDNamespaceTreeTests {
         let pidFile = scratch.file("failed.pid")
         let log = scratch.file("failed.log")
         let command = Self.asNobody + [Stasis.launcher, "restart", "--eager", "--pid-file", pidFile, image]
-        let launcher = try ChildProcess(command[0], Array(command.dropFirst()), outputPath: log)
-        let since = try #require(startTime(launcher.pid), "the launcher's start (it is unreaped until waited for)")
-        let end = try launcher.wait(seconds: 60)
+        let end = try ChildProcess(subreaper, command, outputPath: log).wait(seconds: 60)
         let text = (try? String(contentsOfFile: log)) ?? ""
         #expect(end == .exited(3), "\(text)")
         #expect(text.contains("\(victim).stasis is damaged"), "the member is named: \(text)")
         #expect(text.contains("restored in a new PID namespace"), "it failed inside a namespace: \(text)")
         #expect(access(pidFile, F_OK) != 0, "no --pid-file")
-        let left = processesStarted(since: since, mentioning: scratch.path)
-        #expect(left.isEmpty, "left behind: \(left.map { "\($0) \(namespacePIDs($0)) \(commandLine($0))" })")
-        for pid in left { kill(pid, SIGKILL) }
+        #expect(text.contains("SUBREAPER left 0") && !text.contains("LEFT"), "nothing outlives the restart: \(text)")
         expectUntouched(tree, "after the failed restart")
         try tree.expectPass("PASS zombie")
     }
@@ -165,24 +164,6 @@ struct PIDNamespaceTreeTests {
                     sourceLocation: sourceLocation)
         }
     }
-}
-
-/// Processes started at or after `since` (a start time, in clock ticks) that belong to a run in
-/// `directory`: their command line names it (a namespace's init is a clone of `stasis restart`, whose
-/// arguments name the image), or they share a PID namespace with one that does.
-func processesStarted(since: UInt64, mentioning directory: String) -> [pid_t] {
-    let recent = opendirNames("/proc").compactMap { pid_t($0) }.filter { (startTime($0) ?? 0) >= since && $0 != getpid() }
-    let named = recent.filter { commandLine($0).contains(directory) }
-    let namespaces = Set(named.compactMap { pid in pidNamespace(pid) }).subtracting([pidNamespace(getpid())].compactMap { $0 })
-    return recent.filter { named.contains($0) || pidNamespace($0).map(namespaces.contains) == true }
-}
-
-/// "user:[4026531837]": the user namespace `pid` is in; nil when gone.
-func userNamespace(_ pid: pid_t) -> String? {
-    var buffer = [CChar](repeating: 0, count: 256)
-    let n = readlink("/proc/\(pid)/ns/user", &buffer, buffer.count - 1)
-    guard n > 0 else { return nil }
-    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// /proc/PID/status as NAME → value (tabs inside the value kept).

@@ -132,16 +132,10 @@ func namespacePIDs(_ pid: pid_t) -> [pid_t] {
     return line.dropFirst(6).split(whereSeparator: { $0 == "\t" || $0 == " " }).compactMap { pid_t($0) }
 }
 
-/// "pid:[4026531836]": the PID namespace `pid` is in; nil when gone.
-func pidNamespace(_ pid: pid_t) -> String? {
+/// "pid:[4026531836]": the namespace of `kind` ("pid", "user"...) that `pid` is in; nil when gone.
+func namespaceOf(_ pid: pid_t, _ kind: String) -> String? {
     var buffer = [CChar](repeating: 0, count: 256)
-    let n = readlink("/proc/\(pid)/ns/pid", &buffer, buffer.count - 1)
+    let n = readlink("/proc/\(pid)/ns/\(kind)", &buffer, buffer.count - 1)
     guard n > 0 else { return nil }
     return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-/// /proc/PID/cmdline with NULs as spaces ("" for a zombie, or when gone).
-func commandLine(_ pid: pid_t) -> String {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/cmdline") else { return "" }
-    return String(text.map { $0 == "\0" ? " " : $0 })
 }
