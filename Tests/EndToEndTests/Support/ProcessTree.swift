@@ -93,9 +93,15 @@ final class ProcessTree {
 
     deinit {
         // Only processes of this tree: the root if it is still the one seen, every member by its start time.
-        // A namespace's init first: its end ends every process inside.
-        if let initPID = namespaceInit, let start = started[initPID], startTime(initPID) == start {
-            kill(initPID, SIGKILL)
+        // A namespace's init first: its end ends every process inside. One not noted yet (a restart that
+        // failed its checks) is a child of our unreaped `stasis restart` at PID 1 of its namespace.
+        var inits: [pid_t] = []
+        if ChildRegistry.shared.contains(parent.pid) {  // (once reaped, its PID may be someone else's)
+            inits = children(of: parent.pid).filter { namespacePIDs($0).count >= 2 && namespacePIDs($0).last == 1 }
+        }
+        if let initPID = namespaceInit, let start = started[initPID], startTime(initPID) == start { inits.append(initPID) }
+        if !inits.isEmpty {
+            for initPID in inits { kill(initPID, SIGKILL) }
             _ = try? parent.wait(seconds: 10)  // `stasis restart` ends with its init; a timeout kills it below
         }
         if rootHost > 0, let start = started[rootHost], startTime(rootHost) == start { for pid in stopAll() { kill(pid, SIGKILL) } }
