@@ -104,6 +104,15 @@ __attribute__((noreturn)) static void end_as_zombie(int32_t status) {
     __builtin_unreachable();
 }
 
+/* A zombie in a user namespace of ours (plan.keep_restore_capability) holds no capability, like every
+ * restored process there (its restorer drops them): /proc/PID/stat shows a zombie's exit status only to a
+ * reader whose capabilities include the zombie's, and the tree's next checkpoint reads it so. */
+static void drop_capabilities(void) {
+    struct { uint32_t version; int32_t pid; } header = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+    uint32_t none[6] = {0, 0, 0, 0, 0, 0};
+    stasis_syscall2(126 /* capset */, (long)&header, (long)none); /* lowering one's own cannot fail */
+}
+
 static long clone_member(const stasis_tree_spawn_t *tree, int index);
 
 /* Steps 1-7 of stasis_tree_spawn.h for member `index`, in the new process. */
@@ -144,7 +153,10 @@ __attribute__((noreturn)) static void member(const stasis_tree_spawn_t *tree, in
 
     if (m->kind != STASIS_TREE_SPAWN_RESTORE) {
         stasis_syscall2(STASIS_NR_prctl, TREE_PR_SET_NAME, (long)m->name);
-        if (m->kind == STASIS_TREE_SPAWN_ZOMBIE) end_as_zombie(m->exit_status);
+        if (m->kind == STASIS_TREE_SPAWN_ZOMBIE) {
+            if (m->plan.keep_restore_capability) drop_capabilities();
+            end_as_zombie(m->exit_status);
+        }
         stasis_syscall1(STASIS_NR_exit_group, 0);
     }
 

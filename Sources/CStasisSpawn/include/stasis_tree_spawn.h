@@ -37,7 +37,8 @@
 /* stasis_tree_spawn_member_t.kind */
 enum {
     STASIS_TREE_SPAWN_RESTORE = 0,  /* a live process: execs the restorer with `plan` */
-    STASIS_TREE_SPAWN_ZOMBIE = 1,   /* exits with exit_status once every process is in its group */
+    STASIS_TREE_SPAWN_ZOMBIE = 1,   /* exits with exit_status once every process is in its group (with no
+                                     * capability when plan.keep_restore_capability: a user namespace of ours) */
     STASIS_TREE_SPAWN_STAND_IN = 2, /* makes group `pid`, lets the members join, exits; its creator reaps it */
 };
 

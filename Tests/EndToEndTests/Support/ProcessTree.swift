@@ -19,36 +19,92 @@ import Testing
 ///             reports
 /// Every process seen in the tree is remembered with its start time, so that a failing test still ends
 /// them (and never a process that reused a PID).
+///
+/// With `restartsInNamespace` every restart must put the tree in a PID namespace of its own (issue 14;
+/// ProcessTree+Namespace.swift): the members keep their original PIDs inside and have others on the host.
+/// Then `root` and `descendants` are PIDs inside, `rootHost` and `hostPID(_:)` the host's numbers (read
+/// from NSpid), and "kill all" is a SIGKILL to the namespace's init (the `stasis restart` child).
 final class ProcessTree {
     let scratch: Scratch
     let output: String
+    /// The root's PID as the tree knows it: its original PID (inside a PID namespace after such a restart).
     let root: pid_t
+    /// The root's PID on the host: `root`, or its number there when the tree is in a PID namespace.
+    var rootHost: pid_t
     private(set) var descendants: [pid_t] = []
     /// The root's parent: the `stasis run` child (the root itself) at first, then the current `stasis restart`.
-    private(set) var parent: ChildProcess
-    private let runAs: [String]
-    private var started: [pid_t: UInt64] = [:]
-    private var ids: [pid_t: ProcessIDs] = [:]
-    private var restarts = 0
+    var parent: ChildProcess
+    let runAs: [String]
+    /// Host PIDs (of members, and of a namespace's init) with their start times.
+    var started: [pid_t: UInt64] = [:]
+    /// The ids noted at READY, by original PID (the tree's own numbers, inside a namespace too).
+    private(set) var ids: [pid_t: ProcessIDs] = [:]
+    var restarts = 0
+    /// Names this tree's restart files apart from another's restored from the same scratch directory.
+    var label = ""
+    /// Every restart must restore the tree in a PID namespace (else on the host with the original PIDs).
+    let restartsInNamespace: Bool
+    /// The tree is in a PID namespace now: its init's host PID, and each member's host PID by its PID inside.
+    var namespaceInit: pid_t?
+    var hostPIDs: [pid_t: pid_t] = [:]
 
     /// STASIS_TREE_TEST_CYCLES=N: cycles per case (default 3). 0 checks a fixture and this harness without any
     /// checkpoint (the cases whose checkpoints are the test itself still take them).
     static let cycles: Int = getenv("STASIS_TREE_TEST_CYCLES").flatMap { Int(String(cString: $0)) } ?? 3
 
-    /// `runAs`: a command prefix, e.g. setpriv to an ordinary user (used for `run` and `restart`).
-    init(_ arguments: [String], scratch: Scratch, runAs: [String] = [], workingDirectory: String? = nil) throws {
+    /// `runAs`: a command prefix, e.g. setpriv to an ordinary user (used for `run` and `restart`; the output
+    /// file is then writable by all, for the restored tree to reopen). `newSession`: the root leads a session
+    /// and a group of its own (a tree with no group or session outside it, as a PID namespace needs).
+    init(_ arguments: [String], scratch: Scratch, runAs: [String] = [], workingDirectory: String? = nil,
+         newSession: Bool = false, restartsInNamespace: Bool = false) throws {
         self.scratch = scratch
         output = scratch.file("tree.out")
         self.runAs = runAs
+        self.restartsInNamespace = restartsInNamespace
+        if !runAs.isEmpty {
+            let fd = open(output, O_WRONLY | O_CREAT, 0o666)
+            if fd >= 0 { close(fd) }
+            chmod(output, 0o666)
+        }
         let command = runAs + [Stasis.launcher, "run", "--dir", scratch.path, "--"] + arguments
         parent = try ChildProcess(command[0], Array(command.dropFirst()), outputPath: output,
-                                  workingDirectory: workingDirectory)
+                                  workingDirectory: workingDirectory, newSession: newSession)
         root = parent.pid
+        rootHost = root
+    }
+
+    /// A second tree: `original`'s image restored beside it (in a PID namespace), as `original` knew it at
+    /// READY. Returns once restored (restart's checks), or throws.
+    init(restoring image: String, like original: ProcessTree) throws {
+        scratch = original.scratch
+        output = original.output
+        runAs = original.runAs
+        restartsInNamespace = true
+        root = original.root
+        rootHost = -1  // set by the restart, before anything signals it
+        descendants = original.descendants
+        ids = original.ids
+        label = original.label + "copy-"
+        restarts = 1
+        let (launcher, pidFile, log) = try Self.launchRestart(image, runAs: runAs, scratch: scratch, name: label + "1")
+        parent = launcher
+        try awaitRestoredInNamespace(launcher, pidFile: pidFile, log: log)
     }
 
     deinit {
         // Only processes of this tree: the root if it is still the one seen, every member by its start time.
-        if let start = started[root], startTime(root) == start { for pid in stopAll() { kill(pid, SIGKILL) } }
+        // A namespace's init first: its end ends every process inside. One not noted yet (a restart that
+        // failed its checks) is a child of our unreaped `stasis restart` at PID 1 of its namespace.
+        var inits: [pid_t] = []
+        if ChildRegistry.shared.contains(parent.pid) {  // (once reaped, its PID may be someone else's)
+            inits = children(of: parent.pid).filter { namespacePIDs($0).count >= 2 && namespacePIDs($0).last == 1 }
+        }
+        if let initPID = namespaceInit, let start = started[initPID], startTime(initPID) == start { inits.append(initPID) }
+        if !inits.isEmpty {
+            for initPID in inits { kill(initPID, SIGKILL) }
+            _ = try? parent.wait(seconds: 10)  // `stasis restart` ends with its init; a timeout kills it below
+        }
+        if rootHost > 0, let start = started[rootHost], startTime(rootHost) == start { for pid in stopAll() { kill(pid, SIGKILL) } }
         for (pid, start) in started where startTime(pid) == start { kill(pid, SIGKILL) }
         parent.killAndReap()
     }
@@ -70,9 +126,9 @@ final class ProcessTree {
         for pid in [root] + descendants { ids[pid] = ProcessIDs(pid) }
     }
 
-    /// `stasis checkpoint ROOT`: exit code and output.
+    /// `stasis checkpoint ROOT` (the root's host PID): exit code and output.
     func checkpoint() throws -> (code: Int32, output: String) {
-        try Stasis.run(["checkpoint", String(root)], in: scratch.path)
+        try Stasis.run(["checkpoint", String(rootHost)], in: scratch.path)
     }
 
     /// A checkpoint that must succeed; the image directory (the last line of the output).
@@ -89,6 +145,7 @@ final class ProcessTree {
 
     /// SIGKILLs every process of the tree; returns when the root is reaped and every PID is free again.
     func killAll() throws {
+        if namespaceInit != nil { return try killNamespace() }
         let killed = stopAll()
         for pid in killed { kill(pid, SIGKILL) }
         let end = try parent.wait(seconds: 60)
@@ -101,11 +158,9 @@ final class ProcessTree {
     /// `stasis restart IMAGE`; returns once the root and every READY descendant are back with their ids.
     func restart(_ image: String) throws {
         restarts += 1
-        let pidFile = scratch.file("restored-\(restarts).pid")
-        let log = scratch.file("restart-\(restarts).log")
-        let command = runAs + [Stasis.launcher, "restart", "--pid-file", pidFile, image]
-        let launcher = try ChildProcess(command[0], Array(command.dropFirst()), outputPath: log)
+        let (launcher, pidFile, log) = try Self.launchRestart(image, runAs: runAs, scratch: scratch, name: label + String(restarts))
         parent = launcher
+        if restartsInNamespace { return try awaitRestoredInNamespace(launcher, pidFile: pidFile, log: log) }
         func logText() -> String { (try? String(contentsOfFile: log)) ?? "" }
         var restored: pid_t?
         do {
@@ -132,6 +187,15 @@ final class ProcessTree {
         }
     }
 
+    /// `stasis restart --pid-file F IMAGE` started (as `runAs`): the launcher, F and its output file.
+    static func launchRestart(_ image: String, runAs: [String], scratch: Scratch,
+                              name: String) throws -> (launcher: ChildProcess, pidFile: String, log: String) {
+        let pidFile = scratch.file("restored-\(name).pid")
+        let log = scratch.file("restart-\(name).log")
+        let command = runAs + [Stasis.launcher, "restart", "--pid-file", pidFile, image]
+        return (try ChildProcess(command[0], Array(command.dropFirst()), outputPath: log), pidFile, log)
+    }
+
     /// `count` rounds of checkpoint → kill → restart; `before(cycle)` runs before each checkpoint and
     /// `after(cycle)` after each restart.
     func cycle(_ count: Int = ProcessTree.cycles, settle: useconds_t = 300_000, before: (Int) throws -> Void = { _ in },
@@ -149,7 +213,8 @@ final class ProcessTree {
     /// SIGTERM to the root: the fixture verifies itself. Its exit status, as its parent reports it.
     func finish(seconds: Double = 120) throws -> ChildProcess.Termination {
         usleep(200_000)
-        kill(root, SIGTERM)
+        guard rootHost > 0 else { throw TestFailure("no root to tell") }  // never kill(-1, ...)
+        kill(rootHost, SIGTERM)
         return try parent.wait(seconds: seconds)
     }
 
@@ -161,10 +226,10 @@ final class ProcessTree {
         #expect(text.contains(pass) && !text.contains("FAIL"), "\(text)", sourceLocation: sourceLocation)
     }
 
-    /// Every process under the root now (children of all its threads, recursively), root first.
+    /// Every process under the root now (children of all its threads, recursively), root first; host PIDs.
     func members() -> [pid_t] {
         var found: [pid_t] = []
-        var queue = [root]
+        var queue = [rootHost]
         while !queue.isEmpty {
             let pid = queue.removeFirst()
             guard !found.contains(pid), processState(pid) != nil else { continue }
@@ -174,14 +239,15 @@ final class ProcessTree {
         return found
     }
 
-    private func remember(_ pids: [pid_t]) {
+    func remember(_ pids: [pid_t]) {
         for pid in pids { if let start = startTime(pid) { started[pid] = start } }
     }
 
     /// SIGSTOP top-down; the stopped tree, root first, plus READY descendants no longer under the root.
-    private func stopAll() -> [pid_t] {
+    /// (On the host only: READY descendants are original PIDs.)
+    func stopAll() -> [pid_t] {
         var order: [pid_t] = []
-        var queue = [root]
+        var queue = [rootHost]
         while !queue.isEmpty {
             let pid = queue.removeFirst()
             guard !order.contains(pid), let state = processState(pid) else { continue }

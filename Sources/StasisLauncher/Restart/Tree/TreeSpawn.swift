@@ -61,6 +61,8 @@ final class TreeSpawn {
             } else {
                 member.plan.path = memory.string("")
                 member.plan.argv = memory.argv([])
+                // A zombie drops its capabilities too (stasis_tree_spawn.h): its exit status must stay readable.
+                member.plan.keep_restore_capability = dropCapabilities && m.kind == .zombie ? 1 : 0
             }
             members[i] = member
         }
