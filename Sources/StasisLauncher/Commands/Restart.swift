@@ -111,6 +111,7 @@ enum RestartCommand {
         if let planFile { try closeChecked(planFile, "the restore plan") }
         try closeChecked(status.write, "the status pipe")
         try Restorer.awaitReport(from: status.read, child: restored.child, imagePath: options.imagePath)
+        if let note = restored.note { printError(note) }
         if let pidFile = options.pidFile { try writePIDFile(pidFile, restored.program) }
         var checkpointArguments: [String] = []
         if let dir = options.directory { checkpointArguments += ["--dir", dir] }

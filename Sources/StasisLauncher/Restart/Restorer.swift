@@ -13,11 +13,13 @@ enum Restorer {
         var child: pid_t
         var program: pid_t
         var namespace: NamespaceInit?
+        /// How the program came back when not with its PID on the host: said once it is back ("ok").
+        var note: String?
     }
 
     /// Starts `stasis-restorer ARGUMENTS` with the plan's descriptors, the image's cwd and umask, and
     /// the image's PID: on the host when it may, else (unless `namespaces` is false) in a new PID
-    /// namespace (NamespaceInit), else with a new PID. stderr says which, once, unless it is the first.
+    /// namespace (NamespaceInit), else with a new PID. Started.note says which, unless it is the first.
     /// Never throws itself, so the caller closes its copies of the descriptors first.
     static func start(_ path: String, arguments: RestorerArguments, plan: FileDescriptorPlan, image: Image,
                       namespaces: Bool) -> Result<Started, LauncherError>
@@ -45,16 +47,15 @@ enum Restorer {
             switch started {
             case .success(let namespace):
                 let program = namespace.programHostPID
-                printError("stasis: \(why); restored in a new PID namespace with its original PID and thread ids (PID \(program) on the host)")
-                return .success(Started(child: namespace.pid, program: program, namespace: namespace))
+                let note = "stasis: \(why); restored in a new PID namespace with its original PID and thread ids (PID \(program) on the host)"
+                return .success(Started(child: namespace.pid, program: program, namespace: namespace, note: note))
             case .failure(let refusal):
                 fallback = "no PID namespace either: \(refusal.reason); restored as PID"
             }
             pid = withSpawnPlan(path, arguments, plan, image, wantedPID: 0) { spawn in stasis_spawn(&spawn, &usedSetTID, &setTIDError) }
         }
         guard pid > 0 else { return .failure(LauncherError(.restoreFailed, "cannot start the restorer: \(Errno(rawValue: -pid))")) }
-        printError("stasis: \(why); \(fallback) \(pid) (thread ids are patched)")
-        return .success(Started(child: pid, program: pid))
+        return .success(Started(child: pid, program: pid, note: "stasis: \(why); \(fallback) \(pid) (thread ids are patched)"))
     }
 
     /// Why the program could not have its own PID on the host.

@@ -41,16 +41,16 @@ extension RestartCommand {
         return TreePlacement(namespaceReason: reason, hostRefusal: refusal)
     }
 
-    /// The root's PID on the host once it was cloned, saying (once) when that was in a namespace; or
-    /// the refusal of a root that could not be made.
+    /// The root's PID on the host once it was cloned, with the line to say once the tree is back when
+    /// that was in a namespace; or the refusal of a root that could not be made.
     static func rootOnHost(_ started: Result<pid_t, TreeStartFailure>, _ spawn: TreeSpawn, _ placement: TreePlacement,
-                           rootPID: pid_t) throws(LauncherError) -> pid_t {
+                           rootPID: pid_t) throws(LauncherError) -> (pid: pid_t, note: String?) {
         switch started {
         case .success(let pid):
-            guard let namespace = spawn.namespace else { return pid }
+            guard let namespace = spawn.namespace else { return (pid, nil) }
             let host = namespace.programHostPID
-            printError("stasis: \(placement.namespaceReason ?? "the host's PIDs cannot be had"); restored in a new PID namespace with the original PIDs (process \(rootPID) is PID \(host) on the host)")
-            return host
+            let why = placement.namespaceReason ?? "the host's PIDs cannot be had"
+            return (host, "stasis: \(why); restored in a new PID namespace with the original PIDs (process \(rootPID) is PID \(host) on the host)")
         case .failure(.host(let error)):
             if error.rawValue == EPERM { throw cannotChoosePIDs() }
             if error.rawValue == EEXIST {

@@ -68,7 +68,7 @@ extension RestartCommand {
         for restore in restores.values { restore.plan.closeAll() }
         for fd in launcherCopies { fd.closeAfterError() }  // the root has its copies (a pipe or memfd: nothing to lose)
         memory.closeAll()
-        let root = try rootOnHost(started, spawn, placement, rootPID: tree.root.process.pid)
+        let (root, note) = try rootOnHost(started, spawn, placement, rootPID: tree.root.process.pid)
 
         do {
             try awaitReports(spawn, statusPipes, tree)
@@ -77,6 +77,7 @@ extension RestartCommand {
             spawn.abort()
             throw error
         }
+        if let note { printError(note) }
         let terminal = takeTerminal(tree.root.process, hostPID: root)
         do {
             try go.write.writeAll([UInt8](repeating: UInt8(ascii: "g"), count: restores.count))
