@@ -18,12 +18,16 @@ import StasisSystem
 enum RestartCommand {
     static let help = """
         usage: stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager]
-                              [--fd N=PATH | --fd N=inherit]... IMAGE
+                              [--no-namespace] [--fd N=PATH | --fd N=inherit]... IMAGE
 
         Brings the checkpointed program back where it was, in the foreground; the exit status is the
-        program's. The original PID is reused when it is free and the caller may choose PIDs (root or
-        CAP_CHECKPOINT_RESTORE); otherwise a new PID is used and stderr says so.
-          --pid-file F             write the restored program's PID to F
+        program's. The original PID and thread ids are reused on the host when they are free and the
+        caller may choose PIDs (root or CAP_CHECKPOINT_RESTORE); otherwise the program comes back with
+        them in a new PID namespace (and a user namespace when not root; /proc there is its own), and
+        stderr says so with its PID on the host.
+          --pid-file F             write the restored program's PID (on the host) to F
+          --no-namespace           no PID namespace: when the host's PIDs cannot be had, new ones (thread
+                                   ids patched; mutexes held across the checkpoint keep their old owners)
           --key FILE               refuse the image unless its HMAC-SHA256 signature matches FILE's key;
                                    the restored program keeps signing its images with it
           --interval D             checkpoint the restored program every D (90s, 15m, 2h), into --dir or the
@@ -48,9 +52,9 @@ enum RestartCommand {
         Signals sent to this process are forwarded to the program.
 
         IMAGE may be a process tree's checkpoint (a directory holding `tree`): every process comes back
-        with its parent, process group, session and original PID (so this needs root or
-        CAP_CHECKPOINT_RESTORE, and every PID free), zombies as zombies, stopped ones stopped; none runs
-        before all are restored. --pid-file gets the root's PID, --fd applies to the root's fds, and the
+        with its parent, process group, session and original PID (in a PID namespace when the host's
+        cannot be had; with --no-namespace that is refused), zombies as zombies, stopped ones stopped;
+        none runs before all are restored. --pid-file gets the root's PID, --fd applies to the root's fds, and the
         exit status is the root's.
         """
 
