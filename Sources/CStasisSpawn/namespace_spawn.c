@@ -120,6 +120,16 @@ static long clone_with_pid(int32_t pid) {
     return stasis_syscall2(STASIS_NR_clone3, (long)&args, sizeof args);
 }
 
+/* A child waits here until restart (or run) has found its PID on the host. */
+static void wait_for_release(const stasis_namespace_t *ns) {
+    if (ns->release_fd < 0) return;
+    char byte = 0;
+    long n;
+    do n = stasis_syscall3(STASIS_NR_read, ns->release_fd, (long)&byte, 1); while (n == -4 /* EINTR */);
+    if (n != 1) stasis_syscall1(STASIS_NR_exit_group, 1); /* the launcher gave up */
+    stasis_syscall1(STASIS_NR_close, ns->release_fd);
+}
+
 __attribute__((noreturn)) static void restorer(const stasis_spawn_plan_t *plan) {
     int32_t error = 0;
     int failed = stasis_spawn_install(plan, &error);
@@ -139,12 +149,7 @@ int stasis_spawn_in_namespace(const stasis_spawn_plan_t *plan, const stasis_name
     }
     long program = clone_with_pid(plan->wanted_pid);
     if (program == 0) {
-        if (ns->release_fd >= 0) {
-            char byte = 0;
-            long n;
-            do n = stasis_syscall3(STASIS_NR_read, ns->release_fd, (long)&byte, 1); while (n == -4 /* EINTR */);
-            if (n != 1) stasis_syscall1(STASIS_NR_exit_group, 1); /* restart gave up */
-        }
+        wait_for_release(ns);
         restorer(plan);
     }
     if (program < 0) fail(ns->report_fd, STASIS_NAMESPACE_STEP_CLONE, program);
@@ -166,4 +171,23 @@ int stasis_tree_spawn_in_namespace(const stasis_tree_spawn_t *tree, const stasis
     if (root < 0) fail(ns->report_fd, STASIS_NAMESPACE_STEP_CLONE, root);
     report(ns->report_fd, STASIS_NAMESPACE_STARTED, 0, 0, (int32_t)root);
     reap_until(ns->report_fd, (int32_t)root);
+}
+
+int stasis_run_in_namespace(const char *path, char *const *argv, char *const *envp, uint64_t unblock_mask,
+                            const stasis_namespace_t *ns) {
+    long init = clone_init(ns);
+    if (init != 0) return (int)init;
+    set_up(ns);
+    struct clone_args_v2 args = {0};
+    args.exit_signal = STASIS_SIGCHLD;
+    long program = stasis_syscall2(STASIS_NR_clone3, (long)&args, sizeof args);
+    if (program == 0) {
+        wait_for_release(ns);
+        stasis_syscall4(STASIS_NR_rt_sigprocmask, 1 /* SIG_UNBLOCK */, (long)&unblock_mask, 0, 8);
+        stasis_syscall3(STASIS_NR_execve, (long)path, (long)argv, (long)envp);
+        stasis_syscall1(STASIS_NR_exit_group, 127);
+    }
+    if (program < 0) fail(ns->report_fd, STASIS_NAMESPACE_STEP_CLONE, program);
+    report(ns->report_fd, STASIS_NAMESPACE_STARTED, 0, 0, (int32_t)program);
+    reap_until(ns->report_fd, (int32_t)program);
 }

@@ -7,11 +7,11 @@ let usage = """
     usage:
       stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--skip-unsupported] [--no-fork]
                  [--incremental [--max-chain N]] [--checkpoint-on SIG [--exit-code N]] [--interval DURATION]
-                 [--pid-file F] -- PROGRAM ARGS...
+                 [--pid-file F] [--pid-namespace] -- PROGRAM ARGS...
       stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported]
                  [--no-fork] [--json] PID
       stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager]
-                     [--fd N=PATH|inherit]... IMAGE
+                     [--no-namespace] [--fd N=PATH|inherit]... IMAGE
       stasis inspect [--json] IMAGE|TREE_DIR
       stasis verify [--key FILE] [--json] IMAGE|TREE_DIR...
       stasis ls [--full] [--json] [DIR]
@@ -34,7 +34,7 @@ public func stasisMain(_ arguments: [String]) -> Int32 {
     arguments.removeFirst()
     do throws(LauncherError) {
         switch command {
-        case "run": try RunCommand.main(arguments)
+        case "run": return try RunCommand.main(arguments)
         case "checkpoint": try CheckpointCommand.main(arguments)
         case "restart": return try RestartCommand.main(arguments)
         case "__watch-detach": return WatchCommand.detach(arguments)

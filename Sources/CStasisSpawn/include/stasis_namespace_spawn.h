@@ -16,6 +16,8 @@
  *      namespace until the program (the tree's root) ends: then reports ENDED with its wait status
  *      and exits (which ends whatever the program left running in the namespace).
  *
+ * `stasis run --pid-namespace` uses the same init for a program started afresh (PID 2 inside).
+ *
  * A program whose PID was 1 is the init itself: the init execs the restorer at step 3, and the
  * launcher waits for it directly (STARTED carries 0).
  *
@@ -64,6 +66,13 @@ typedef struct stasis_namespace_report {
 /* Clones the init, which starts the restorer of `plan` with plan->wanted_pid. Returns the init's PID
  * (on the host), or -errno of the clone (EPERM, ENOSPC, EINVAL: no namespace for us). */
 int stasis_spawn_in_namespace(const stasis_spawn_plan_t *_Nonnull plan, const stasis_namespace_t *_Nonnull ns);
+
+/* `stasis run --pid-namespace`: the init clones a child (PID 2 inside) that waits for the release
+ * byte, unblocks `unblock_mask` (what the launcher blocked for its forwarding) and execs `path` with
+ * `argv` and `envp` (exit status 127 if that fails). The init's PID, or -errno of its clone. */
+int stasis_run_in_namespace(const char *_Nonnull path, char *_Nullable const *_Nonnull argv,
+                            char *_Nullable const *_Nonnull envp, uint64_t unblock_mask,
+                            const stasis_namespace_t *_Nonnull ns);
 
 /* The same for a tree: the init clones the tree's root (stasis_tree_spawn.h), the tree grows from it. */
 int stasis_tree_spawn_in_namespace(const stasis_tree_spawn_t *_Nonnull tree, const stasis_namespace_t *_Nonnull ns);

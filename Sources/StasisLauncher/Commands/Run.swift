@@ -5,7 +5,8 @@ import StasisSystem
 enum RunCommand {
     static let help = """
         usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--incremental [--max-chain N]] [--skip-unsupported]
-                          [--no-fork] [--checkpoint-on SIG [--exit-code N]] [--interval D] [--pid-file F] -- PROGRAM ARGS...
+                          [--no-fork] [--checkpoint-on SIG [--exit-code N]] [--interval D] [--pid-file F] [--pid-namespace]
+                          -- PROGRAM ARGS...
 
         Runs PROGRAM in place of stasis (same PID) with the checkpoint agent preloaded.
           --dir DIR       where images go (default: the current directory); created (mode 0700) if missing
@@ -31,24 +32,29 @@ enum RunCommand {
                           the next one builds on; a checkpoint by signal alone starts a new chain with
                           a full image instead
           --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
-          --pid-file F    write the PID to F
+          --pid-file F    write the PID to F (with --pid-namespace: the program's PID on the host)
+          --pid-namespace run PROGRAM as PID 2 of a new PID namespace (with a user namespace when not root, and
+                          its own /proc); stasis stays as its parent, forwards signals and exits as it does.
+                          Its images hold PIDs no host process has, so any restart (an ordinary user's too)
+                          gives them back in a namespace of its own
         LD_PRELOAD, STASIS_DIR and STASIS_SIGNAL are set for PROGRAM and inherited by its children,
         which can be checkpointed too.
         """
 
     static let valued: Set<String> = ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code",
                                       "--interval", "--max-chain"]
-    static let flags: Set<String> = ["--help", "--skip-unsupported", "--no-fork", "--incremental"]
+    static let flags: Set<String> = ["--help", "--skip-unsupported", "--no-fork", "--incremental", "--pid-namespace"]
 
-    static func main(_ arguments: [String]) throws(LauncherError) {
+    /// Returns only with --pid-namespace (the program's exit status) or --help (0): otherwise PROGRAM replaces it.
+    static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
         if arguments.first == "--help" || arguments.first == "-h" {
             printOut(help)
-            return
+            return 0
         }
         let options = try OptionParser(arguments, valued: valued, flags: flags, command: "run", stopAtFirstPositional: true)
         if options.flags.contains("--help") {
             printOut(help)
-            return
+            return 0
         }
         guard let program = options.positional.first else {
             throw LauncherError(.usage, "run needs a PROGRAM; usage: stasis run [options] -- PROGRAM ARGS...")
@@ -70,6 +76,12 @@ enum RunCommand {
         environment[.directory] = imageDirectory
         environment[.keyFile] = keyFile
         for variable in AgentVariable.allCases { ProcessControl.setEnvironmentValue(variable.rawValue, environment[variable]) }
+        if options.flags.contains("--pid-namespace") {
+            var checkpointArguments = ["--dir", imageDirectory]
+            if let keyFile { checkpointArguments += ["--key", keyFile] }
+            if options.flags.contains("--skip-unsupported") { checkpointArguments.append("--skip-unsupported") }
+            return try runInNamespace(options.positional, options: options, checkpointArguments: checkpointArguments)
+        }
         if let pidFile = options.values["--pid-file"] {
             try writePIDFile(pidFile, getpid())
         }
