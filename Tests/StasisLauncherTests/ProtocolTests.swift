@@ -30,6 +30,16 @@ struct ProtocolTests {
         #expect(arguments.strings == ["7", "8", "-1", "-1", "1", "30", "12", "\(STASIS_RESTORER_TREE_SUBREAPER)"])
     }
 
+    @Test func aRestoreInAUserNamespaceAsksEveryThreadToDropItsCapabilities() {
+        var arguments = RestorerArguments(imageFD: 7, statusFD: 8)
+        arguments.dropCapabilities = true
+        #expect(arguments.strings == ["7", "8", "-1", "-1", "1", "0", "-1", "\(STASIS_RESTORER_DROP_CAPABILITIES)"],
+                "a single process: no go pipe")
+        arguments.tree = (goFD: 12, flags: .subreaper)
+        #expect(arguments.strings.last == "\(STASIS_RESTORER_TREE_SUBREAPER | STASIS_RESTORER_DROP_CAPABILITIES)")
+        #expect(STASIS_RESTORER_TREE_SUBREAPER & STASIS_RESTORER_DROP_CAPABILITIES == 0, "distinct bits")
+    }
+
     @Test func buildsTheRestorerArgvInHeaderOrder() {
         var arguments = RestorerArguments(imageFD: 7, statusFD: 8)
         #expect(arguments.strings == ["7", "8", "-1", "-1", "1"])

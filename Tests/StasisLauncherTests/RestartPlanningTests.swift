@@ -123,3 +123,14 @@ struct RestorePlanTests {
         #expect(stored.file_offset == 4096 && stored.bytes == 8192 && stored.image == 1 && stored.crc == 0xabcd)
     }
 }
+
+/// `stasis run --pid-namespace` finds PROGRAM as execvp would (it cannot exec in place there).
+struct ExecutablePathTests {
+    @Test func findsAProgramInPathAndTakesAPathWithASlashAsItIs() {
+        #expect(RunCommand.executablePath("sh").map { $0.hasSuffix("/sh") } == true)
+        #expect(RunCommand.executablePath("/bin/sh") == "/bin/sh")
+        #expect(RunCommand.executablePath("/etc/passwd") == nil, "not executable")
+        #expect(RunCommand.executablePath("/bin") == nil, "a directory")
+        #expect(RunCommand.executablePath("no-such-program-\(getpid())") == nil)
+    }
+}
