@@ -79,6 +79,18 @@ static void set_up(const stasis_namespace_t *ns) {
     if (r < 0) fail(ns->report_fd, STASIS_NAMESPACE_STEP_PRIVATE_MOUNTS, r);
     r = stasis_syscall5(NS_NR_mount, (long)"proc", (long)"/proc", (long)"proc", NS_MS_NOSUID | NS_MS_NODEV | NS_MS_NOEXEC, 0);
     if (r < 0) fail(ns->report_fd, STASIS_NAMESPACE_STEP_MOUNT_PROC, r);
+    /* PIDs not chosen (a lazy restart's pager) come after every PID and TID the image needs. Not
+     * fatal: at worst a thread gets a new TID, and the restorer says so. */
+    if (ns->last_pid > 1) {
+        char text[16];
+        uint32_t value = (uint32_t)ns->last_pid;
+        int n = 0;
+        char digits[12];
+        do digits[n++] = (char)('0' + value % 10), value /= 10; while (value);
+        for (int i = 0; i < n; i++) text[i] = digits[n - 1 - i];
+        text[n] = 0;
+        write_file("/proc/sys/kernel/ns_last_pid", text);
+    }
 }
 
 /* Step 4: every descriptor but the report pipe goes (the restorer's status pipe above all: restart

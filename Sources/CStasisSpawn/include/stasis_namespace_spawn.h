@@ -6,7 +6,7 @@
  *
  *   1. maps the caller's uid and gid to themselves (a user namespace: setgroups "deny" first)
  *   2. makes every mount private to its namespace and mounts a fresh /proc on /proc, so that the
- *      program's /proc/self and /proc/PID agree with its getpid()
+ *      program's /proc/self and /proc/PID agree with its getpid(); sets ns_last_pid to last_pid
  *   3. clones the restorer (or a tree's root) with clone3 set_tid = the original PID, innermost level
  *      only: the host picks the outer one. With a user namespace, the child keeps
  *      CAP_CHECKPOINT_RESTORE as an ambient capability across the restorer's exec
@@ -37,6 +37,9 @@ typedef struct stasis_namespace {
     int32_t release_fd; /* a pipe's read end, close-on-exec: the restorer of a single process waits for a
                            byte there before its exec, so that it is alive while restart looks up its
                            PID on the host (a program may end at once); -1: none */
+    int32_t last_pid;   /* the highest PID or TID the image(s) will ask for: written to the namespace's
+                           ns_last_pid, so that a process made without a chosen PID (a lazy restart's
+                           pager) is numbered above them and never takes a thread's TID; 0: none */
 } stasis_namespace_t;
 
 /* stasis_namespace_report_t.kind */

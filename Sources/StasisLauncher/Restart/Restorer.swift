@@ -35,7 +35,8 @@ enum Restorer {
         let why = pidRefusal(wanted: wanted, setTIDError: setTIDError)
         var fallback = "restored as PID"
         if namespaces && wanted > 0 {
-            let started = NamespaceInit.start { settings in
+            let lastPID = ([wanted] + image.threads.map(\.tid)).max() ?? wanted
+            let started = NamespaceInit.start(lastPID: lastPID) { settings in
                 var arguments = arguments
                 arguments.dropCapabilities = settings.new_user != 0
                 return withSpawnPlan(path, arguments, plan, image, wantedPID: wanted) { spawn in

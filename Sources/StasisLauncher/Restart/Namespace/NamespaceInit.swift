@@ -30,7 +30,8 @@ struct NamespaceInit {
 
     /// Clones the init through `spawn` (stasis_spawn_in_namespace or its tree form, given the settings)
     /// and reads its first report: started, or the step that failed. A failed init is reaped.
-    static func start(_ spawn: (stasis_namespace_t) -> Int32) -> Result<NamespaceInit, Refusal> {
+    /// `lastPID`: the highest PID or TID the program(s) will ask for (stasis_namespace_t.last_pid).
+    static func start(lastPID: pid_t = 0, _ spawn: (stasis_namespace_t) -> Int32) -> Result<NamespaceInit, Refusal> {
         let pipe: (read: FileDescriptor, write: FileDescriptor)
         let release: (read: FileDescriptor, write: FileDescriptor)
         do {
@@ -42,7 +43,7 @@ struct NamespaceInit {
         defer { release.write.closeAfterError() }  // end of file: a restorer still waiting there gives up
         let newUser = needsUserNamespace
         let settings = stasis_namespace_t(new_user: newUser ? 1 : 0, uid: geteuid(), gid: getegid(), report_fd: pipe.write.rawValue,
-                                          release_fd: release.read.rawValue)
+                                          release_fd: release.read.rawValue, last_pid: lastPID)
         let pid = spawn(settings)
         pipe.write.closeAfterError()  // ours must go for end of file to come when the init ends
         release.read.closeAfterError()

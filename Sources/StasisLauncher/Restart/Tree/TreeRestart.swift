@@ -63,7 +63,8 @@ extension RestartCommand {
         let inNamespace = placement.namespaceReason != nil
         let spawn = try TreeSpawn(layout, restorer: restorer, restores: restores, restartGroup: inNamespace ? 0 : getpgrp(),
                                   dropCapabilities: inNamespace && NamespaceInit.needsUserNamespace)
-        let started = inNamespace ? spawn.startInNamespace().map(\.pid).mapError { TreeStartFailure.namespace($0) }
+        let lastTID = tree.members.flatMap { $0.image.threads.map(\.tid) }.max() ?? 0
+        let started = inNamespace ? spawn.startInNamespace(lastPID: lastTID).map(\.pid).mapError { TreeStartFailure.namespace($0) }
             : spawn.start().mapError { TreeStartFailure.host($0) }
         for restore in restores.values { restore.plan.closeAll() }
         for fd in launcherCopies { fd.closeAfterError() }  // the root has its copies (a pipe or memfd: nothing to lose)

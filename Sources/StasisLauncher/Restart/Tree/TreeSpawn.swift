@@ -79,10 +79,12 @@ final class TreeSpawn {
     }
 
     /// The same in a new PID namespace: its init clones the root (stasis_namespace_spawn.h).
-    func startInNamespace() -> Result<NamespaceInit, NamespaceInit.Refusal> {
+    /// `lastPID`: the highest PID or TID of the tree's images (NamespaceInit.start).
+    func startInNamespace(lastPID: pid_t) -> Result<NamespaceInit, NamespaceInit.Refusal> {
         let live = layout.members.filter { $0.kind == .restore }.count
         var tree = stasis_tree_spawn_t(members: members, count: Int32(layout.members.count), live: Int32(live), control: control)
-        let started = NamespaceInit.start { settings in
+        let highest = max(lastPID, layout.members.map(\.pid).max() ?? 0)
+        let started = NamespaceInit.start(lastPID: highest) { settings in
             var settings = settings
             return stasis_tree_spawn_in_namespace(&tree, &settings)
         }
