@@ -39,6 +39,9 @@ enum Restorer {
             let started = NamespaceInit.start(lastPID: lastPID) { settings in
                 var arguments = arguments
                 arguments.dropCapabilities = settings.new_user != 0
+                // A program that is PID 1 is the namespace's reaper: a lazy restart's pager, an orphan by
+                // design, would become its child. It comes back eagerly.
+                if wanted == 1 { arguments.lazy = false }
                 return withSpawnPlan(path, arguments, plan, image, wantedPID: wanted) { spawn in
                     spawn.keep_restore_capability = settings.new_user
                     var settings = settings

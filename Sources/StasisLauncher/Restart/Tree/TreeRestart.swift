@@ -61,6 +61,10 @@ extension RestartCommand {
             throw LauncherError(.failure, "cannot become a child subreaper: \(error)")
         }
         let inNamespace = placement.namespaceReason != nil
+        if inNamespace && tree.root.process.pid == 1 {
+            // The root is the namespace's reaper: lazy pagers, orphans by design, would become its children.
+            for index in restores.keys { restores[index]?.arguments.lazy = false }
+        }
         let spawn = try TreeSpawn(layout, restorer: restorer, restores: restores, restartGroup: inNamespace ? 0 : getpgrp(),
                                   dropCapabilities: inNamespace && NamespaceInit.needsUserNamespace)
         let lastTID = tree.members.flatMap { $0.image.threads.map(\.tid) }.max() ?? 0
