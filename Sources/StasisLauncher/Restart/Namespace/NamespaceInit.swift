@@ -69,7 +69,7 @@ struct NamespaceInit {
             pipe.read.closeAfterError()
             return .failure(Refusal(reason: "cannot find the restored program's PID on the host"))
         }
-        _ = try? release.write.writeAll([1])  // EPIPE: the restorer is gone; its status pipe says why
+        if inside != 1 { release(release.write) }
         return .success(NamespaceInit(pid: pid, programInside: inside, programHostPID: host, report: pipe.read, newUser: newUser))
     }
 
@@ -97,7 +97,16 @@ struct NamespaceInit {
         return initStatus
     }
 
-    // ---- /proc and the report pipe ----------------------------------------------------------------
+    // ---- /proc and the pipes ------------------------------------------------------------------------
+
+    /// One byte lets the restorer go on to its exec. A restorer that died meanwhile closed its end: the
+    /// write fails (EPIPE; its status pipe says why) and must not kill restart with SIGPIPE, which is
+    /// ignored only around this write (a program exec'd later must not inherit SIG_IGN).
+    static func release(_ pipe: FileDescriptor) {
+        let previous = signal(SIGPIPE, SIG_IGN)
+        _ = try? pipe.writeAll([1])
+        signal(SIGPIPE, previous)
+    }
 
     static func readReport(_ pipe: FileDescriptor) -> stasis_namespace_report_t? {
         var report = stasis_namespace_report_t()
