@@ -40,6 +40,7 @@ static int failures;
 
 static pid_t start_pid;
 static pid_t start_tids[THREADS];      /* [0] main, [1 + i] worker i */
+static volatile pid_t now_tids[THREADS]; /* the same after SIGTERM */
 static volatile int started[WORKERS];
 static volatile int worker_failures[WORKERS];
 static volatile pid_t kill_received_by[WORKERS];
@@ -142,8 +143,8 @@ static void *worker(void *arg) {
     started[i] = 1;
     while (!stop) usleep(1000);
     pid_t now = tid();
+    now_tids[1 + i] = now; /* the main thread compares /proc/self/task with these */
     if (expect_same && now != start_tids[1 + i]) worker_failures[i] |= 1;
-    if (!expect_same) start_tids[1 + i] = now; /* the main thread compares /proc/self/task with these */
     if (!thread_self_is(getpid(), now)) worker_failures[i] |= 2;
     if (i == 0) unlock_result = pthread_mutex_unlock(&worker_errorcheck);
     checked[i] = 1;
@@ -197,7 +198,7 @@ int main(int argc, char **argv) {
         while (!checked[i]) usleep(1000);
     pid_t now[THREADS];
     now[0] = tid();
-    for (int i = 0; i < WORKERS; i++) now[1 + i] = start_tids[1 + i];
+    for (int i = 0; i < WORKERS; i++) now[1 + i] = now_tids[1 + i];
     check_process("after restart", now);
     for (int i = 0; i < WORKERS; i++) { /* glibc's pthread_kill signals the TID cached in struct pthread */
         usr1_turn = i;
@@ -211,10 +212,10 @@ int main(int argc, char **argv) {
     stop = 2;
     for (int i = 0; i < WORKERS; i++) pthread_join(workers[i], NULL);
     for (int i = 0; i < WORKERS; i++) {
-        if (worker_failures[i] & 1) fail("a worker's gettid", start_tids[1 + i], -1);
-        if (worker_failures[i] & 2) fail("a worker's readlink /proc/thread-self", 0, -1);
+        if (worker_failures[i] & 1) fail("a worker's gettid", start_tids[1 + i], now[1 + i]);
+        if (worker_failures[i] & 2) fail("a worker's readlink /proc/thread-self is PID/task/TID", 1, 0);
     }
-    if (!thread_self_is(getpid(), tid())) fail("main's readlink /proc/thread-self", 0, -1);
+    if (!thread_self_is(getpid(), tid())) fail("main's readlink /proc/thread-self is PID/task/TID", 1, 0);
     int a = pthread_mutex_unlock(&main_errorcheck);
     int b = pthread_mutex_unlock(&main_recursive);
     int c = pthread_mutex_unlock(&main_recursive);
