@@ -7,9 +7,13 @@
  * own. At start it records getpid(), every thread's gettid(), the pid in /proc/self/stat,
  * readlink("/proc/self") and the TIDs listed in /proc/self/task, checks that they agree, and prints
  *   READY pid P tids T0 T1 T2 T3
- * On SIGTERM each thread checks its own gettid() and readlink("/proc/thread-self"), the main
- * thread checks the process's ids and sends each worker a pthread_kill (glibc addresses it by the
- * TID it cached), the mutex owners unlock (every unlock must return 0), and it prints
+ * Each thread also records its capability sets (CapInh, CapPrm, CapEff, CapAmb of
+ * /proc/thread-self/status) and the main thread readlink("/proc/self/exe").
+ * On SIGTERM each thread checks its own gettid(), readlink("/proc/thread-self") and capabilities
+ * (a restore in a user namespace keeps CAP_CHECKPOINT_RESTORE until just before the program runs:
+ * none may be left), the main thread checks the process's ids and /proc/self/exe and sends each
+ * worker a pthread_kill (glibc addresses it by the TID it cached), the mutex owners unlock (every
+ * unlock must return 0), and it prints
  *   PASS pid-identity pid P tids T0 T1 T2 T3
  * then exits 0 (or exit(N), or dies of signal N after resetting it to SIG_DFL: for the exit-status
  * tests), or prints FAIL <what> per mismatch and exits 1. getppid() is not checked.
@@ -17,8 +21,9 @@
  * `same` (the default): every id must be the one recorded at start (a restore with the original
  * PID and TIDs, on the host or in a PID namespace).
  * `new`: the PID must differ from the one at start (a restore with a new PID, thread ids patched);
- * every id must still agree with /proc. Mutexes held across such a restore keep their old owner ids
- * (README, known limits), so their unlocks are reported on a NOTE line, not checked. */
+ * every id must still agree with /proc. Mutexes held across such a restore keep their old owner ids,
+ * and /proc/self/exe names the restorer (README, known limits): both are reported on NOTE lines, not
+ * checked. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -48,6 +53,10 @@ static volatile int checked[WORKERS];
 static volatile int unlock_result = -1; /* worker 0's unlock of its own mutex */
 
 static pthread_mutex_t main_errorcheck, main_recursive, worker_errorcheck;
+
+#define CAP_SETS 4 /* CapInh, CapPrm, CapEff, CapAmb */
+static unsigned long long start_caps[THREADS][CAP_SETS];
+static char start_exe[4096];
 
 static void on_term(int signo) { (void)signo; terminate_requested = 1; }
 
@@ -87,6 +96,29 @@ static int thread_self_is(pid_t pid, pid_t t) {
     text[n] = 0;
     snprintf(want, sizeof want, "%d/task/%d", pid, t);
     return strcmp(text, want) == 0;
+}
+
+/* The calling thread's capability sets from /proc/thread-self/status; 0 or -1. */
+static int read_caps(unsigned long long *out) {
+    static const char *const names[CAP_SETS] = {"CapInh:", "CapPrm:", "CapEff:", "CapAmb:"};
+    FILE *f = fopen("/proc/thread-self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    int found = 0;
+    while (fgets(line, sizeof line, f))
+        for (int i = 0; i < CAP_SETS; i++)
+            if (strncmp(line, names[i], strlen(names[i])) == 0) {
+                out[i] = strtoull(line + strlen(names[i]), NULL, 16);
+                found++;
+            }
+    fclose(f);
+    return found == CAP_SETS ? 0 : -1;
+}
+
+/* Whether the calling thread's capabilities are `thread`'s at start. */
+static int caps_unchanged(int thread) {
+    unsigned long long now[CAP_SETS];
+    return read_caps(now) == 0 && memcmp(now, start_caps[thread], sizeof now) == 0;
 }
 
 static int compare_ids(const void *a, const void *b) { return *(const pid_t *)a - *(const pid_t *)b; }
@@ -139,6 +171,7 @@ static void on_usr1(int signo) {
 static void *worker(void *arg) {
     long i = (long)arg;
     start_tids[1 + i] = tid();
+    if (read_caps(start_caps[1 + i]) != 0) worker_failures[i] |= 4;
     if (i == 0) pthread_mutex_lock(&worker_errorcheck);
     started[i] = 1;
     while (!stop) usleep(1000);
@@ -146,6 +179,7 @@ static void *worker(void *arg) {
     now_tids[1 + i] = now; /* the main thread compares /proc/self/task with these */
     if (expect_same && now != start_tids[1 + i]) worker_failures[i] |= 1;
     if (!thread_self_is(getpid(), now)) worker_failures[i] |= 2;
+    if (!caps_unchanged(1 + i)) worker_failures[i] |= 4;
     if (i == 0) unlock_result = pthread_mutex_unlock(&worker_errorcheck);
     checked[i] = 1;
     while (stop < 2) usleep(1000); /* alive until the main thread has listed /proc/self/task */
@@ -179,6 +213,10 @@ int main(int argc, char **argv) {
 
     start_pid = getpid();
     start_tids[0] = tid();
+    if (read_caps(start_caps[0]) != 0 || readlink("/proc/self/exe", start_exe, sizeof start_exe - 1) <= 0) {
+        printf("FAIL cannot read /proc/thread-self/status or /proc/self/exe at start\n");
+        return 1;
+    }
     pthread_t workers[WORKERS];
     for (long i = 0; i < WORKERS; i++) pthread_create(&workers[i], NULL, worker, (void *)i);
     for (int i = 0; i < WORKERS; i++)
@@ -214,8 +252,20 @@ int main(int argc, char **argv) {
     for (int i = 0; i < WORKERS; i++) {
         if (worker_failures[i] & 1) fail("a worker's gettid", start_tids[1 + i], now[1 + i]);
         if (worker_failures[i] & 2) fail("a worker's readlink /proc/thread-self is PID/task/TID", 1, 0);
+        if (worker_failures[i] & 4) fail("a worker's capabilities are the ones it had", 1, 0);
     }
     if (!thread_self_is(getpid(), tid())) fail("main's readlink /proc/thread-self is PID/task/TID", 1, 0);
+    if (!caps_unchanged(0)) fail("main's capabilities are the ones it had", 1, 0);
+    char exe[4096] = {0};
+    if (readlink("/proc/self/exe", exe, sizeof exe - 1) <= 0) exe[0] = 0;
+    if (strcmp(exe, start_exe) != 0) {
+        if (expect_same) {
+            printf("FAIL /proc/self/exe: expected %s, got %s\n", start_exe, exe);
+            failures++;
+        } else {
+            printf("NOTE /proc/self/exe after a new PID: %s\n", exe);
+        }
+    }
     int a = pthread_mutex_unlock(&main_errorcheck);
     int b = pthread_mutex_unlock(&main_recursive);
     int c = pthread_mutex_unlock(&main_recursive);
