@@ -19,6 +19,7 @@ struct PIDNamespaceTests {
     /// names the original PID and TIDs, every restore has them again in its own namespace.
     @Test func anOrdinaryUserGetsTheOriginalPIDAndThreadIDsInANamespaceThroughThreeCycles() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // whatever failed
         let (binary, output) = try prepare(scratch)
         let (original, identity) = try start([binary], user: Self.asNobody, scratch: scratch, output: output)
         var restored: RestoredProgram? = nil
@@ -46,6 +47,7 @@ struct PIDNamespaceTests {
     /// (b) --no-namespace: the old way for an ordinary user, a new PID on the host and patched thread ids.
     @Test func noNamespaceGivesAnOrdinaryUserANewPID() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // whatever failed
         let (binary, output) = try prepare(scratch)
         let (original, identity) = try start([binary, "new"], user: Self.asNobody, scratch: scratch, output: output)
         let image = try checkpoint(original.pid, user: Self.asNobody, scratch: scratch, "checkpoint")
@@ -67,6 +69,7 @@ struct PIDNamespaceTests {
     /// to a file of its own (--fd 1=…), so that every PASS is counted.
     @Test func twoRestartsWhileTheOriginalLivesEachGetTheOriginalPIDInANamespace() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // whatever failed
         let (binary, output) = try prepare(scratch)
         let (original, identity) = try start([binary], user: [], scratch: scratch, output: output)
         let image = try checkpoint(original.pid, user: [], scratch: scratch, "checkpoint")
@@ -99,6 +102,7 @@ struct PIDNamespaceTests {
     /// host, the other (at least one) is told the PID is in use and gets it in a namespace; both verify.
     @Test func twoRestartsAtOnceOfAnImageWhoseProgramIsGoneBothVerify() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // whatever failed
         let (binary, output) = try prepare(scratch)
         let (original, identity) = try start([binary], user: [], scratch: scratch, output: output)
         let image = try checkpoint(original.pid, user: [], scratch: scratch, "checkpoint")
@@ -144,6 +148,7 @@ struct PIDNamespaceTests {
     @Test(.enabled(if: access("/usr/bin/unshare", X_OK) == 0, "needs util-linux unshare"))
     func aSystemThatRefusesUserNamespacesFallsBackToANewPID() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // whatever failed
         let (binary, output) = try prepare(scratch)
         let hostLimit = try String(contentsOfFile: "/proc/sys/user/max_user_namespaces")
         let (original, identity) = try start([binary, "new"], user: Self.asNobody, scratch: scratch, output: output)
@@ -179,6 +184,7 @@ struct PIDNamespaceTests {
     @Test(arguments: ["exit=42", "signal=\(SIGALRM)"])
     func theProgramsExitStatusPassesThroughTheNamespacesInit(ending: String) throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // whatever failed
         let (binary, output) = try prepare(scratch)
         let (original, identity) = try start([binary, ending], user: Self.asNobody, scratch: scratch, output: output)
         let image = try checkpoint(original.pid, user: Self.asNobody, scratch: scratch, "checkpoint")
@@ -203,6 +209,7 @@ struct PIDNamespaceTests {
     @Test(.enabled(if: access("/usr/bin/unshare", X_OK) == 0, "needs util-linux unshare"), arguments: [["--eager"], []])
     func aContainersPIDOneComesBackAsPIDOne(options: [String]) throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // whatever failed
         let (binary, output) = try prepare(scratch)
         let container = try ChildProcess("/usr/bin/unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", Stasis.launcher, "run",
                                                               "--dir", scratch.path, "--", binary], outputPath: output)

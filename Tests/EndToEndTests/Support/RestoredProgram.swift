@@ -119,3 +119,21 @@ func readLink(_ path: String) -> String {
     let n = readlink(path, &buffer, buffer.count - 1)
     return n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
 }
+
+/// SIGKILLs every process whose command line starts with `directory`/: the copies of a fixture compiled
+/// there (mkdtemp makes it unique to one test), original or restored, also one orphaned when a restart
+/// died before it wrote its PID file (nothing else would find it: its parent is gone).
+func endProcesses(startedFrom directory: String) {
+    let prefix = directory + "/"
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    for name in opendirNames("/proc") {
+        guard let pid = pid_t(name), pid != getpid() else { continue }
+        let fd = open("/proc/\(pid)/cmdline", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { continue }  // gone meanwhile
+        let n = read(fd, &buffer, buffer.count)
+        close(fd)
+        guard n > 0 else { continue }  // a zombie's is empty
+        let argv0 = String(decoding: buffer[0..<n].prefix { $0 != 0 }, as: UTF8.self)
+        if argv0.hasPrefix(prefix) { kill(pid, SIGKILL) }
+    }
+}
