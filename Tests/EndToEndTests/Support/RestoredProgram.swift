@@ -36,7 +36,8 @@ final class RestoredProgram {
             throw TestFailure("no --pid-file within 60 s; restart log: \((try? String(contentsOfFile: log)) ?? "")")
         }
         guard let restored else {
-            throw TestFailure("restart ended without restoring: \((try? String(contentsOfFile: log)) ?? "")")
+            let end = try? launcher.wait(seconds: 5)  // a zombie already: nil only if waitpid failed
+            throw TestFailure("restart ended (\(end.map { "\($0)" } ?? "?")) without restoring: \((try? String(contentsOfFile: log)) ?? "")")
         }
         pid = restored
         for member in [restored] + children(of: launcher.pid) {
