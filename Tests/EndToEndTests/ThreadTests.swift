@@ -24,6 +24,8 @@ struct ThreadTests {
         // one of the program's old thread ids between the kill and the restart. The restorer then says
         // so and gives that thread a new id; mutexes held across the checkpoint keep the old owner id
         // (README, known limits), which this fixture notices. That is the environment, not a bug.
+        // A taken PID is no such case: the program then comes back in a PID namespace with every id it
+        // had (PIDNamespaceTests); only if no namespace can be had are its thread ids patched.
         let logs = (1...3).map { (try? String(contentsOfFile: scratch.file("restart-\($0).log"))) ?? "" }.joined()
         let tidsTaken = logs.contains("could not restore thread ids") || logs.contains("thread ids are patched")
         withKnownIssue("an old thread id was taken by another process: \(logs)", isIntermittent: true) {
