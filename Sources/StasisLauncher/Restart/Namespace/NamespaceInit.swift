@@ -69,7 +69,7 @@ struct NamespaceInit {
             pipe.read.closeAfterError()
             return .failure(Refusal(reason: "cannot find the restored program's PID on the host"))
         }
-        if inside != 1 { release(release.write) }
+        if inside != 1 { Self.release(release.write) }
         return .success(NamespaceInit(pid: pid, programInside: inside, programHostPID: host, report: pipe.read, newUser: newUser))
     }
 
