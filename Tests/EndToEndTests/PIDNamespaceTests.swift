@@ -224,19 +224,17 @@ struct PIDNamespaceTests {
         let image = try checkpoint(hostPID, user: [], scratch: scratch, "checkpoint")
         kill(hostPID, SIGKILL)
         try container.wait()
+        // Without --eager too: a PID 1 program comes back eagerly (a lazy pager would become its child),
+        // and no process restart makes takes one of its thread ids (ns_last_pid).
         let restored = try restart(image, user: [], options: options, scratch: scratch, name: "restart")
-        let lazyBug = { options.isEmpty && restored.logText.contains("could not restore thread ids") }
-        withKnownIssue("lazy restart: the pager takes a thread's PID in the new namespace", isIntermittent: true) {
-            expectInNamespace(restored, identity, line: "stasis: PID 1 is in use; \(Self.inNamespace(restored))", ownUser: false,
-                              "PID 1")
-            #expect(children(of: restored.pid).isEmpty, "the program has no child of ours")
-        } when: { lazyBug() }
+        #expect(!restored.logText.contains("could not restore thread ids"), "\(restored.logText)")
+        expectInNamespace(restored, identity, line: "stasis: PID 1 is in use; \(Self.inNamespace(restored))", ownUser: false,
+                          "PID 1")
+        #expect(children(of: restored.pid).isEmpty, "the program has no child of ours")
         kill(restored.pid, SIGTERM)
         let end = try restored.launcher.wait()
-        withKnownIssue("lazy restart: the pager takes a thread's PID in the new namespace", isIntermittent: true) {
-            #expect(end == .exited(0), "\(restored.logText)")
-            expectPass(output, identity)
-        } when: { lazyBug() }
+        #expect(end == .exited(0), "\(restored.logText)")
+        expectPass(output, identity)
     }
 
     // ---- steps ------------------------------------------------------------------------------------------
