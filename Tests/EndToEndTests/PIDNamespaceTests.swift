@@ -237,6 +237,40 @@ struct PIDNamespaceTests {
         expectPass(output, identity)
     }
 
+    /// (f) `stasis run --pid-namespace`: the job is PID 2 (TIDs 3-5) of a namespace from the start, `stasis
+    /// run` stays its parent (--pid-file: its PID on the host) and dies of its SIGKILL; its image restores
+    /// with the same ids: uid 65534's for uid 65534, and root's for root lazily (PID 2 is taken on the host,
+    /// and the pager, made without a chosen PID, must not take TID 3-5 in the fresh namespace).
+    @Test(arguments: ["uid 65534", "root"])
+    func runInAPIDNamespaceGivesSmallPIDsThatEveryRestartGivesBack(_ who: String) throws {
+        let user = who == "root" ? [] : Self.asNobody
+        let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // whatever failed
+        let (binary, output) = try prepare(scratch)
+        let pidFile = scratch.file("run.pid")
+        let command = user + [Stasis.launcher, "run", "--pid-namespace", "--pid-file", pidFile, "--dir", scratch.path, "--", binary]
+        let run = try ChildProcess(command[0], Array(command.dropFirst()), outputPath: output)
+        try waitUntil("READY") {
+            let text = (try? String(contentsOfFile: output)) ?? ""
+            return text.contains("READY") || text.contains("FAIL") || processState(run.pid) == "Z"
+        }
+        let text = try String(contentsOfFile: output)
+        let identity = try #require(ProcessIdentity(text, line: "READY"), "\(text)")
+        #expect(identity.pid == 2 && identity.tids == [2, 3, 4, 5], "\(text)")
+        let host = try #require((try? String(contentsOfFile: pidFile)).flatMap { pid_t($0.trimmingCharacters(in: "\n")) })
+        #expect(host != 2 && namespacePIDs(host) == [host, 2], "--pid-file holds the host PID")
+        let image = try checkpoint(host, user: user, scratch: scratch, "checkpoint")
+        kill(host, SIGKILL)
+        #expect(try run.wait(seconds: 60) == .signaled(SIGKILL), "stasis run ends as its program did")
+
+        let restored = try restart(image, user: user, scratch: scratch, name: "restart")
+        let reason = who == "root" ? "stasis: PID 2 is in use" : Self.noChoice
+        expectInNamespace(restored, identity, line: "\(reason); \(Self.inNamespace(restored))", ownUser: who != "root", "restart")
+        kill(restored.pid, SIGTERM)
+        #expect(try restored.launcher.wait() == .exited(0), "\(restored.logText)")
+        expectPass(output, identity)
+    }
+
     // ---- steps ------------------------------------------------------------------------------------------
 
     /// The tail of restart's line for a program restored in a namespace.
