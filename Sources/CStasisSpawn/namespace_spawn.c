@@ -142,27 +142,18 @@ static void wait_for_release(const stasis_namespace_t *ns) {
     stasis_syscall1(STASIS_NR_close, ns->release_fd);
 }
 
-__attribute__((noreturn)) static void restorer(const stasis_spawn_plan_t *plan) {
-    int32_t error = 0;
-    int failed = stasis_spawn_install(plan, &error);
-    if (failed) stasis_syscall1(STASIS_NR_exit_group, failed);
-    stasis_spawn_exec(plan);
-    stasis_syscall1(STASIS_NR_exit_group, STASIS_SPAWN_FAILED_EXEC);
-    __builtin_unreachable();
-}
-
 int stasis_spawn_in_namespace(const stasis_spawn_plan_t *plan, const stasis_namespace_t *ns) {
     long init = clone_init(ns);
     if (init != 0) return (int)init;
     set_up(ns);
     if (plan->wanted_pid == 1) {
         report(ns->report_fd, STASIS_NAMESPACE_STARTED, 0, 0, 0);
-        restorer(plan); /* the report pipe is not among the plan's descriptors: it goes at the exec */
+        stasis_spawn_child(plan); /* the report pipe is not among the plan's descriptors: it goes at the exec */
     }
     long program = clone_with_pid(plan->wanted_pid);
     if (program == 0) {
         wait_for_release(ns);
-        restorer(plan);
+        stasis_spawn_child(plan);
     }
     if (program < 0) fail(ns->report_fd, STASIS_NAMESPACE_STEP_CLONE, program);
     report(ns->report_fd, STASIS_NAMESPACE_STARTED, 0, 0, (int32_t)program);

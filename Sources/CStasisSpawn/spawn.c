@@ -85,7 +85,7 @@ long stasis_spawn_exec(const stasis_spawn_plan_t *plan) {
     return stasis_syscall3(STASIS_NR_execve, (long)plan->path, (long)plan->argv, (long)empty_env);
 }
 
-__attribute__((noreturn)) static void child(const stasis_spawn_plan_t *plan) {
+void stasis_spawn_child(const stasis_spawn_plan_t *plan) {
     int32_t error = 0;
     int failed = stasis_spawn_install(plan, &error);
     if (failed) stasis_syscall1(STASIS_NR_exit_group, failed);
@@ -111,7 +111,7 @@ int stasis_spawn(const stasis_spawn_plan_t *plan, int32_t *used_set_tid, int32_t
     long pid = -1;
     if (plan->wanted_pid > 0) {
         pid = clone3_fork(plan->wanted_pid);
-        if (pid == 0) child(plan);
+        if (pid == 0) stasis_spawn_child(plan);
         if (pid > 0) {
             *used_set_tid = 1;
             return (int)pid;
@@ -120,7 +120,7 @@ int stasis_spawn(const stasis_spawn_plan_t *plan, int32_t *used_set_tid, int32_t
         if (plan->wanted_pid_only) return (int)pid;
     }
     pid = clone3_fork(0);
-    if (pid == 0) child(plan);
+    if (pid == 0) stasis_spawn_child(plan);
     return (int)pid;
 }
 

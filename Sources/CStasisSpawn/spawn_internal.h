@@ -25,6 +25,8 @@ struct clone_args_v2 {
 /* In the child, raw system calls only: descriptors, epoll registrations, cwd, umask. 0, or the
  * STASIS_SPAWN_FAILED_* step with its errno in *error. */
 int stasis_spawn_install(const stasis_spawn_plan_t *plan, int32_t *error);
+/* The child's whole life: stasis_spawn_install, then the exec; exits with the failed step's status. */
+__attribute__((noreturn)) void stasis_spawn_child(const stasis_spawn_plan_t *plan);
 /* execve of plan->path with an empty environment; returns only with -errno. */
 long stasis_spawn_exec(const stasis_spawn_plan_t *plan);
 

@@ -74,13 +74,7 @@ struct PIDNamespaceTests {
         let (original, identity) = try start([binary], user: [], scratch: scratch, output: output)
         let image = try checkpoint(original.pid, user: [], scratch: scratch, "checkpoint")
         kill(original.pid, SIGSTOP)
-        let outputs = [scratch.file("copy-1.out"), scratch.file("copy-2.out")]
-        let copies = try outputs.enumerated().map { index, copyOutput in
-            try RestoredProgram([Stasis.launcher, "restart", "--pid-file", scratch.file("copy-\(index + 1).pid"),
-                                 "--fd", "1=\(copyOutput)", image],
-                                pidFile: scratch.file("copy-\(index + 1).pid"), log: scratch.file("copy-\(index + 1).log"))
-        }
-        for copy in copies { try copy.waitForProgram() }
+        let (copies, outputs) = try restartTwiceAtOnce(image, scratch: scratch)
         #expect(copies[0].pid != copies[1].pid)
         for (index, copy) in copies.enumerated() {
             let line = "stasis: PID \(identity.pid) is in use; \(Self.inNamespace(copy))"
@@ -107,13 +101,7 @@ struct PIDNamespaceTests {
         let (original, identity) = try start([binary], user: [], scratch: scratch, output: output)
         let image = try checkpoint(original.pid, user: [], scratch: scratch, "checkpoint")
         original.killAndReap()
-        let outputs = [scratch.file("copy-1.out"), scratch.file("copy-2.out")]
-        let copies = try outputs.enumerated().map { index, copyOutput in
-            try RestoredProgram([Stasis.launcher, "restart", "--pid-file", scratch.file("copy-\(index + 1).pid"),
-                                 "--fd", "1=\(copyOutput)", image],
-                                pidFile: scratch.file("copy-\(index + 1).pid"), log: scratch.file("copy-\(index + 1).log"))
-        }
-        for copy in copies { try copy.waitForProgram() }
+        let (copies, outputs) = try restartTwiceAtOnce(image, scratch: scratch)
         let inNamespace = copies.filter { $0.idsInside().levels == 2 }
         #expect(inNamespace.count >= 1, "\(copies.map(\.logText))")
         for (index, copy) in copies.enumerated() {
@@ -312,6 +300,19 @@ struct PIDNamespaceTests {
         let text = (try? String(contentsOfFile: log)) ?? ""
         try #require(end == .exited(0), "\(what): stasis checkpoint \(pid): \(text)")
         return text.split(separator: "\n").last.map(String.init) ?? ""
+    }
+
+    /// Two `stasis restart IMAGE` as root at once, each writing to a file of its own (--fd 1=…), once both
+    /// programs are back; and those files.
+    func restartTwiceAtOnce(_ image: String, scratch: Scratch) throws -> (copies: [RestoredProgram], outputs: [String]) {
+        let outputs = [scratch.file("copy-1.out"), scratch.file("copy-2.out")]
+        let copies = try outputs.enumerated().map { index, copyOutput in
+            try RestoredProgram([Stasis.launcher, "restart", "--pid-file", scratch.file("copy-\(index + 1).pid"),
+                                 "--fd", "1=\(copyOutput)", image],
+                                pidFile: scratch.file("copy-\(index + 1).pid"), log: scratch.file("copy-\(index + 1).log"))
+        }
+        for copy in copies { try copy.waitForProgram() }
+        return (copies, outputs)
     }
 
     /// `stasis restart --pid-file F OPTIONS IMAGE` as `user`, once the program is back.
