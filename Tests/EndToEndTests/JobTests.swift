@@ -82,6 +82,33 @@ struct JobTests {
         #expect(text.contains("VERIFIED 30"), "\(text)")
     }
 
+    /// (3b) A job with children (a bash script waiting on a `sleep` each step): the checkpoint is a tree,
+    /// stopping the job ends every process of it and reaps them (stasis job is their subreaper), so the
+    /// next run finds their PIDs free and resumes the tree on the host (root), and the script verifies.
+    @Test(.timeLimit(.minutes(3)), .enabled(if: geteuid() == 0 && access("/bin/bash", X_OK) == 0, "root (PIDs on the host) and bash"))
+    func aJobWithChildrenStopsWhollyAndResumesWithItsPIDs() throws {
+        let scratch = Scratch()
+        let script = scratch.file("steps.sh")
+        try "#!/bin/bash\ntotal=0\nfor i in $(seq 1 30); do total=$((total+i)); echo \"step $i\"; sleep 0.05 & wait $!; done\n[ $total = 465 ] && echo VERIFIED || echo WRONG\n"
+            .write(toFile: script)
+        chmod(script, 0o755)
+        let job = ["job", "--dir", scratch.file("ckpt"), "--checkpoint-on", "USR1", "--", script]
+        let log = scratch.file("job.log")
+        let first = try ChildProcess(Stasis.launcher, job, outputPath: log)
+        defer { first.killAndReap() }
+        try waitUntil("step 4") { logText(log).contains("step 4\n") }
+        first.send(SIGUSR1)
+        #expect(try first.wait() == .exited(85), "\(logText(log))")
+        let tree = opendirNames(scratch.file("ckpt")).filter { $0.hasSuffix(".stasis") }
+        #expect(tree.count == 1 && access(scratch.file("ckpt") + "/" + tree[0] + "/tree", F_OK) == 0, "a tree checkpoint: \(tree)")
+        let second = try ChildProcess(Stasis.launcher, job, outputPath: log)
+        defer { second.killAndReap() }
+        #expect(try second.wait() == .exited(0), "\(logText(log))")
+        let text = logText(log)
+        #expect(text.contains("stasis job: resumed from") && !text.contains("namespace"), "on the host: \(text)")
+        #expect(text.contains("VERIFIED") && !text.contains("WRONG"), "\(text)")
+    }
+
     /// (4) Other signals go to the program, and the job ends as it does: SIGTERM without --checkpoint-on TERM.
     @Test(.timeLimit(.minutes(2))) func otherSignalsReachTheProgramAndItsEndIsTheJobs() throws {
         let scratch = Scratch()

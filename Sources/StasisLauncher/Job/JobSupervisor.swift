@@ -1,3 +1,4 @@
+import CStasisSpawn
 import Glibc
 import StasisSystem
 
@@ -18,6 +19,9 @@ final class JobSupervisor {
         self.directory = directory
         blocked = SignalSet(SignalForwarder.forwarded + options.checkpointSignals + [SIGCHLD])
         blocked.block()
+        // The program's orphans become ours, not init's: stopping the job ends them too, and reaps them
+        // at once (a zombie nobody reaps would keep its PID from the next run).
+        _ = stasis_set_child_subreaper(1)  // EINVAL only
     }
 
     /// Resumes the newest image that verifies, or starts the program afresh; says which.
@@ -74,6 +78,7 @@ final class JobSupervisor {
                 if periodic == nil { periodic = try? spawn(checkpointArguments(), quiet: true) }  // nil: the next interval tries again
                 nextCheckpoint = now() + interval
             }
+            while ProcessControl.reapOther(than: Set([child] + (periodic.map { [$0] } ?? []))) != nil {}  // orphans of the program
             if let status = (try? ProcessControl.wait(child, noHang: true)) ?? nil { return end(status) }
             guard let (signal, info) = (try? blocked.wait(timeout: 1)) ?? nil, signal != SIGCHLD else { continue }
             if options.checkpointSignals.contains(signal) {
@@ -95,9 +100,8 @@ final class JobSupervisor {
             printError("stasis job: the checkpoint failed (\(Self.describe(status))); the program keeps running")
             return nil
         }
-        try? ProcessControl.send(SIGKILL, to: program)  // ESRCH: it ended meanwhile; the image is there
-        _ = try? ProcessControl.wait(child)
         if let periodic { _ = try? ProcessControl.wait(periodic) }
+        killAll()
         if options.requeue, let job = ProcessControl.environmentValue("SLURM_JOB_ID") {
             if requeue(job) {
                 printError("stasis job: checkpointed to \(image); Slurm job \(job) requeued")
@@ -109,6 +113,30 @@ final class JobSupervisor {
         let why = options.requeue ? " (--requeue: not in a Slurm job, SLURM_JOB_ID is unset)" : ""
         printError("stasis job: checkpointed to \(image); exiting \(options.exitCode)\(why): the same command resumes it")
         return options.exitCode
+    }
+
+    /// The program and every process under it (in a namespace, its init too) SIGKILLed, stopped first from
+    /// the top so that none forks meanwhile; then every child of ours reaped (our child, and the orphans
+    /// that became ours), so that the next run finds their PIDs free.
+    private func killAll() {
+        var order: [pid_t] = []
+        var queue = [child]
+        while !queue.isEmpty {
+            let pid = queue.removeFirst()
+            guard pid > 0, !order.contains(pid) else { continue }
+            try? ProcessControl.send(SIGSTOP, to: pid)  // ESRCH: it ended meanwhile
+            order.append(pid)
+            queue += childrenOf(pid)
+        }
+        for pid in order { try? ProcessControl.send(SIGKILL, to: pid) }
+        _ = try? ProcessControl.wait(child)
+        let deadline = now() + 5
+        while now() < deadline {
+            var status: Int32 = 0
+            let reaped = waitpid(-1, &status, WNOHANG | __WALL)
+            if reaped < 0 { return }  // ECHILD: none left
+            if reaped == 0 { usleep(2000) }
+        }
     }
 
     /// `stasis checkpoint --dir DIR PID`, waited for: its wait status and the image it printed.
