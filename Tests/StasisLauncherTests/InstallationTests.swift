@@ -30,6 +30,5 @@ struct InstallationTests {
     @Test func versionLineNamesTheReleaseAndTheImageFormats() {
         let written = ImageHeader.currentVersion, read = ImageHeader.readableVersions
         #expect(StasisVersion.line == "stasis \(StasisVersion.release) (image format \(written); reads \(read.lowerBound)-\(read.upperBound))")
-        #expect(written == 3 && read == 2...3, "the format the agent writes (stasis_image_abi.h)")
     }
 }
