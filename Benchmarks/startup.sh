@@ -2,22 +2,21 @@
 # Launcher start-up: wall time from posix_spawn to waitpid of `stasis --help`, `stasis --version` and
 # `stasis run -- /bin/true`, beside /bin/true itself and /bin/true with the agent preloaded as `stasis
 # run` preloads it (the agent's own cost, which `run` includes). Median, 10th and 90th percentile of
-# N interleaved rounds (one of each command per round, after N/10 warm-up rounds), release build.
-#   Benchmarks/startup.sh [N] [BIN_DIR]      default: 1000, the release build (built if needed)
-# BIN_DIR measures other products, e.g. an install's: Benchmarks/startup.sh 1000 /usr/local/bin
+# N interleaved rounds (one of each command per round, after N/10 warm-up rounds), of the launcher as
+# Scripts/install.sh installs it (release build, in a temporary prefix).
+#   Benchmarks/startup.sh [N] [DIR]      default: 1000; DIR: measure DIR/stasis instead (e.g. .build/debug)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
-if [ -n "${2:-}" ]; then
-    BIN=$(cd "$2" && pwd)
-else
-    swift build -c release >/dev/null
-    BIN=$(swift build -c release --show-bin-path)
-fi
-STASIS="$BIN/stasis"
-AGENT=$("$STASIS" run -- /bin/sh -c 'printf %s "$LD_PRELOAD"')  # where this stasis finds its agent
 WORK=$(mktemp -d /tmp/stasis-startup-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+if [ -n "${2:-}" ]; then
+    STASIS=$(cd "$2" && pwd)/stasis
+else
+    Scripts/install.sh --prefix "$WORK/prefix" > "$WORK/install.log" 2>&1 || { cat "$WORK/install.log" >&2; exit 1; }
+    STASIS=$WORK/prefix/bin/stasis
+fi
+AGENT=$("$STASIS" run -- /bin/sh -c 'printf %s "$LD_PRELOAD"')  # where this stasis finds its agent
 cat > "$WORK/spawnbench.c" <<'C'
 /* spawnbench ROUNDS CMD [CMD]...: each CMD is one argument, split at spaces; leading NAME=VALUE
    words go into its environment. Prints per command: median p10 p90 (microseconds) and the CMD. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Stasis in one step: builds the release products and copies them to
-#   PREFIX/bin/stasis                     the launcher (a static executable)
+#   PREFIX/bin/stasis                     the launcher (Swift runtime linked in; needs only libc, libm)
 #   PREFIX/lib/stasis/libStasisAgent.so   the agent `stasis run` preloads (needs only libc, libm)
 #   PREFIX/lib/stasis/stasis-restorer     the restorer `stasis restart` execs (static, no libc)
 # `stasis` finds the other two from its own path (Sources/StasisLauncher/Support/Installation.swift),
@@ -30,8 +30,10 @@ esac
 [ "$(uname -m)" = x86_64 ] || { echo "install.sh: Stasis runs on x86-64 only, this is $(uname -m)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 if [ -z "$FROM" ]; then
-    swift build -c release >&2
-    FROM=$(swift build -c release --show-bin-path)
+    # No RUNPATH=$ORIGIN: an installed stasis loads libc and libm from the system only, without first
+    # trying a dozen names in its own directory.
+    swift build -c release --disable-local-rpath >&2
+    FROM=$(swift build -c release --disable-local-rpath --show-bin-path)
 fi
 for product in stasis libStasisAgent.so stasis-restorer; do
     [ -f "$FROM/$product" ] || { echo "install.sh: $FROM/$product is missing; build first (swift build)" >&2; exit 1; }

@@ -35,6 +35,19 @@ struct InstallTests {
                 "\(output)")
     }
 
+    /// `stasis` stays a dynamically linked program (only its Swift runtime is static), so a `stasis`
+    /// that a program under `stasis run` starts inherits the agent like any child: a job script's own
+    /// `stasis checkpoint $$` is part of the tree it checkpoints (a static executable would refuse it).
+    @Test(.timeLimit(.minutes(1)))
+    func jobScriptCheckpointsItselfWithTheLauncherInItsTree() throws {
+        let scratch = Scratch()
+        let script = "sleep 0.2; '\(Stasis.launcher)' checkpoint $$; echo \"checkpoint exited $?\""
+        let (code, output) = try Stasis.run(["run", "--dir", scratch.path, "--", "/bin/sh", "-c", script], in: scratch.path)
+        #expect(code == 0 && output.contains("checkpoint exited 0"), "\(output)")
+        let image = output.split(separator: "\n").first { $0.hasSuffix(".stasis") }.map(String.init) ?? ""
+        #expect(access(image, R_OK) == 0, "no image in: \(output)")
+    }
+
     @Test(.timeLimit(.minutes(3)), .enabled(if: HiddenToolchain.isPossible, HiddenToolchain.requirement))
     func buildProductsRunCheckpointAndRestartWithTheToolchainHidden() throws {
         let scratch = Scratch()
