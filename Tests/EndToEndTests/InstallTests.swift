@@ -29,10 +29,9 @@ struct InstallTests {
         let scratch = Scratch()
         let (code, output) = try Stasis.run(["--version"], in: scratch.path)
         #expect(code == 0)
-        let formats = ImageHeader.readableVersions
-        #expect(output.hasPrefix("stasis "), "\(output)")
-        #expect(output.contains("(image format \(ImageHeader.currentVersion); reads \(formats.lowerBound)-\(formats.upperBound))"),
-                "\(output)")
+        let read = ImageHeader.readableVersions
+        let formats = "(image format \(ImageHeader.currentVersion); reads \(read.lowerBound)-\(read.upperBound))"
+        #expect(output.hasPrefix("stasis ") && output.contains(formats), "\(output)")
     }
 
     /// `stasis` stays a dynamically linked program (only its Swift runtime is static), so a `stasis`
@@ -58,17 +57,18 @@ struct InstallTests {
     func packageWorksUnpackedAnywhereWithTheToolchainHidden() throws {
         let scratch = Scratch()
         let directory = try #require(Stasis.buildDirectory)
-        let (code, output) = try runTool(Stasis.packageRoot + "/Scripts/package.sh", ["--from", directory, "--output", scratch.path],
-                                         scratch: scratch)
+        let (code, output) = try runTool(Stasis.packageRoot + "/Scripts/package.sh",
+                                         ["--from", directory, "--output", scratch.path], scratch: scratch)
         try #require(code == 0, "package.sh: \(output)")
         let tarball = output.split(separator: "\n").last.map(String.init) ?? ""
         let name = tarball.split(separator: "/").last.map(String.init) ?? ""
         #expect(name.hasPrefix("stasis-") && name.hasSuffix("-linux-x86_64.tar.gz"), "\(tarball)")
-        let version = try Stasis.run(["--version"], in: scratch.path).output.split(separator: " ").dropFirst().first.map(String.init)
-        #expect(name == "stasis-\(version ?? "?")-linux-x86_64.tar.gz", "named after `stasis --version`")
+        let versionLine = try Stasis.run(["--version"], in: scratch.path).output
+        let version = versionLine.split(separator: " ").dropFirst().first.map(String.init) ?? "?"
+        #expect(name == "stasis-\(version)-linux-x86_64.tar.gz", "named after `stasis --version`")
         let place = scratch.file("some/where/else")
-        let (untarred, tarOutput) = try runTool("/bin/sh", ["-c", "mkdir -p '\(place)' && tar -C '\(place)' -xzf '\(tarball)'"],
-                                                scratch: scratch)
+        let unpack = "mkdir -p '\(place)' && tar -C '\(place)' -xzf '\(tarball)'"
+        let (untarred, tarOutput) = try runTool("/bin/sh", ["-c", unpack], scratch: scratch)
         try #require(untarred == 0, "tar: \(tarOutput)")
         let root = place + "/" + String(name.dropLast(".tar.gz".count))
         for file in ["bin/stasis", "lib/stasis/libStasisAgent.so", "lib/stasis/stasis-restorer", "README.md"] {
@@ -139,14 +139,16 @@ enum HiddenToolchain {
         return [runtime]
     }()
 
-    static let requirement: Comment =
-        "needs util-linux unshare and the right to mount a tmpfs in a private mount namespace (root), and a toolchain outside the package"
+    static let requirement: Comment = """
+        needs util-linux unshare and the right to mount a tmpfs in a private mount namespace (root), \
+        and a toolchain outside the package
+        """
 
     /// Whether `unshare -m` and a tmpfs mount work here, and the build is not inside what is hidden.
     static let isPossible: Bool = {
         guard !hidden.isEmpty, access("/usr/bin/unshare", X_OK) == 0 else { return false }
         if hidden.contains(where: { Stasis.packageRoot.hasPrefix($0 + "/") }) { return false }
-        let probe = "d=$(mktemp -d) && mount -t tmpfs -o size=1m none \"$d\"; s=$?; umount \"$d\" 2>/dev/null; rmdir \"$d\"; exit $s"
+        let probe = #"d=$(mktemp -d) && mount -t tmpfs -o size=1m none "$d"; s=$?; umount "$d" 2>/dev/null; rmdir "$d"; exit $s"#
         return system("/usr/bin/unshare -m --propagation private /bin/sh -c '\(probe)' >/dev/null 2>&1") == 0
     }()
 
@@ -155,7 +157,7 @@ enum HiddenToolchain {
     static let cycleScript = #"""
         STASIS=$1 COUNTER=$2 INPUT=$3 DIR=$4
         for hide in $HIDE; do
-            mount -t tmpfs -o size=1m,mode=0755 stasis-hidden-toolchain "$hide" || { echo "FAIL cannot mount over $hide"; exit 1; }
+            mount -t tmpfs -o size=1m,mode=0755 stasis-hidden "$hide" || { echo "FAIL cannot mount over $hide"; exit 1; }
             [ -z "$(ls -A "$hide")" ] || { echo "FAIL $hide is still visible"; exit 1; }
             echo "hidden: $hide"
         done

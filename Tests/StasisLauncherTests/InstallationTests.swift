@@ -7,7 +7,8 @@ import Testing
 struct InstallationTests {
     @Test func buildDirectoryKeepsTheCompanionsBesideTheLauncher() {
         let files: Set<String> = ["/src/.build/debug/libStasisAgent.so", "/src/lib/stasis/libStasisAgent.so"]
-        #expect(Installation.companionDirectory(executableDirectory: "/src/.build/debug", exists: files.contains) == "/src/.build/debug")
+        #expect(Installation.companionDirectory(executableDirectory: "/src/.build/debug", exists: files.contains)
+                == "/src/.build/debug")
     }
 
     @Test func installedLauncherFindsThemInLibStasis() {
@@ -29,6 +30,7 @@ struct InstallationTests {
 
     @Test func versionLineNamesTheReleaseAndTheImageFormats() {
         let written = ImageHeader.currentVersion, read = ImageHeader.readableVersions
-        #expect(StasisVersion.line == "stasis \(StasisVersion.release) (image format \(written); reads \(read.lowerBound)-\(read.upperBound))")
+        let formats = "(image format \(written); reads \(read.lowerBound)-\(read.upperBound))"
+        #expect(StasisVersion.line == "stasis \(StasisVersion.release) \(formats)")
     }
 }

@@ -9,6 +9,7 @@ public enum StasisVersion {
     /// `stasis_image_abi.h` defines) and the versions `restart`, `inspect` and `verify` read.
     static var line: String {
         let readable = ImageHeader.readableVersions
-        return "stasis \(release) (image format \(ImageHeader.currentVersion); reads \(readable.lowerBound)-\(readable.upperBound))"
+        let formats = "image format \(ImageHeader.currentVersion); reads \(readable.lowerBound)-\(readable.upperBound)"
+        return "stasis \(release) (\(formats))"
     }
 }
