@@ -49,7 +49,7 @@ let package = Package(
         ),
         .target(name: "StasisLauncher", dependencies: ["StasisImage", "StasisSystem", "CStasisSpawn", "CStasisABI"]),
         // The Swift runtime and libstdc++ linked in as for the agent: the launcher needs only libc, libm
-        // and no library of the toolchain's, and starts about 3.5 ms sooner (Benchmarks/startup.sh).
+        // and no library of the toolchain's, and starts in a third of the time (Docs/PERFORMANCE.md).
         // -static-libgcc: libgcc_s's constructor runs CPUID a dozen times, slow in a VM;
         // --no-export-dynamic: the dynamic symbol table shrinks from 2,200 symbols to 300;
         // -no-pie: no 20,000 relocations to apply (and pages to copy) at each start, 0.3 ms; the
