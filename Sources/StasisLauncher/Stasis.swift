@@ -49,7 +49,7 @@ public func stasisMain(_ arguments: [String]) -> Int32 {
         case "--help", "-h", "help":
             printOut(usage)
         case "--version":
-            printOut("stasis 0.1 (image format 1)")
+            printOut(StasisVersion.line)
         default:
             throw LauncherError(.usage, "unknown command '\(command)'; run `stasis --help`")
         }

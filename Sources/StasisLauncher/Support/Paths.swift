@@ -2,16 +2,6 @@ import Glibc
 import CStasisABI
 import StasisSystem
 
-/// Where the launcher's companions live: next to its own executable (/proc/self/exe).
-enum Installation {
-    static var directory: String {
-        guard let path = try? FileSystem.linkTarget("/proc/self/exe") else { return "." }  // no /proc: beside cwd
-        return String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
-    }
-    static var agentLibrary: String { directory + "/libStasisAgent.so" }
-    static var restorer: String { directory + "/stasis-restorer" }
-}
-
 /// The private directory one `stasis checkpoint` request shares with the agent:
 /// /tmp/stasis-UID-TOKEN (0700, owned by the target's uid), TOKEN being the request's sigqueue value in
 /// hex (64 random bits). A name nobody can guess cannot be taken first by another user, and each
