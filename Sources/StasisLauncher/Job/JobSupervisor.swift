@@ -181,7 +181,7 @@ final class JobSupervisor {
     /// `stasis ARGUMENTS` as our child with default signals: stdio ours (or stdout to `stdoutPath`, or
     /// /dev/null when `quiet`).
     private func spawn(_ arguments: [String], stdoutPath: String? = nil, quiet: Bool = false) throws(LauncherError) -> pid_t {
-        let path = Installation.directory + "/stasis"
+        let path = Installation.executable
         let environment = ProcessControl.environment.filter { !$0.hasPrefix("LD_PRELOAD=") }
         do {
             return try spawnWithDefaultSignals(path, arguments: arguments, environment: environment) { actions in
