@@ -50,9 +50,14 @@ struct PIDNamespaceTreeTests {
             #expect(namespaceOf(initPID, "user") != namespaceOf(getpid(), "user"), "cycle \(cycle): and a new user namespace")
             // Zombies too: a zombie's exit status in /proc/PID/stat shows only to a reader holding its
             // capabilities, and the tree's next checkpoint (by the root, which has none) reads it there.
+            // Each restorer drops them just before it returns into the program, which may be a moment
+            // after --pid-file is written (the go): wait for that, then check.
+            let none = "0000000000000000"
+            try? waitUntil("cycle \(cycle): every member past its restorer", seconds: 10) {
+                tree.hostPIDs.values.allSatisfy { statusFields($0)["CapPrm"] == none }
+            }
             for (pid, host) in tree.hostPIDs {
                 let status = statusFields(host)
-                let none = "0000000000000000"
                 #expect(status["Uid"]?.hasPrefix("65534\t65534") == true && status["CapEff"] == none && status["CapPrm"] == none,
                         "cycle \(cycle): process \(pid) (host \(host)) is uid 65534's, without capabilities: \(status)")
             }
