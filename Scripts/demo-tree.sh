@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Demo of a process tree: a shell pipeline (bash, `seq` blocked on a full pipe, a reading loop) under
 # `stasis run`; checkpoint it, SIGKILL every process of it, restart the tree and watch the numbers go
-# on from where they were, with the bytes that were in the pipe. Needs root (original PIDs).
+# on from where they were, with the bytes that were in the pipe. The original PIDs
+# come back on the host as root, in a PID namespace of their own otherwise (Docs/ARCHITECTURE.md 3.7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release >/dev/null

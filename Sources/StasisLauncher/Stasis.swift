@@ -12,6 +12,8 @@ let usage = """
                  [--no-fork] [--json] PID
       stasis restart [--pid-file F] [--allow-changed-files] [--key FILE] [--interval D [--dir DIR]] [--eager]
                      [--no-namespace] [--fd N=PATH|inherit]... IMAGE
+      stasis job --dir DIR [--checkpoint-on SIG]... [--requeue] [--exit-code N] [--interval D] [--keep N]
+                 [run options] -- PROGRAM ARGS...      (first run and every requeue of a batch job)
       stasis inspect [--json] IMAGE|TREE_DIR
       stasis verify [--key FILE] [--json] IMAGE|TREE_DIR...
       stasis ls [--full] [--json] [DIR]
@@ -37,6 +39,7 @@ public func stasisMain(_ arguments: [String]) -> Int32 {
         case "run": return try RunCommand.main(arguments)
         case "checkpoint": try CheckpointCommand.main(arguments)
         case "restart": return try RestartCommand.main(arguments)
+        case "job": return try JobCommand.main(arguments)
         case "__watch-detach": return WatchCommand.detach(arguments)
         case "__watch": return WatchCommand.watch(arguments)
         case "inspect": try InspectCommand.main(arguments)

@@ -50,3 +50,14 @@ func processAge(_ pid: pid_t) -> Double? {
 
 /// Seconds on the monotonic clock.
 func now() -> Double { monotonicSeconds() }
+
+/// `pid`'s children, from /proc/PID/task/TID/children of each of its threads (empty when it is gone).
+func childrenOf(_ pid: pid_t) -> [pid_t] {
+    guard let tasks = try? FileSystem.directoryEntries("/proc/\(pid)/task") else { return [] }
+    var result: [pid_t] = []
+    for task in tasks {
+        guard let text = try? readFile("/proc/\(pid)/task/\(task)/children") else { continue }  // a thread that ended
+        result += String(decoding: text, as: UTF8.self).split(separator: " ").compactMap { pid_t($0.filter(\.isNumber)) }
+    }
+    return result
+}

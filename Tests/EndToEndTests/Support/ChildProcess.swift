@@ -108,3 +108,18 @@ func monotonicNow() -> Double {
 func spawnAddCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
 @_silgen_name("posix_spawn_file_actions_addchdir_np")
 func spawnAddChdir(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: UnsafePointer<CChar>) -> Int32
+
+/// The PID `launcher` (a `stasis restart` or `run`) writes to `pidFile`, once it is there; nil when the
+/// launcher ended first. Throws after 60 s, with `log` in the message.
+func waitForPIDFile(_ pidFile: String, of launcher: ChildProcess, log: String, _ what: String) throws -> pid_t? {
+    var written: pid_t?
+    do {
+        try waitUntil("\(what): the PID in \(pidFile)", seconds: 60) {
+            written = (try? String(contentsOfFile: pidFile)).flatMap { pid_t($0.trimmingCharacters(in: "\n")) }
+            return written != nil || processState(launcher.pid) == "Z"
+        }
+    } catch {
+        throw TestFailure("\(what): no --pid-file within 60 s; log: \((try? String(contentsOfFile: log)) ?? "")")
+    }
+    return written
+}

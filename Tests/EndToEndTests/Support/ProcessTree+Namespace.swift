@@ -38,15 +38,7 @@ extension ProcessTree {
     func awaitRestoredInNamespace(_ launcher: ChildProcess, pidFile: String, log: String) throws {
         func logText() -> String { (try? String(contentsOfFile: log)) ?? "" }
         let what = "restart \(label)\(restarts)"
-        var restored: pid_t?
-        do {
-            try waitUntil("the restored root in --pid-file", seconds: 60) {
-                restored = (try? String(contentsOfFile: pidFile)).flatMap { pid_t($0.trimmingCharacters(in: "\n")) }
-                return restored != nil || processState(launcher.pid) == "Z"
-            }
-        } catch {
-            throw TestFailure("\(what): no --pid-file within 60 s; log: \(logText())")
-        }
+        let restored = try waitForPIDFile(pidFile, of: launcher, log: log, what)
         guard let restored, restored > 0 else { throw TestFailure("\(what) ended without restoring: \(logText())") }
         let rootNS = namespacePIDs(restored)
         guard rootNS.count >= 2, rootNS.first == restored, rootNS.last == root else {

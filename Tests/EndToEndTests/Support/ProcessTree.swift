@@ -162,15 +162,7 @@ final class ProcessTree {
         parent = launcher
         if restartsInNamespace { return try awaitRestoredInNamespace(launcher, pidFile: pidFile, log: log) }
         func logText() -> String { (try? String(contentsOfFile: log)) ?? "" }
-        var restored: pid_t?
-        do {
-            try waitUntil("the restored root in --pid-file", seconds: 60) {
-                restored = (try? String(contentsOfFile: pidFile)).flatMap { pid_t($0.trimmingCharacters(in: "\n")) }
-                return restored != nil || processState(launcher.pid) == "Z"
-            }
-        } catch {
-            throw TestFailure("restart \(restarts): no --pid-file within 60 s; log: \(logText())")
-        }
+        let restored = try waitForPIDFile(pidFile, of: launcher, log: log, "restart \(restarts)")
         guard let restored else { throw TestFailure("restart \(restarts) ended without restoring: \(logText())") }
         guard restored == root else {
             throw TestFailure("restart \(restarts): the root came back as PID \(restored), not \(root): \(logText())")

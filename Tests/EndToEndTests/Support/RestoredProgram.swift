@@ -25,16 +25,7 @@ final class RestoredProgram {
 
     /// Waits for the PID file; fails, with the log, when restart ends without writing it.
     func waitForProgram() throws {
-        let launcher = launcher, pidFile = pidFile
-        var restored: pid_t?
-        do {
-            try waitUntil("the restored PID in \(pidFile)", seconds: 60) {
-                restored = (try? String(contentsOfFile: pidFile)).flatMap { pid_t($0.trimmingCharacters(in: "\n")) }
-                return restored != nil || processState(launcher.pid) == "Z"
-            }
-        } catch {
-            throw TestFailure("no --pid-file within 60 s; restart log: \((try? String(contentsOfFile: log)) ?? "")")
-        }
+        let restored = try waitForPIDFile(pidFile, of: launcher, log: log, "restart")
         guard let restored else {
             let end = try? launcher.wait(seconds: 5)  // a zombie already: nil only if waitpid failed
             throw TestFailure("restart ended (\(end.map { "\($0)" } ?? "?")) without restoring: \((try? String(contentsOfFile: log)) ?? "")")

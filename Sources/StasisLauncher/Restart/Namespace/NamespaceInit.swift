@@ -82,7 +82,7 @@ struct NamespaceInit {
         var queue = [initPID]
         while let host = queue.popLast() {
             if let inside = innermostPID(of: host) { result[inside] = host }
-            queue += children(of: host)
+            queue += childrenOf(host)
         }
         return result
     }
@@ -134,16 +134,6 @@ struct NamespaceInit {
         default:
             return "the namespace's init failed at step \(report.step) (\(error))"
         }
-    }
-
-    static func children(of pid: pid_t) -> [pid_t] {
-        guard let tasks = try? FileSystem.directoryEntries("/proc/\(pid)/task") else { return [] }  // gone
-        var result: [pid_t] = []
-        for task in tasks {
-            guard let text = try? readFile("/proc/\(pid)/task/\(task)/children") else { continue }
-            result += String(decoding: text, as: UTF8.self).split(separator: " ").compactMap { pid_t($0.filter(\.isNumber)) }
-        }
-        return result
     }
 
     static func innermostPID(of pid: pid_t) -> pid_t? {
