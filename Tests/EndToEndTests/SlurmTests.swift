@@ -88,7 +88,7 @@ extension SlurmTests {
 }
 
 /// Prints a scenario's log: the jobs' state transitions and the notable lines of their output files.
-func printScenario(_ name: String, watch: SlurmJobWatch) {
+func printScenario(_ name: String, watch: SlurmJobWatch, extra: [String] = []) {
     var log = "=== \(name)\n--- Slurm job states\n"
     log += watch.transitions.map { "  \($0)\n" }.joined()
     for (job, fields) in watch.jobs.sorted(by: { $0.key < $1.key }) {
@@ -96,6 +96,7 @@ func printScenario(_ name: String, watch: SlurmJobWatch) {
         log += "--- output of job \(job) (\(path.split(separator: "/").last ?? ""))\n"
         log += notableLines(fileText(path)).map { "  \($0)\n" }.joined()
     }
+    log += extra.map { "\($0)\n" }.joined()
     print(log, terminator: "")
 }
 
