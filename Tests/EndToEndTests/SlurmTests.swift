@@ -50,8 +50,9 @@ extension SlurmTests {
             }
         }
 
-        /// The warning signal comes from slurmctld's periodic time-limit check (every 30 s here), so up
-        /// to 30 s late; it comes again on every run, so the requeued run is kept short.
+        /// The warning signal comes from slurmctld's periodic time-limit check (every 30 s from its start),
+        /// up to 30 s before T seconds remain: here at the first check, about 27 s into the run. It comes
+        /// again on every run, so the requeued run is kept short.
         @Test(.timeLimit(.minutes(3)))
         func timeLimitWarningSignalReachesTheBatchShell() throws {
             try runPlain(options: ["--time=1", "--signal=B:USR1@58"]) { _, _, _ in }
