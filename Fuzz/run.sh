@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes both image readers with libFuzzer and AddressSanitizer: the Swift one (StasisImage, what
-# `stasis restart`/`verify`/`inspect` run first) and the restorer's own (rst_image.c), SECONDS each.
+# `stasis restart`/`verify`/`inspect` run first) and the restorer's own (rst_image.c), SECONDS each;
+# then the block codec's decoder (stasis_lz.h, with a round trip of every input), SECONDS as well.
 #   Fuzz/run.sh [SECONDS]        default 60; CI runs a short round
 # Seeds: images written by a real checkpoint (if `stasis` is built) and the unit tests' encoder.
 set -euo pipefail
@@ -95,10 +96,45 @@ fi
 clang -fsanitize=fuzzer,address -g -O1 -I Sources/CStasisABI/include -o "$OUT/restorer-reader-fuzzer" \
     Fuzz/restorer_reader_fuzz.c Sources/stasis-restorer/rst_image.c > "$OUT/build-restorer.log" 2>&1 \
     || { cat "$OUT/build-restorer.log"; exit 1; }
-for FUZZER in image-fuzzer restorer-reader-fuzzer; do
+clang -fsanitize=fuzzer,address -g -O1 -I Sources/CStasisABI/include -o "$OUT/lz-decode-fuzzer" \
+    Fuzz/lz_decode_fuzz.c > "$OUT/build-lz.log" 2>&1 || { cat "$OUT/build-lz.log"; exit 1; }
+# The codec's own corpus: compressed blocks of page-like data (2 bytes of length, then the block)
+# and raw page-like data, made by the fuzzer's companion seed writer below.
+mkdir -p "$OUT/corpus-lz"
+if [ -z "$(ls -A "$OUT/corpus-lz")" ]; then
+    clang -O1 -I Sources/CStasisABI/include -x c -o "$OUT/lz-seeds" - <<'SEED'
+#include <stdio.h>
+#include <string.h>
+#include "stasis_lz.h"
+int main(int argc, char **argv) {
+    static uint8_t data[4][16384], out[16386];
+    static uint32_t scratch[STASIS_LZ_SCRATCH_BYTES / 4];
+    for (int i = 0; i < 16384; i++) {
+        data[0][i] = "{\"id\":12,\"name\":\"alice\",\"ok\":true}\n"[i % 36];
+        data[1][i] = (i % 8) ? 0 : (uint8_t)(i * 7 % 251);
+        data[2][i] = (uint8_t)((i % 8 == 5) ? 0x7f : (i % 8 > 5) ? 0 : (i * 131) >> 3);
+        data[3][i] = i < 8192 ? 0 : (uint8_t)i;
+    }
+    for (int k = 0; k < 4; k++) {
+        size_t n = stasis_lz_compress(data[k], sizeof data[k], out + 2, sizeof data[k], scratch);
+        out[0] = 0x00; out[1] = 0x40;   /* 16384 */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/block-%d", argv[1], k);
+        FILE *f = fopen(path, "wb"); fwrite(out, 1, n + 2, f); fclose(f);
+        snprintf(path, sizeof path, "%s/data-%d", argv[1], k);
+        f = fopen(path, "wb"); fwrite(data[k], 1, 4096, f); fclose(f);
+    }
+    (void)argc;
+    return 0;
+}
+SEED
+    "$OUT/lz-seeds" "$OUT/corpus-lz"
+fi
+for FUZZER in image-fuzzer restorer-reader-fuzzer lz-decode-fuzzer; do
     echo "== $FUZZER"
+    CORPUS="$OUT/corpus"; [ "$FUZZER" = lz-decode-fuzzer ] && CORPUS="$OUT/corpus-lz"
     "$OUT/$FUZZER" -max_total_time="$SECONDS_TO_RUN" -max_len=262144 -print_final_stats=1 \
-        -artifact_prefix="$OUT/" "$OUT/corpus" 2>&1 \
+        -artifact_prefix="$OUT/" "$CORPUS" 2>&1 \
         | grep -E "stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|crash-|Done" || true
 done
 ls "$OUT"/crash-* 2>/dev/null && { echo "fuzzer found crashes"; exit 1; } || echo "no crashes"
