@@ -220,18 +220,41 @@ static inline int stasis_lz_decompress(const void *_Nonnull src, size_t src_len,
         if (ip >= iend) return -1;
         unsigned token = *ip++;
         size_t lit = token >> 4;
-        if (lit == 15 && stasis_lz_get_ext(&ip, iend, &lit, dst_len) < 0) return -1;
-        if (lit > (size_t)(iend - ip) || lit > (size_t)(oend - op)) return -1;
-        if ((size_t)(iend - ip) >= 16 && (size_t)(oend - op) >= 16 && lit <= 16) {
-            stasis_lz_copy16(op, ip); /* the common short run: one copy, the rest is overwritten */
-        } else if ((size_t)(iend - ip) >= lit + 8 && (size_t)(oend - op) >= lit + 8) {
-            for (size_t i = 0; i < lit; i += 8) stasis_lz_copy8(op + i, ip + i);
+        /* Fast path, most sequences of page data: < 15 literals, a match of < 19 bytes at an offset
+         * of at least 8, far from both ends (so 16-byte copies may run past what they need). */
+        if (lit < 15 && (size_t)(iend - ip) >= 32 && (size_t)(oend - op) >= 48) {
+            stasis_lz_copy16(op, ip);
+            op += lit;
+            ip += lit;
+            size_t offset = (size_t)ip[0] | (size_t)ip[1] << 8;
+            size_t length = token & 15;
+            if (length < 15 && offset >= 8 && offset <= (size_t)(op - ostart)) {
+                ip += 2;
+                const uint8_t *match = op - offset;
+                if (offset >= 16) {
+                    stasis_lz_copy16(op, match);
+                    stasis_lz_copy16(op + 16, match + 16);
+                } else { /* each 8-byte copy reads only bytes already written */
+                    stasis_lz_copy8(op, match);
+                    stasis_lz_copy8(op + 8, match + 8);
+                    stasis_lz_copy8(op + 16, match + 16);
+                }
+                op += length + 4;
+                continue;
+            }
+            lit = 0; /* the literals are done; the general path below takes the match */
         } else {
-            for (size_t i = 0; i < lit; i++) op[i] = ip[i];
+            if (lit == 15 && stasis_lz_get_ext(&ip, iend, &lit, dst_len) < 0) return -1;
+            if (lit > (size_t)(iend - ip) || lit > (size_t)(oend - op)) return -1;
+            if ((size_t)(iend - ip) >= lit + 8 && (size_t)(oend - op) >= lit + 8) {
+                for (size_t i = 0; i < lit; i += 8) stasis_lz_copy8(op + i, ip + i);
+            } else {
+                for (size_t i = 0; i < lit; i++) op[i] = ip[i];
+            }
+            op += lit;
+            ip += lit;
+            if (ip == iend) return (op == oend && (token & 15) == 0) ? 0 : -1;
         }
-        op += lit;
-        ip += lit;
-        if (ip == iend) return (op == oend && (token & 15) == 0) ? 0 : -1;
         if ((size_t)(iend - ip) < 2) return -1;
         size_t offset = (size_t)ip[0] | (size_t)ip[1] << 8;
         ip += 2;
