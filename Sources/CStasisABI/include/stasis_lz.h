@@ -220,24 +220,23 @@ static inline int stasis_lz_decompress(const void *_Nonnull src, size_t src_len,
         if (ip >= iend) return -1;
         unsigned token = *ip++;
         size_t lit = token >> 4;
-        /* Fast path, most sequences of page data: < 15 literals, a match of < 19 bytes at an offset
-         * of at least 8, far from both ends (so 16-byte copies may run past what they need). */
+        /* Fast path, most sequences of page data: < 15 literals, a match of < 19 bytes, far from
+         * both ends (so 16-byte copies may run past what they need). */
         if (lit < 15 && (size_t)(iend - ip) >= 32 && (size_t)(oend - op) >= 48) {
             stasis_lz_copy16(op, ip);
             op += lit;
             ip += lit;
             size_t offset = (size_t)ip[0] | (size_t)ip[1] << 8;
             size_t length = token & 15;
-            if (length < 15 && offset >= 8 && offset <= (size_t)(op - ostart)) {
+            if (length < 15 && offset != 0 && offset <= (size_t)(op - ostart)) {
                 ip += 2;
                 const uint8_t *match = op - offset;
-                if (offset >= 16) {
-                    stasis_lz_copy16(op, match);
-                    stasis_lz_copy16(op + 16, match + 16);
-                } else { /* each 8-byte copy reads only bytes already written */
+                if (offset >= 8) { /* each 8-byte copy reads only bytes already written */
                     stasis_lz_copy8(op, match);
                     stasis_lz_copy8(op + 8, match + 8);
                     stasis_lz_copy8(op + 16, match + 16);
+                } else { /* a short period (runs of one byte): 18 bytes one at a time */
+                    for (int i = 0; i < 18; i++) op[i] = match[i];
                 }
                 op += length + 4;
                 continue;
