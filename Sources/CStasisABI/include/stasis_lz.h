@@ -111,7 +111,8 @@ static inline uint8_t *_Nullable stasis_lz_put_sequence(uint8_t *_Nonnull op, co
 /* Compresses src_len bytes of src into dst (dst_cap bytes). Returns the compressed length, which is
  * always < src_len, or 0 when the block does not shrink (store it raw), src_len is 0 or above
  * STASIS_LZ_MAX_BLOCK, or the result does not fit in dst_cap. scratch: STASIS_LZ_SCRATCH_BYTES,
- * 4-byte aligned, contents irrelevant (overwritten). Greedy: the first match found is taken. */
+ * 4-byte aligned, contents irrelevant (overwritten). src and dst must not overlap. Greedy: the
+ * first match found is taken. Blocks under 16 bytes are never compressed. */
 static inline size_t stasis_lz_compress(const void *_Nonnull src, size_t src_len, void *_Nonnull dst, size_t dst_cap,
                                         void *_Nonnull scratch) {
     if (src_len == 0 || src_len > STASIS_LZ_MAX_BLOCK) return 0;
