@@ -36,7 +36,7 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
         return rst_restore_area(args, record, offset);
     case STASIS_RECORD_PROCESS:
         if (record->payload_bytes < sizeof args->process ||
-            rst_pread_all(args->image_fd, &args->process, sizeof args->process, payload) < 0)
+            rst_read_image(args, &args->process, sizeof args->process, payload) < 0)
             return -1;
         if ((uint64_t)sizeof args->process + args->process.cwd_bytes + args->process.exe_bytes +
                 args->process.auxv_bytes != record->payload_bytes)
@@ -46,13 +46,13 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
         return 0;
     case STASIS_RECORD_AGENT:
         if (record->payload_bytes != sizeof args->agent ||
-            rst_pread_all(args->image_fd, &args->agent, sizeof args->agent, payload) < 0)
+            rst_read_image(args, &args->agent, sizeof args->agent, payload) < 0)
             return -1;
         args->have_agent = 1;
         return 0;
     case STASIS_RECORD_SIGNAL_ACTIONS:
         if (record->payload_bytes != sizeof args->signals ||
-            rst_pread_all(args->image_fd, &args->signals, sizeof args->signals, payload) < 0)
+            rst_read_image(args, &args->signals, sizeof args->signals, payload) < 0)
             return -1;
         args->have_signals = 1;
         return 0;
@@ -60,7 +60,7 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
         if (args->thread_count >= (int)args->header.thread_count) return -1;
         struct rst_thread *t = &args->threads[args->thread_count];
         if (record->payload_bytes < sizeof t->record ||
-            rst_pread_all(args->image_fd, &t->record, sizeof t->record, payload) < 0)
+            rst_read_image(args, &t->record, sizeof t->record, payload) < 0)
             return -1;
         if (t->record.xsave_bytes > STASIS_MAX_XSAVE || record->payload_bytes != sizeof t->record + t->record.xsave_bytes)
             return -1;
@@ -77,14 +77,14 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
             rst_warn(args, "more than 64 POSIX timers; the rest are not restored", 64);
             return 0;
         }
-        if (rst_pread_all(args->image_fd, &args->timers[args->timer_count], sizeof args->timers[0], payload) < 0) return -1;
+        if (rst_read_image(args, &args->timers[args->timer_count], sizeof args->timers[0], payload) < 0) return -1;
         args->timer_count++;
         return 0;
     case STASIS_RECORD_PENDING_SIGNAL: {
         if (record->payload_bytes != sizeof(stasis_pending_signal_record_t)) return -1;
         if (args->pending_count >= STASIS_MAX_PENDING_SIGNALS) return 0; /* the agent never writes more */
         stasis_pending_signal_record_t *p = &args->pending[args->pending_count];
-        if (rst_pread_all(args->image_fd, p, sizeof *p, payload) < 0) return -1;
+        if (rst_read_image(args, p, sizeof *p, payload) < 0) return -1;
         int32_t si_signo;
         __builtin_memcpy(&si_signo, p->siginfo, 4);
         if (p->signal < 1 || p->signal > 64 || p->signal == 9 || p->signal == 19 || si_signo != p->signal ||
@@ -96,7 +96,7 @@ static int collect_record(struct rst_args *args, const stasis_record_header_t *r
     case STASIS_RECORD_FILE_DESCRIPTOR: {
         /* The launcher put every descriptor in place; close-on-exec can only be set after our exec. */
         stasis_file_descriptor_record_t fd;
-        if (record->payload_bytes < sizeof fd || rst_pread_all(args->image_fd, &fd, sizeof fd, payload) < 0) return -1;
+        if (record->payload_bytes < sizeof fd || rst_read_image(args, &fd, sizeof fd, payload) < 0) return -1;
         if (fd.fd_flags & 1 /* FD_CLOEXEC */) stasis_syscall3(STASIS_NR_fcntl, fd.fd, 2 /* F_SETFD */, 1);
         rst_note_file_object(args, &fd);
         return 0;

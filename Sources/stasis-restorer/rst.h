@@ -65,10 +65,14 @@ struct rst_args {
     uint64_t image_size;
     stasis_image_header_t header;
     uint64_t first_record;          /* file offset of the first record */
+    /* rst_read_image's window of record bytes (headers, payloads; never page data) */
+    uint64_t window_offset, window_bytes;
+    unsigned char window[8192];
     /* where the restorer runs after moving itself */
     uint64_t work_start, work_bytes;
     uint64_t code_start, code_bytes; /* the copy of the restorer's own mapping */
     uint64_t vdso_temp;              /* scratch range for moving the vDSO family */
+    uint64_t vdso_image_start[3], vdso_image_end[3]; /* the image's vDSO family, found by rst_find_hole */
     struct rst_range current[RST_MAX_CURRENT]; /* the restorer's own mappings at start */
     int current_count;
     /* collected while mapping memory */
@@ -157,6 +161,7 @@ __attribute__((noreturn)) void rst_fail(struct rst_args *args, const char *what,
 __attribute__((noreturn)) void rst_fail_image(struct rst_args *args, const char *what, uint64_t value);
 void rst_warn(struct rst_args *args, const char *what, uint64_t value);
 int rst_pread_all(int fd, void *buffer, uint64_t count, uint64_t offset);
+int rst_read_image(struct rst_args *args, void *buffer, uint64_t count, uint64_t offset);
 
 /* rst_image.c: iterate and validate records */
 typedef int (*rst_record_fn)(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);

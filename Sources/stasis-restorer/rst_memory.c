@@ -142,7 +142,7 @@ void rst_find_hole(struct rst_args *args) {
     uint64_t best = 0;
     for (;;) {
         stasis_record_header_t record;
-        if (offset + sizeof record > args->image_size || rst_pread_all(args->image_fd, &record, sizeof record, offset) < 0)
+        if (offset + sizeof record > args->image_size || rst_read_image(args, &record, sizeof record, offset) < 0)
             rst_fail_image(args, "image truncated at record", offset);
         if (record.kind == STASIS_RECORD_END) break;
         uint64_t payload_end = offset + sizeof record + record.payload_bytes;
@@ -150,8 +150,13 @@ void rst_find_hole(struct rst_args *args) {
         if (next <= offset || next > args->image_size) rst_fail_image(args, "record out of bounds at", offset);
         if (record.kind == STASIS_RECORD_MEMORY_AREA) {
             stasis_memory_area_record_t area;
-            if (record.payload_bytes < sizeof area || rst_pread_all(args->image_fd, &area, sizeof area, offset + sizeof record) < 0)
+            if (record.payload_bytes < sizeof area || rst_read_image(args, &area, sizeof area, offset + sizeof record) < 0)
                 rst_fail_image(args, "bad memory area record at", offset);
+            int k = vdso_index(area.flags & (STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK));
+            if (k >= 0) { /* for rst_move_vdso: one walk over the records, not two */
+                args->vdso_image_start[k] = area.start;
+                args->vdso_image_end[k] = area.end;
+            }
             if (!(area.flags & STASIS_AREA_VSYSCALL)) {
                 if (area.start < previous_end || area.end <= area.start || area.end > RST_USER_TOP)
                     rst_fail_image(args, "memory areas overlap or leave user space at", area.start);
@@ -184,26 +189,7 @@ void rst_unmap_restorer(struct rst_args *args) {
  * restored code holds pointers into the old vDSO. Via a scratch range first, so
  * that a move never lands on a part not yet moved. */
 void rst_move_vdso(struct rst_args *args) {
-    uint64_t image_start[3] = {0, 0, 0}, image_end[3] = {0, 0, 0};
-    uint64_t offset = args->first_record;
-    for (;;) {
-        stasis_record_header_t record;
-        if (rst_pread_all(args->image_fd, &record, sizeof record, offset) < 0) rst_fail(args, "image read failed at", offset);
-        if (record.kind == STASIS_RECORD_END) break;
-        uint64_t payload_end = offset + sizeof record + record.payload_bytes;
-        uint64_t next = record.data_bytes ? record.data_offset + record.data_bytes : STASIS_RECORD_ALIGN_UP(payload_end);
-        if (record.kind == STASIS_RECORD_MEMORY_AREA) {
-            stasis_memory_area_record_t area;
-            if (rst_pread_all(args->image_fd, &area, sizeof area, offset + sizeof record) < 0)
-                rst_fail(args, "image read failed at", offset);
-            int k = vdso_index(area.flags & (STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK));
-            if (k >= 0) {
-                image_start[k] = area.start;
-                image_end[k] = area.end;
-            }
-        }
-        offset = next;
-    }
+    const uint64_t *image_start = args->vdso_image_start, *image_end = args->vdso_image_end; /* rst_find_hole's */
     int image_has_vdso = image_start[0] || image_start[1] || image_start[2];
     uint64_t current_low = ~0ul;
     for (int i = 0; i < args->current_count; i++)
@@ -249,7 +235,7 @@ void rst_move_vdso(struct rst_args *args) {
 
 /* The path of `length` bytes at image offset `offset`, into args->path (NUL-terminated). */
 void rst_read_path(struct rst_args *args, uint64_t offset, uint32_t length) {
-    if (length > STASIS_MAX_PATH || rst_pread_all(args->image_fd, args->path, length, offset) < 0)
+    if (length > STASIS_MAX_PATH || rst_read_image(args, args->path, length, offset) < 0)
         rst_fail(args, "bad path in record at", offset);
     args->path[length] = 0;
 }
@@ -363,7 +349,7 @@ static long own_file_object(struct rst_args *args, const stasis_memory_area_reco
 int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset) {
     stasis_memory_area_record_t area;
     uint64_t payload = offset + sizeof *record;
-    if (record->payload_bytes < sizeof area || rst_pread_all(args->image_fd, &area, sizeof area, payload) < 0) return -1;
+    if (record->payload_bytes < sizeof area || rst_read_image(args, &area, sizeof area, payload) < 0) return -1;
     uint64_t runs_bytes = (uint64_t)area.run_count * sizeof(stasis_page_run_t);
     if ((uint64_t)record->payload_bytes != sizeof area + runs_bytes + area.path_bytes) return -1;
     if (area.flags & (STASIS_AREA_VSYSCALL | STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK)) return 0;
@@ -401,7 +387,7 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     stasis_page_run_t runs[256];
     for (uint64_t i = 0; i < area.run_count; i += 256) {
         uint64_t batch = area.run_count - i < 256 ? area.run_count - i : 256;
-        if (rst_pread_all(args->image_fd, runs, batch * sizeof runs[0], payload + sizeof area + i * sizeof runs[0]) < 0)
+        if (rst_read_image(args, runs, batch * sizeof runs[0], payload + sizeof area + i * sizeof runs[0]) < 0)
             return -1;
         for (uint64_t j = 0; j < batch; j++) {
             uint64_t first = runs[j].first_page & ~STASIS_RUN_INHERITED;
@@ -428,7 +414,8 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     if (lazy < 0 && stored && stasis_crc32c_end(crc) != record->data_crc)
         rst_fail_image(args, "page data checksum mismatch for area", area.start);
     rst_plan_read_segments(args, &area, lazy >= 0);
-    if (area.run_count) { /* mapped writable for the reads above */
+    /* mapped readable and writable for the reads above: back to the recorded protection, if it differs */
+    if (area.run_count && (area.prot & (RST_PROT_READ | RST_PROT_WRITE)) != (RST_PROT_READ | RST_PROT_WRITE)) {
         long r = stasis_syscall3(STASIS_NR_mprotect, (long)area.start, (long)(area.end - area.start), (long)area.prot);
         if (r < 0) rst_fail(args, "cannot protect memory area", area.start);
     }

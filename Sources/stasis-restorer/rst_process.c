@@ -18,7 +18,7 @@ void rst_restore_mm(struct rst_args *args) {
     uint32_t auxv_bytes = p->auxv_bytes <= sizeof auxv_words ? p->auxv_bytes : 0;
     uint64_t tail = args->process_offset + sizeof *p;
     if (auxv_bytes &&
-        rst_pread_all(args->image_fd, auxv_words, auxv_bytes, tail + p->cwd_bytes + p->exe_bytes) < 0)
+        rst_read_image(args, auxv_words, auxv_bytes, tail + p->cwd_bytes + p->exe_bytes) < 0)
         auxv_bytes = 0;
     struct rst_prctl_mm_map map = {
         .start_code = p->start_code, .end_code = p->end_code, .start_data = p->start_data, .end_data = p->end_data,

@@ -213,6 +213,7 @@ struct CheckpointJob {
             trackingUnavailable = true  // reported: `stasis checkpoint` warns
         }
 
+        try image.flush()  // the records so far are in the file before any clone
         role = try splitOffWriter(maps: maps, mapsCount: &mapsCount, mapsCapacity: mapsCapacity, arena: &arena)
         if role == .delegated {
             try treeCaptured()

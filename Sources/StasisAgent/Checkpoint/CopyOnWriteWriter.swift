@@ -53,18 +53,29 @@ extension CheckpointJob {
     /// Exit status of the intermediate child when its memory map is not the program's.
     static let mapsDifferInChild = 3
 
-    /// In the intermediate child: does /proc/self/maps read the same as the program's did before the clone?
-    /// (fork copies every area one to one, except MADV_DONTFORK ones.)
+    /// The size of this address space in pages (`/proc/self/statm`, first field: the kernel's `total_vm`),
+    /// or -1. O(1), unlike /proc/self/maps.
     @_noAllocation @_noLocks
-    func childSeesSameMaps(_ parentMaps: UnsafeMutableRawPointer, _ parentCount: Int,
-                                   arena: inout FreezeArena) -> Bool {
-        let capacity = parentCount + 2
-        guard let mine = arena.take(capacity) else { return false }
-        let count = ProcFile.read(literal: "/proc/self/maps", into: mine, capacity: capacity)
-        guard count == parentCount else { return false }
-        let a = mine.assumingMemoryBound(to: UInt8.self), b = parentMaps.assumingMemoryBound(to: UInt8.self)
-        for i in 0..<count where a[i] != b[i] { return false }
-        return true
+    static func addressSpacePages(_ buffer: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        let count = ProcFile.read(literal: "/proc/self/statm", into: buffer, capacity: capacity)
+        guard count > 0 else { return -1 }
+        let bytes = buffer.assumingMemoryBound(to: UInt8.self)
+        var pages = 0
+        var i = 0
+        while i < count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") {
+            pages = pages &* 10 &+ Int(bytes[i] &- UInt8(ascii: "0"))
+            i += 1
+        }
+        return i > 0 ? pages : -1
+    }
+
+    /// In the intermediate child: does it have every area the program had before the clone?
+    /// fork copies every area one to one except MADV_DONTFORK ones, and the kernel takes exactly their
+    /// pages off the child's `total_vm` (dup_mmap), so equal sizes mean equal maps. (Comparing the text
+    /// of /proc/self/maps said the same at ~25 ms per read with 60,000 mappings, with the program frozen.)
+    @_noAllocation @_noLocks
+    func childSeesSameMaps(parentPages: Int, buffer: UnsafeMutableRawPointer, capacity: Int) -> Bool {
+        parentPages >= 0 && Self.addressSpacePages(buffer, capacity: capacity) == parentPages
     }
 
     /// How the memory gets written, decided once every thread is frozen and the non-memory records
@@ -81,6 +92,8 @@ extension CheckpointJob {
         var dontFork: UnsafeMutablePointer<UInt64>? = nil
         var dontForkCount = 0
         var attempt = 0
+        let statmCapacity = 256
+        guard let statm = arena.take(statmCapacity) else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
         while forkWriter && attempt < 2 {
             attempt += 1
             if attempt == 2 {
@@ -97,6 +110,8 @@ extension CheckpointJob {
             }
             // The writer says through this pipe when it holds its own copy of the shared memory
             // (MemoryDumper.snapshotSharedAreas); the program stays frozen until then.
+            // No mapping changes from here to the clone: the child compares its size with this.
+            let parentPages = Self.addressSpacePages(statm, capacity: statmCapacity)
             var snapshot: (Int32, Int32) = (-1, -1)
             let piped = withUnsafeMutablePointer(to: &snapshot) { RawSyscall.call(STASIS_NR_pipe2, Int(bitPattern: $0), Int(RawFlag.closeOnExec)) }
             if piped != 0 { break }  // no pipe: write in place
@@ -106,7 +121,7 @@ extension CheckpointJob {
                 RawSyscall.close(snapshot.0)
                 snapshotFD = snapshot.1
                 // The intermediate child: clone the writer, exit.
-                if !childSeesSameMaps(maps, mapsCount, arena: &arena) { _ = RawSyscall.call(STASIS_NR_exit_group, Self.mapsDifferInChild) }
+                if !childSeesSameMaps(parentPages: parentPages, buffer: statm, capacity: statmCapacity) { _ = RawSyscall.call(STASIS_NR_exit_group, Self.mapsDifferInChild) }
                 let writer = RawSyscall.call(STASIS_NR_clone, 0, 0, 0, 0, 0)
                 if writer != 0 {
                     // A tree's root watches each writer (one that dies never says so): its pid, before

@@ -74,6 +74,11 @@ extension CheckpointJob {
     @_noAllocation @_noLocks
     func openImage(arena: inout FreezeArena) -> ImageFile {
         var image = ImageFile(fd: imageFD, zeros: UnsafeRawPointer(zeros))
+        let stageBytes = 64 << 10
+        if let stage = arena.take(stageBytes) {  // else unstaged: slower, same bytes
+            image.stage = stage
+            image.stageCapacity = stageBytes
+        }
         if let slot = UnsafeMutablePointer<stasis_key_slot_t>(bitPattern: UInt(capture.pointee.config.pointee.key_slot)),
             slot.pointee.key_bytes > 0, slot.pointee.key_bytes <= UInt32(STASIS_KEY_MAX),
             let macMemory = arena.take(MemoryLayout<stasis_hmac_t>.size, alignment: 16)

@@ -22,6 +22,13 @@ struct ImageFile {
     private var macFinished = false
     /// One page of zeros (from the arena) for padding.
     let zeros: UnsafeRawPointer
+    /// Arena memory where writes smaller than a page (record headers, payloads, padding) collect and
+    /// go out together: with 60,000 areas, one write per few records instead of ~5 per record. Page
+    /// data is still written straight from its addresses. nil: every write goes out at once.
+    /// `offset` counts staged bytes; `flush()` before anything else uses the file.
+    var stage: UnsafeMutableRawPointer? = nil
+    var stageCapacity = 0
+    private var staged = 0
 
     @_noAllocation @_noLocks
     init(fd: Int32, zeros: UnsafeRawPointer) {
@@ -49,14 +56,36 @@ struct ImageFile {
     @_noAllocation @_noLocks
     mutating func writeRaw(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
         if let mac, !macFinished { _unsafePerformance { stasis_hmac_update(mac, bytes, count) } }
+        if let stage, count < Int(STASIS_PAGE_SIZE), count <= stageCapacity {
+            if staged + count > stageCapacity { try flush() }
+            (stage + staged).copyMemory(from: bytes, byteCount: count)
+            staged += count
+            offset += UInt64(count)
+            return
+        }
+        try flush()
         let written = RawSyscall.writeAll(fd, bytes, count)
         if written < 0 { throw FreezeFailure(step: .writeImage, errno: -written) }
         offset += UInt64(count)
     }
 
-    /// pwrite at an earlier offset (CRC fields), without moving the stream.
+    /// Writes the staged bytes.
+    @_noAllocation @_noLocks
+    mutating func flush() throws(FreezeFailure) {
+        guard let stage, staged > 0 else { return }
+        let written = RawSyscall.writeAll(fd, stage, staged)
+        staged = 0
+        if written < 0 { throw FreezeFailure(step: .writeImage, errno: -written) }
+    }
+
+    /// pwrite at an earlier offset (CRC fields), without moving the stream; into the staged bytes when
+    /// they hold that offset (a patch never spans both: it lies in one header, staged or written whole).
     @_noAllocation @_noLocks
     func patch(_ bytes: UnsafeRawPointer, _ count: Int, at position: UInt64) throws(FreezeFailure) {
+        if let stage, staged > 0, position >= offset - UInt64(staged) {
+            (stage + Int(position - (offset - UInt64(staged)))).copyMemory(from: bytes, byteCount: count)
+            return
+        }
         var done = 0
         while done < count {
             let n = RawSyscall.call(STASIS_NR_pwrite64, Int(fd), Int(bitPattern: bytes + done), count - done,
@@ -156,6 +185,7 @@ struct ImageFile {
         try write(&end, from: Int(STASIS_END_MAC_OFFSET), count: Int(STASIS_MAC_BYTES))
         try endPayload()
         try endRecord()
+        try flush()
     }
 
     /// A record whose whole payload is one fixed struct followed by optional bytes.

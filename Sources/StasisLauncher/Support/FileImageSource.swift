@@ -32,8 +32,28 @@ final class FileImageSource: ImageSource {
 
     deinit { descriptor.closeAfterError() }  // read-only: a close error loses nothing, and deinit cannot report it
 
+    /// Bytes read ahead for small requests: a record's header, then its payload, then the next small
+    /// records cost one pread, not one each (60,000 areas: 120,000 preads fewer). Images are not
+    /// changed in place once published (a compaction writes a new file), so the window stays true.
+    private var window: [UInt8] = []
+    private var windowOffset: UInt64 = 0
+    static let windowBytes = 2048
+
     func bytes(at offset: UInt64, count: Int) throws(ImageError) -> [UInt8] {
         guard offset <= size, UInt64(count) <= size - offset else { throw .truncated(at: size) }
+        guard count <= Self.windowBytes else { return try read(at: offset, count: count) }
+        if offset < windowOffset || offset - windowOffset > UInt64(window.count)
+            || UInt64(count) > UInt64(window.count) - (offset - windowOffset)
+        {
+            window = []  // a failed read leaves no stale window
+            window = try read(at: offset, count: Int(min(UInt64(Self.windowBytes), size - offset)))
+            windowOffset = offset
+        }
+        let start = Int(offset - windowOffset)
+        return Array(window[start..<start + count])
+    }
+
+    private func read(at offset: UInt64, count: Int) throws(ImageError) -> [UInt8] {
         var result = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
