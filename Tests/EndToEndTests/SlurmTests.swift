@@ -78,7 +78,9 @@ extension SlurmTests {
             try finally(cluster, watch, job)
             let lines = fileText(output)
             #expect(lines.contains("job: got USR1"))
-            #expect(lines.contains("job: requeued"))
+            // "job: requeued" is not expected: the requeue's SIGTERM may end the shell before its echo (seen
+            // once in a full run). The requeue shows in Restarts and the second run's SLURM_RESTART_COUNT.
+            // (stasis job blocks SIGTERM: its own "requeued" line always comes.)
             #expect(lines.contains("job: run SLURM_RESTART_COUNT=unset"))
             #expect(lines.contains("job: run SLURM_RESTART_COUNT=1"))
             #expect(lines.contains("job: done"))
