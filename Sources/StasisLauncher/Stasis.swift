@@ -23,7 +23,7 @@ let usage = """
     A running program is checkpointed by `stasis checkpoint PID` or `kill -USR2 PID`.
     Exit codes: 0 ok, 1 failure, 2 usage, 3 bad image, 4 incompatible machine, 5 files changed,
     6 no such process, 7 checkpoint failed, 8 timeout, 9 restore failed, 10 permission denied,
-    11 signature mismatch, 12 incomplete chain (an incremental image's parent), 127 cannot execute.
+    11 signature mismatch, 12 incomplete chain (an incremental image's parent), 13 PID in use, 127 cannot execute.
     """
 
 /// Runs one `stasis` command line (without the program name); returns the process's exit status.
