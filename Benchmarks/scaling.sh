@@ -49,7 +49,7 @@ kill_fixture() {
     for p in $(cat "$WORK/pids"); do
         case "$p" in ''|*[!0-9]*) continue ;; esac
         [ "$p" -gt 1 ] || continue
-        if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q "$WORK/scale"; then kill -9 "$p" 2>/dev/null || true; fi
+        if tr "\0" " " 2>/dev/null < "/proc/$p/cmdline" | grep -q "$WORK/scale"; then kill -9 "$p" 2>/dev/null || true; fi
     done
 }
 cleanup() {
@@ -245,7 +245,8 @@ if [ -n "$PLOT" ]; then
         echo "set logscale xy; set grid; set key top left; set ylabel 'ms'"
         i=0
         for dim in "${DIMLIST[@]}"; do
-            echo "set title '$dim'; set xlabel '$dim'"
+            label=$dim; [ "$dim" = memory ] && label='memory (MiB written)'
+            echo "set title '$label'; set xlabel '$label'"
             echo "plot '$WORK/plot.dat' index $i using 1:2 with linespoints title 'pause', '' index $i using 1:3 with linespoints title 'checkpoint', '' index $i using 1:4 with linespoints title 'restart (eager)'"
             i=$((i + 1))
         done
