@@ -14,7 +14,9 @@
 # Defaults: every dimension, 3 runs, memory 64..2048 MiB (--max-mem 8192 adds 4096 and 8192),
 # threads 1 4 16 64 256, processes 1 4 16 64 (4 MiB each), mappings 100 1000 10000 60000,
 # descriptors 10 100 1000 10000 50000 (capped below the hard RLIMIT_NOFILE). LISTs are comma separated.
-# --plot needs gnuplot (apt: gnuplot-nox); it is for this benchmark only.
+# --plot needs gnuplot (apt: gnuplot-nox); it is for this benchmark only. On 2 cores the defaults take
+# about 7 minutes, most of it the descriptors above 1,000 (their pause grows as N squared: see
+# Docs/PERFORMANCE.md, Scaling); --fds 10,100,1000 leaves them out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIMS=memory,threads,processes,mappings,fds; RUNS=3; MAXMEM=2048; DIR=/tmp; PLOT=""; RAW=""
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
         --dir) DIR=$2; shift 2 ;;
         --plot) PLOT=$2; shift 2 ;;
         --raw) RAW=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -54,7 +56,7 @@ kill_fixture() {
 }
 cleanup() {
     [ -n "$RUN" ] && kill -9 "$RUN" 2>/dev/null || true
-    kill_fixture
+    kill_fixture 2>/dev/null
     [ -n "$RESTART" ] && kill -9 "$RESTART" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$WORK"
@@ -164,7 +166,7 @@ point() {
     grep PIDS "$WORK/out" | cut -d' ' -f2- > "$WORK/pids"
     out=$("$BIN/stasis" checkpoint --json "$RUN")
     read -r image pause total <<< "$(json "$out" image pause_ns total_ns)"
-    kill_fixture; wait "$RUN" 2>/dev/null || true; RUN=""
+    kill_fixture 2>/dev/null; wait "$RUN" 2>/dev/null || true; RUN=""
     wait_gone
     rm -f "$WORK/restored.pid"
     r0=$(date +%s%N)
@@ -183,7 +185,7 @@ point() {
         echo "restart $dim $n failed: $(cat "$WORK/restart.out")" >&2
         echo "$dim $n $run $pause $total -1" >> "$WORK/results"
     fi
-    kill_fixture
+    kill_fixture 2>/dev/null
     [ -s "$WORK/restored.pid" ] && kill -9 "$(cat "$WORK/restored.pid")" 2>/dev/null || true
     wait "$RESTART" 2>/dev/null || true; RESTART=""
     wait_gone
