@@ -129,14 +129,7 @@ final class JobSupervisor {
             queue += childrenOf(pid)
         }
         for pid in order { try? ProcessControl.send(SIGKILL, to: pid) }
-        _ = try? ProcessControl.wait(child)
-        let deadline = now() + 5
-        while now() < deadline {
-            var status: Int32 = 0
-            let reaped = waitpid(-1, &status, WNOHANG | __WALL)
-            if reaped < 0 { return }  // ECHILD: none left
-            if reaped == 0 { usleep(2000) }
-        }
+        killAndReapChildren(seconds: 5)
     }
 
     /// `stasis checkpoint --dir DIR PID`, waited for: its wait status and the image it printed.

@@ -61,3 +61,16 @@ func childrenOf(_ pid: pid_t) -> [pid_t] {
     }
     return result
 }
+
+/// SIGKILL to every child of this process, reaped, until there is none left (orphans keep arriving while
+/// their parents die: a child subreaper's), or `seconds` have passed.
+func killAndReapChildren(seconds: Double) {
+    let deadline = monotonicSeconds() + seconds
+    while monotonicSeconds() < deadline {
+        for child in childrenOf(getpid()) { try? ProcessControl.send(SIGKILL, to: child) }  // ESRCH: just ended
+        var status: Int32 = 0
+        while waitpid(-1, &status, WNOHANG | __WALL) > 0 {}
+        if errno == ECHILD && childrenOf(getpid()).isEmpty { return }
+        usleep(2000)
+    }
+}

@@ -144,37 +144,14 @@ final class TreeSpawn {
         if let namespace {
             // The members' PIDs are the namespace's: the init's end ends every one of them.
             try? ProcessControl.send(SIGKILL, to: namespace.pid)  // ESRCH: gone already
-            Self.killAndReapChildren(seconds: 10)
+            killAndReapChildren(seconds: 10)
             return
         }
         let started = withUnsafeBytes(of: &control.pointee.started) { Array($0) }
         for (i, m) in layout.members.enumerated() where i < started.count && started[i] != 0 {
             try? ProcessControl.send(SIGKILL, to: m.pid)  // ESRCH: gone already
         }
-        Self.killAndReapChildren(seconds: 10)
-    }
-
-    /// SIGKILL to every child, reaped, until there is none left (orphans keep arriving while their parents die).
-    static func killAndReapChildren(seconds: Double) {
-        let deadline = monotonicSeconds() + seconds
-        while monotonicSeconds() < deadline {
-            for child in children() { try? ProcessControl.send(SIGKILL, to: child) }  // ESRCH: just ended
-            var status: Int32 = 0
-            while waitpid(-1, &status, WNOHANG | __WALL) > 0 {}
-            if errno == ECHILD && children().isEmpty { return }
-            usleep(2000)
-        }
-    }
-
-    /// This process's children, from /proc/self/task/TID/children of each of its threads.
-    static func children() -> [pid_t] {
-        let tasks = (try? FileSystem.directoryEntries("/proc/self/task")) ?? []  // /proc is mounted
-        var result: [pid_t] = []
-        for task in tasks {
-            guard let text = try? readFile("/proc/self/task/\(task)/children") else { continue }  // a thread that ended
-            result += String(decoding: text, as: UTF8.self).split(separator: " ").compactMap { pid_t($0) }
-        }
-        return result
+        killAndReapChildren(seconds: 10)
     }
 }
 
