@@ -80,6 +80,8 @@ __attribute__((constructor)) static void stasis_shim_init(void) {
     stasis_config.fork_writer = !fork_writer || fork_writer[0] != '0'; /* copy-on-write unless STASIS_FORK=0 */
     const char *incremental = getenv(STASIS_ENV_INCREMENTAL);
     stasis_config.incremental = incremental && incremental[0] == '1';
+    const char *compress = getenv(STASIS_ENV_COMPRESS);
+    stasis_config.compress = compress && compress[0] == '1';
     const char *max_chain = getenv(STASIS_ENV_MAX_CHAIN);
     stasis_config.max_chain = 8;
     if (max_chain && *max_chain) {

@@ -44,9 +44,13 @@ public struct Image: Equatable, Sendable {
 
     public init() {}
 
+    /// Bytes of page data and file contents in the file (compressed blocks as stored).
     public var storedBytes: UInt64 {
-        memoryAreas.reduce(0) { $0 + $1.dataBytes } + fileDescriptors.reduce(0) { $0 + $1.dataBytes }
+        memoryAreas.reduce(0) { $0 + $1.fileBytes } + fileDescriptors.reduce(0) { $0 + $1.dataBytes }
     }
+
+    /// Bytes of the stored pages as the program had them (equal to the file's when nothing is compressed).
+    public var rawPageBytes: UInt64 { memoryAreas.reduce(0) { $0 + $1.rawBytes } }
 
     /// Largest payload accepted for one record: runs of a 64 GiB area with every other page stored.
     static let maxPayload: UInt32 = 128 << 20
@@ -61,6 +65,10 @@ public struct Image: Equatable, Sendable {
         var seen = Set<UInt32>()
         while true {
             let (record, payload, next) = try readRecord(at: offset, from: source)
+            // A compressed area's PAGE_BLOCKS records follow it, until they hold all its stored pages.
+            if record.kind != RecordKind.pageBlocks.rawValue, let area = image.memoryAreas.last, !area.hasAllBlocks {
+                throw .invalidRecord(.memoryArea, at: offset, reason: "compressed area \(hex(area.start)) lacks blocks for some of its pages")
+            }
             var reader = ByteReader(payload, base: offset + UInt64(RecordHeader.size))
             if record.kind != RecordKind.end.rawValue { image.recordOffsets.append(offset) }
             guard let kind = RecordKind(rawValue: record.kind) else {
@@ -98,6 +106,12 @@ public struct Image: Equatable, Sendable {
                 image.sharedDescriptions.append(try SharedDescriptionRecord(decoding: &reader))
             case .treeProcess:
                 throw .invalidRecord(.treeProcess, at: offset, reason: "a tree manifest's record in a process image")
+            case .pageBlocks:
+                guard image.header.version >= 4, !image.memoryAreas.isEmpty else {
+                    throw .invalidRecord(.pageBlocks, at: offset, reason: "not after a compressed memory area")
+                }
+                let blocks = try PageBlocksRecord(decoding: &reader, header: record)
+                try image.memoryAreas[image.memoryAreas.count - 1].append(blocks, header: record, at: offset)
             case .signalActions:
                 try checkOnce(kind, &seen, offset)
                 image.signalActions = try SignalActionsRecord(decoding: &reader)
@@ -127,7 +141,7 @@ public struct Image: Equatable, Sendable {
             if kind != .end, reader.remaining != 0 {
                 throw .invalidRecord(kind, at: offset, reason: "\(reader.remaining) unexplained payload bytes")
             }
-            if record.dataBytes > 0 && kind != .memoryArea && kind != .fileDescriptor {
+            if record.dataBytes > 0 && kind != .memoryArea && kind != .fileDescriptor && kind != .pageBlocks {
                 throw .invalidRecord(kind, at: offset, reason: "page data on a record that has none")
             }
             offset = next
@@ -158,8 +172,15 @@ public struct Image: Equatable, Sendable {
         ranges += fileDescriptors.filter { $0.dataBytes > 0 }.map {
             ($0.dataOffset, $0.dataBytes, $0.dataCRC, "the saved contents of fd \($0.fd)")
         }
+        for area in memoryAreas where area.isCompressed {
+            ranges += area.blockData.map { ($0.offset, $0.bytes, $0.crc, "the compressed page data of area \(hex(area.start))-\(hex(area.end))") }
+        }
         for (start, bytes, expected, what) in ranges {
             try Image.checkData(at: start, bytes: bytes, crc: expected, what: what, from: source) { checked += $0; progress(checked) }
+        }
+        // Every compressed block must also decode to its pages, as a restart would decode it.
+        for area in memoryAreas where area.isCompressed {
+            for block in area.blocks where !block.isRaw { _ = try block.pageBytes(from: source, area: area.start) }
         }
     }
 

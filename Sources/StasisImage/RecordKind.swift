@@ -3,7 +3,7 @@ import CStasisABI
 /// Record tags as written to disk (stasis_image_abi.h STASIS_RECORD_*): append new cases, never renumber.
 public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
     case end = 0, process = 1, memoryArea = 2, thread = 3, signalActions = 4, fileDescriptor = 5, agent = 6
-    case posixTimer = 7, parent = 8, pendingSignal = 9, sharedDescription = 10, treeProcess = 11
+    case posixTimer = 7, parent = 8, pendingSignal = 9, sharedDescription = 10, treeProcess = 11, pageBlocks = 12
 
     public var description: String {
         switch self {
@@ -19,6 +19,7 @@ public enum RecordKind: UInt32, Sendable, CustomStringConvertible {
         case .pendingSignal: return "PENDING_SIGNAL record"
         case .sharedDescription: return "SHARED_DESCRIPTION record"
         case .treeProcess: return "TREE_PROCESS record"
+        case .pageBlocks: return "PAGE_BLOCKS record"
         }
     }
 }

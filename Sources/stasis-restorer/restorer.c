@@ -31,9 +31,13 @@ static int parse_int(const char *s) {
 
 static int collect_record(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset) {
     uint64_t payload = offset + sizeof *record;
+    if (args->blocks_area.active && record->kind != STASIS_RECORD_PAGE_BLOCKS)
+        rst_fail_image(args, "compressed memory area without all its page data; area", args->blocks_area.start);
     switch (record->kind) {
     case STASIS_RECORD_MEMORY_AREA:
         return rst_restore_area(args, record, offset);
+    case STASIS_RECORD_PAGE_BLOCKS:
+        return rst_restore_blocks(args, record, offset);
     case STASIS_RECORD_PROCESS:
         if (record->payload_bytes < sizeof args->process ||
             rst_read_image(args, &args->process, sizeof args->process, payload) < 0)
@@ -183,7 +187,7 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
         rst_fail(&local, "cannot map the restorer's work region", (uint64_t)-mapped);
     }
     memcpy((void *)local.work_start, (void *)local.code_start, local.code_bytes);
-    /* code | stack | vdso scratch (vdso_temp) | args | thread table | thread stacks | slack page */
+    /* code | stack | vdso scratch (vdso_temp) | block buffer | lazy tables | args | thread table | thread stacks | slack page */
     uint64_t threads = local.header.thread_count;
     uint64_t table_bytes = (threads * sizeof(struct rst_thread) + RST_PAGE - 1) & ~(RST_PAGE - 1);
     uint64_t args_bytes = (sizeof local + RST_PAGE - 1) & ~(RST_PAGE - 1);
@@ -191,6 +195,7 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     local.threads = (struct rst_thread *)(local.thread_stacks - table_bytes);
     uint64_t args_at = (uint64_t)local.threads - args_bytes;
     if (local.lazy_requested) rst_lazy_place_tables(&local, args_at - rst_lazy_table_bytes());
+    local.block_buffer = (uint8_t *)(args_at - (local.lazy_requested ? rst_lazy_table_bytes() : 0) - RST_BLOCK_BYTES);
     struct rst_args *args = (struct rst_args *)args_at;
     memcpy(args, &local, sizeof local);
     /* the vdso scratch range must be free for mremap: unmap it within our region */

@@ -12,6 +12,7 @@
 #include "stasis_image_abi.h"
 #include "stasis_kernel.h"
 #include "stasis_sha256.h"
+#include "stasis_lz.h"
 #include "stasis_syscall.h"
 #include "stasis_restore_plan.h"
 #include "stasis_protocol.h"
@@ -118,6 +119,18 @@ struct rst_args {
     uint32_t tree_flags;
     volatile int32_t released;
     char path[STASIS_MAX_PATH + 1]; /* scratch */
+    /* compressed areas (rst_blocks.c): RST_BLOCK_BYTES of the work region for a block's stored bytes
+     * (when the image has any), and the area whose PAGE_BLOCKS records come next */
+    uint8_t *block_buffer;
+    struct rst_block_area {
+        int active, lazy;             /* lazy: its rst_lazy_area index, or -1 */
+        uint64_t start, end;
+        uint32_t prot, run_count;
+        uint64_t runs_offset;         /* file offset of its page runs */
+        uint32_t run_index;           /* the next run to read */
+        uint64_t run_page, run_left;  /* where in the current stored run the next block goes */
+        uint64_t stored_pages, stored_done;
+    } blocks_area;
 };
 
 /* Lazy restart (rst_lazy.c): a run of pages the pager serves, and an area whose CRC it checks. */
@@ -128,7 +141,12 @@ struct rst_lazy_piece {
     uint64_t first;   /* pager page number of its first page (pieces are numbered back to back) */
     int32_t fd;
     int32_t area;     /* rst_lazy_area index whose CRC covers it, or -1 (a parent's pages: checked by the launcher) */
+    uint32_t flags;   /* RST_PIECE_*: a compressed area's block (offset: its stored bytes) */
+    uint32_t stored_bytes, crc; /* a block's, checked by the pager before it uses the block */
 };
+#define RST_PIECE_BLOCK 1u
+#define RST_PIECE_RAW 2u
+#define RST_BLOCK_BYTES ((uint64_t)STASIS_BLOCK_MAX_PAGES * RST_PAGE)
 #define RST_LAZY_PIECES (256u << 10)
 #define RST_LAZY_AREAS (16u << 10)
 struct rst_lazy_area {
@@ -198,6 +216,12 @@ void rst_note_file_object(struct rst_args *args, const stasis_file_descriptor_re
 void rst_close_file_objects(struct rst_args *args);
 int rst_plan_check(struct rst_args *args, uint32_t index, stasis_plan_check_t *check);
 void rst_verify_plan_checks(struct rst_args *args);
+
+/* rst_blocks.c */
+void rst_blocks_begin(struct rst_args *args, const stasis_memory_area_record_t *area, uint64_t runs_offset, int lazy);
+int rst_restore_blocks(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);
+int rst_decode_block(const uint8_t *stored, uint32_t stored_bytes, uint32_t crc, uint32_t flags, uint8_t *pages, uint64_t raw);
+void rst_lazy_add_block(struct rst_args *args, uint64_t address, const stasis_page_block_t *block, uint64_t offset, int area);
 
 /* rst_thread.c */
 __attribute__((noreturn)) void rst_restore_threads(struct rst_args *args);

@@ -93,7 +93,7 @@ void rst_lazy_add_piece(struct rst_args *args, uint64_t address, uint64_t bytes,
     }
     struct rst_lazy_piece *last = args->lazy_piece_count ? &args->lazy_pieces[args->lazy_piece_count - 1] : 0;
     uint64_t page = args->lazy_page_count;
-    if (last && last->fd == fd && last->area == area && last->address + last->pages * RST_PAGE == address &&
+    if (last && !last->flags && last->fd == fd && last->area == area && last->address + last->pages * RST_PAGE == address &&
         last->offset + last->pages * RST_PAGE == offset) {
         last->pages += bytes / RST_PAGE;
     } else {
@@ -104,6 +104,7 @@ void rst_lazy_add_piece(struct rst_args *args, uint64_t address, uint64_t bytes,
         p->fd = fd;
         p->area = area;
         p->first = page;
+        p->flags = 0;
     }
     args->lazy_page_count += bytes / RST_PAGE;
 }

@@ -134,7 +134,7 @@ void rst_find_hole(struct rst_args *args) {
     uint64_t table_bytes = (threads * sizeof(struct rst_thread) + RST_PAGE - 1) & ~(RST_PAGE - 1);
     args->work_bytes = (args->lazy_requested ? rst_lazy_table_bytes() : 0) +
                        args->code_bytes + RST_STACK_BYTES + vdso_span + args_bytes + table_bytes +
-                       threads * RST_THREAD_STACK_BYTES + RST_PAGE;
+                       threads * RST_THREAD_STACK_BYTES + RST_PAGE + RST_BLOCK_BYTES /* rst_blocks.c's buffer */;
 
     /* Walk the image's areas in address order; every gap between them is a candidate. */
     uint64_t offset = args->first_record;
@@ -378,8 +378,13 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     /* Page data: runs in order, contiguous in the file from data_offset; inherited runs (an
      * incremental image) hold none: the plan's segments bring their pages from the parents. A lazy
      * area (rst_lazy.c) only records where its pages are: the pager brings them in and checks the CRC. */
+    int compressed = (area.flags & STASIS_AREA_COMPRESSED) != 0;
+    if (compressed && (record->data_bytes || (area.flags & STASIS_AREA_SHARED) || !args->block_buffer))
+        rst_fail_image(args, "bad compressed memory area at", area.start);
+    /* A compressed area's own pages come in the PAGE_BLOCKS records after it (rst_blocks.c), each
+     * block checked by its own CRC: the area has no data CRC to check in order. */
     int lazy = rst_lazy_wants(args, &area)
-        ? rst_lazy_add_area(args, area.start, area.end, record->data_bytes, record->data_crc) : -1;
+        ? rst_lazy_add_area(args, area.start, area.end, compressed ? 0 : record->data_bytes, record->data_crc) : -1;
     uint64_t area_pages = (area.end - area.start) / RST_PAGE;
     uint64_t data = record->data_offset;
     uint64_t stored = 0;
@@ -396,6 +401,7 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
                 if (args->plan_fd < 0) rst_fail(args, "incremental image without a restore plan; area", area.start);
                 continue;
             }
+            if (compressed) continue;
             uint64_t bytes = runs[j].page_count * RST_PAGE;
             if (stored + bytes > record->data_bytes) return -1;
             void *into = (void *)(area.start + first * RST_PAGE);
@@ -414,6 +420,10 @@ int rst_restore_area(struct rst_args *args, const stasis_record_header_t *record
     if (lazy < 0 && stored && stasis_crc32c_end(crc) != record->data_crc)
         rst_fail_image(args, "page data checksum mismatch for area", area.start);
     rst_plan_read_segments(args, &area, lazy >= 0);
+    if (compressed) { /* protection once its blocks are in */
+        rst_blocks_begin(args, &area, payload + sizeof area, lazy);
+        return 0;
+    }
     /* mapped readable and writable for the reads above: back to the recorded protection, if it differs */
     if (area.run_count && (area.prot & (RST_PROT_READ | RST_PROT_WRITE)) != (RST_PROT_READ | RST_PROT_WRITE)) {
         long r = stasis_syscall3(STASIS_NR_mprotect, (long)area.start, (long)(area.end - area.start), (long)area.prot);

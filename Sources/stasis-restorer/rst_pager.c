@@ -80,6 +80,26 @@ static long place(struct context *c, struct span *s, uint64_t page, uint64_t cou
     return 0;
 }
 
+/* Pager pages [page, page + count) of piece x (all inside it) into `into`. A compressed area's block
+ * is read whole, checked against its CRC and decompressed once; the pages come from that copy. */
+static void read_pages(struct pager *p, struct rst_lazy_piece *x, uint64_t page, uint64_t count, uint8_t *into) {
+    if (!(x->flags & RST_PIECE_BLOCK)) {
+        if (rst_pread_all(x->fd, into, count * RST_PAGE, x->offset + (page - x->first) * RST_PAGE) < 0)
+            rst_pager_die(p, "cannot read the image");
+        return;
+    }
+    if (p->decoded != x) {
+        uint8_t *stored = x->flags & RST_PIECE_RAW ? p->block : p->stored;
+        p->decoded = 0;
+        if (rst_pread_all(x->fd, stored, x->stored_bytes, x->offset) < 0) rst_pager_die(p, "cannot read the image");
+        if (rst_decode_block(stored, x->stored_bytes, x->crc, x->flags & RST_PIECE_RAW ? STASIS_BLOCK_RAW : 0, p->block,
+                             x->pages * RST_PAGE) < 0)
+            pager_corrupt(p, "compressed page data damaged (checksum or block) in the image");
+        p->decoded = x;
+    }
+    memcpy(into, p->block + (page - x->first) * RST_PAGE, count * RST_PAGE);
+}
+
 static long fault(struct pager *p, struct context *c, uint64_t address) {
     address &= ~(RST_PAGE - 1);
     struct span *s = rst_pager_span_at(c, address);
@@ -107,8 +127,7 @@ static long fault(struct pager *p, struct context *c, uint64_t address) {
     uint64_t highest = span_end < piece_end ? span_end : piece_end;
     while (low > lowest && page - low < FAULT_PAGES / 2 && !c->state[low - 1]) low--;
     while (high < highest && high - low < FAULT_PAGES && !c->state[high]) high++;
-    if (rst_pread_all(x->fd, p->buffer, (high - low) * RST_PAGE, x->offset + (low - x->first) * RST_PAGE) < 0)
-        rst_pager_die(p, "cannot read the image");
+    read_pages(p, x, low, high - low, p->buffer);
     return place(c, s, low, high - low, p->buffer);
 }
 
@@ -130,8 +149,8 @@ static int prefetch(struct pager *p, struct context *c, int checks) {
         uint64_t count = x->first + x->pages - page;
         struct rst_lazy_piece *last = x;
         struct rst_lazy_piece *end = p->args->lazy_pieces + p->args->lazy_piece_count;
-        while (count < limit && last + 1 < end && last[1].fd == x->fd && last[1].area == x->area &&
-               last[1].offset == last->offset + last->pages * RST_PAGE) {
+        while (count < limit && last + 1 < end && !(x->flags & RST_PIECE_BLOCK) && !(last[1].flags & RST_PIECE_BLOCK) &&
+               last[1].fd == x->fd && last[1].area == x->area && last[1].offset == last->offset + last->pages * RST_PAGE) {
             last++;
             count += last->pages;
         }
@@ -141,7 +160,8 @@ static int prefetch(struct pager *p, struct context *c, int checks) {
             while (n < count && !c->state[page + n]) n++;
             count = n;
         }
-        if (rst_pread_all(x->fd, p->buffer, count * RST_PAGE, x->offset + (page - x->first) * RST_PAGE) < 0)
+        if (x->flags & RST_PIECE_BLOCK) read_pages(p, x, page, count, p->buffer);
+        else if (rst_pread_all(x->fd, p->buffer, count * RST_PAGE, x->offset + (page - x->first) * RST_PAGE) < 0)
             rst_pager_die(p, "cannot read the image");
         /* place every span that holds part of [page, page + count) */
         uint64_t k = 0;
@@ -187,7 +207,7 @@ static void reap_contexts(struct pager *p) {
             while (page < s->page + s->pages && !c->state[page]) page++;
             if (page == s->page + s->pages) continue;
             struct rst_lazy_piece *x = rst_pager_piece_of_page(p, page);
-            if (rst_pread_all(x->fd, p->buffer, RST_PAGE, x->offset + (page - x->first) * RST_PAGE) < 0) break;
+            read_pages(p, x, page, 1, p->buffer);
             int64_t copy[5] = {(int64_t)(s->start + (page - s->page) * RST_PAGE), (int64_t)p->buffer, (int64_t)RST_PAGE, 0, 0};
             if (stasis_syscall3(STASIS_NR_ioctl, c->fd, (long)STASIS_UFFDIO_COPY, (long)copy) == -STASIS_ESRCH) rst_pager_release_context(p, c, p->pages);
             break;
@@ -308,7 +328,9 @@ void rst_pager_main(struct rst_args *args, int go_fd, int hello_fd) {
     p->args = args;
     p->pages = args->lazy_page_count;
     p->buffer = rst_map_anonymous(PREFETCH_BYTES);
-    if (!p->buffer || rst_pager_new_context(p, args->uffd, 0) < 0) rst_pager_die(p, "out of memory");
+    p->stored = rst_map_anonymous(RST_BLOCK_BYTES);
+    p->block = rst_map_anonymous(RST_BLOCK_BYTES);
+    if (!p->buffer || !p->stored || !p->block || rst_pager_new_context(p, args->uffd, 0) < 0) rst_pager_die(p, "out of memory");
     /* STASIS_PAGER_DELAY_MS (tests): serve only faults at first, so that they meet pages not yet there. */
     int64_t prefetch_from = monotonic_ms() + args->pager_delay_ms;
     for (;;) {

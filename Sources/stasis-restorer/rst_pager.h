@@ -45,6 +45,9 @@ struct pager {
     struct context contexts[MAX_CONTEXTS];
     int count;
     uint8_t *buffer;       /* PREFETCH_BYTES */
+    uint8_t *stored;       /* a compressed block's stored bytes (RST_BLOCK_BYTES) */
+    uint8_t *block;        /* the pages of the block `decoded` (RST_BLOCK_BYTES) */
+    struct rst_lazy_piece *decoded;
     uint64_t pages;        /* pager pages in all */
     /* the restore plan's checks of parent page data, one chunk at a time once the pages are in */
     uint32_t check;

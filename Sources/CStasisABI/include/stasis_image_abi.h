@@ -21,7 +21,8 @@
 #define STASIS_IMAGE_MAGIC "STASIS\0\x01"
 #define STASIS_IMAGE_MAGIC_BYTES 8
 #define STASIS_IMAGE_MAGIC_WORD 0x0100534953415453ull /* the same 8 bytes read as a little-endian uint64 */
-#define STASIS_IMAGE_VERSION 3        /* 3: process trees (SHARED_DESCRIPTION, TREE_PROCESS) */
+#define STASIS_IMAGE_VERSION 4        /* 4: compressed page data (PAGE_BLOCKS); 3: process trees (SHARED_DESCRIPTION, TREE_PROCESS) */
+#define STASIS_IMAGE_VERSION_PLAIN 3  /* what an image without compressed page data says: older readers take it */
 #define STASIS_IMAGE_VERSION_OLDEST 2 /* readers accept STASIS_IMAGE_VERSION_OLDEST ... STASIS_IMAGE_VERSION */
 #define STASIS_ARCH_X86_64 62 /* ELF e_machine EM_X86_64 */
 #define STASIS_PAGE_SIZE 4096
@@ -63,6 +64,7 @@ enum {
     STASIS_RECORD_PENDING_SIGNAL = 9,
     STASIS_RECORD_SHARED_DESCRIPTION = 10, /* tree member images only */
     STASIS_RECORD_TREE_PROCESS = 11,       /* tree manifests only */
+    STASIS_RECORD_PAGE_BLOCKS = 12,        /* format 4: compressed page data of the MEMORY_AREA before it */
 };
 
 /* PARENT: this image is incremental (`stasis checkpoint --incremental`). It stores only the pages
@@ -166,6 +168,8 @@ enum {
                                          device/inode name that file as its FILE_DESCRIPTOR record does
                                          (st_dev encoding); the restorer maps the file recreated for that
                                          record again, else one memfd of its own per device/inode */
+    STASIS_AREA_COMPRESSED = 1 << 10, /* format 4: the record holds no page data itself; the PAGE_BLOCKS
+                                         records right after it hold its stored runs' pages, in blocks */
 };
 
 /* MEMORY_AREA: one line of /proc/self/maps. Followed by run_count runs, then
@@ -182,6 +186,32 @@ typedef struct stasis_memory_area_record {
     uint32_t path_bytes;
 } stasis_memory_area_record_t;
 _Static_assert(sizeof(stasis_memory_area_record_t) == 72, "image ABI: stasis_memory_area_record_t");
+
+/* PAGE_BLOCKS (format 4): page data of a STASIS_AREA_COMPRESSED area, in blocks. The area's stored
+ * pages (its runs that are not inherited, in order, back to back) are cut into blocks of at most
+ * STASIS_BLOCK_MAX_PAGES pages that never cross a run; the records after the area hold those blocks
+ * in order, each record a few of them, until the area's stored pages are all there. The record's bulk
+ * data is the blocks' stored bytes back to back, zero padded to a page multiple (data_crc covers
+ * it all); each block also has its own CRC so that a lazy restart can check one block alone. A
+ * block is compressed with stasis_lz.h (stored_bytes < its pages' bytes), or raw (STASIS_BLOCK_RAW:
+ * stored_bytes = its pages' bytes). Payload: this struct, then block_count stasis_page_block_t. */
+typedef struct stasis_page_blocks_record {
+    uint64_t first_page;   /* the first block's first page, counted in the area's stored pages */
+    uint32_t block_count;  /* 1 ... STASIS_BLOCKS_PER_RECORD */
+    uint32_t reserved;
+} stasis_page_blocks_record_t;
+_Static_assert(sizeof(stasis_page_blocks_record_t) == 16, "image ABI: stasis_page_blocks_record_t");
+
+typedef struct stasis_page_block {
+    uint32_t pages;        /* 1 ... STASIS_BLOCK_MAX_PAGES */
+    uint32_t stored_bytes; /* bytes in the record's data */
+    uint32_t crc;          /* CRC32C of those stored bytes */
+    uint32_t flags;        /* STASIS_BLOCK_RAW */
+} stasis_page_block_t;
+_Static_assert(sizeof(stasis_page_block_t) == 16, "image ABI: stasis_page_block_t");
+#define STASIS_BLOCK_RAW 1u
+#define STASIS_BLOCK_MAX_PAGES 64        /* 256 KiB: the unit a lazy restart decompresses */
+#define STASIS_BLOCKS_PER_RECORD 16      /* 4 MiB of pages per record: what the writer holds at once */
 
 /* A run of stored pages inside an area: pages [first_page, first_page + page_count). */
 typedef struct stasis_page_run {

@@ -21,6 +21,7 @@
 #define STASIS_ENV_FORK "STASIS_FORK"                         /* "0": --no-fork (write in place) */
 #define STASIS_ENV_SKIP_UNSUPPORTED "STASIS_SKIP_UNSUPPORTED" /* "1": --skip-unsupported */
 #define STASIS_ENV_INCREMENTAL "STASIS_INCREMENTAL"           /* "1": --incremental */
+#define STASIS_ENV_COMPRESS "STASIS_COMPRESS"                 /* "1": --compress */
 #define STASIS_ENV_MAX_CHAIN "STASIS_MAX_CHAIN"               /* --max-chain N (default 8) */
 /* Read by `stasis restart` itself (tests, diagnostics): the pager serves only faults for this long. */
 #define STASIS_ENV_PAGER_DELAY_MS "STASIS_PAGER_DELAY_MS"

@@ -29,6 +29,8 @@
 #define STASIS_REQUEST_NO_FORK 2u          /* --no-fork */
 #define STASIS_REQUEST_INCREMENTAL 4u      /* --incremental */
 #define STASIS_REQUEST_FULL 8u             /* --full */
+#define STASIS_REQUEST_COMPRESS 16u        /* --compress */
+#define STASIS_REQUEST_NO_COMPRESS 32u     /* --no-compress */
 
 typedef struct stasis_checkpoint_request {
     uint32_t magic; /* STASIS_REQUEST_MAGIC */

@@ -30,7 +30,7 @@ typedef struct stasis_agent_config {
     int32_t fork_writer;               /* a copy-on-write child writes memory (default; STASIS_FORK=0: in place) */
     int32_t incremental;               /* STASIS_INCREMENTAL=1 (--incremental): every checkpoint may be incremental */
     uint32_t max_chain;                /* STASIS_MAX_CHAIN: images per chain before a full one (default 8) */
-    uint32_t reserved3;
+    uint32_t compress;                 /* STASIS_COMPRESS=1 (--compress): page data in compressed blocks */
     uint64_t tracking_slot;            /* stasis_tracking_t: in the arena, before the key slot (scratch) */
 } stasis_agent_config_t;
 

@@ -78,6 +78,8 @@ struct CheckpointJob {
     var role = CheckpointRole.inPlace
     /// --incremental: store only pages written since the previous image (Dump/DirtyPages.swift).
     var incremental = false
+    /// --compress: page data of private areas in compressed blocks (image format 4).
+    var compress = false
     /// Images in this image's chain: 1 for a full image.
     var chainLength: UInt32 = 1
     /// --incremental was asked for but no userfaultfd could be had.
@@ -121,6 +123,7 @@ struct CheckpointJob {
         forkWriter = capture.pointee.config.pointee.fork_writer != 0
             && capture.pointee.signal_number != capture.pointee.config.pointee.exit_signal
         incremental = capture.pointee.config.pointee.incremental != 0
+        compress = capture.pointee.config.pointee.compress != 0
     }
 
     /// Writes the image; nil on success.
@@ -201,6 +204,10 @@ struct CheckpointJob {
         else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
         var mapsCount = ProcFile.read(literal: "/proc/self/maps", into: maps, capacity: mapsCapacity)
         if mapsCount < 0 { throw FreezeFailure(step: .readProc, errno: -mapsCount) }
+        if compress {
+            guard let writer = PageBlockWriter.make(arena: &arena) else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
+            memory.blockWriter = writer
+        }
         if let tree {
             let start = UInt64(UInt(bitPattern: tree.block))
             memory.excluded = (start, start + UInt64(TreeControl.bytes))

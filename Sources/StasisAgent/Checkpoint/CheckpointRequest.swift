@@ -70,6 +70,8 @@ extension CheckpointJob {
         if flags & STASIS_REQUEST_NO_FORK != 0 { forkWriter = false }
         if flags & STASIS_REQUEST_INCREMENTAL != 0 { incremental = true }
         if flags & STASIS_REQUEST_FULL != 0 { incremental = false }
+        if flags & STASIS_REQUEST_COMPRESS != 0 { compress = true }
+        if flags & STASIS_REQUEST_NO_COMPRESS != 0 { compress = false }
         let key = protocolBuffer + Int(STASIS_REQUEST_KEY_FILE_OFFSET)
         key.storeBytes(of: 0, toByteOffset: Int(STASIS_MAX_PATH) - 1, as: UInt8.self)
         loadKey(key.assumingMemoryBound(to: CChar.self))

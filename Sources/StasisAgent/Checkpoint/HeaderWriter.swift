@@ -10,6 +10,7 @@ extension CheckpointJob {
     mutating func writeHeader(_ image: inout ImageFile, sequence: UInt64, threadCount: Int) throws(FreezeFailure) {
         // The fields only this process knows; ImageFile.writeHeader fills in the format's own and the CRC.
         var header = stasis_image_header_t()
+        if compress { header.version = UInt32(STASIS_IMAGE_VERSION) }  // else ImageFile writes the plain format
         header.xcr0 = _unsafePerformance { stasis_xgetbv0() }
         header.xsave_size = capture.pointee.thread.xsave_bytes
         header.thread_count = UInt32(threadCount)

@@ -40,6 +40,8 @@ struct MemoryDumper {
     var sharedCopies: UnsafeMutablePointer<(UInt64, UInt64)>? = nil
     var sharedCopyCount = 0
     var sharedCopyCapacity = 0
+    /// --compress: private areas' pages go into PAGE_BLOCKS records (PageBlocks.swift); nil: plain.
+    var blockWriter: PageBlockWriter? = nil
 
     @_noAllocation @_noLocks
     static func make(arena: inout FreezeArena, config: UnsafePointer<stasis_agent_config_t>) -> MemoryDumper? {
@@ -266,7 +268,10 @@ struct MemoryDumper {
         record.run_count = UInt32(runCount)
         var pages: UInt64 = 0
         for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 { pages += runs[i].page_count }
-        let dataBytes = pages * UInt64(STASIS_PAGE_SIZE)
+        // Shared areas stay plain: a tree's launcher fills their objects from the image directly.
+        let compressed = blockWriter != nil && !area.isShared && pages >= PageBlockWriter.minimumPages
+        if compressed { record.flags |= UInt32(STASIS_AREA_COMPRESSED) }
+        let dataBytes = compressed ? 0 : pages * UInt64(STASIS_PAGE_SIZE)
 
         let runBytes = runCount * MemoryLayout<stasis_page_run_t>.stride
         try image.beginRecord(
@@ -279,6 +284,24 @@ struct MemoryDumper {
         try image.endPayload()
         if dataBytes > 0 { try writePages(of: area, protection: record.prot, runs: runs, runCount: runCount, into: &image) }
         try image.endRecord()
+        if compressed { try writeBlocks(of: area, protection: record.prot, runs: runs, runCount: runCount, into: &image) }
+    }
+
+    /// A compressed area's PAGE_BLOCKS records (made readable for it, as writePages does).
+    @_noAllocation @_noLocks
+    private mutating func writeBlocks(of area: MapsLine, protection: UInt32, runs: UnsafeMutablePointer<stasis_page_run_t>,
+                                      runCount: Int, into image: inout ImageFile) throws(FreezeFailure)
+    {
+        guard var writer = blockWriter else { return }
+        let needsRead = !area.isReadable
+        if needsRead {
+            _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection) | RawFlag.protRead)
+        }
+        defer {
+            if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection)) }
+        }
+        try writer.write(base: area.start, runs: runs, runCount: runCount, into: &image)
+        blockWriter = writer
     }
 
     /// The stored runs' pages, straight from their addresses (an unreadable area is made readable

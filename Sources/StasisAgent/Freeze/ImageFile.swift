@@ -144,7 +144,7 @@ struct ImageFile {
     }
 
     /// The image header and program path, first in the file: fills in the fields the format fixes
-    /// (magic, version, sizes, architecture, page size) around the caller's, writes it with
+    /// (magic, version: STASIS_IMAGE_VERSION if the caller set it, else the plain format; sizes, architecture, page size) around the caller's, writes it with
     /// header_crc = 0 (what the signature covers), pads to the first record and pwrites the CRC.
     /// Returns the header CRC (a tree's manifest binds each member image by it).
     @_noAllocation @_noLocks @discardableResult
@@ -153,7 +153,8 @@ struct ImageFile {
         header.magic = (CChar(truncatingIfNeeded: m), CChar(truncatingIfNeeded: m >> 8), CChar(truncatingIfNeeded: m >> 16),
                         CChar(truncatingIfNeeded: m >> 24), CChar(truncatingIfNeeded: m >> 32), CChar(truncatingIfNeeded: m >> 40),
                         CChar(truncatingIfNeeded: m >> 48), CChar(truncatingIfNeeded: m >> 56))
-        header.version = UInt32(STASIS_IMAGE_VERSION)
+        // Format 4 only when page data is compressed: a plain image stays readable by older Stasis.
+        header.version = header.version == UInt32(STASIS_IMAGE_VERSION) ? header.version : UInt32(STASIS_IMAGE_VERSION_PLAIN)
         header.header_bytes = UInt32(MemoryLayout<stasis_image_header_t>.size)
         header.arch = UInt32(STASIS_ARCH_X86_64)
         header.page_size = UInt32(STASIS_PAGE_SIZE)

@@ -20,8 +20,10 @@ public struct MemoryAreaRecord: Equatable, Sendable {
         /// MAP_SHARED of a memfd or deleted file (with .shared and .anonymous): device/inode name the file
         /// as its descriptor record does; restart maps that recreated file again.
         public static let fileObject = Flags(rawValue: 1 << 9)
+        /// Format 4: the page data is in the PAGE_BLOCKS records after this one (`blocks`), not here.
+        public static let compressed = Flags(rawValue: 1 << 10)
         public static let known: Flags = [.shared, .anonymous, .heap, .stack, .vdso, .vvar, .vvarVclock, .vsyscall, .scratch,
-                                          .fileObject]
+                                          .fileObject, .compressed]
         public static let notStored: Flags = [.vdso, .vvar, .vvarVclock, .vsyscall, .scratch]
     }
 
@@ -52,8 +54,53 @@ public struct MemoryAreaRecord: Equatable, Sendable {
     public var dataOffset: UInt64 = 0
     public var dataBytes: UInt64 = 0
     public var dataCRC: UInt32 = 0
+    /// A compressed area's blocks, in order, from the PAGE_BLOCKS records after it.
+    public var blocks: [PageBlock] = []
+    /// Those records' data (offset, bytes, data CRC), for `stasis verify`.
+    public var blockData: [DataRange] = []
+
+    public struct DataRange: Equatable, Sendable {
+        public var offset: UInt64, bytes: UInt64, crc: UInt32
+    }
 
     public init() {}
+
+    public var isCompressed: Bool { flags.contains(.compressed) }
+    /// Bytes of its stored pages as the program had them.
+    public var rawBytes: UInt64 { storedPages * RecordHeader.pageSize }
+    /// Bytes its stored pages take in the file (compressed or not).
+    public var fileBytes: UInt64 { isCompressed ? blocks.reduce(0) { $0 + UInt64($1.storedBytes) } : dataBytes }
+    /// Whether the blocks hold every stored page (always, for a plain area).
+    public var hasAllBlocks: Bool { !isCompressed || blocks.reduce(0) { $0 + UInt64($1.pages) } == storedPages }
+
+    /// Appends a PAGE_BLOCKS record's blocks: they continue where the last one ended and no block
+    /// crosses from one stored run into the next.
+    public mutating func append(_ record: PageBlocksRecord, header: RecordHeader, at offset: UInt64) throws(ImageError) {
+        func fail(_ why: String) -> ImageError { .invalidRecord(.pageBlocks, at: offset, reason: why) }
+        guard isCompressed else { throw fail("blocks for area \(hex(start)), which is not compressed") }
+        let have = blocks.reduce(0) { $0 + UInt64($1.pages) }
+        guard record.firstStoredPage == have else { throw fail("blocks from stored page \(record.firstStoredPage), expected \(have)") }
+        // Where each stored run ends, counted in stored pages.
+        var runEnds: [UInt64] = []
+        var total: UInt64 = 0
+        for run in runs where !run.isInherited {
+            total += run.pageCount
+            runEnds.append(total)
+        }
+        for block in record.blocks {
+            let end = block.firstStoredPage + UInt64(block.pages)
+            guard end <= total else { throw fail("blocks beyond the area's \(total) stored pages") }
+            // The run holding the block's first page must hold its last.
+            var low = 0, high = runEnds.count
+            while low < high {
+                let middle = (low + high) / 2
+                if runEnds[middle] <= block.firstStoredPage { low = middle + 1 } else { high = middle }
+            }
+            guard end <= runEnds[low] else { throw fail("a block crosses from one page run into the next") }
+        }
+        blocks += record.blocks
+        blockData.append(DataRange(offset: header.dataOffset, bytes: header.dataBytes, crc: header.dataCRC))
+    }
 
     /// Pages whose data this image holds (inherited runs hold none).
     public var storedPages: UInt64 { runs.reduce(0) { $0 + ($1.isInherited ? 0 : $1.pageCount) } }
@@ -107,7 +154,11 @@ public struct MemoryAreaRecord: Equatable, Sendable {
             previousEnd = run.firstPage + run.pageCount
             if !run.isInherited { total += run.pageCount }
         }
-        guard total * RecordHeader.pageSize == dataBytes else { throw fail("runs hold \(total) pages but the record stores \(dataBytes) bytes") }
+        if flags.contains(.compressed) {
+            guard dataBytes == 0, total >= 1, !flags.contains(.shared) else { throw fail("a compressed area with data of its own, no pages, or shared") }
+        } else {
+            guard total * RecordHeader.pageSize == dataBytes else { throw fail("runs hold \(total) pages but the record stores \(dataBytes) bytes") }
+        }
         if flags.intersection(.notStored) != [] && !runs.isEmpty { throw fail("pages stored for an area that is never stored") }
         if isFileBacked, path.utf8.count > Int(STASIS_MAX_PATH) { throw fail("path too long") }
     }

@@ -9,7 +9,7 @@ import StasisSystem
 /// creates CONTROL/accepted), wait for CONTROL/result (ok, error, or busy: ask again).
 enum CheckpointCommand {
     static let help = """
-        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--skip-unsupported] [--no-fork] [--json] PID
+        usage: stasis checkpoint [--dir DIR] [--timeout SECONDS] [--key FILE] [--incremental | --full] [--compress | --no-compress] [--skip-unsupported] [--no-fork] [--json] PID
 
         Checkpoints a program started with `stasis run`; waits until the image is complete and prints
         its path as the last line of stdout. The program keeps running.
@@ -25,6 +25,9 @@ enum CheckpointCommand {
           --full             a full image even when the program runs with `stasis run --incremental`
                              (an image that reaches the program's --max-chain is compacted here: made
                              standalone in place, so the next incremental image builds on it)
+          --compress         store page data in compressed blocks (image format 4; blocks that do not
+                             shrink are stored as they are); the default with `stasis run --compress`
+          --no-compress      plain page data even when the program runs with `stasis run --compress`
           --skip-unsupported checkpoint even with descriptors Stasis cannot save (sockets...): restart puts
                              /dev/null in their place, with a warning
           --json             print {"pid", "image", "threads", "processes", "freeze_ns", "pause_ns", "total_ns"} instead of the path
@@ -48,8 +51,10 @@ enum CheckpointCommand {
         let incremental = options.flags.contains("--incremental")
         let full = options.flags.contains("--full")
         if incremental && full { throw LauncherError(.usage, "--incremental and --full exclude each other") }
+        let compress = options.flags.contains("--compress"), noCompress = options.flags.contains("--no-compress")
+        if compress && noCompress { throw LauncherError(.usage, "--compress and --no-compress exclude each other") }
         var request = CheckpointRequestFile(imageDirectory: directory, skipUnsupported: skip, noFork: noFork,
-                                            incremental: incremental, full: full)
+                                            incremental: incremental, full: full, compress: compress, noCompress: noCompress)
         if let keyPath = options.values["--key"] {
             _ = try readKeyFile(keyPath)
             guard let absolute = absolutePath(keyPath) else { throw LauncherError(.usage, "cannot resolve key file \(keyPath)") }

@@ -4,7 +4,7 @@ import Glibc
 /// request code in Checkpoint.swift reads its options from `options`).
 struct CheckpointOptions {
     static let valued: Set<String> = ["--dir", "--timeout", "--key"]
-    static let flags: Set<String> = ["--help", "--json", "--skip-unsupported", "--no-fork", "--incremental", "--full"]
+    static let flags: Set<String> = ["--help", "--json", "--skip-unsupported", "--no-fork", "--incremental", "--full", "--compress", "--no-compress"]
 
     var options: OptionParser
     var pid: pid_t

@@ -15,7 +15,7 @@ import StasisSystem
 enum JobCommand {
     static let help = """
         usage: stasis job --dir DIR [--checkpoint-on SIG]... [--requeue] [--exit-code N] [--interval D] [--keep N]
-                          [--signal SIG] [--key FILE] [--no-fork] [--skip-unsupported] [--eager] [--pid-file F]
+                          [--signal SIG] [--key FILE] [--no-fork] [--skip-unsupported] [--compress] [--eager] [--pid-file F]
                           -- PROGRAM ARGS...
 
         Runs a job that outlives its allocation: a batch script's one line, the same on the first run and
@@ -36,7 +36,7 @@ enum JobCommand {
                                checkpoint_exit_code)
           --interval D         also checkpoint every D (90s, 15m, 2h) while the program runs
           --keep N             keep only the N newest images (never one a kept incremental image needs)
-          --signal, --key, --no-fork, --skip-unsupported: as for `stasis run`; --eager: as for `stasis restart`
+          --signal, --key, --no-fork, --skip-unsupported, --compress: as for `stasis run`; --eager: as for `stasis restart`
           --pid-file F         write the program's PID (on the host) to F, again after each resume
         """
 
@@ -61,7 +61,7 @@ enum JobCommand {
 struct JobOptions {
     static let valued: Set<String> = ["--dir", "--checkpoint-on", "--exit-code", "--interval", "--keep", "--signal", "--key",
                                       "--pid-file"]
-    static let flags: Set<String> = ["--help", "--requeue", "--no-fork", "--skip-unsupported", "--eager"]
+    static let flags: Set<String> = ["--help", "--requeue", "--no-fork", "--skip-unsupported", "--eager", "--compress"]
 
     var directory: String
     /// PROGRAM ARGS as given; `programPath`: PROGRAM found as execvp would, made absolute.
@@ -115,6 +115,6 @@ struct JobOptions {
         runOptions = []
         for name in ["--keep", "--signal"] { if let value = options.values[name] { runOptions += [name, value] } }
         if let keyPath { runOptions += ["--key", keyPath] }
-        for flag in ["--no-fork", "--skip-unsupported"] where options.flags.contains(flag) { runOptions.append(flag) }
+        for flag in ["--no-fork", "--skip-unsupported", "--compress"] where options.flags.contains(flag) { runOptions.append(flag) }
     }
 }

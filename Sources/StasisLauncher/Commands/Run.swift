@@ -4,7 +4,7 @@ import StasisSystem
 /// `stasis run`: exec PROGRAM in place (same PID) with the agent preloaded.
 enum RunCommand {
     static let help = """
-        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--incremental [--max-chain N]] [--skip-unsupported]
+        usage: stasis run [--dir DIR] [--signal SIG] [--keep N] [--key FILE] [--incremental [--max-chain N]] [--compress] [--skip-unsupported]
                           [--no-fork] [--checkpoint-on SIG [--exit-code N]] [--interval D] [--pid-file F] [--pid-namespace]
                           -- PROGRAM ARGS...
 
@@ -31,6 +31,9 @@ enum RunCommand {
                           checkpoint` compacts the N-th into a standalone image (`stasis compact`) that
                           the next one builds on; a checkpoint by signal alone starts a new chain with
                           a full image instead
+          --compress      store every image's page data in compressed blocks (image format 4): smaller
+                          images, a little more CPU in the writer; blocks that do not shrink are stored
+                          as they are
           --skip-unsupported  checkpoints go on past descriptors Stasis cannot save; restart puts /dev/null there
           --pid-file F    write the PID to F (with --pid-namespace: the program's PID on the host)
           --pid-namespace run PROGRAM as PID 2 of a new PID namespace (with a user namespace when not root, and
@@ -43,7 +46,7 @@ enum RunCommand {
 
     static let valued: Set<String> = ["--dir", "--signal", "--pid-file", "--keep", "--key", "--checkpoint-on", "--exit-code",
                                       "--interval", "--max-chain"]
-    static let flags: Set<String> = ["--help", "--skip-unsupported", "--no-fork", "--incremental", "--pid-namespace"]
+    static let flags: Set<String> = ["--help", "--skip-unsupported", "--no-fork", "--incremental", "--pid-namespace", "--compress"]
 
     /// Returns only with --pid-namespace (the program's exit status) or --help (0): otherwise PROGRAM replaces it.
     static func main(_ arguments: [String]) throws(LauncherError) -> Int32 {
@@ -132,6 +135,7 @@ enum RunCommand {
         if options.flags.contains("--no-fork") { environment[.fork] = "0" }
         if options.flags.contains("--skip-unsupported") { environment[.skipUnsupported] = "1" }
         if options.flags.contains("--incremental") { environment[.incremental] = "1" }
+        if options.flags.contains("--compress") { environment[.compress] = "1" }
         if let text = options.values["--max-chain"] {
             guard options.flags.contains("--incremental"), let n = Int(text), (1...1000).contains(n) else {
                 throw LauncherError(.usage, "--max-chain needs --incremental and a number of images from 1 to 1000")

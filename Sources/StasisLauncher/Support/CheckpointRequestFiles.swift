@@ -5,9 +5,12 @@ struct CheckpointRequestFile: Equatable {
     var imageDirectory: String?
     var keyFile: String?
     var skipUnsupported = false, noFork = false, incremental = false, full = false
+    var compress = false, noCompress = false
 
     /// Anything the agent's defaults would not do: only then is a request file written.
-    var isNeeded: Bool { imageDirectory != nil || keyFile != nil || skipUnsupported || noFork || incremental || full }
+    var isNeeded: Bool {
+        imageDirectory != nil || keyFile != nil || skipUnsupported || noFork || incremental || full || compress || noCompress
+    }
 
     /// stasis_checkpoint_request_t's bytes; nil if a path does not fit.
     func encoded() -> [UInt8]? {
@@ -15,6 +18,7 @@ struct CheckpointRequestFile: Equatable {
         request.magic = STASIS_REQUEST_MAGIC
         request.flags = (skipUnsupported ? STASIS_REQUEST_SKIP_UNSUPPORTED : 0) | (noFork ? STASIS_REQUEST_NO_FORK : 0)
             | (incremental ? STASIS_REQUEST_INCREMENTAL : 0) | (full ? STASIS_REQUEST_FULL : 0)
+            | (compress ? STASIS_REQUEST_COMPRESS : 0) | (noCompress ? STASIS_REQUEST_NO_COMPRESS : 0)
         var bytes = withUnsafeBytes(of: &request) { Array($0) }
         for (text, offset) in [(imageDirectory, Int(STASIS_REQUEST_IMAGE_DIR_OFFSET)), (keyFile, Int(STASIS_REQUEST_KEY_FILE_OFFSET))] {
             guard let text else { continue }

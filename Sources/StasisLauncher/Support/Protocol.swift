@@ -15,6 +15,7 @@ enum AgentVariable: String, CaseIterable {
     case fork = "STASIS_FORK"
     case skipUnsupported = "STASIS_SKIP_UNSUPPORTED"
     case incremental = "STASIS_INCREMENTAL"
+    case compress = "STASIS_COMPRESS"
     case maxChain = "STASIS_MAX_CHAIN"
 
     /// The header's name for it (the test compares the two).
@@ -29,6 +30,7 @@ enum AgentVariable: String, CaseIterable {
         case .fork: STASIS_ENV_FORK
         case .skipUnsupported: STASIS_ENV_SKIP_UNSUPPORTED
         case .incremental: STASIS_ENV_INCREMENTAL
+        case .compress: STASIS_ENV_COMPRESS
         case .maxChain: STASIS_ENV_MAX_CHAIN
         }
     }

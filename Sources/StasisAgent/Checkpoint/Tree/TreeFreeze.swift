@@ -71,6 +71,7 @@ extension CheckpointJob {
         memberIndex = 0
         let block = control.block
         block.pointee.flags = (forkWriter ? 0 : STASIS_REQUEST_NO_FORK) | (skipUnsupported ? STASIS_REQUEST_SKIP_UNSUPPORTED : 0)
+            | (compress ? STASIS_REQUEST_COMPRESS : STASIS_REQUEST_NO_COMPRESS)
         copyRequestKeyFile(into: block)
         let sequence = claimSequence()  // finalPath: DIR/NAME-PID-SEQ.stasis, the directory's name once published
         block.pointee.sequence = sequence

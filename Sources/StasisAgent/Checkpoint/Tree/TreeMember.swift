@@ -34,6 +34,7 @@ extension CheckpointJob {
         skipUnsupported = flags & STASIS_REQUEST_SKIP_UNSUPPORTED != 0
         forkWriter = forkWriter && flags & STASIS_REQUEST_NO_FORK == 0
         incremental = false  // a tree's members are full images (Docs/ARCHITECTURE.md 2.7)
+        compress = flags & STASIS_REQUEST_COMPRESS != 0
         let key = _unsafePerformance { stasis_tree_key_file(tree.block) }
         key[Int(STASIS_MAX_PATH) - 1] = 0
         loadKey(UnsafePointer(key))

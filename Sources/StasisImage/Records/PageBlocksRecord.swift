@@ -1,0 +1,87 @@
+import CStasisABI
+
+/// One block of a compressed area's page data (stasis_page_block_t), with where its stored bytes are.
+public struct PageBlock: Equatable, Sendable {
+    public static let maxPages = UInt32(STASIS_BLOCK_MAX_PAGES)
+    /// The block's first page, counted in its area's stored pages (not-inherited runs, back to back).
+    public var firstStoredPage: UInt64
+    public var pages: UInt32
+    public var storedBytes: UInt32
+    public var crc: UInt32
+    /// Stored as it is (it did not shrink); else one stasis_lz block.
+    public var isRaw: Bool
+    /// Absolute file offset of its stored bytes.
+    public var fileOffset: UInt64
+
+    public var rawBytes: UInt64 { UInt64(pages) * RecordHeader.pageSize }
+
+    public init(firstStoredPage: UInt64, pages: UInt32, storedBytes: UInt32, crc: UInt32, isRaw: Bool, fileOffset: UInt64) {
+        self.firstStoredPage = firstStoredPage
+        self.pages = pages
+        self.storedBytes = storedBytes
+        self.crc = crc
+        self.isRaw = isRaw
+        self.fileOffset = fileOffset
+    }
+
+    /// The block's pages: its stored bytes read from `source`, checked against its CRC and decompressed.
+    /// A damaged block is a checksum mismatch (or a malformed block), never other bytes.
+    public func pageBytes(from source: ImageSource, area: UInt64) throws(ImageError) -> [UInt8] {
+        let stored = try source.bytes(at: fileOffset, count: Int(storedBytes))
+        guard CRC32C.of(stored) == crc else {
+            throw .checksumMismatch("a compressed block of area \(hex(area)) (pages \(firstStoredPage)+\(pages) of its stored pages)")
+        }
+        if isRaw { return stored }
+        var pages = [UInt8](repeating: 0, count: Int(rawBytes))
+        let status = stored.withUnsafeBytes { input in
+            pages.withUnsafeMutableBytes { output in
+                stasis_lz_decompress(input.baseAddress!, input.count, output.baseAddress!, output.count)
+            }
+        }
+        guard status == 0 else {
+            throw .invalidRecord(.pageBlocks, at: fileOffset, reason: "a malformed compressed block of area \(hex(area))")
+        }
+        return pages
+    }
+}
+
+/// A PAGE_BLOCKS record (stasis_page_blocks_record_t + its block table): some of the blocks of the
+/// compressed MEMORY_AREA before it.
+public struct PageBlocksRecord: Equatable, Sendable {
+    public var firstStoredPage: UInt64 = 0
+    public var blocks: [PageBlock] = []
+
+    public init() {}
+
+    /// `header`: this record's (the blocks' stored bytes are its data, back to back).
+    public init(decoding reader: inout ByteReader, header: RecordHeader) throws(ImageError) {
+        let at = reader.base
+        firstStoredPage = try reader.read(UInt64.self)
+        let count = try reader.read(UInt32.self)
+        _ = try reader.read(UInt32.self)
+        guard count >= 1, count <= UInt32(STASIS_BLOCKS_PER_RECORD) else {
+            throw .invalidRecord(.pageBlocks, at: at, reason: "\(count) blocks")
+        }
+        var page = firstStoredPage
+        var offset = header.dataOffset
+        var stored: UInt64 = 0
+        for _ in 0..<count {
+            let pages = try reader.read(UInt32.self)
+            let storedBytes = try reader.read(UInt32.self)
+            let crc = try reader.read(UInt32.self)
+            let flags = try reader.read(UInt32.self)
+            let raw = UInt64(pages) * RecordHeader.pageSize
+            guard pages >= 1, pages <= PageBlock.maxPages, flags & ~STASIS_BLOCK_RAW == 0,
+                flags & STASIS_BLOCK_RAW != 0 ? UInt64(storedBytes) == raw : (storedBytes > 0 && UInt64(storedBytes) < raw)
+            else { throw .invalidRecord(.pageBlocks, at: at, reason: "block of \(pages) pages stored in \(storedBytes) bytes (flags \(flags))") }
+            blocks.append(PageBlock(firstStoredPage: page, pages: pages, storedBytes: storedBytes, crc: crc,
+                                    isRaw: flags & STASIS_BLOCK_RAW != 0, fileOffset: offset))
+            page += UInt64(pages)
+            offset += UInt64(storedBytes)
+            stored += UInt64(storedBytes)
+        }
+        guard header.dataBytes == align(stored, to: RecordHeader.pageSize), stored > 0 else {
+            throw .invalidRecord(.pageBlocks, at: at, reason: "\(header.dataBytes) bytes of data for \(stored) stored bytes")
+        }
+    }
+}
