@@ -69,14 +69,28 @@ public struct ImageChain<Source: ImageSource> {
         return segments
     }
 
+    /// The compressed area a segment takes its pages from, or nil when that area's data is plain. A
+    /// compressed area has no plain data: such a segment's file_offset is the byte offset of its pages
+    /// in the area's stored pages (StoredPageReader reads them), not a place in the file.
+    public func compressedArea(of segment: stasis_page_segment_t) -> MemoryAreaRecord? {
+        let areas = members[Int(segment.image) + 1].image.memoryAreas
+        var low = 0, high = areas.count
+        while low < high {
+            let middle = (low + high) / 2
+            if areas[middle].end <= segment.address { low = middle + 1 } else { high = middle }
+        }
+        guard low < areas.count, areas[low].start <= segment.address, areas[low].isCompressed else { return nil }
+        return areas[low]
+    }
+
     /// Member indexes that contribute pages, with the areas they contribute from (for CRC checks).
     public func contributingAreas(_ segments: [stasis_page_segment_t]) -> [(member: Int, area: MemoryAreaRecord)] {
         var result: [(Int, MemoryAreaRecord)] = []
         var seen = Set<[UInt64]>()
-        for segment in segments {
+        for segment in segments where compressedArea(of: segment) == nil {  // a compressed one's blocks have CRCs
             let member = Int(segment.image) + 1
             guard let area = members[member].image.memoryAreas.first(where: {
-                $0.dataOffset <= segment.file_offset && segment.file_offset < $0.dataOffset + $0.dataBytes
+                !$0.isCompressed && $0.dataOffset <= segment.file_offset && segment.file_offset < $0.dataOffset + $0.dataBytes
             }) else { continue }
             if seen.insert([UInt64(member), area.start]).inserted { result.append((member, area)) }
         }

@@ -5,7 +5,9 @@ extension ImageChain {
     /// the same header bytes, every record but PARENT in order (unknown kinds included), MEMORY_AREA
     /// records with inherited runs given the pages `segments` (from `resolveInheritedPages`) resolve
     /// them to, merged with their own runs by address. Page data is laid out again, so every
-    /// data_offset, CRC and END is new; the writer signs the result when it has a key.
+    /// data_offset, CRC and END is new; the writer signs the result when it has a key. Compressed
+    /// page data (the newest member's or a parent's) is written plain: its PAGE_BLOCKS records are
+    /// left out and its MEMORY_AREA records lose the compressed flag.
     /// Errors from reading the members are their sources'; from writing, the sink's.
     public func writeStandalone<Sink: ImageSink>(segments: [stasis_page_segment_t], into writer: inout ImageWriter<Sink>)
         throws(ImageError)
@@ -15,24 +17,26 @@ extension ImageChain {
         try writer.writeHeader(bytes: try source.bytes(at: 0, count: Int(image.header.recordsOffset)))
         var areaIndex = 0
         var segmentIndex = 0
+        var reader = StoredPageReader()
         for recordOffset in image.recordOffsets where recordOffset != image.endOffset {
             let (header, payload, _) = try Image.readRecord(at: recordOffset, from: source)
             let ownData = [DataPiece(source: source, offset: header.dataOffset, bytes: header.dataBytes)]
             switch RecordKind(rawValue: header.kind) {
-            case .parent:
+            case .parent, .pageBlocks:
                 continue
             case .memoryArea:
                 let area = image.memoryAreas[areaIndex]
                 areaIndex += 1
-                guard area.runs.contains(where: \.isInherited) else {
+                guard area.runs.contains(where: \.isInherited) || area.isCompressed else {
                     try copy(kind: header.kind, payload: payload, data: ownData, into: &writer)
                     continue
                 }
                 var merged = area
+                merged.flags.remove(.compressed)
                 let pieces = merge(area, dataOffset: header.dataOffset, segments: segments, from: &segmentIndex, runs: &merged.runs)
                 var w = ByteWriter()
                 merged.encode(into: &w)
-                try copy(kind: header.kind, payload: w.bytes, data: pieces, into: &writer)
+                try copy(kind: header.kind, payload: w.bytes, data: pieces, reader: &reader, into: &writer)
             default:
                 try copy(kind: header.kind, payload: payload, data: ownData, into: &writer)
             }
@@ -40,12 +44,14 @@ extension ImageChain {
         _ = try writer.finish()
     }
 
-    /// Page data read from a member: `bytes` at `offset` of `source`.
+    /// Page data read from a member: `bytes` at `offset` of `source`; or, from a compressed area
+    /// (`compressed`), `bytes` at `offset` in its stored pages.
     private struct DataPiece {
         let source: Source
         let offset: UInt64
         let bytes: UInt64
         var address: UInt64 = 0
+        var compressed: MemoryAreaRecord? = nil
     }
 
     /// The area's own runs and the segments inside it, by address: the merged run list goes into
@@ -55,14 +61,18 @@ extension ImageChain {
         let page = RecordHeader.pageSize
         var pieces: [DataPiece] = []
         var offset = dataOffset
+        var stored: UInt64 = 0
         for run in area.runs where !run.isInherited {
-            pieces.append(DataPiece(source: members[0].source, offset: offset, bytes: run.pageCount * page,
-                                    address: area.start + run.firstPage * page))
+            let compressed = area.isCompressed ? area : nil
+            pieces.append(DataPiece(source: members[0].source, offset: compressed == nil ? offset : stored, bytes: run.pageCount * page,
+                                    address: area.start + run.firstPage * page, compressed: compressed))
             offset += run.pageCount * page
+            stored += run.pageCount * page
         }
         while index < segments.count, segments[index].address < area.end {
             let s = segments[index]
-            pieces.append(DataPiece(source: members[Int(s.image) + 1].source, offset: s.file_offset, bytes: s.bytes, address: s.address))
+            pieces.append(DataPiece(source: members[Int(s.image) + 1].source, offset: s.file_offset, bytes: s.bytes, address: s.address,
+                                    compressed: compressedArea(of: s)))
             index += 1
         }
         pieces.sort { $0.address < $1.address }
@@ -82,13 +92,24 @@ extension ImageChain {
     private func copy<Sink: ImageSink>(kind: UInt32, payload: [UInt8], data: [DataPiece], into writer: inout ImageWriter<Sink>)
         throws(ImageError)
     {
+        var reader = StoredPageReader()
+        try copy(kind: kind, payload: payload, data: data, reader: &reader, into: &writer)
+    }
+
+    private func copy<Sink: ImageSink>(kind: UInt32, payload: [UInt8], data: [DataPiece], reader: inout StoredPageReader,
+                                       into writer: inout ImageWriter<Sink>) throws(ImageError)
+    {
         let chunk: UInt64 = 4 << 20
         try writer.beginRecord(kind: kind, payload: payload, dataBytes: data.reduce(0) { $0 + $1.bytes })
         for piece in data {
             var done: UInt64 = 0
             while done < piece.bytes {
                 let count = min(chunk, piece.bytes - done)
-                try writer.writeData(try piece.source.bytes(at: piece.offset + done, count: Int(count)))
+                if let area = piece.compressed {
+                    try writer.writeData(try reader.read(area, at: piece.offset + done, count: count, from: piece.source))
+                } else {
+                    try writer.writeData(try piece.source.bytes(at: piece.offset + done, count: Int(count)))
+                }
                 done += count
             }
         }

@@ -85,3 +85,50 @@ public struct PageBlocksRecord: Equatable, Sendable {
         }
     }
 }
+
+/// Reads a range of an area's stored pages (a plain area's from its data, a compressed one's by
+/// decoding the blocks that hold it), keeping the last decoded block: ranges read in order decode
+/// each block once.
+public struct StoredPageReader {
+    private var cachedBlock: (area: UInt64, index: Int)? = nil
+    private var cachedPages: [UInt8] = []
+
+    public init() {}
+
+    /// `count` bytes from `offset` bytes into `area`'s stored pages (both page multiples for a
+    /// compressed area; any for a plain one).
+    public mutating func read(_ area: MemoryAreaRecord, at offset: UInt64, count: UInt64, from source: ImageSource)
+        throws(ImageError) -> [UInt8]
+    {
+        guard area.isCompressed else { return try source.bytes(at: area.dataOffset + offset, count: Int(count)) }
+        let page = RecordHeader.pageSize
+        guard offset % page == 0, count % page == 0, offset + count <= area.rawBytes else {
+            throw .invalidRecord(.memoryArea, at: 0, reason: "stored pages \(offset / page)+\(count / page) outside area \(hex(area.start))")
+        }
+        var result: [UInt8] = []
+        result.reserveCapacity(Int(count))
+        var storedPage = offset / page
+        let endPage = (offset + count) / page
+        // The block holding the first page: the last one starting at or before it.
+        var low = 0, high = area.blocks.count
+        while low < high {
+            let middle = (low + high) / 2
+            if area.blocks[middle].firstStoredPage <= storedPage { low = middle + 1 } else { high = middle }
+        }
+        var index = low - 1
+        while storedPage < endPage {
+            guard index >= 0, index < area.blocks.count else { throw .truncated(at: source.size) }
+            let block = area.blocks[index]
+            if cachedBlock?.area != area.start || cachedBlock?.index != index {
+                cachedPages = try block.pageBytes(from: source, area: area.start)
+                cachedBlock = (area.start, index)
+            }
+            let from = storedPage - block.firstStoredPage
+            let to = min(UInt64(block.pages), endPage - block.firstStoredPage)
+            result += cachedPages[Int(from * page)..<Int(to * page)]
+            storedPage = block.firstStoredPage + to
+            index += 1
+        }
+        return result
+    }
+}

@@ -68,7 +68,8 @@ enum RestartCommand {
         let source = try FileImageSource(path: options.imagePath)
         let (image, chain) = try checkImage(source, options: options, overrides: overrides)
         let keyPipe = try options.keyPath.map { (keyPath) throws(LauncherError) in try passKey(keyPath, image, source) }
-        let planFile = chain.isIncremental ? try restorePlan(chain) : nil
+        let planFiles = chain.isIncremental ? try restorePlan(chain) : nil
+        let planFile = planFiles?.plan
         let restorer = Installation.restorer
         guard FileSystem.isAccessible(restorer, X_OK) else {
             throw LauncherError(.failure, "restorer not found at \(restorer); build with `swift build` first")
@@ -81,6 +82,7 @@ enum RestartCommand {
         }
         var extra: [FileDescriptor] = []
         if let planFile { extra = [planFile] + chain.members.dropFirst().map(\.source.descriptor) }
+        if let unpacked = planFiles?.unpacked { extra.append(unpacked) }  // the plan's last image
         let plan = try FileDescriptorPlan(image: image, imageFD: source.descriptor, statusFD: status.write,
                                           keyFD: keyPipe, imageSource: source, extraDescriptors: extra,
                                           overrides: overrides)

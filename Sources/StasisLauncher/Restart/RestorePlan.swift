@@ -9,19 +9,58 @@ extension RestartCommand {
     /// its CRCs. The restorer (or a lazy restart's pager) checks those, not the launcher: reading a
     /// 2 GiB parent first would make every restart of a chain as slow as an eager one. The restorer
     /// checks the newest image's own data as it reads it.
-    static func restorePlan(_ chain: ImageChain) throws(LauncherError) -> FileDescriptor {
-        let segments = try chain.pageSegments()
+    ///
+    /// Pages inherited from a parent's compressed area are decoded here, each block checked against
+    /// its CRC, into a memfd that the plan lists as one more image after the parents (`unpacked`).
+    static func restorePlan(_ chain: ImageChain) throws(LauncherError) -> (plan: FileDescriptor, unpacked: FileDescriptor?) {
+        var segments = try chain.pageSegments()
         let checks = chain.contributingAreas(segments).map { member, area in
             stasis_plan_check_t(file_offset: area.dataOffset, bytes: area.dataBytes, image: UInt32(member - 1), crc: area.dataCRC)
         }
+        let unpacked = try unpackCompressedSegments(chain, &segments)
         let fd = stasis_make_memfd("stasis-restore-plan")
-        guard fd >= 0 else { throw LauncherError(.failure, "cannot create the restore plan: \(Errno(rawValue: -fd))") }
+        guard fd >= 0 else {
+            unpacked?.closeAfterError()
+            throw LauncherError(.failure, "cannot create the restore plan: \(Errno(rawValue: -fd))")
+        }
         let file = FileDescriptor(rawValue: fd)
         do {
-            try file.writeAll(planBytes(segments: segments, checks: checks, parents: chain.members.count - 1))
+            try file.writeAll(planBytes(segments: segments, checks: checks, parents: chain.members.count - 1 + (unpacked == nil ? 0 : 1)))
         } catch {
             file.closeAfterError()
+            unpacked?.closeAfterError()
             throw LauncherError(.failure, "cannot write the restore plan: \(error)")
+        }
+        return (file, unpacked)
+    }
+
+    /// Decodes the pages of every segment that comes from a compressed parent area into one memfd and
+    /// points those segments at it (image index: one past the parents). nil when there are none.
+    static func unpackCompressedSegments(_ chain: ImageChain, _ segments: inout [stasis_page_segment_t]) throws(LauncherError)
+        -> FileDescriptor?
+    {
+        guard segments.contains(where: { chain.compressedArea(of: $0) != nil }) else { return nil }
+        let fd = stasis_make_memfd("stasis-parent-pages")
+        guard fd >= 0 else { throw LauncherError(.failure, "cannot create memory for a parent's compressed pages: \(Errno(rawValue: -fd))") }
+        let file = FileDescriptor(rawValue: fd)
+        var reader = StoredPageReader()
+        var written: UInt64 = 0
+        for i in segments.indices {
+            guard let area = chain.compressedArea(of: segments[i]) else { continue }
+            let member = chain.members[Int(segments[i].image) + 1]
+            do {
+                let pages = try reader.read(area, at: segments[i].file_offset, count: segments[i].bytes, from: member.source)
+                try file.writeAll(pages, at: written)
+            } catch let error as ImageError {
+                file.closeAfterError()
+                throw LauncherError(.badImage, "\(member.source.path): \(error)")
+            } catch {
+                file.closeAfterError()
+                throw LauncherError(.failure, "cannot write a parent's decoded pages: \(error)")
+            }
+            segments[i].file_offset = written
+            segments[i].image = UInt32(chain.members.count - 1)
+            written += segments[i].bytes
         }
         return file
     }

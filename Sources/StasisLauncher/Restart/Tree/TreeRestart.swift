@@ -311,6 +311,10 @@ extension RestartCommand {
         var checks: [stasis_plan_check_t] = []
         if chain.isIncremental {
             segments = try chain.pageSegments()
+            // A tree's members are full images (Docs/ARCHITECTURE.md 2.7): no plan memory for decoded parents here.
+            if segments.contains(where: { chain.compressedArea(of: $0) != nil }) {
+                throw LauncherError(.badImage, "\(chain.members[0].source.path): a tree member inherits pages from a compressed image, which tree restarts do not read")
+            }
             checks = chain.contributingAreas(segments).map { member, area in
                 stasis_plan_check_t(file_offset: area.dataOffset, bytes: area.dataBytes, image: UInt32(member - 1), crc: area.dataCRC)
             }
