@@ -78,10 +78,13 @@ enum InspectCommand {
             out += "  \(signal.signal) " + (signal.isProcessDirected ? "process" : "thread \(signal.tid)")
                 + ": code \(signal.code) from pid \(signal.senderPID) uid \(signal.senderUID) value \(signal.value)\n"
         }
-        out += "\nmemory (\(image.memoryAreas.count) areas, \(image.storedBytes) bytes stored):\n"
+        let pageBytes = image.memoryAreas.reduce(0) { $0 + $1.fileBytes }
+        out += "\nmemory (\(image.memoryAreas.count) areas, \(image.rawPageBytes) bytes of pages stored"
+            + (pageBytes != image.rawPageBytes ? ", compressed to \(pageBytes) bytes (\(pageBytes * 100 / max(image.rawPageBytes, 1))%)" : "") + "):\n"
         for area in image.memoryAreas {
             out += "  \(hex(area.start, width: 12))-\(hex(area.end, width: 12)) \(protection(area)) "
                 + "\(pad(String(area.storedPages * RecordHeader.pageSize), 10)) \(area.path)"
+                + (area.isCompressed ? " (compressed to \(area.fileBytes))" : "")
                 + (area.inheritedPages > 0 ? " (+\(area.inheritedPages * RecordHeader.pageSize) inherited)" : "") + "\n"
         }
         out += "\nfile descriptors:\n"
@@ -128,7 +131,8 @@ enum InspectCommand {
         parts.append("\"threads\": [\(threads.joined(separator: ", "))]")
         let areas = image.memoryAreas.map { a in
             "{\"start\": \(a.start), \"end\": \(a.end), \"perms\": \(str(protection(a))), \"path\": \(str(a.path)), "
-                + "\"stored_bytes\": \(a.dataBytes), \"inherited_bytes\": \(a.inheritedPages * RecordHeader.pageSize)}"
+                + "\"stored_bytes\": \(a.rawBytes), \"file_bytes\": \(a.fileBytes), \"compressed\": \(a.isCompressed), "
+                + "\"inherited_bytes\": \(a.inheritedPages * RecordHeader.pageSize)}"
         }
         parts.append("\"memory\": [\(areas.joined(separator: ", "))]")
         let fds = image.fileDescriptors.map { f in
@@ -144,5 +148,10 @@ enum InspectCommand {
         }
         parts.append("\"signals\": [\(signals.joined(separator: ", "))]")
         return "{" + parts.joined(separator: ", ") + "}"
+    }
+
+    /// For `stasis ls`: "pages compressed to N%  " when they are, else nothing.
+    static func compressionNote(raw: UInt64, stored: UInt64) -> String {
+        raw == 0 || stored == raw ? "" : "pages compressed to \(stored * 100 / raw)%  "
     }
 }

@@ -45,16 +45,12 @@ enum ListCommand {
             var error: LauncherError?
             var header: ImageHeader?
             var chain: UInt32 = 1
+            var pages: (raw: UInt64, stored: UInt64)? = nil
             do throws(LauncherError) {
-                if full {
-                    let (image, _) = try VerifyCommand.verify(path, showProgress: false)
-                    header = image.header
-                    chain = image.parent?.chainLength ?? 1
-                } else {
-                    let image = try FileImageSource(path: path).decode()
-                    header = image.header
-                    chain = image.parent?.chainLength ?? 1
-                }
+                let image = full ? try VerifyCommand.verify(path, showProgress: false).0 : try FileImageSource(path: path).decode()
+                header = image.header
+                chain = image.parent?.chainLength ?? 1
+                pages = (image.rawPageBytes, image.memoryAreas.reduce(0) { $0 + $1.fileBytes })
             } catch let failure {
                 error = failure
                 header = nil  // what a damaged image claims is not shown as if it were true
@@ -68,10 +64,12 @@ enum ListCommand {
                 rows.append((time, "{\"image\": \"\(jsonEscape(path))\", \"program\": \"\(jsonEscape(header?.program ?? ""))\", "
                     + "\"pid\": \(header?.pid ?? 0), \"sequence\": \(header?.sequence ?? 0), \"time_ns\": \(time), "
                     + "\"size\": \(fileSize), \"chain_length\": \(chain), \"ok\": \(error == nil)"
+                    + (pages.map { ", \"page_bytes\": \($0.raw), \"stored_page_bytes\": \($0.stored)" } ?? "")
                     + (error.map { ", \"error\": \"\(jsonEscape($0.message))\"" } ?? "") + "}"))
             } else if let header, error == nil {
                 rows.append((time, "\(name)  \(header.program)  pid \(header.pid)  #\(header.sequence)  "
-                    + "\(formatTime(Int64(time)))  \(fileSize) bytes  \(chain > 1 ? "incremental (\(chain) in chain)  " : "")ok"))
+                    + "\(formatTime(Int64(time)))  \(fileSize) bytes  \(chain > 1 ? "incremental (\(chain) in chain)  " : "")"
+                    + "\(pages.map { InspectCommand.compressionNote(raw: $0.raw, stored: $0.stored) } ?? "")ok"))
             } else {
                 rows.append((time, damagedRow(name, error, time: time, size: fileSize)))
             }
