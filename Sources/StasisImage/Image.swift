@@ -172,15 +172,16 @@ public struct Image: Equatable, Sendable {
         ranges += fileDescriptors.filter { $0.dataBytes > 0 }.map {
             ($0.dataOffset, $0.dataBytes, $0.dataCRC, "the saved contents of fd \($0.fd)")
         }
-        for area in memoryAreas where area.isCompressed {
-            ranges += area.blockData.map { ($0.offset, $0.bytes, $0.crc, "the compressed page data of area \(hex(area.start))-\(hex(area.end))") }
-        }
         for (start, bytes, expected, what) in ranges {
             try Image.checkData(at: start, bytes: bytes, crc: expected, what: what, from: source) { checked += $0; progress(checked) }
         }
-        // Every compressed block must also decode to its pages, as a restart would decode it.
+        // Compressed areas: every block against its CRC, and decoded to its pages as a restart would.
         for area in memoryAreas where area.isCompressed {
-            for block in area.blocks where !block.isRaw { _ = try block.pageBytes(from: source, area: area.start) }
+            for block in area.blocks {
+                _ = try block.pageBytes(from: source, area: area.start)
+                checked += UInt64(block.storedBytes)
+                progress(checked)
+            }
         }
     }
 

@@ -28,6 +28,7 @@
 #define STASIS_NR_exit 60
 #define STASIS_NR_kill 62
 #define STASIS_NR_uname 63
+#define STASIS_NR_sched_getaffinity 204
 #define STASIS_NR_fcntl 72
 #define STASIS_NR_fsync 74
 #define STASIS_NR_ftruncate 77

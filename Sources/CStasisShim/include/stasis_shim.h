@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include "stasis_image_abi.h"
 #include "stasis_protocol.h" /* STASIS_FREEZE_MAGIC, STASIS_WAKE_MAGIC, STASIS_ENV_* */
+#include "stasis_compress_pool.h"
 
 #define STASIS_ARENA_BYTES (256ul << 20)  /* reserved, MAP_NORESERVE: pages cost only when touched */
 #define STASIS_STACK_BYTES (512ul << 10)

@@ -237,6 +237,8 @@ struct CheckpointJob {
         // A tree's writer starts once every member has captured: an early one would take the CPU
         // from members still capturing, and everyone's pause would wait for the slowest.
         if role == .writer, let tree { try waitForTreeThaw(tree) }
+        if role == .writer { memory.blockWriter?.startWorkers() }  // compression on every CPU; in place, the program's threads only
+        defer { memory.blockWriter?.stopWorkers() }
         try memory.dump(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, into: &image)
         try image.writeEnd()
         if role == .inPlace {

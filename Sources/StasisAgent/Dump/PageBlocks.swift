@@ -2,53 +2,92 @@
 //
 // --compress: an area's stored pages as PAGE_BLOCKS records (Docs/IMAGE-FORMAT.md 4.13) right after
 // its MEMORY_AREA record. The stored runs are cut into blocks of at most 64 pages that never cross a
-// run; up to 16 blocks are compressed into arena memory, then written as one record (its header
-// needs their sizes). A block that does not shrink is written raw, straight from its addresses.
+// run; a batch of up to 16 blocks is compressed into arena memory, then written as one record (its
+// header needs their sizes). A block that does not shrink is written raw, straight from its pages.
+//
+// The copy-on-write writer compresses with threads of its own besides itself (stasis_compress_pool.h)
+// and writes each batch while the next one is being compressed:
+//
+//   writer:  fill B1 | start B1, help, wait | fill B2 | start B2, write B1, help, wait | ... | write Bn
+//   workers:           compress B1                     compress B2
 import CStasisABI
+import CStasisShim
 
 /// Compresses and writes the page data of compressed areas. Its buffers come from the arena once.
 struct PageBlockWriter {
     static let blockPages = UInt64(STASIS_BLOCK_MAX_PAGES)
-    static let blocksPerRecord = Int(STASIS_BLOCKS_PER_RECORD)
+    static let blockBytes = Int(STASIS_BLOCK_MAX_PAGES) * Int(STASIS_PAGE_SIZE)
+    static let batchCapacity = Int(STASIS_BLOCKS_PER_RECORD)
     /// Areas with fewer stored pages are written plain: a PAGE_BLOCKS record's header and padding
     /// would cost about what compression saves.
     static let minimumPages: UInt64 = 16
 
-    /// Compressed bytes of the pending blocks (each < its pages' bytes, so one record's always fit).
-    let output: UnsafeMutableRawPointer
-    let hashTable: UnsafeMutableRawPointer
-    /// The pending record's block table, and where each block's stored bytes are.
-    let blocks: UnsafeMutablePointer<stasis_page_block_t>
-    let sources: UnsafeMutablePointer<UInt>
-    private var pending = 0
-    private var outputUsed = 0
-    /// Stored-page indexes (the area's stored pages counted from 0) of the pending blocks.
-    private var firstPage: UInt64 = 0
+    /// One record's blocks: their pages, where their stored bytes go (a block-sized slot each) and,
+    /// once compressed, the table the record holds and where each block's stored bytes are.
+    struct Batch {
+        let output: UnsafeMutableRawPointer
+        let blocks: UnsafeMutablePointer<stasis_page_block_t>
+        let sources: UnsafeMutablePointer<UInt>
+        var count = 0
+        /// The first block's first page, counted in its area's stored pages.
+        var firstPage: UInt64 = 0
+    }
+
+    let pool: UnsafeMutablePointer<stasis_compress_pool_t>
+    private var batches: (Batch, Batch)
+    /// A compressed batch not yet written (batches.1), written while the next one is compressed.
+    private var unwritten = false
+    /// The area's stored page where the next block starts.
     private var nextPage: UInt64 = 0
-    /// Raw and stored bytes of every area written so far (for the report).
+    /// Raw and stored bytes of every area written so far.
     private(set) var rawBytes: UInt64 = 0
     private(set) var storedBytes: UInt64 = 0
+    /// Worker threads' stacks (STASIS_POOL_MAX_WORKERS of them).
+    let stacks: UnsafeMutableRawPointer
 
     @_noAllocation @_noLocks
     static func make(arena: inout FreezeArena) -> PageBlockWriter? {
         let page = Int(STASIS_PAGE_SIZE)
-        guard let output = arena.take(blocksPerRecord * Int(blockPages) * page, alignment: page),
-            let hashTable = arena.take(Int(STASIS_LZ_SCRATCH_BYTES), alignment: 64),
-            let blocks = arena.take(blocksPerRecord * MemoryLayout<stasis_page_block_t>.stride),
-            let sources = arena.take(blocksPerRecord * MemoryLayout<UInt>.stride, alignment: 8)
+        func batch(_ arena: inout FreezeArena) -> Batch? {
+            guard let output = arena.take(batchCapacity * blockBytes, alignment: page),
+                let blocks = arena.take(batchCapacity * MemoryLayout<stasis_page_block_t>.stride),
+                let sources = arena.take(batchCapacity * MemoryLayout<UInt>.stride, alignment: 8)
+            else { return nil }
+            return Batch(output: output, blocks: blocks.bindMemory(to: stasis_page_block_t.self, capacity: batchCapacity),
+                         sources: sources.bindMemory(to: UInt.self, capacity: batchCapacity))
+        }
+        guard let first = batch(&arena), let second = batch(&arena),
+            let pool = arena.take(MemoryLayout<stasis_compress_pool_t>.size, alignment: 64),
+            let stacks = arena.take(Int(STASIS_POOL_MAX_WORKERS) * Int(STASIS_POOL_STACK_BYTES), alignment: page)
         else { return nil }
-        return PageBlockWriter(output: output, hashTable: hashTable,
-                               blocks: blocks.bindMemory(to: stasis_page_block_t.self, capacity: blocksPerRecord),
-                               sources: sources.bindMemory(to: UInt.self, capacity: blocksPerRecord))
+        let typed = pool.bindMemory(to: stasis_compress_pool_t.self, capacity: 1)
+        typed.pointee.workers = 0
+        return PageBlockWriter(pool: typed, batches: (first, second), stacks: stacks)
     }
 
     @_noAllocation @_noLocks
-    private init(output: UnsafeMutableRawPointer, hashTable: UnsafeMutableRawPointer,
-                 blocks: UnsafeMutablePointer<stasis_page_block_t>, sources: UnsafeMutablePointer<UInt>) {
-        self.output = output
-        self.hashTable = hashTable
-        self.blocks = blocks
-        self.sources = sources
+    private init(pool: UnsafeMutablePointer<stasis_compress_pool_t>, batches: (Batch, Batch), stacks: UnsafeMutableRawPointer) {
+        self.pool = pool
+        self.batches = batches
+        self.stacks = stacks
+    }
+
+    /// The copy-on-write writer: one worker thread per other CPU this process may run on (at most 7).
+    /// Never in the program itself: its threads are the program's own.
+    @_noAllocation @_noLocks
+    mutating func startWorkers() {
+        var mask: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        let bytes = withUnsafeMutablePointer(to: &mask) { RawSyscall.call(STASIS_NR_sched_getaffinity, 0, 64, Int(bitPattern: $0)) }
+        guard bytes > 0 else { return }
+        let cpus = mask.0.nonzeroBitCount + mask.1.nonzeroBitCount + mask.2.nonzeroBitCount + mask.3.nonzeroBitCount
+            + mask.4.nonzeroBitCount + mask.5.nonzeroBitCount + mask.6.nonzeroBitCount + mask.7.nonzeroBitCount
+        guard cpus > 1 else { return }
+        _ = stasis_pool_open(pool, Int32(min(cpus - 1, Int(STASIS_POOL_MAX_WORKERS))), stacks)
+    }
+
+    @_noAllocation @_noLocks
+    mutating func stopWorkers() {
+        if pool.pointee.workers > 0 { stasis_pool_close(pool) }
     }
 
     /// Writes the PAGE_BLOCKS records of one area whose pages are readable at `base` (the area's
@@ -57,74 +96,91 @@ struct PageBlockWriter {
     mutating func write(base: UInt64, runs: UnsafePointer<stasis_page_run_t>, runCount: Int, into image: inout ImageFile)
         throws(FreezeFailure)
     {
-        pending = 0
-        outputUsed = 0
-        firstPage = 0
         nextPage = 0
+        batches.0.count = 0
+        batches.0.firstPage = 0
         for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 {
             var page = runs[i].first_page
             var left = runs[i].page_count
             while left > 0 {
                 let pages = min(left, Self.blockPages)
-                try add(address: base + page * UInt64(STASIS_PAGE_SIZE), pages: pages, into: &image)
+                if batches.0.count == Self.batchCapacity { try compressBatch(into: &image) }
+                batches.0.sources[batches.0.count] = UInt(base + page * UInt64(STASIS_PAGE_SIZE))
+                batches.0.blocks[batches.0.count] = stasis_page_block_t(pages: UInt32(pages), stored_bytes: 0, crc: 0, flags: 0)
+                batches.0.count += 1
                 page += pages
                 left -= pages
             }
         }
-        try flush(into: &image)
+        if batches.0.count > 0 { try compressBatch(into: &image) }
+        try writeUnwritten(into: &image)
     }
 
+    /// Compresses batches.0 (writing the batch before it meanwhile), which then waits as batches.1.
     @_noAllocation @_noLocks
-    private mutating func add(address: UInt64, pages: UInt64, into image: inout ImageFile) throws(FreezeFailure) {
-        if pending == Self.blocksPerRecord { try flush(into: &image) }
-        guard let source = UnsafeRawPointer(bitPattern: UInt(address)) else {
-            throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid)
+    private mutating func compressBatch(into image: inout ImageFile) throws(FreezeFailure) {
+        let batch = batches.0
+        withUnsafeMutablePointer(to: &pool.pointee.jobs) { tuple in
+            tuple.withMemoryRebound(to: stasis_compress_job_t.self, capacity: Self.batchCapacity) { jobs in
+                for i in 0..<batch.count {
+                    jobs[i] = stasis_compress_job_t(source: UnsafeRawPointer(bitPattern: batch.sources[i]),
+                                                    output: batch.output + i * Self.blockBytes,
+                                                    raw: batch.blocks[i].pages * UInt32(STASIS_PAGE_SIZE), stored: 0, crc: 0, reserved: 0)
+                }
+            }
         }
-        let raw = Int(pages) * Int(STASIS_PAGE_SIZE)
-        let into = output + outputUsed
-        let compressed = _unsafePerformance { stasis_lz_compress(source, raw, into, raw, hashTable) }
-        var block = stasis_page_block_t(pages: UInt32(pages), stored_bytes: 0, crc: 0, flags: 0)
-        if compressed > 0 {
-            block.stored_bytes = UInt32(compressed)
-            block.crc = _unsafePerformance { stasis_crc32c_end(stasis_crc32c_update(stasis_crc32c_begin(), into, UInt(compressed))) }
-            sources[pending] = UInt(bitPattern: into)
-            outputUsed += compressed
-        } else {
-            block.stored_bytes = UInt32(raw)
-            block.flags = STASIS_BLOCK_RAW
-            block.crc = _unsafePerformance { stasis_crc32c_end(stasis_crc32c_update(stasis_crc32c_begin(), source, UInt(raw))) }
-            sources[pending] = UInt(address)
+        stasis_pool_start(pool, Int32(batch.count))
+        try writeUnwritten(into: &image)
+        stasis_pool_help(pool)
+        stasis_pool_wait(pool)
+        withUnsafeMutablePointer(to: &pool.pointee.jobs) { tuple in
+            tuple.withMemoryRebound(to: stasis_compress_job_t.self, capacity: Self.batchCapacity) { jobs in
+                for i in 0..<batch.count {
+                    let raw = jobs[i].raw
+                    if jobs[i].stored > 0 {
+                        batch.blocks[i].stored_bytes = jobs[i].stored
+                        batch.sources[i] = UInt(bitPattern: batch.output + i * Self.blockBytes)
+                    } else {
+                        batch.blocks[i].stored_bytes = raw
+                        batch.blocks[i].flags = STASIS_BLOCK_RAW
+                    }
+                    batch.blocks[i].crc = jobs[i].crc
+                    rawBytes += UInt64(raw)
+                    storedBytes += UInt64(batch.blocks[i].stored_bytes)
+                    nextPage += UInt64(batch.blocks[i].pages)
+                }
+            }
         }
-        blocks[pending] = block
-        pending += 1
-        nextPage += pages
-        rawBytes += UInt64(raw)
-        storedBytes += UInt64(block.stored_bytes)
+        swap(&batches.0, &batches.1)
+        unwritten = true
+        batches.0.count = 0
+        batches.0.firstPage = nextPage
     }
 
-    /// One record: the pending blocks' table, then their stored bytes, zero padded to a page.
+    /// One record: the compressed batch's table, then its stored bytes, zero padded to a page. The
+    /// blocks' own CRCs cover the data: the record's data_crc is 0.
     @_noAllocation @_noLocks
-    private mutating func flush(into image: inout ImageFile) throws(FreezeFailure) {
-        guard pending > 0 else { return }
+    private mutating func writeUnwritten(into image: inout ImageFile) throws(FreezeFailure) {
+        guard unwritten else { return }
+        unwritten = false
+        let batch = batches.1
         let page = UInt64(STASIS_PAGE_SIZE)
         var stored: UInt64 = 0
-        for i in 0..<pending { stored += UInt64(blocks[i].stored_bytes) }
+        for i in 0..<batch.count { stored += UInt64(batch.blocks[i].stored_bytes) }
         let dataBytes = (stored + page - 1) / page * page
-        var header = stasis_page_blocks_record_t(first_page: firstPage, block_count: UInt32(pending), reserved: 0)
+        var header = stasis_page_blocks_record_t(first_page: batch.firstPage, block_count: UInt32(batch.count), reserved: 0)
         let headerBytes = MemoryLayout<stasis_page_blocks_record_t>.size
-        let tableBytes = pending * MemoryLayout<stasis_page_block_t>.size
-        try image.beginRecord(kind: UInt32(STASIS_RECORD_PAGE_BLOCKS), payloadBytes: headerBytes + tableBytes, dataBytes: dataBytes)
+        let tableBytes = batch.count * MemoryLayout<stasis_page_block_t>.size
+        try image.beginRecord(kind: UInt32(STASIS_RECORD_PAGE_BLOCKS), payloadBytes: headerBytes + tableBytes, dataBytes: dataBytes,
+                              dataChecksummed: false)
         try image.write(&header, headerBytes)
-        try image.write(UnsafeRawPointer(blocks), tableBytes)
+        try image.write(UnsafeRawPointer(batch.blocks), tableBytes)
         try image.endPayload()
-        for i in 0..<pending {
-            guard let bytes = UnsafeRawPointer(bitPattern: sources[i]) else { continue }
-            try image.write(bytes, Int(blocks[i].stored_bytes))
+        for i in 0..<batch.count {
+            guard let bytes = UnsafeRawPointer(bitPattern: batch.sources[i]) else { continue }
+            try image.write(bytes, Int(batch.blocks[i].stored_bytes))
         }
         if dataBytes > stored { try image.write(image.zeros, Int(dataBytes - stored)) }
         try image.endRecord()
-        firstPage = nextPage
-        pending = 0
-        outputUsed = 0
     }
 }

@@ -17,6 +17,8 @@ struct ImageFile {
     private var payloadCRC: UInt32 = 0
     private var dataCRC: UInt32 = 0
     private var inData = false
+    /// The current record's data goes into its data_crc (not for PAGE_BLOCKS: each block has its own).
+    private var dataChecksummed = true
     /// HMAC-SHA256 over every byte as first written (CRC fields still zero), when the agent has a key.
     var mac: UnsafeMutablePointer<stasis_hmac_t>? = nil
     private var macFinished = false
@@ -40,7 +42,7 @@ struct ImageFile {
     @_noAllocation @_noLocks
     mutating func write(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
         if inData {
-            dataCRC = _unsafePerformance { stasis_crc32c_update(dataCRC, bytes, UInt(count)) }
+            if dataChecksummed { dataCRC = _unsafePerformance { stasis_crc32c_update(dataCRC, bytes, UInt(count)) } }
         } else {
             payloadCRC = _unsafePerformance { stasis_crc32c_update(payloadCRC, bytes, UInt(count)) }
         }
@@ -107,7 +109,8 @@ struct ImageFile {
     /// Writes a record header. The caller then writes exactly `payloadBytes` of payload, calls
     /// `endPayload()`, writes exactly `dataBytes` of page data (if any) and calls `endRecord()`.
     @_noAllocation @_noLocks
-    mutating func beginRecord(kind: UInt32, payloadBytes: Int, dataBytes: UInt64 = 0) throws(FreezeFailure) {
+    mutating func beginRecord(kind: UInt32, payloadBytes: Int, dataBytes: UInt64 = 0, dataChecksummed: Bool = true) throws(FreezeFailure) {
+        self.dataChecksummed = dataChecksummed
         let payloadEnd = offset + UInt64(MemoryLayout<stasis_record_header_t>.size) + UInt64(payloadBytes)
         let page = UInt64(STASIS_PAGE_SIZE)
         recordOffset = offset
@@ -136,7 +139,7 @@ struct ImageFile {
             throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid)
         }
         var crcs: (UInt32, UInt32) = _unsafePerformance {
-            (stasis_crc32c_end(payloadCRC), pendingDataBytes > 0 ? stasis_crc32c_end(dataCRC) : 0)
+            (stasis_crc32c_end(payloadCRC), pendingDataBytes > 0 && dataChecksummed ? stasis_crc32c_end(dataCRC) : 0)
         }
         try patch(&crcs, MemoryLayout<(UInt32, UInt32)>.size, at: recordOffset + UInt64(STASIS_RECORD_CRC_OFFSET))
         inData = false

@@ -56,12 +56,6 @@ public struct MemoryAreaRecord: Equatable, Sendable {
     public var dataCRC: UInt32 = 0
     /// A compressed area's blocks, in order, from the PAGE_BLOCKS records after it.
     public var blocks: [PageBlock] = []
-    /// Those records' data (offset, bytes, data CRC), for `stasis verify`.
-    public var blockData: [DataRange] = []
-
-    public struct DataRange: Equatable, Sendable {
-        public var offset: UInt64, bytes: UInt64, crc: UInt32
-    }
 
     public init() {}
 
@@ -99,7 +93,6 @@ public struct MemoryAreaRecord: Equatable, Sendable {
             guard end <= runEnds[low] else { throw fail("a block crosses from one page run into the next") }
         }
         blocks += record.blocks
-        blockData.append(DataRange(offset: header.dataOffset, bytes: header.dataBytes, crc: header.dataCRC))
     }
 
     /// Pages whose data this image holds (inherited runs hold none).

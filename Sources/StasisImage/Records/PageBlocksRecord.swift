@@ -83,6 +83,8 @@ public struct PageBlocksRecord: Equatable, Sendable {
         guard header.dataBytes == align(stored, to: RecordHeader.pageSize), stored > 0 else {
             throw .invalidRecord(.pageBlocks, at: at, reason: "\(header.dataBytes) bytes of data for \(stored) stored bytes")
         }
+        // Each block has its own CRC (a lazy restart checks one block alone): the record's data has none.
+        guard header.dataCRC == 0 else { throw .invalidRecord(.pageBlocks, at: at, reason: "a data checksum besides the blocks' own") }
     }
 }
 
