@@ -11,18 +11,24 @@ static long futex(volatile int32_t *word, long op, long value) {
 #define FUTEX_WAIT_PRIVATE 128L
 #define FUTEX_WAKE_PRIVATE 129L
 
-void stasis_compress_one(stasis_compress_job_t *job, void *hash) {
+void stasis_compress_one(stasis_compress_job_t *job, void *hash, uint8_t *filtered) {
     size_t stored = stasis_lz_compress(job->source, job->raw, job->output, job->raw, hash);
+    job->flags = 0;
+    if (!stored && filtered && stasis_lz_looks_numeric(job->source, job->raw)) {
+        stasis_lz_shuffle(job->source, filtered, job->raw);
+        stored = stasis_lz_compress(filtered, job->raw, job->output, job->raw, hash);
+        if (stored) job->flags = STASIS_BLOCK_SHUFFLED;
+    }
     job->stored = (uint32_t)stored;
     const void *bytes = stored ? job->output : job->source;
     job->crc = stasis_crc32c_end(stasis_crc32c_update(stasis_crc32c_begin(), bytes, stored ? stored : job->raw));
 }
 
-static void run_jobs(stasis_compress_pool_t *pool, void *hash) {
+static void run_jobs(stasis_compress_pool_t *pool, int slot) {
     for (;;) {
         int32_t i = __atomic_fetch_add(&pool->next, 1, __ATOMIC_ACQ_REL);
         if (i >= pool->count) return;
-        stasis_compress_one(&pool->jobs[i], hash);
+        stasis_compress_one(&pool->jobs[i], pool->hash[slot], pool->filtered[slot]);
         if (__atomic_add_fetch(&pool->done, 1, __ATOMIC_ACQ_REL) == pool->count) futex(&pool->done, FUTEX_WAKE_PRIVATE, 1);
     }
 }
@@ -40,7 +46,7 @@ static void worker(stasis_compress_pool_t *pool, int index) {
             futex(&pool->generation, FUTEX_WAIT_PRIVATE, seen);
         if (__atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE)) return;
         seen = generation;
-        run_jobs(pool, pool->hash[1 + index]);
+        run_jobs(pool, 1 + index);
     }
 }
 
@@ -103,7 +109,7 @@ void stasis_pool_start(stasis_compress_pool_t *pool, int count) {
     if (pool->workers) futex(&pool->generation, FUTEX_WAKE_PRIVATE, 0x7fffffffL);
 }
 
-void stasis_pool_help(stasis_compress_pool_t *pool) { run_jobs(pool, pool->hash[0]); }
+void stasis_pool_help(stasis_compress_pool_t *pool) { run_jobs(pool, 0); }
 
 void stasis_pool_wait(stasis_compress_pool_t *pool) {
     int32_t done;

@@ -195,7 +195,7 @@ __attribute__((noreturn, used)) static void rst_start(uint64_t *initial_sp) {
     local.threads = (struct rst_thread *)(local.thread_stacks - table_bytes);
     uint64_t args_at = (uint64_t)local.threads - args_bytes;
     if (local.lazy_requested) rst_lazy_place_tables(&local, args_at - rst_lazy_table_bytes());
-    local.block_buffer = (uint8_t *)(args_at - (local.lazy_requested ? rst_lazy_table_bytes() : 0) - RST_BLOCK_BYTES);
+    local.block_buffer = (uint8_t *)(args_at - (local.lazy_requested ? rst_lazy_table_bytes() : 0) - 2 * RST_BLOCK_BYTES);
     struct rst_args *args = (struct rst_args *)args_at;
     memcpy(args, &local, sizeof local);
     /* the vdso scratch range must be free for mremap: unmap it within our region */

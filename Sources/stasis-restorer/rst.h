@@ -119,8 +119,8 @@ struct rst_args {
     uint32_t tree_flags;
     volatile int32_t released;
     char path[STASIS_MAX_PATH + 1]; /* scratch */
-    /* compressed areas (rst_blocks.c): RST_BLOCK_BYTES of the work region for a block's stored bytes
-     * (when the image has any), and the area whose PAGE_BLOCKS records come next */
+    /* compressed areas (rst_blocks.c): 2 * RST_BLOCK_BYTES of the work region, for a block's stored
+     * bytes and a filtered block's decoded bytes, and the area whose PAGE_BLOCKS records come next */
     uint8_t *block_buffer;
     struct rst_block_area {
         int active, lazy;             /* lazy: its rst_lazy_area index, or -1 */
@@ -146,6 +146,7 @@ struct rst_lazy_piece {
 };
 #define RST_PIECE_BLOCK 1u
 #define RST_PIECE_RAW 2u
+#define RST_PIECE_SHUFFLED 4u
 #define RST_BLOCK_BYTES ((uint64_t)STASIS_BLOCK_MAX_PAGES * RST_PAGE)
 #define RST_LAZY_PIECES (256u << 10)
 #define RST_LAZY_AREAS (16u << 10)
@@ -220,7 +221,8 @@ void rst_verify_plan_checks(struct rst_args *args);
 /* rst_blocks.c */
 void rst_blocks_begin(struct rst_args *args, const stasis_memory_area_record_t *area, uint64_t runs_offset, int lazy);
 int rst_restore_blocks(struct rst_args *args, const stasis_record_header_t *record, uint64_t offset);
-int rst_decode_block(const uint8_t *stored, uint32_t stored_bytes, uint32_t crc, uint32_t flags, uint8_t *pages, uint64_t raw);
+int rst_decode_block(const uint8_t *stored, uint32_t stored_bytes, uint32_t crc, uint32_t flags, uint8_t *pages, uint64_t raw,
+                     uint8_t *scratch);
 void rst_lazy_add_block(struct rst_args *args, uint64_t address, const stasis_page_block_t *block, uint64_t offset, int area);
 
 /* rst_thread.c */

@@ -48,11 +48,18 @@ static int next_block_address(struct rst_args *args, struct rst_block_area *b, u
 }
 
 /* A block's pages from its stored bytes: 0, or -1 when they fail their CRC or do not decode to
- * exactly `raw` bytes. A raw block's stored bytes are its pages (`stored` may be `pages` then). */
-int rst_decode_block(const uint8_t *stored, uint32_t stored_bytes, uint32_t crc, uint32_t flags, uint8_t *pages, uint64_t raw) {
+ * exactly `raw` bytes. A raw block's stored bytes are its pages (`stored` may be `pages` then); a
+ * filtered one is decoded into `scratch` (a block's room) and unfiltered into place. */
+int rst_decode_block(const uint8_t *stored, uint32_t stored_bytes, uint32_t crc, uint32_t flags, uint8_t *pages, uint64_t raw,
+                     uint8_t *scratch) {
     if (stasis_crc32c_end(stasis_crc32c_update(stasis_crc32c_begin(), stored, stored_bytes)) != crc) return -1;
     if (flags & STASIS_BLOCK_RAW) {
         if (stored != pages) memcpy(pages, stored, raw);
+        return 0;
+    }
+    if (flags & STASIS_BLOCK_SHUFFLED) {
+        if (stasis_lz_decompress(stored, stored_bytes, scratch, raw) < 0) return -1;
+        stasis_lz_unshuffle(scratch, pages, raw);
         return 0;
     }
     return stasis_lz_decompress(stored, stored_bytes, pages, raw);
@@ -63,7 +70,8 @@ void rst_lazy_add_block(struct rst_args *args, uint64_t address, const stasis_pa
     if (args->lazy_piece_count >= args->lazy_piece_capacity) { /* too fragmented for the table: read it now */
         uint8_t *stored = block->flags & STASIS_BLOCK_RAW ? (uint8_t *)address : args->block_buffer;
         if (rst_pread_all(args->image_fd, stored, block->stored_bytes, offset) < 0) rst_fail(args, "cannot read page data at", address);
-        if (rst_decode_block(stored, block->stored_bytes, block->crc, block->flags, (uint8_t *)address, raw) < 0)
+        if (rst_decode_block(stored, block->stored_bytes, block->crc, block->flags, (uint8_t *)address, raw,
+                             args->block_buffer + RST_BLOCK_BYTES) < 0)
             rst_fail_image(args, "compressed page data damaged (checksum or block) in area", args->blocks_area.start);
         return;
     }
@@ -74,7 +82,8 @@ void rst_lazy_add_block(struct rst_args *args, uint64_t address, const stasis_pa
     p->fd = args->image_fd;
     p->area = area;
     p->first = args->lazy_page_count;
-    p->flags = RST_PIECE_BLOCK | (block->flags & STASIS_BLOCK_RAW ? RST_PIECE_RAW : 0);
+    p->flags = RST_PIECE_BLOCK | (block->flags & STASIS_BLOCK_RAW ? RST_PIECE_RAW : 0)
+             | (block->flags & STASIS_BLOCK_SHUFFLED ? RST_PIECE_SHUFFLED : 0);
     p->stored_bytes = block->stored_bytes;
     p->crc = block->crc;
     args->lazy_page_count += block->pages;
@@ -96,7 +105,8 @@ int rst_restore_blocks(struct rst_args *args, const stasis_record_header_t *reco
         const stasis_page_block_t *k = &blocks[i];
         uint64_t raw = (uint64_t)k->pages * RST_PAGE;
         int is_raw = (k->flags & STASIS_BLOCK_RAW) != 0;
-        if (k->pages < 1 || k->pages > STASIS_BLOCK_MAX_PAGES || (k->flags & ~STASIS_BLOCK_RAW) ||
+        if (k->pages < 1 || k->pages > STASIS_BLOCK_MAX_PAGES || (k->flags & ~(STASIS_BLOCK_RAW | STASIS_BLOCK_SHUFFLED)) ||
+            (k->flags == (STASIS_BLOCK_RAW | STASIS_BLOCK_SHUFFLED)) ||
             (is_raw ? k->stored_bytes != raw : (k->stored_bytes == 0 || k->stored_bytes >= raw)) ||
             k->stored_bytes > data_end - data)
             return -1;
@@ -107,7 +117,8 @@ int rst_restore_blocks(struct rst_args *args, const stasis_record_header_t *reco
         } else {
             uint8_t *stored = is_raw ? (uint8_t *)address : args->block_buffer;
             if (rst_pread_all(args->image_fd, stored, k->stored_bytes, data) < 0) rst_fail(args, "cannot read page data for area", b->start);
-            if (rst_decode_block(stored, k->stored_bytes, k->crc, k->flags, (uint8_t *)address, raw) < 0)
+            if (rst_decode_block(stored, k->stored_bytes, k->crc, k->flags, (uint8_t *)address, raw,
+                                 args->block_buffer + RST_BLOCK_BYTES) < 0)
                 rst_fail_image(args, "compressed page data damaged (checksum or block) in area", b->start);
         }
         data += k->stored_bytes;

@@ -134,7 +134,7 @@ void rst_find_hole(struct rst_args *args) {
     uint64_t table_bytes = (threads * sizeof(struct rst_thread) + RST_PAGE - 1) & ~(RST_PAGE - 1);
     args->work_bytes = (args->lazy_requested ? rst_lazy_table_bytes() : 0) +
                        args->code_bytes + RST_STACK_BYTES + vdso_span + args_bytes + table_bytes +
-                       threads * RST_THREAD_STACK_BYTES + RST_PAGE + RST_BLOCK_BYTES /* rst_blocks.c's buffer */;
+                       threads * RST_THREAD_STACK_BYTES + RST_PAGE + 2 * RST_BLOCK_BYTES /* rst_blocks.c's buffers */;
 
     /* Walk the image's areas in address order; every gap between them is a candidate. */
     uint64_t offset = args->first_record;

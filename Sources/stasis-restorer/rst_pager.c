@@ -92,8 +92,8 @@ static void read_pages(struct pager *p, struct rst_lazy_piece *x, uint64_t page,
         uint8_t *stored = x->flags & RST_PIECE_RAW ? p->block : p->stored;
         p->decoded = 0;
         if (rst_pread_all(x->fd, stored, x->stored_bytes, x->offset) < 0) rst_pager_die(p, "cannot read the image");
-        if (rst_decode_block(stored, x->stored_bytes, x->crc, x->flags & RST_PIECE_RAW ? STASIS_BLOCK_RAW : 0, p->block,
-                             x->pages * RST_PAGE) < 0)
+        uint32_t flags = (x->flags & RST_PIECE_RAW ? STASIS_BLOCK_RAW : 0) | (x->flags & RST_PIECE_SHUFFLED ? STASIS_BLOCK_SHUFFLED : 0);
+        if (rst_decode_block(stored, x->stored_bytes, x->crc, flags, p->block, x->pages * RST_PAGE, p->unfiltered) < 0)
             pager_corrupt(p, "compressed page data damaged (checksum or block) in the image");
         p->decoded = x;
     }
@@ -330,7 +330,8 @@ void rst_pager_main(struct rst_args *args, int go_fd, int hello_fd) {
     p->buffer = rst_map_anonymous(PREFETCH_BYTES);
     p->stored = rst_map_anonymous(RST_BLOCK_BYTES);
     p->block = rst_map_anonymous(RST_BLOCK_BYTES);
-    if (!p->buffer || !p->stored || !p->block || rst_pager_new_context(p, args->uffd, 0) < 0) rst_pager_die(p, "out of memory");
+    p->unfiltered = rst_map_anonymous(RST_BLOCK_BYTES);
+    if (!p->buffer || !p->stored || !p->block || !p->unfiltered || rst_pager_new_context(p, args->uffd, 0) < 0) rst_pager_die(p, "out of memory");
     /* STASIS_PAGER_DELAY_MS (tests): serve only faults at first, so that they meet pages not yet there. */
     int64_t prefetch_from = monotonic_ms() + args->pager_delay_ms;
     for (;;) {

@@ -47,6 +47,7 @@ struct pager {
     uint8_t *buffer;       /* PREFETCH_BYTES */
     uint8_t *stored;       /* a compressed block's stored bytes (RST_BLOCK_BYTES) */
     uint8_t *block;        /* the pages of the block `decoded` (RST_BLOCK_BYTES) */
+    uint8_t *unfiltered;   /* a filtered block, decoded before the filter is undone (RST_BLOCK_BYTES) */
     struct rst_lazy_piece *decoded;
     uint64_t pages;        /* pager pages in all */
     /* the restore plan's checks of parent page data, one chunk at a time once the pages are in */

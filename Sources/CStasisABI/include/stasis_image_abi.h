@@ -206,10 +206,11 @@ typedef struct stasis_page_block {
     uint32_t pages;        /* 1 ... STASIS_BLOCK_MAX_PAGES */
     uint32_t stored_bytes; /* bytes in the record's data */
     uint32_t crc;          /* CRC32C of those stored bytes */
-    uint32_t flags;        /* STASIS_BLOCK_RAW */
+    uint32_t flags;        /* STASIS_BLOCK_RAW, or STASIS_BLOCK_SHUFFLED */
 } stasis_page_block_t;
 _Static_assert(sizeof(stasis_page_block_t) == 16, "image ABI: stasis_page_block_t");
 #define STASIS_BLOCK_RAW 1u
+#define STASIS_BLOCK_SHUFFLED 2u /* compressed after stasis_lz.h's numeric filter (undo it after decoding) */
 #define STASIS_BLOCK_MAX_PAGES 64        /* 256 KiB: the unit a lazy restart decompresses */
 #define STASIS_BLOCKS_PER_RECORD 16      /* 4 MiB of pages per record: what the writer holds at once */
 

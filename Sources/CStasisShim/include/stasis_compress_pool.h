@@ -23,7 +23,7 @@ typedef struct stasis_compress_job {
     uint32_t raw;                 /* bytes of pages */
     uint32_t stored;              /* result: compressed bytes, or 0: store raw */
     uint32_t crc;                 /* result: CRC32C of the stored bytes (the pages when raw) */
-    uint32_t reserved;
+    uint32_t flags;               /* result: STASIS_BLOCK_SHUFFLED when the numeric filter made it shrink */
 } stasis_compress_job_t;
 
 typedef struct stasis_compress_pool {
@@ -37,6 +37,7 @@ typedef struct stasis_compress_pool {
     int32_t reserved;
     stasis_compress_job_t jobs[STASIS_POOL_JOBS];
     uint8_t hash[STASIS_POOL_MAX_WORKERS + 1][16384]; /* the codec's scratch: [0] the writer's, [1 + i] worker i's */
+    uint8_t *_Nullable filtered[STASIS_POOL_MAX_WORKERS + 1]; /* a block's room each for the numeric filter */
 } stasis_compress_pool_t;
 
 /* Starts up to `workers` threads (stacks: STASIS_POOL_STACK_BYTES each from `stacks`). Returns how
@@ -51,7 +52,9 @@ void stasis_pool_help(stasis_compress_pool_t *_Nonnull pool) __attribute__((swif
 void stasis_pool_wait(stasis_compress_pool_t *_Nonnull pool) __attribute__((swift_attr("@_noLocks")));
 /* Stops the workers and waits until they have exited (their stacks may then be reused). */
 void stasis_pool_close(stasis_compress_pool_t *_Nonnull pool) __attribute__((swift_attr("@_noLocks")));
-/* One job on this thread with `hash` as scratch (a pool's jobs, or the writer without a pool). */
-void stasis_compress_one(stasis_compress_job_t *_Nonnull job, void *_Nonnull hash) __attribute__((swift_attr("@_noLocks")));
+/* One job on this thread with `hash` and `filtered` (a block's room) as scratch. A block the codec
+ * cannot shrink that looks numeric is tried again through the numeric filter (stasis_lz.h). */
+void stasis_compress_one(stasis_compress_job_t *_Nonnull job, void *_Nonnull hash, uint8_t *_Nullable filtered)
+    __attribute__((swift_attr("@_noLocks")));
 
 #endif

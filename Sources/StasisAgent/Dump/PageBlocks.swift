@@ -58,10 +58,18 @@ struct PageBlockWriter {
         }
         guard let first = batch(&arena), let second = batch(&arena),
             let pool = arena.take(MemoryLayout<stasis_compress_pool_t>.size, alignment: 64),
-            let stacks = arena.take(Int(STASIS_POOL_MAX_WORKERS) * Int(STASIS_POOL_STACK_BYTES), alignment: page)
+            let stacks = arena.take(Int(STASIS_POOL_MAX_WORKERS) * Int(STASIS_POOL_STACK_BYTES), alignment: page),
+            let filtered = arena.take((Int(STASIS_POOL_MAX_WORKERS) + 1) * blockBytes, alignment: page)
         else { return nil }
         let typed = pool.bindMemory(to: stasis_compress_pool_t.self, capacity: 1)
         typed.pointee.workers = 0
+        withUnsafeMutablePointer(to: &typed.pointee.filtered) { tuple in
+            tuple.withMemoryRebound(to: Optional<UnsafeMutablePointer<UInt8>>.self, capacity: Int(STASIS_POOL_MAX_WORKERS) + 1) { slots in
+                for i in 0...Int(STASIS_POOL_MAX_WORKERS) {
+                    slots[i] = (filtered + i * blockBytes).assumingMemoryBound(to: UInt8.self)
+                }
+            }
+        }
         return PageBlockWriter(pool: typed, batches: (first, second), stacks: stacks)
     }
 
@@ -125,7 +133,7 @@ struct PageBlockWriter {
                 for i in 0..<batch.count {
                     jobs[i] = stasis_compress_job_t(source: UnsafeRawPointer(bitPattern: batch.sources[i]),
                                                     output: batch.output + i * Self.blockBytes,
-                                                    raw: batch.blocks[i].pages * UInt32(STASIS_PAGE_SIZE), stored: 0, crc: 0, reserved: 0)
+                                                    raw: batch.blocks[i].pages * UInt32(STASIS_PAGE_SIZE), stored: 0, crc: 0, flags: 0)
                 }
             }
         }
@@ -139,6 +147,7 @@ struct PageBlockWriter {
                     let raw = jobs[i].raw
                     if jobs[i].stored > 0 {
                         batch.blocks[i].stored_bytes = jobs[i].stored
+                        batch.blocks[i].flags = jobs[i].flags
                         batch.sources[i] = UInt(bitPattern: batch.output + i * Self.blockBytes)
                     } else {
                         batch.blocks[i].stored_bytes = raw

@@ -10,6 +10,8 @@ public struct PageBlock: Equatable, Sendable {
     public var crc: UInt32
     /// Stored as it is (it did not shrink); else one stasis_lz block.
     public var isRaw: Bool
+    /// Compressed after the numeric filter (stasis_lz_shuffle), undone after decoding.
+    public var isFiltered = false
     /// Absolute file offset of its stored bytes.
     public var fileOffset: UInt64
 
@@ -41,7 +43,12 @@ public struct PageBlock: Equatable, Sendable {
         guard status == 0 else {
             throw .invalidRecord(.pageBlocks, at: fileOffset, reason: "a malformed compressed block of area \(hex(area))")
         }
-        return pages
+        guard isFiltered else { return pages }
+        var unfiltered = [UInt8](repeating: 0, count: pages.count)
+        pages.withUnsafeBytes { input in
+            unfiltered.withUnsafeMutableBytes { output in stasis_lz_unshuffle(input.baseAddress!, output.baseAddress!, output.count) }
+        }
+        return unfiltered
     }
 }
 
@@ -71,11 +78,14 @@ public struct PageBlocksRecord: Equatable, Sendable {
             let crc = try reader.read(UInt32.self)
             let flags = try reader.read(UInt32.self)
             let raw = UInt64(pages) * RecordHeader.pageSize
-            guard pages >= 1, pages <= PageBlock.maxPages, flags & ~STASIS_BLOCK_RAW == 0,
+            guard pages >= 1, pages <= PageBlock.maxPages, flags & ~(STASIS_BLOCK_RAW | STASIS_BLOCK_SHUFFLED) == 0,
+                flags != STASIS_BLOCK_RAW | STASIS_BLOCK_SHUFFLED,
                 flags & STASIS_BLOCK_RAW != 0 ? UInt64(storedBytes) == raw : (storedBytes > 0 && UInt64(storedBytes) < raw)
             else { throw .invalidRecord(.pageBlocks, at: at, reason: "block of \(pages) pages stored in \(storedBytes) bytes (flags \(flags))") }
-            blocks.append(PageBlock(firstStoredPage: page, pages: pages, storedBytes: storedBytes, crc: crc,
-                                    isRaw: flags & STASIS_BLOCK_RAW != 0, fileOffset: offset))
+            var block = PageBlock(firstStoredPage: page, pages: pages, storedBytes: storedBytes, crc: crc,
+                                  isRaw: flags & STASIS_BLOCK_RAW != 0, fileOffset: offset)
+            block.isFiltered = flags & STASIS_BLOCK_SHUFFLED != 0
+            blocks.append(block)
             page += UInt64(pages)
             offset += UInt64(storedBytes)
             stored += UInt64(storedBytes)
