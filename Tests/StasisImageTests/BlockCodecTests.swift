@@ -1,7 +1,7 @@
 import CStasisABI
 import Testing
 
-/// stasis_lz.h, the block codec of issue 16 (`--compress`; not yet used by images): round trips over
+/// stasis_lz.h, the block codec of `--compress` (PAGE_BLOCKS, IMAGE-FORMAT.md 4.11 and 9): round trips over
 /// the kinds of page data a heap holds, the "does not shrink" answer, the format as documented, and a
 /// decoder that stays inside its buffers whatever it is given.
 @Suite struct BlockCodecTests {
@@ -211,5 +211,45 @@ import Testing
             let garbage = Self.randomBytes(1 + n % 97).map { $0 ^ UInt8(n & 0xff) }
             _ = Self.decompress(garbage, length: n % 300)
         }
+    }
+
+    /// The numeric filter (IMAGE-FORMAT.md 9.1): undone exactly whatever the words; smooth numbers that
+    /// the codec cannot shrink shrink after it; random words are not taken for numbers.
+    @Test func numericFilter() {
+        let count = 32768  // one 256 KiB block
+        var x = 1.0
+        let doubles = Self.words(count) { _, g in
+            x += Double(g.next() % 1000) * 1e-9
+            return x.bitPattern
+        }
+        let random = Self.words(count) { _, g in g.next() }
+        var scratch = [UInt8](repeating: 0, count: Int(STASIS_LZ_SCRATCH_BYTES))
+        func compressed(_ bytes: [UInt8]) -> Int {
+            var out = [UInt8](repeating: 0, count: bytes.count)
+            return bytes.withUnsafeBytes { input in
+                out.withUnsafeMutableBytes { output in
+                    scratch.withUnsafeMutableBytes { hash in
+                        stasis_lz_compress(input.baseAddress!, input.count, output.baseAddress!, output.count, hash.baseAddress!)
+                    }
+                }
+            }
+        }
+        func filtered(_ bytes: [UInt8]) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: bytes.count)
+            bytes.withUnsafeBytes { input in out.withUnsafeMutableBytes { stasis_lz_shuffle(input.baseAddress!, $0.baseAddress!, $0.count) } }
+            return out
+        }
+        func unfiltered(_ bytes: [UInt8]) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: bytes.count)
+            bytes.withUnsafeBytes { input in out.withUnsafeMutableBytes { stasis_lz_unshuffle(input.baseAddress!, $0.baseAddress!, $0.count) } }
+            return out
+        }
+        for data in [doubles, random, Self.textRecords(count * 8)] { #expect(unfiltered(filtered(data)) == data) }
+        #expect(doubles.withUnsafeBytes { stasis_lz_looks_numeric($0.baseAddress!, $0.count) } == 1)
+        #expect(random.withUnsafeBytes { stasis_lz_looks_numeric($0.baseAddress!, $0.count) } == 0)
+        #expect(compressed(doubles) == 0, "the codec alone cannot shrink a smooth double field")
+        let after = compressed(filtered(doubles))
+        #expect(after > 0 && after < doubles.count * 3 / 4, "filtered: \(after) of \(doubles.count) bytes")
+        #expect(compressed(filtered(random)) == 0)
     }
 }
