@@ -35,13 +35,14 @@ extension FileDescriptorDumper {
         return false
     }
 
-    /// Pre-pass over /proc/self/fd: for every pipe and FIFO, one descriptor the program can read it
-    /// through. Only a pipe the program reads holds bytes the program would lose; bytes in a pipe whose
+    /// Pre-pass over /proc/self/fd: every descriptor's entry for the shared-description search, and for
+    /// every pipe and FIFO, one descriptor the program can read it through. Only a pipe the program reads holds bytes the program would lose; bytes in a pipe whose
     /// reader is outside belong to that reader (it still gets them when the program is killed).
     @_noAllocation @_noLocks
     mutating func findPipeReaders(dirFD: Int32, excluding excluded: Int32, and agentOwn: Int32, lock: Int32) throws(FreezeFailure) {
         readerCount = 0
         ptySlaveCount = 0
+        let pid = Int32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getpid))
         while true {
             let n = RawSyscall.call(STASIS_NR_getdents64, Int(dirFD), Int(bitPattern: directoryBuffer), Self.directoryCapacity)
             if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
@@ -57,6 +58,7 @@ extension FileDescriptorDumper {
                 var st = stasis_kstat_t()
                 let r = withUnsafeMutablePointer(to: &st) { RawSyscall.call(STASIS_NR_fstat, Int(fd), Int(bitPattern: $0)) }
                 guard r == 0 else { continue }
+                addEntry(fd, st, pid: pid)
                 if st.st_mode & UInt32(STASIS_S_IFMT) == UInt32(STASIS_S_IFCHR) {
                     // Unix98 pty slaves: majors 136-143 (st_rdev as the kernel encodes it for stat).
                     let major = (st.st_rdev >> 8) & 0xfff, minor = (st.st_rdev & 0xff) | ((st.st_rdev >> 12) & 0xfff00)
