@@ -72,3 +72,22 @@ func hardDescriptorLimit() -> Int {
     getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
     return limit.rlim_max > rlim_t(Int.max) ? Int.max : Int(limit.rlim_max)
 }
+
+/// The spawn child's parallel move (stasis_spawn_install) on its own: cycles, a source read twice,
+/// a move onto its own source, chains (Tests/Fixtures/fd-moves, which compiles spawn.c in: clang,
+/// for the headers' nullability annotations).
+@Suite(.enabled(if: findInPath("clang") != nil, "no clang"))
+struct DescriptorMoveTests {
+    @Test func sourcesThatAreOtherMovesTargetsEndUpInPlace() throws {
+        let scratch = Scratch()
+        let root = Stasis.packageRoot
+        let binary = scratch.file("fd-moves"), log = scratch.file("cc.log")
+        let status = system("clang -O1 -I'\(root)/Sources/CStasisSpawn/include' -I'\(root)/Sources/CStasisABI/include' -o '\(binary)' '\(root)/Tests/Fixtures/fd-moves/main.c' > '\(log)' 2>&1")
+        try #require(status == 0, "clang: \((try? String(contentsOfFile: log)) ?? "")")
+        let output = scratch.file("out")
+        let child = try ChildProcess(binary, [], outputPath: output)
+        #expect(try child.wait() == .exited(0))
+        let result = try String(contentsOfFile: output)
+        #expect(result.contains("PASS"), "\(result)")
+    }
+}
