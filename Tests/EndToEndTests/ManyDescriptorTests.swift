@@ -29,15 +29,28 @@ struct ManyDescriptorTests {
         #expect(result.contains("PASS") && !result.contains("FAIL"), "\(result)")
     }
 
+    /// 4,200 pipes, each holding a few bytes the program has not read: the agent used to remember only
+    /// 4,096 pipes' readers, and the bytes of the others were lost.
+    @Test(.enabled(if: hardDescriptorLimit() >= 16384, "needs ulimit -Hn 16384"))
+    func thousandsOfPipesKeepTheirBytes() throws {
+        let scratch = Scratch()
+        let (restart, output) = try checkpointAndRestart(scratch, nulls: 100, dups: 50, programSoft: 0, pipes: 4200,
+                                                         launcherLimits: "true")
+        #expect(try restart.wait() == .exited(0))
+        let result = try String(contentsOfFile: output)
+        #expect(result.contains("PASS") && !result.contains("FAIL"), "\(result)")
+    }
+
     /// Runs the fixture, checkpoints it, kills it, restarts it under `launcherLimits` (a shell's ulimit
     /// command), and sends SIGTERM to the restored program. Returns `stasis restart` and the output file.
     /// `refusedUnder`: first a restart that must be refused (exit 14) under those limits.
-    private func checkpointAndRestart(_ scratch: Scratch, nulls: Int, dups: Int, programSoft: Int, launcherLimits: String,
-                                      refusedUnder: String? = nil) throws -> (ChildProcess, String) {
+    private func checkpointAndRestart(_ scratch: Scratch, nulls: Int, dups: Int, programSoft: Int, pipes: Int = 4,
+                                      launcherLimits: String, refusedUnder: String? = nil) throws -> (ChildProcess, String) {
         let binary = try compileFixture("many-fds", into: scratch.path)
         let output = scratch.file("out")
         let original = try ChildProcess(Stasis.launcher, ["run", "--dir", scratch.path, "--", binary, scratch.path,
-                                                          String(nulls), String(dups), String(programSoft)], outputPath: output)
+                                                          String(nulls), String(dups), String(programSoft), String(pipes)],
+                                        outputPath: output)
         try waitUntil("READY", seconds: 60) { ((try? String(contentsOfFile: output)) ?? "").contains("READY") }
         let (code, text) = try Stasis.run(["checkpoint", String(original.pid)], in: scratch.path)
         try #require(code == 0, "checkpoint: \(text)")
