@@ -30,8 +30,6 @@ struct DescriptionEntry {
 struct DescriptionOrder {
     let strict: Bool
     var kcmpFailed = false
-    /// kcmp calls made, for the agent's own tests and benchmarks.
-    var calls = 0
 
     @_noAllocation @_noLocks
     init(strict: Bool) { self.strict = strict }
@@ -43,7 +41,6 @@ struct DescriptionOrder {
         if a.inode != b.inode { return a.inode < b.inode ? -1 : 1 }
         if a.pid == b.pid && a.fd == b.fd { return 0 }
         if kcmpFailed { return a.fd < b.fd ? -1 : (a.fd > b.fd ? 1 : (a.pid < b.pid ? -1 : 1)) }
-        calls += 1
         let r = RawSyscall.call(STASIS_NR_kcmp, Int(a.pid), Int(b.pid), 0 /* KCMP_FILE */, Int(a.fd), Int(b.fd))
         switch r {
         case 0: return 0
