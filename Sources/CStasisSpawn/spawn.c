@@ -17,26 +17,100 @@
 #include "stasis_syscall.h"
 #include "spawn_internal.h"
 
+/* The plan's moves as one parallel assignment: a source may be another move's target (the launcher
+ * leaves each new descriptor where the kernel put it, the lowest free number, so the program's fds
+ * need about N numbers and not 2N). Several moves may read one source (dup'ed fds).
+ *
+ * Algorithm (register allocators' parallel move): a "value" is what fd v held at the start; where[v]
+ * is the fd that holds it now, pending[v] the moves still to read it.
+ *   1. a move onto its own source only clears close-on-exec
+ *   2. a move is ready when its target holds no value still pending: dup3 it, and when the last
+ *      reader of a value is done, the move onto that value's fd (if any) becomes ready
+ *   3. nothing ready and moves left: they form cycles, and every target left is an open fd. Copy one
+ *      such target's value to the lowest free fd (so not a target), which makes its move ready
+ * Each move is queued once: O(moves + highest fd). Scratch comes from mmap (no malloc in the child).
+ * 0, or -errno. */
+static long install_moves(const stasis_spawn_plan_t *plan, int *max_target) {
+    int n = plan->move_count, top = 3;
+    *max_target = 2;
+    for (int i = 0; i < n; i++) {
+        const stasis_fd_move_t *m = &plan->moves[i];
+        if (m->source < 0 || m->target < 0) return -9; /* EBADF */
+        if (m->source >= top) top = m->source + 1;
+        if (m->target >= top) top = m->target + 1;
+        if (m->target > *max_target) *max_target = m->target;
+    }
+    unsigned long bytes = ((unsigned long)top * 3 + (unsigned long)n + 1) * sizeof(int32_t);
+    long memory = stasis_syscall6(STASIS_NR_mmap, 0, (long)bytes, 3 /* PROT_READ | PROT_WRITE */,
+                                  0x22 /* MAP_PRIVATE | MAP_ANONYMOUS */, -1, 0);
+    if (memory < 0 && memory > -4096) return memory;
+    int32_t *pending = (int32_t *)memory, *where = pending + top, *by_target = where + top, *queue = by_target + top;
+    for (int fd = 0; fd < top; fd++) {
+        where[fd] = fd;
+        by_target[fd] = -1;
+    }
+    int head = 0, tail = 0;
+    for (int i = 0; i < n; i++) {
+        const stasis_fd_move_t *m = &plan->moves[i];
+        if (m->source == m->target) {
+            /* close-on-exec is set by the restorer: exec'ing it would close those fds here */
+            long r = stasis_syscall3(STASIS_NR_fcntl, m->target, 2 /* F_SETFD */, 0);
+            if (r < 0) return r;
+            continue;
+        }
+        by_target[m->target] = i;
+        pending[m->source]++;
+    }
+    for (int i = 0; i < n; i++) {
+        const stasis_fd_move_t *m = &plan->moves[i];
+        if (by_target[m->target] == i && pending[m->target] == 0) {
+            by_target[m->target] = -1;
+            queue[tail++] = i;
+        }
+    }
+    int scan = 0;
+    for (;;) {
+        while (head < tail) {
+            const stasis_fd_move_t *m = &plan->moves[queue[head++]];
+            long r = stasis_syscall3(STASIS_NR_dup3, where[m->source], m->target, 0);
+            if (r < 0) return r;
+            int v = m->source;
+            if (--pending[v] > 0) continue;
+            if (where[v] != v) stasis_syscall1(STASIS_NR_close, where[v]); /* a copy made in step 3 */
+            if (by_target[v] >= 0) {
+                queue[tail++] = by_target[v];
+                by_target[v] = -1;
+            }
+        }
+        while (scan < n && by_target[plan->moves[scan].target] != scan) scan++;
+        if (scan == n) break;
+        int t = plan->moves[scan].target;
+        long copy = stasis_syscall3(STASIS_NR_fcntl, t, 1030 /* F_DUPFD_CLOEXEC */, 0);
+        if (copy < 0) return copy;
+        where[t] = (int32_t)copy;
+        by_target[t] = -1;
+        queue[tail++] = scan;
+    }
+    /* Keep the targets (by_target is all -1 again: every move was queued). */
+    for (int i = 0; i < n; i++) by_target[plan->moves[i].target] = 1;
+    for (int fd = 0; fd <= *max_target; fd++) {
+        int keep = (fd <= 2 && (plan->keep_stdio >> fd & 1)) || by_target[fd] == 1;
+        if (!keep) stasis_syscall1(STASIS_NR_close, fd);
+    }
+    stasis_syscall2(STASIS_NR_munmap, memory, (long)bytes);
+    return 0;
+}
+
 /* In the child: the plan's descriptors at their numbers, every other fd closed, epoll registrations,
  * cwd, umask. Returns 0, or the step that failed (exit status 125 dup3, 124 epoll_ctl, 123 chdir). */
 int stasis_spawn_install(const stasis_spawn_plan_t *plan, int32_t *error) {
     int max_target = 2;
-    for (int i = 0; i < plan->move_count; i++) {
-        const stasis_fd_move_t *m = &plan->moves[i];
-        long r = stasis_syscall3(STASIS_NR_dup3, m->source, m->target, 0);
-        if (r < 0) {
-            *error = (int32_t)-r;
-            return STASIS_SPAWN_FAILED_DESCRIPTORS;
-        }
-        /* close-on-exec is set by the restorer: exec'ing it would close those fds here */
-        if (m->target > max_target) max_target = m->target;
+    long moved = install_moves(plan, &max_target);
+    if (moved < 0) {
+        *error = (int32_t)-moved;
+        return STASIS_SPAWN_FAILED_DESCRIPTORS;
     }
-    /* Close what the program did not have: everything but targets and the kept stdio. */
-    for (int fd = 0; fd <= max_target; fd++) {
-        int keep = fd <= 2 && (plan->keep_stdio >> fd & 1);
-        for (int i = 0; i < plan->move_count && !keep; i++) keep = plan->moves[i].target == fd;
-        if (!keep) stasis_syscall1(STASIS_NR_close, fd);
-    }
+    /* Close what the program did not have above its numbers (the sources, the launcher's own). */
     stasis_syscall3(STASIS_NR_close_range, max_target + 1, ~0u, 0);
     for (int i = 0; i < plan->epoll_add_count; i++) {
         const stasis_epoll_add_t *a = &plan->epoll_adds[i];

@@ -9,7 +9,7 @@ struct ExitCodeTests {
         let documented: [(ExitCode, Int32)] = [
             (.success, 0), (.failure, 1), (.usage, 2), (.badImage, 3), (.incompatibleMachine, 4), (.filesChanged, 5),
             (.noSuchProcess, 6), (.checkpointFailed, 7), (.timeout, 8), (.restoreFailed, 9), (.permissionDenied, 10),
-            (.signatureMismatch, 11), (.incompleteChain, 12), (.pidInUse, 13), (.cannotExecute, 127),
+            (.signatureMismatch, 11), (.incompleteChain, 12), (.pidInUse, 13), (.tooManyDescriptors, 14), (.cannotExecute, 127),
         ]
         for (code, number) in documented { #expect(code.rawValue == number) }
     }

@@ -194,8 +194,8 @@ struct CheckpointJob {
         }
         files.skipUnsupported = skipUnsupported
         files.tree = tree
-        try files.dump(excluding: imageFD, and: tracker?.descriptor() ?? -1, lock: lockFD, into: &image)
-        try writeSharedDescriptions(&image)
+        try files.dump(excluding: imageFD, and: tracker?.descriptor() ?? -1, lock: lockFD, arena: &arena, into: &image)
+        try writeSharedDescriptions(&image, arena: &arena)
 
         // The memory map, read while every thread is frozen: the in-place writer and the copy-on-write
         // writer both dump exactly these areas.

@@ -67,6 +67,7 @@ enum RestartCommand {
         if TreeDirectory.isDirectory(options.imagePath) { return try restartTree(options, overrides: overrides) }
         let source = try FileImageSource(path: options.imagePath)
         let (image, chain) = try checkImage(source, options: options, overrides: overrides)
+        try DescriptorLimit.ensure(for: [image], extraDescriptors: chain.members.count)  // before restart opens them
         let keyPipe = try options.keyPath.map { (keyPath) throws(LauncherError) in try passKey(keyPath, image, source) }
         let planFiles = chain.isIncremental ? try restorePlan(chain) : nil
         let planFile = planFiles?.plan

@@ -16,6 +16,7 @@ enum ExitCode: Int32 {
     case signatureMismatch = 11 // restart/verify --key: unsigned image, or signed with another key, or changed
     case incompleteChain = 12   // restart/verify: an incremental image's parent is missing or not the one it names
     case pidInUse = 13          // restart of a tree: a PID it needs is another process's
+    case tooManyDescriptors = 14 // restart: the program's descriptors do not fit under the hard RLIMIT_NOFILE
     case cannotExecute = 127    // run: PROGRAM could not be executed
 }
 

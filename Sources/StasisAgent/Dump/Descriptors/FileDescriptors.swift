@@ -14,62 +14,62 @@ struct FileDescriptorDumper {
     let pathMemory: UnsafeMutableRawPointer
     let infoBuffer: UnsafeMutableRawPointer   // /proc/self/fdinfo/N text
     let extraBuffer: UnsafeMutableRawPointer  // pipe bytes or epoll entries for one record
-    let seenPipes: UnsafeMutablePointer<UInt64>
-    var seenPipeCount = 0
     var skipUnsupported = false
     /// A tree member: the control block, whose descriptor lists tell a pipeline's stdio pipe that
     /// joins two processes of the tree (recorded as a pipe) from one that leads outside (INHERIT).
     var tree: TreeControl? = nil
-    /// Descriptors written so far, with their inode, to find dup'ed ones (same open file description).
     /// UNIX socket inode → peer inode pairs (sock_diag), read when the first UNIX socket is met.
     let peerTable: UnsafeMutablePointer<UInt32>
     var peerCount = -1
     static let peerCapacity = 65536
-    let dumpedFDs: UnsafeMutablePointer<Int32>
-    let dumpedInodes: UnsafeMutablePointer<UInt64>
-    var dumpedCount = 0
-    /// Pipes and FIFOs the program can read: (device, inode) → one of its fds with read access (pre-pass).
-    let readerKeys: UnsafeMutablePointer<UInt64>
-    let readerFDs: UnsafeMutablePointer<Int32>
-    var readerCount = 0
+    /// Every descriptor of the pre-pass (DescriptionIndex.swift), in arena memory taken by `dump` for
+    /// its own duration: the entries and their merge sort's scratch; then, by pre-pass position (fd
+    /// order), each fd, the lowest fd with the same open file description (-1: none lower), and its
+    /// pipe flags (Pipes.swift: a pipe or FIFO the program reads through it; its record written).
+    var entries: UnsafeMutablePointer<DescriptionEntry>? = nil
+    var entryScratch: UnsafeMutablePointer<DescriptionEntry>? = nil
+    var slotFDs: UnsafeMutablePointer<Int32>? = nil
+    var slotOwners: UnsafeMutablePointer<Int32>? = nil
+    var slotFlags: UnsafeMutablePointer<UInt8>? = nil
+    static let readableFlag: UInt8 = 1
+    static let pipeWrittenFlag: UInt8 = 2
+    var entryCapacity = 0
+    var entryCount = 0
     /// Pseudo-terminal slaves the program holds: (pty number, one of its fds), from the same pre-pass.
     let ptySlaves: UnsafeMutablePointer<Int32>
     var ptySlaveCount = 0
     static let ptySlaveCapacity = 256
-    static let dumpedCapacity = 65536
     static let directoryCapacity = 64 * 1024
     static let infoCapacity = 256 * 1024
     static let extraCapacity = 1 << 20  // the largest pipe buffer an unprivileged user may set
-    static let pipeCapacity = 4096
     static let fifoType: UInt32 = 0o010000  // S_IFIFO
 
     @_noAllocation @_noLocks
     static func make(arena: inout FreezeArena) -> FileDescriptorDumper? {
         guard let directory = arena.take(directoryCapacity), let link = arena.take(Int(STASIS_MAX_PATH)),
             let path = arena.take(64), let info = arena.take(infoCapacity), let extra = arena.take(extraCapacity),
-            let pipes = arena.take(pipeCapacity * 8), let fds = arena.take(dumpedCapacity * 4),
-            let inodes = arena.take(dumpedCapacity * 8), let peers = arena.take(peerCapacity * 8),
-            let readerKeys = arena.take(pipeCapacity * 16), let readerFDs = arena.take(pipeCapacity * 4),
-            let slaves = arena.take(ptySlaveCapacity * 8)
+            let peers = arena.take(peerCapacity * 8), let slaves = arena.take(ptySlaveCapacity * 8)
         else { return nil }
         return FileDescriptorDumper(directoryBuffer: directory, linkBuffer: link, pathMemory: path, infoBuffer: info,
-                                    extraBuffer: extra, seenPipes: pipes.assumingMemoryBound(to: UInt64.self),
+                                    extraBuffer: extra,
                                     peerTable: peers.assumingMemoryBound(to: UInt32.self),
-                                    dumpedFDs: fds.assumingMemoryBound(to: Int32.self),
-                                    dumpedInodes: inodes.assumingMemoryBound(to: UInt64.self),
-                                    readerKeys: readerKeys.assumingMemoryBound(to: UInt64.self),
-                                    readerFDs: readerFDs.assumingMemoryBound(to: Int32.self),
                                     ptySlaves: slaves.assumingMemoryBound(to: Int32.self))
     }
 
     /// Writes one record per descriptor except `excluded` (the image being written), `lock` (a tree root's lock file) and `agentOwn`
-    /// (the dirty-page tracker's userfaultfd, or -1).
+    /// (the dirty-page tracker's userfaultfd, or -1). The rest of the arena is scratch while it runs.
     @_noAllocation @_noLocks
-    mutating func dump(excluding excluded: Int32, and agentOwn: Int32, lock: Int32 = -1, into image: inout ImageFile) throws(FreezeFailure) {
+    mutating func dump(excluding excluded: Int32, and agentOwn: Int32, lock: Int32 = -1, arena: inout FreezeArena,
+                       into image: inout ImageFile) throws(FreezeFailure) {
         let dirFD = RawSyscall.open(literal: "/proc/self/fd", RawFlag.readOnly | RawFlag.directory | RawFlag.closeOnExec)
         if dirFD < 0 { throw FreezeFailure(step: .readProc, errno: -dirFD) }
         defer { RawSyscall.close(Int32(dirFD)) }
+        let mark = arena.mark
+        defer { arena.reset(to: mark) }
+        takeEntries(&arena)
+        if entries == nil { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
         try findPipeReaders(dirFD: Int32(dirFD), excluding: excluded, and: agentOwn, lock: lock)
+        try findSharedDescriptions()
         _ = RawSyscall.call(STASIS_NR_lseek, dirFD, 0, 0 /* SEEK_SET */)
         while true {
             let n = RawSyscall.call(STASIS_NR_getdents64, dirFD, Int(bitPattern: directoryBuffer),
@@ -122,12 +122,7 @@ struct FileDescriptorDumper {
         let (extraBytes, contentBytes) = try capture(fd, st, link: link, linkCount, into: &record)
         record.path_bytes = UInt32(linkCount)
         record.extra_bytes = UInt32(extraBytes)
-        record.shares_with = sharedDescription(fd, inode: st.st_ino)
-        if dumpedCount < Self.dumpedCapacity {
-            dumpedFDs[dumpedCount] = fd
-            dumpedInodes[dumpedCount] = st.st_ino
-            dumpedCount += 1
-        }
+        record.shares_with = sharedDescription(fd)
         let fixedBytes = MemoryLayout<stasis_file_descriptor_record_t>.size
         let page = UInt64(STASIS_PAGE_SIZE)
         let dataBytes = (contentBytes + page - 1) / page * page
@@ -216,16 +211,89 @@ struct FileDescriptorDumper {
         return reads && writes
     }
 
-    /// An earlier descriptor with the same open file description (kcmp KCMP_FILE), or -1: dup'ed fds
+    /// All of the arena that is left, for the pre-pass's entries (a descriptor costs 76 bytes of it, pages
+    /// are touched only as used: about 3 million descriptors fit).
+    @_noAllocation @_noLocks
+    mutating func takeEntries(_ arena: inout FreezeArena) {
+        let stride = MemoryLayout<DescriptionEntry>.stride
+        let capacity = max(0, (arena.capacity - arena.used - 256) / (2 * stride + 12))
+        guard capacity > 0, let sorted = arena.take(capacity * stride), let scratch = arena.take(capacity * stride),
+            let fds = arena.take(capacity * 4), let owners = arena.take(capacity * 4), let flags = arena.take(capacity)
+        else { return }
+        entries = sorted.assumingMemoryBound(to: DescriptionEntry.self)
+        entryScratch = scratch.assumingMemoryBound(to: DescriptionEntry.self)
+        slotFDs = fds.assumingMemoryBound(to: Int32.self)
+        slotOwners = owners.assumingMemoryBound(to: Int32.self)
+        slotFlags = flags.assumingMemoryBound(to: UInt8.self)
+        entryCapacity = capacity
+        entryCount = 0
+    }
+
+    /// The pre-pass met `fd`: one entry (fd order, as /proc/self/fd lists them); its slot.
+    @_noAllocation @_noLocks
+    mutating func addEntry(_ fd: Int32, _ st: stasis_kstat_t, pid: Int32) throws(FreezeFailure) -> Int {
+        guard let entries, let slotFDs, let slotFlags, entryCount < entryCapacity else {
+            throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace, object: Int(fd))
+        }
+        entries[entryCount] = DescriptionEntry(device: st.st_dev, inode: st.st_ino, pid: pid, fd: fd, rank: fd,
+                                               slot: Int32(entryCount))
+        slotFDs[entryCount] = fd
+        slotFlags[entryCount] = 0
+        entryCount += 1
+        return entryCount - 1
+    }
+
+    /// The pre-pass's position of `fd`: a binary search of its fds (ascending, as /proc/self/fd lists them).
+    @_noAllocation @_noLocks
+    func slot(of fd: Int32) -> Int? {
+        guard let slotFDs else { return nil }
+        var low = 0, high = entryCount
+        while low < high {
+            let middle = low + (high - low) / 2
+            if slotFDs[middle] < fd { low = middle + 1 } else { high = middle }
+        }
+        return low < entryCount && slotFDs[low] == fd ? low : nil
+    }
+
+    /// The sorted entries of one file (device and inode: the sort's first keys, no kcmp).
+    @_noAllocation @_noLocks
+    func entries(device: UInt64, inode: UInt64) -> Range<Int> {
+        guard let entries else { return 0..<0 }
+        var low = 0, high = entryCount
+        while low < high {
+            let middle = low + (high - low) / 2
+            let e = entries[middle]
+            if e.device < device || (e.device == device && e.inode < inode) { low = middle + 1 } else { high = middle }
+        }
+        var end = low
+        while end < entryCount && entries[end].device == device && entries[end].inode == inode { end += 1 }
+        return low..<end
+    }
+
+    /// Sorts the entries by description (DescriptionIndex.swift) and gives every fd of a run of equal
+    /// ones the run's first, its lowest fd: O(n log n) kcmp calls at worst, none between distinct files.
+    @_noAllocation @_noLocks
+    mutating func findSharedDescriptions() throws(FreezeFailure) {
+        guard let entries, let entryScratch, let slotOwners else { return }
+        var order = DescriptionOrder(strict: false)
+        try order.sort(entries, count: entryCount, scratch: entryScratch)
+        var i = 0
+        while i < entryCount {
+            slotOwners[Int(entries[i].slot)] = -1
+            var j = i + 1
+            while j < entryCount, try order.compareFiles(entries[i], entries[j]) == 0 {
+                slotOwners[Int(entries[j].slot)] = entries[i].fd
+                j += 1
+            }
+            i = j
+        }
+    }
+
+    /// The lowest descriptor with the same open file description (kcmp KCMP_FILE), or -1: dup'ed fds
     /// share one offset, and restart must give them one description again.
     @_noAllocation @_noLocks
-    func sharedDescription(_ fd: Int32, inode: UInt64) -> Int32 {
-        let pid = RawSyscall.call(STASIS_NR_getpid)
-        for i in 0..<dumpedCount where dumpedInodes[i] == inode {
-            if RawSyscall.call(STASIS_NR_kcmp, pid, pid, 0 /* KCMP_FILE */, Int(dumpedFDs[i]), Int(fd)) == 0 {
-                return dumpedFDs[i]
-            }
-        }
-        return -1
+    func sharedDescription(_ fd: Int32) -> Int32 {
+        guard let slotOwners, let slot = slot(of: fd) else { return -1 }
+        return slotOwners[slot]
     }
 }

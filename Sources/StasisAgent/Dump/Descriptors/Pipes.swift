@@ -12,7 +12,7 @@ extension FileDescriptorDumper {
         record.kind = UInt32(STASIS_FD_PIPE)
         record.object_id = st.st_ino
         record.object_flags = UInt32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_fcntl, Int(fd), 1032 /* F_GETPIPE_SZ */))
-        return hasSeenPipe(st.st_ino) ? 0 : try capturePipeBytes(fd, reader: pipeReader(st.st_dev, st.st_ino))
+        return hasSeenPipe(fd, st) ? 0 : try capturePipeBytes(fd, reader: pipeReader(st.st_dev, st.st_ino))
     }
 
     /// FIFO: object_id = inode; the bytes in the first record of each FIFO.
@@ -22,26 +22,29 @@ extension FileDescriptorDumper {
     {
         record.kind = UInt32(STASIS_FD_FIFO)
         record.object_id = st.st_ino
-        return hasSeenPipe(st.st_ino) ? 0 : try capturePipeBytes(fd, reader: pipeReader(st.st_dev, st.st_ino))
+        return hasSeenPipe(fd, st) ? 0 : try capturePipeBytes(fd, reader: pipeReader(st.st_dev, st.st_ino))
     }
 
+    /// Whether an earlier PIPE or FIFO record has this pipe (its bytes go in the first); marks this one.
+    /// The fds of one pipe are adjacent in the sorted entries (DescriptionIndex.swift).
     @_noAllocation @_noLocks
-    mutating func hasSeenPipe(_ inode: UInt64) -> Bool {
-        for i in 0..<seenPipeCount where seenPipes[i] == inode { return true }
-        if seenPipeCount < Self.pipeCapacity {
-            seenPipes[seenPipeCount] = inode
-            seenPipeCount += 1
+    func hasSeenPipe(_ fd: Int32, _ st: stasis_kstat_t) -> Bool {
+        guard let entries, let slotFlags else { return false }
+        var seen = false
+        for i in self.entries(device: st.st_dev, inode: st.st_ino) where slotFlags[Int(entries[i].slot)] & Self.pipeWrittenFlag != 0 {
+            seen = true
         }
-        return false
+        if let slot = slot(of: fd) { slotFlags[slot] |= Self.pipeWrittenFlag }
+        return seen
     }
 
-    /// Pre-pass over /proc/self/fd: for every pipe and FIFO, one descriptor the program can read it
-    /// through. Only a pipe the program reads holds bytes the program would lose; bytes in a pipe whose
+    /// Pre-pass over /proc/self/fd: every descriptor's entry for the shared-description search, marked
+    /// when it is a pipe or FIFO the program can read through it. Only a pipe the program reads holds bytes the program would lose; bytes in a pipe whose
     /// reader is outside belong to that reader (it still gets them when the program is killed).
     @_noAllocation @_noLocks
     mutating func findPipeReaders(dirFD: Int32, excluding excluded: Int32, and agentOwn: Int32, lock: Int32) throws(FreezeFailure) {
-        readerCount = 0
         ptySlaveCount = 0
+        let pid = Int32(truncatingIfNeeded: RawSyscall.call(STASIS_NR_getpid))
         while true {
             let n = RawSyscall.call(STASIS_NR_getdents64, Int(dirFD), Int(bitPattern: directoryBuffer), Self.directoryCapacity)
             if n < 0 { throw FreezeFailure(step: .readProc, errno: -n) }
@@ -57,6 +60,7 @@ extension FileDescriptorDumper {
                 var st = stasis_kstat_t()
                 let r = withUnsafeMutablePointer(to: &st) { RawSyscall.call(STASIS_NR_fstat, Int(fd), Int(bitPattern: $0)) }
                 guard r == 0 else { continue }
+                let slot = try addEntry(fd, st, pid: pid)
                 if st.st_mode & UInt32(STASIS_S_IFMT) == UInt32(STASIS_S_IFCHR) {
                     // Unix98 pty slaves: majors 136-143 (st_rdev as the kernel encodes it for stat).
                     let major = (st.st_rdev >> 8) & 0xfff, minor = (st.st_rdev & 0xff) | ((st.st_rdev >> 12) & 0xfff00)
@@ -70,20 +74,20 @@ extension FileDescriptorDumper {
                 guard st.st_mode & UInt32(STASIS_S_IFMT) == Self.fifoType else { continue }
                 let access = RawSyscall.call(STASIS_NR_fcntl, Int(fd), 3 /* F_GETFL */) & 3
                 guard access == 0 /* O_RDONLY */ || access == 2 /* O_RDWR */ else { continue }
-                if pipeReader(st.st_dev, st.st_ino) >= 0 || readerCount >= Self.pipeCapacity { continue }
-                readerKeys[2 * readerCount] = st.st_dev
-                readerKeys[2 * readerCount + 1] = st.st_ino
-                readerFDs[readerCount] = fd
-                readerCount += 1
+                slotFlags?[slot] |= Self.readableFlag
             }
         }
     }
 
-    /// A descriptor through which the program reads this pipe or FIFO, or -1 if it only writes it.
+    /// The lowest descriptor through which the program reads this pipe or FIFO, or -1 if it only writes it.
     @_noAllocation @_noLocks
     func pipeReader(_ device: UInt64, _ inode: UInt64) -> Int32 {
-        for i in 0..<readerCount where readerKeys[2 * i + 1] == inode && readerKeys[2 * i] == device { return readerFDs[i] }
-        return -1
+        guard let entries, let slotFlags else { return -1 }
+        var reader: Int32 = -1
+        for i in self.entries(device: device, inode: inode) where slotFlags[Int(entries[i].slot)] & Self.readableFlag != 0 {
+            if reader < 0 || entries[i].fd < reader { reader = entries[i].fd }
+        }
+        return reader
     }
 
     /// The bytes buffered in a pipe or FIFO the program reads through `reader` (none when it only writes

@@ -3,8 +3,11 @@ import Glibc
 import StasisImage
 import StasisSystem
 
-/// Reopens or recreates the image's descriptors in the launcher, at high numbers, for the child to move
-/// into place (stasis_spawn). This file is the dispatcher: overrides and dup'ed descriptors first, then
+/// Reopens or recreates the image's descriptors in the launcher, for the child to move into place
+/// (stasis_spawn, a parallel move: a source may sit on another fd's target). A process's sources stay
+/// at the numbers the kernel gave them (the lowest free, 3 and up), so restart needs about as many
+/// numbers as the program had, not twice as many (DescriptorLimit.swift raises the soft limit to fit);
+/// a tree's members' sources all live at once, above every member's numbers. This file is the dispatcher: overrides and dup'ed descriptors first, then
 /// one function per kind, each in the file named after it (Files, DeletedFiles, Pipes, Sockets,
 /// Eventfds, Epolls, Timerfds, Signalfds, Inotify, Terminals). Pipes are recreated once per pipe with
 /// their buffered bytes; epoll registrations are replayed by the child once every descriptor has its
@@ -37,7 +40,7 @@ struct FileDescriptorPlan {
         let highest = image.fileDescriptors.map(\.fd).max() ?? 2
         imageTarget = max(highest, 2) + 1
         statusTarget = imageTarget + 1
-        base = tree?.base ?? Self.lowestSource(for: image, extraDescriptors: extraDescriptors.count)
+        base = tree?.base ?? 3  // never 0-2: restart's own stdio there may be kept for the program
         present = Set(image.fileDescriptors.map(\.fd))
         shared = tree?.shared ?? SharedObjects(image.fileDescriptors)
         let sharedDescriptions = Dictionary(image.sharedDescriptions.map { ($0.fd, $0) }, uniquingKeysWith: { first, _ in first })
@@ -101,7 +104,7 @@ struct FileDescriptorPlan {
         }
     }
 
-    /// The lowest number a source may have: above the program's numbers and the restorer's own.
+    /// The lowest number a tree's source may have: above the program's numbers and the restorer's own.
     static func lowestSource(for image: Image, extraDescriptors: Int) -> Int32 {
         let highest = image.fileDescriptors.map(\.fd).max() ?? 2
         return max(highest, 2) + 2 + 17 + Int32(extraDescriptors)
@@ -135,8 +138,13 @@ struct FileDescriptorPlan {
         }
     }
 
-    /// Moves `fd` above the program's numbers and keeps it until the child has its copy.
+    /// Keeps `fd` (moved to `base` or above unless it is there already) until the child has its copy.
     mutating func keep(_ fd: FileDescriptor, _ record: FileDescriptorRecord) throws(LauncherError) -> FileDescriptor {
+        if fd.rawValue >= base {
+            _ = fcntl(fd.rawValue, F_SETFD, FD_CLOEXEC)  // as a copy would be: only the child's moves give it on
+            opened.append(fd)
+            return fd
+        }
         defer { fd.closeAfterError() }
         do {
             let moved = try fd.duplicate(atLeast: base)

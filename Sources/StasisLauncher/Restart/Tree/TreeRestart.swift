@@ -34,7 +34,12 @@ extension RestartCommand {
             let extras = 2 + (member.chain.members.count - 1) + SharedMemoryObjects.keys(of: member.image).count
             base = max(base, FileDescriptorPlan.lowestSource(for: member.image, extraDescriptors: extras))
         }
-        let descriptors = TreeDescriptors(shared: SharedObjects(members: tree.members.map(\.image)), base: base)
+        // Every member's sources live at once, from `base` up.
+        let images = tree.members.map(\.image)
+        let count = images.reduce(0) { $0 + $1.fileDescriptors.count }
+        try DescriptorLimit.ensure(Int(base) + count + DescriptorLimit.margin, descriptors: count,
+                                   highest: images.compactMap { $0.fileDescriptors.map(\.fd).max() }.max() ?? 2)
+        let descriptors = TreeDescriptors(shared: SharedObjects(members: images), base: base)
         let memory = try SharedMemoryObjects(tree, descriptors: descriptors)
         let go = try makePipe()
         let keyBytes = try options.keyPath.map { (path) throws(LauncherError) in try readKeyFile(path) }
