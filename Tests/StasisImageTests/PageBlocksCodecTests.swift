@@ -74,9 +74,9 @@ import Testing
     }
 
     /// Page `i` of a test area: compressible text, or (every `randomEvery`-th page) xorshift output.
-    static func pageBytes(_ i: Int, random: Bool = false) -> [UInt8] {
+    static func pageBytes(_ i: Int, random: Bool = false, sequence: UInt64 = 3) -> [UInt8] {
         if random {
-            var x = UInt64(i + 1) &* 0x9e37_79b9_7f4a_7c15
+            var x = (UInt64(i + 1) &+ sequence << 32) &* 0x9e37_79b9_7f4a_7c15
             return (0..<page / 8).flatMap { _ -> [UInt8] in
                 x ^= x << 13
                 x ^= x >> 7
@@ -84,24 +84,27 @@ import Testing
                 return withUnsafeBytes(of: x.littleEndian, Array.init)
             }
         }
-        let text = Array("{\"page\": \(i), \"name\": \"record-\(i)\"}\n".utf8)
+        let text = Array("{\"image\": \(sequence), \"page\": \(i), \"name\": \"record-\(i)\"}\n".utf8)
         return (0..<page).map { text[$0 % text.count] }
     }
 
     /// A format-`version` image with the sample's records and one compressed area at 0x10000000 with
     /// `runs`, followed by `records` (PAGE_BLOCKS unless `kinds` says otherwise), then END.
+    /// With `parent`, an incremental image of sequence `sequence`.
     static func image(runs: [MemoryAreaRecord.PageRun], records: [BlocksRecord], version: UInt32 = 4,
                       flags: MemoryAreaRecord.Flags = [.anonymous, .compressed], areaData: [UInt8] = [],
-                      between: [(RecordKind, [UInt8])] = []) -> [UInt8] {
+                      between: [(RecordKind, [UInt8])] = [], sequence: UInt64 = 3, parent: ParentRecord? = nil) -> [UInt8] {
         var header = ImageHeader()
         header.version = version
         header.xcr0 = 0xe7
         header.xsaveSize = 2432
         header.pid = 4242
-        header.sequence = 3
+        header.sequence = sequence
+        header.timeNanoseconds = sequence * 1000
         header.kernelRelease = "6.18.0"
         header.program = "/usr/bin/sample"
         var encoder = ImageEncoder(header: header)
+        if let parent { encoder.append(parent) }
         var process = ProcessRecord()
         process.pid = 4242
         process.name = "sample"
@@ -145,7 +148,7 @@ import Testing
 
     /// The stored pages of `runs` (page i of the area is pageBytes(i), random when `random(i)`), cut as
     /// the agent cuts them: blocks of at most 64 pages inside one run, `perRecord` blocks a record.
-    static func blocks(runs: [MemoryAreaRecord.PageRun], perRecord: Int = 16,
+    static func blocks(runs: [MemoryAreaRecord.PageRun], perRecord: Int = 16, sequence: UInt64 = 3,
                        random: (Int) -> Bool = { _ in false }) -> (records: [BlocksRecord], stored: [UInt8]) {
         var all: [Block] = []
         var stored: [UInt8] = []
@@ -154,7 +157,7 @@ import Testing
             let end = first + Int(run.pageCount)
             while first < end {
                 let count = min(64, end - first)
-                let bytes = (first..<first + count).flatMap { pageBytes($0, random: random($0)) }
+                let bytes = (first..<first + count).flatMap { pageBytes($0, random: random($0), sequence: sequence) }
                 all.append(Block(bytes))
                 stored += bytes
                 first += count
@@ -356,5 +359,42 @@ import Testing
         #expect(area.dataBytes == UInt64(stored.count))
         try image.verifyPageData(from: ByteArraySource(compacted))
         #expect(Array(compacted[Int(area.dataOffset)..<Int(area.dataOffset) + stored.count]) == stored)
+    }
+
+    /// A chain whose newest image inherits one compressed area's pages from two parents in turn (pages
+    /// 0-15 and 48-127 from the full image, 16-47 from the middle one, each parent's first block at
+    /// the same address): compaction must read each parent's own blocks, not a block it decoded from
+    /// the other parent's area at that address.
+    @Test func compactionOfAChainReadsEachParentsOwnCompressedBlocks() throws {
+        func parent(_ sequence: UInt64, _ name: String, chainLength: UInt32) -> ParentRecord {
+            var parent = ParentRecord()
+            parent.sequence = sequence
+            parent.timeNanoseconds = sequence * 1000
+            parent.pid = 4242
+            parent.chainLength = chainLength
+            parent.name = name
+            return parent
+        }
+        let whole: [MemoryAreaRecord.PageRun] = [.init(firstPage: 0, pageCount: 128)]
+        let a = Self.image(runs: whole, records: Self.blocks(runs: whole, sequence: 1).records, sequence: 1)
+        let middle: [MemoryAreaRecord.PageRun] = [.init(firstPage: 0, pageCount: 16, isInherited: true), .init(firstPage: 16, pageCount: 32),
+                                                  .init(firstPage: 48, pageCount: 80, isInherited: true)]
+        let b = Self.image(runs: middle, records: Self.blocks(runs: middle, sequence: 2).records, sequence: 2,
+                           parent: parent(1, "a.img", chainLength: 2))
+        let newest: [MemoryAreaRecord.PageRun] = [.init(firstPage: 0, pageCount: 128, isInherited: true)]
+        let c = Self.image(runs: newest, records: [], flags: [.anonymous], sequence: 3, parent: parent(2, "b.img", chainLength: 3))
+
+        let chain = try ChainFixture.load(c, files: ["a.img": a, "b.img": b])
+        #expect(chain.members.count == 3)
+        var writer = ImageWriter(sink: ByteArraySink())
+        try chain.writeStandalone(segments: try chain.resolveInheritedPages(), into: &writer)
+        let compacted = writer.sink.bytes
+        let image = try Image.decode(from: ByteArraySource(compacted))
+        let area = image.memoryAreas[2]
+        #expect(area.runs == whole && !area.isCompressed)
+        let data = Array(compacted[Int(area.dataOffset)..<Int(area.dataOffset) + 128 * Self.page])
+        let expected = (0..<128).flatMap { Self.pageBytes($0, sequence: (16..<48).contains($0) ? 2 : 1) }
+        let wrong = (0..<128).filter { data[$0 * Self.page..<($0 + 1) * Self.page].elementsEqual(expected[$0 * Self.page..<($0 + 1) * Self.page]) == false }
+        #expect(wrong.isEmpty, "pages with another image's contents: \(wrong)")
     }
 }
