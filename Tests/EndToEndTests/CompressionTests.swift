@@ -81,13 +81,14 @@ struct CompressionTests {
     /// random data does not (every full block of the heap raw, the file about the plain one's size). The
     /// compressed image verifies and restarts eagerly and lazily (with the pager held back, so that
     /// the program's own checks fault the blocks in), unreadable and read-only areas included.
-    @Test(.timeLimit(.minutes(5)), arguments: ["text", "random"])
-    func aCompressedImageIsSmallerOnlyWhenItCanBeAndRestartsBothWays(mode: String) throws {
+    /// `writer`: the default copy-on-write child, or the program itself (--no-fork).
+    @Test(.timeLimit(.minutes(5)), arguments: [("text", [String]()), ("random", []), ("text", ["--no-fork"])])
+    func aCompressedImageIsSmallerOnlyWhenItCanBeAndRestartsBothWays(mode: String, writer: [String]) throws {
         let scratch = Scratch()
         let binary = try compileFixture("compressible", into: scratch.path)
         let (original, output) = try start([binary, mode], scratch, output: "compressible.out")
-        let plain = try checkpoint(original.pid, scratch).image
-        let compressed = try checkpoint(original.pid, scratch, ["--compress"]).image
+        let plain = try checkpoint(original.pid, scratch, writer).image
+        let compressed = try checkpoint(original.pid, scratch, writer + ["--compress"]).image
         original.killAndReap()
         #expect(try format(plain, scratch) == 3)
         #expect(try format(compressed, scratch) == 4)
@@ -125,6 +126,66 @@ struct CompressionTests {
         try expectPass(lazy, output: output, pass: "PASS compressible \(mode)", "lazy restart")
         let fromPlain = try restart(plain, scratch)
         try expectPass(fromPlain, output: output, pass: "PASS compressible \(mode)", "the plain image")
+    }
+
+    /// A lazy restart of a compressed image with the pager held back, checkpointed (compressed) at
+    /// once: the checkpoint waits for the pages still in compressed blocks, so the second image,
+    /// restarted eagerly, holds every page.
+    @Test(.timeLimit(.minutes(5))) func aCheckpointWhilePagingInFromCompressedBlocksHoldsEveryPage() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("compressible", into: scratch.path)
+        let (original, output) = try start([binary, "text", "16"], scratch, output: "compressible.out")
+        let first = try checkpoint(original.pid, scratch, ["--compress"]).image
+        original.killAndReap()
+        let paging = try restart(first, scratch, environment: ["STASIS_PAGER_DELAY_MS=3000"])
+        let second = try checkpoint(paging.pid, scratch, ["--compress"]).image
+        kill(paging.pid, SIGKILL)
+        #expect(try paging.launcher.wait() == .signaled(SIGKILL))
+        #expect(try format(second, scratch) == 4)
+        let restored = try restart(second, scratch, options: ["--eager"])
+        try expectPass(restored, output: output, pass: "PASS compressible text", "the image taken while paging in")
+    }
+
+    /// `stasis inspect --json` lists per area the bytes of the pages it stores (Docs/JSON-OUTPUT.md);
+    /// a compressed area stores its pages too, in blocks, and must not say 0.
+    @Test(.timeLimit(.minutes(2))) func inspectJSONCountsThePagesOfCompressedAreas() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("compressible", into: scratch.path)
+        let (original, _) = try start([binary, "text", "8"], scratch, output: "compressible.out")
+        let image = try checkpoint(original.pid, scratch, ["--compress"]).image
+        original.killAndReap()
+        let decoded = try decode(image)
+        let (code, output) = try Stasis.run(["inspect", "--json", image], in: scratch.path)
+        try #require(code == 0, "\(output)")
+        let json = try #require(output.split(separator: "\n").first(where: { $0.hasPrefix("{") }))
+        for area in decoded.memoryAreas where area.isCompressed {
+            let entry = jsonValue(json, "memory").split(separator: "{\"start\": \(area.start), ", maxSplits: 1)
+            let stored = entry.count == 2 ? UInt64(jsonValue(entry[1], "stored_bytes").prefix { $0.isNumber }) : nil
+            #expect(stored.map { $0 > 0 } == true,
+                    "area \(String(area.start, radix: 16)): \(area.storedPages) pages stored in \(area.blocks.count) blocks; JSON stored_bytes \(stored.map(String.init) ?? "missing")")
+        }
+    }
+
+    /// --key with --compress: the signature covers the compressed blocks; the image verifies and
+    /// restarts with its key only.
+    @Test(.timeLimit(.minutes(2))) func aSignedCompressedImageVerifiesAndRestartsWithItsKeyOnly() throws {
+        let scratch = Scratch()
+        let keyFile = scratch.file("key"), otherKey = scratch.file("other-key")
+        try writeBytes((0..<48).map { _ in UInt8.random(in: 0...255) }, to: keyFile)
+        try writeBytes(Array("another key entirely".utf8), to: otherKey)
+        let binary = try compileFixture("compressible", into: scratch.path)
+        let (original, output) = try start([binary, "text", "8"], scratch, output: "compressible.out",
+                                           runOptions: ["--key", keyFile, "--compress"])
+        let image = try checkpoint(original.pid, scratch).image
+        original.killAndReap()
+        #expect(try format(image, scratch) == 4)
+        #expect(try Stasis.run(["verify", "--key", keyFile, image], in: scratch.path).code == 0)
+        let wrong = try Stasis.run(["verify", "--key", otherKey, image], in: scratch.path)
+        #expect(wrong.code == 11 && wrong.output.contains("signature"), "\(wrong.output)")
+        let refused = try Stasis.run(["restart", "--key", otherKey, image], in: scratch.path)
+        #expect(refused.code == 11, "\(refused.output)")
+        let restored = try restart(image, scratch, options: ["--key", keyFile])
+        try expectPass(restored, output: output, pass: "PASS compressible text", "the signed image")
     }
 
     /// (2) `stasis run --compress` makes compression the default: a checkpoint without the flag is
