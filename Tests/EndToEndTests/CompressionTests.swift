@@ -146,6 +146,24 @@ struct CompressionTests {
         try expectPass(restored, output: output, pass: "PASS compressible text", "the image taken while paging in")
     }
 
+    /// The lazy fixture (LazyRestartTests) over a compressed image: with the pager held back, system
+    /// calls on pages not yet there, MADV_DONTNEED, mremap, munmap and fork meet pages that the pager
+    /// decodes from blocks; every page checks out, in the fork's child too.
+    @Test(.timeLimit(.minutes(5))) func memoryWorksWhilePagesComeFromCompressedBlocks() throws {
+        let scratch = Scratch()
+        let binary = try compileFixture("lazy", into: scratch.path)
+        let (original, output) = try start([binary, "65536"], scratch, output: "lazy.out", runOptions: ["--compress"])
+        let image = try checkpoint(original.pid, scratch).image
+        original.killAndReap()
+        #expect(try decode(image).memoryAreas.contains { $0.isCompressed && $0.rawBytes >= 65536 * 4096 })
+        let restored = try restart(image, scratch, environment: ["STASIS_PAGER_DELAY_MS=3000"])
+        kill(restored.pid, SIGUSR1)
+        try waitUntil("the fixture's checks while paging in") { ((try? String(contentsOfFile: output)) ?? "").contains("LAZYCHECK") }
+        try expectPass(restored, output: output, pass: "PASS", "the lazy fixture")
+        let text = try String(contentsOfFile: output)
+        #expect(text.contains("LAZYCHECK PASS") && text.contains("LAZY 1"), "\(text.suffix(300))")
+    }
+
     /// `stasis inspect --json` lists per area the bytes of the pages it stores (Docs/JSON-OUTPUT.md);
     /// a compressed area stores its pages too, in blocks, and must not say 0.
     @Test(.timeLimit(.minutes(2))) func inspectJSONCountsThePagesOfCompressedAreas() throws {
