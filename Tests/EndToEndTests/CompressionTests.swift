@@ -331,6 +331,27 @@ struct CompressionTests {
         }
         try tree.expectPass("PASS big 7 processes")
     }
+
+    /// A tree sharing MAP_SHARED|MAP_ANONYMOUS memory and a POSIX shm region (with process-shared
+    /// mutexes) under --compress: shared areas stay plain, private ones are compressed, and after a
+    /// restart the region is one again for both processes.
+    @Test(.timeLimit(.minutes(5)), .enabled(if: getuid() == 0, "restoring a tree's PIDs needs root"))
+    func aTreeWithSharedMemoryCheckpointedCompressedRestarts() throws {
+        let scratch = Scratch()
+        let tree = try ProcessTree([try compileFixture("tree-shm", into: scratch.path)], scratch: scratch, runOptions: ["--compress"])
+        defer { unlink("/dev/shm/stasis-tree-\(tree.root)") }
+        try tree.waitForReady()
+        usleep(300_000)
+        let image = try tree.checkpointImage("the checkpoint")
+        for member in opendirNames(image).filter({ $0.hasSuffix(".stasis") }) {
+            let decoded = try decode(image + "/" + member)
+            #expect(decoded.header.version == 4, "\(member)")
+            #expect(!decoded.memoryAreas.contains { $0.isCompressed && $0.flags.contains(.shared) }, "\(member): a shared area compressed")
+        }
+        try tree.killAll()
+        try tree.restart(image)
+        try tree.expectPass("PASS shm")
+    }
 }
 
 extension CompressionTests {
