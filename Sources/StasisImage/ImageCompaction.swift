@@ -74,8 +74,8 @@ extension ImageChain {
         }
         while index < segments.count, segments[index].address < area.end {
             let s = segments[index]
-            pieces.append(DataPiece(member: Int(s.image) + 1, source: members[Int(s.image) + 1].source, offset: s.file_offset, bytes: s.bytes, address: s.address,
-                                    compressed: compressedArea(of: s)))
+            pieces.append(DataPiece(member: Int(s.image) + 1, source: members[Int(s.image) + 1].source, offset: s.file_offset,
+                                    bytes: s.bytes, address: s.address, compressed: compressedArea(of: s)))
             index += 1
         }
         pieces.sort { $0.address < $1.address }

@@ -30,7 +30,8 @@ struct CompressionTests {
         let (code, output) = try Stasis.run(["checkpoint", "--json"] + extra + [String(pid)], in: scratch.path)
         try #require(code == 0, "stasis checkpoint \(extra): \(output)")
         let line = try #require(output.split(separator: "\n").last(where: { $0.hasPrefix("{") }), "no JSON in: \(output)")
-        return (String(jsonValue(line, "image").dropFirst().prefix { $0 != "\"" }), Int(jsonValue(line, "chain_length").prefix { $0.isNumber }) ?? -1)
+        let image = String(jsonValue(line, "image").dropFirst().prefix { $0 != "\"" })
+        return (image, Int(jsonValue(line, "chain_length").prefix { $0.isNumber }) ?? -1)
     }
 
     /// What follows `"key": ` in a one-line JSON object.
@@ -85,6 +86,7 @@ struct CompressionTests {
     @Test(.timeLimit(.minutes(5)), arguments: [("text", [String]()), ("random", []), ("text", ["--no-fork"])])
     func aCompressedImageIsSmallerOnlyWhenItCanBeAndRestartsBothWays(mode: String, writer: [String]) throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let binary = try compileFixture("compressible", into: scratch.path)
         let (original, output) = try start([binary, mode], scratch, output: "compressible.out")
         let plain = try checkpoint(original.pid, scratch, writer).image
@@ -133,6 +135,7 @@ struct CompressionTests {
     /// restarted eagerly, holds every page.
     @Test(.timeLimit(.minutes(5))) func aCheckpointWhilePagingInFromCompressedBlocksHoldsEveryPage() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let binary = try compileFixture("compressible", into: scratch.path)
         let (original, output) = try start([binary, "text", "16"], scratch, output: "compressible.out")
         let first = try checkpoint(original.pid, scratch, ["--compress"]).image
@@ -151,6 +154,7 @@ struct CompressionTests {
     /// decodes from blocks; every page checks out, in the fork's child too.
     @Test(.timeLimit(.minutes(5))) func memoryWorksWhilePagesComeFromCompressedBlocks() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let binary = try compileFixture("lazy", into: scratch.path)
         let (original, output) = try start([binary, "65536"], scratch, output: "lazy.out", runOptions: ["--compress"])
         let image = try checkpoint(original.pid, scratch).image
@@ -168,6 +172,7 @@ struct CompressionTests {
     /// a compressed area stores its pages too, in blocks, and must not say 0.
     @Test(.timeLimit(.minutes(2))) func inspectJSONCountsThePagesOfCompressedAreas() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let binary = try compileFixture("compressible", into: scratch.path)
         let (original, _) = try start([binary, "text", "8"], scratch, output: "compressible.out")
         let image = try checkpoint(original.pid, scratch, ["--compress"]).image
@@ -180,7 +185,8 @@ struct CompressionTests {
             let entry = jsonValue(json, "memory").split(separator: "{\"start\": \(area.start), ", maxSplits: 1)
             let stored = entry.count == 2 ? UInt64(jsonValue(entry[1], "stored_bytes").prefix { $0.isNumber }) : nil
             #expect(stored.map { $0 > 0 } == true,
-                    "area \(String(area.start, radix: 16)): \(area.storedPages) pages stored in \(area.blocks.count) blocks; JSON stored_bytes \(stored.map(String.init) ?? "missing")")
+                    "area \(String(area.start, radix: 16)): \(area.storedPages) pages stored in \(area.blocks.count) blocks; "
+                        + "JSON stored_bytes \(stored.map(String.init) ?? "missing")")
         }
     }
 
@@ -188,6 +194,7 @@ struct CompressionTests {
     /// restarts with its key only.
     @Test(.timeLimit(.minutes(2))) func aSignedCompressedImageVerifiesAndRestartsWithItsKeyOnly() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let keyFile = scratch.file("key"), otherKey = scratch.file("other-key")
         try writeBytes((0..<48).map { _ in UInt8.random(in: 0...255) }, to: keyFile)
         try writeBytes(Array("another key entirely".utf8), to: otherKey)
@@ -212,6 +219,7 @@ struct CompressionTests {
     @Test(.timeLimit(.minutes(5))) func runCompressIsTheDefaultAndNoCompressWritesFormat3() throws {
         let workers = 4
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let binary = try compileFixture("threads", into: scratch.path)
         let (original, output) = try start([binary, String(workers)], scratch, output: "threads.out", runOptions: ["--compress"])
         usleep(100_000)
@@ -248,6 +256,7 @@ struct CompressionTests {
     @Test(.timeLimit(.minutes(5)), arguments: [(["--compress"], [[String](), [], []]), ([], [[], ["--compress"], []])])
     func anIncrementalChainOfCompressedImagesRestartsAndCompacts(runOptions: [String], perCheckpoint: [[String]]) throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let binary = try compileFixture("dirty", into: scratch.path)
         let (original, output) = try start([binary, "32768", scratch.path], scratch, output: "dirty.out",
                                            runOptions: ["--incremental"] + runOptions)
@@ -269,7 +278,8 @@ struct CompressionTests {
         // newest inherits: the fixture rewrites a few thousand of them a second): refused, one line.
         let damagedIndex = try #require(compressed.firstIndex(of: true))
         let saved = try readBytes(images[damagedIndex].image)
-        let buffer = try #require(try Image.decode(from: ByteArraySource(saved)).memoryAreas.filter(\.isCompressed).max { $0.rawBytes < $1.rawBytes })
+        let areas = try Image.decode(from: ByteArraySource(saved)).memoryAreas.filter(\.isCompressed)
+        let buffer = try #require(areas.max { $0.rawBytes < $1.rawBytes })
         let block = buffer.blocks[buffer.blocks.count / 2]
         var damaged = saved
         damaged[Int(block.fileOffset) + Int(block.storedBytes) / 2] ^= 0x10
@@ -363,7 +373,8 @@ extension CompressionTests {
         func u64(_ at: Int) -> UInt64 { UInt64(u32(at)) | UInt64(u32(at + 4)) << 32 }
         var offset = Int(try ImageHeader.decode(from: ByteArraySource(bytes)).recordsOffset)
         while offset + 32 <= bytes.count {
-            let (kind, payloadBytes, dataOffset, dataBytes) = (u32(offset), Int(u32(offset + 4)), Int(u64(offset + 8)), Int(u64(offset + 16)))
+            let (kind, payloadBytes) = (u32(offset), Int(u32(offset + 4)))
+            let (dataOffset, dataBytes) = (Int(u64(offset + 8)), Int(u64(offset + 16)))
             if kind == 0 { break }  // END
             if kind == 12 {  // PAGE_BLOCKS: first_page u64, block_count u32, reserved u32, then {pages, stored_bytes, crc, flags}
                 var stored = dataOffset
@@ -384,6 +395,7 @@ extension CompressionTests {
     /// line. A compressed image cut short is refused with one line too, by restart, verify and inspect.
     @Test(.timeLimit(.minutes(5))) func aDamagedOrTruncatedCompressedImageIsRefused() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let binary = try compileFixture("compressible", into: scratch.path)
         let (original, _) = try start([binary, "text", "8"], scratch, output: "compressible.out")
         let image = try checkpoint(original.pid, scratch, ["--compress"]).image
@@ -422,6 +434,7 @@ extension CompressionTests {
     /// command resumes it from that image, and the program verifies its memory.
     @Test(.timeLimit(.minutes(3))) func aJobWithCompressStopsAndResumesFromACompressedImage() throws {
         let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
         let binary = try compileFixture("compressible", into: scratch.path)
         let directory = scratch.file("ckpt")
         let pidFile = scratch.file("job.pid")

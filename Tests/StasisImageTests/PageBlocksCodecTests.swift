@@ -394,7 +394,9 @@ import Testing
         #expect(area.runs == whole && !area.isCompressed)
         let data = Array(compacted[Int(area.dataOffset)..<Int(area.dataOffset) + 128 * Self.page])
         let expected = (0..<128).flatMap { Self.pageBytes($0, sequence: (16..<48).contains($0) ? 2 : 1) }
-        let wrong = (0..<128).filter { data[$0 * Self.page..<($0 + 1) * Self.page].elementsEqual(expected[$0 * Self.page..<($0 + 1) * Self.page]) == false }
+        let wrong = (0..<128).filter {
+            !data[$0 * Self.page..<($0 + 1) * Self.page].elementsEqual(expected[$0 * Self.page..<($0 + 1) * Self.page])
+        }
         #expect(wrong.isEmpty, "pages with another image's contents: \(wrong)")
     }
 }
