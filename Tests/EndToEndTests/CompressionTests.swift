@@ -184,9 +184,8 @@ struct CompressionTests {
         for area in decoded.memoryAreas where area.isCompressed {
             let entry = jsonValue(json, "memory").split(separator: "{\"start\": \(area.start), ", maxSplits: 1)
             let stored = entry.count == 2 ? UInt64(jsonValue(entry[1], "stored_bytes").prefix { $0.isNumber }) : nil
-            #expect(stored.map { $0 > 0 } == true,
-                    "area \(String(area.start, radix: 16)): \(area.storedPages) pages stored in \(area.blocks.count) blocks; "
-                        + "JSON stored_bytes \(stored.map(String.init) ?? "missing")")
+            let what = "area \(String(area.start, radix: 16)): \(area.storedPages) pages stored in \(area.blocks.count) blocks"
+            #expect(stored.map { $0 > 0 } == true, "\(what); JSON stored_bytes \(stored.map(String.init) ?? "missing")")
         }
     }
 
