@@ -168,6 +168,25 @@ struct CompressionTests {
         #expect(text.contains("LAZYCHECK PASS") && text.contains("LAZY 1"), "\(text.suffix(300))")
     }
 
+    /// Debian's non-PIE python3 (the brk trap: its heap must keep growing after restart) with its
+    /// [heap] and its arenas in compressed blocks, restarted eagerly and lazily.
+    @Test(.timeLimit(.minutes(3)), .enabled(if: access("/usr/bin/python3", X_OK) == 0, "no /usr/bin/python3"))
+    func pythonWithACompressedHeapKeepsGrowingItAfterRestart() throws {
+        let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
+        let script = Stasis.packageRoot + "/Tests/Fixtures/python-state/main.py"
+        let (original, output) = try start(["/usr/bin/python3", script], scratch, output: "python.out", runOptions: ["--compress"])
+        defer { original.killAndReap() }
+        usleep(100_000)
+        let image = try checkpoint(original.pid, scratch).image
+        original.killAndReap()
+        #expect(try decode(image).memoryAreas.contains { $0.isCompressed && $0.flags.contains(.heap) }, "[heap] compressed")
+        for options in [["--eager"], []] {
+            let restored = try restart(image, scratch, options: options)
+            try expectPass(restored, output: output, pass: "PASS", "python3 restarted \(options)")
+        }
+    }
+
     /// `stasis inspect --json` lists per area the bytes of the pages it stores (Docs/JSON-OUTPUT.md);
     /// a compressed area stores its pages too, in blocks, and must not say 0.
     @Test(.timeLimit(.minutes(2))) func inspectJSONCountsThePagesOfCompressedAreas() throws {
