@@ -168,6 +168,26 @@ struct CompressionTests {
         #expect(text.contains("LAZYCHECK PASS") && text.contains("LAZY 1"), "\(text.suffix(300))")
     }
 
+    /// The counter fixture (a pattern, vector registers, MXCSR, a file offset, a blocked pending
+    /// signal, a MADV_DONTFORK area the copy-on-write writer must still see) from a compressed image,
+    /// written by the copy-on-write child and in place.
+    @Test(.timeLimit(.minutes(3)), arguments: [[String](), ["--no-fork"]])
+    func theCounterFixtureRestartsFromACompressedImage(writer: [String]) throws {
+        let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
+        let binary = try compileFixture("counter", into: scratch.path)
+        let input = scratch.file("input.txt")
+        try "12345678".write(toFile: input)
+        let (original, output) = try start([binary, "64", input], scratch, output: "counter.out", runOptions: ["--compress"])
+        defer { original.killAndReap() }
+        usleep(UInt32.random(in: 50_000...400_000))  // a random moment
+        let image = try checkpoint(original.pid, scratch, writer).image
+        original.killAndReap()
+        #expect(try decode(image).memoryAreas.contains { $0.isCompressed && $0.rawBytes >= 64 << 20 }, "the 64 MiB pattern")
+        let restored = try restart(image, scratch)
+        try expectPass(restored, output: output, pass: "PASS", "counter \(writer)")
+    }
+
     /// Debian's non-PIE python3 (the brk trap: its heap must keep growing after restart) with its
     /// [heap] and its arenas in compressed blocks, restarted eagerly and lazily.
     @Test(.timeLimit(.minutes(3)), .enabled(if: access("/usr/bin/python3", X_OK) == 0, "no /usr/bin/python3"))
