@@ -157,6 +157,44 @@ extension CompressionTests {
         #expect(text.contains("stasis job: resumed from \(directory)/\(images[0])"), "\(text)")
         #expect(text.contains("PASS compressible text") && !text.contains("FAIL"), "\(text)")
     }
+
+    /// `stasis job --compress --interval`: the newest image gets a damaged compressed block; the next
+    /// run finds it does not verify (its blocks are checked) and resumes from the one before it.
+    @Test(.timeLimit(.minutes(3))) func aJobResumesFromThePreviousImageWhenABlockOfTheNewestIsDamaged() throws {
+        let scratch = Scratch()
+        defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
+        let binary = try compileFixture("compressible", into: scratch.path)
+        let directory = scratch.file("ckpt")
+        let pidFile = scratch.file("job.pid")
+        let job = ["job", "--dir", directory, "--interval", "1s", "--checkpoint-on", "TERM", "--exit-code", "3", "--compress",
+                   "--pid-file", pidFile, "--", binary, "text", "8"]
+        let log = scratch.file("job.log")
+        let first = try ChildProcess(Stasis.launcher, job, outputPath: log)
+        defer { first.killAndReap() }
+        try waitUntil("two periodic images") { opendirNames(directory).filter { $0.hasSuffix(".stasis") }.count >= 2 }
+        first.send(SIGTERM)
+        #expect(try first.wait() == .exited(3), "\(logText(log))")
+        let images = opendirNames(directory).filter { $0.hasSuffix(".stasis") }.sorted()
+        let newest = directory + "/" + images[images.count - 1]
+        let previous = directory + "/" + images[images.count - 2]
+        var bytes = try readBytes(newest)
+        bytes[try compressedBlockByte(bytes).byte] ^= 0x10
+        try writeBytes(bytes, to: newest)
+
+        unlink(pidFile)
+        let second = try ChildProcess(Stasis.launcher, job, outputPath: log)
+        defer { second.killAndReap() }
+        guard let pid = try waitForPIDFile(pidFile, of: second, log: log, "stasis job (resume)") else {
+            throw TestFailure("the job ended without resuming: \(logText(log))")
+        }
+        usleep(100_000)
+        kill(pid, SIGTERM)
+        #expect(try second.wait() == .exited(0), "\(logText(log))")
+        let text = logText(log)
+        #expect(text.contains("stasis job: \(newest) does not verify"), "\(text)")
+        #expect(text.contains("stasis job: resumed from \(previous)"), "\(text)")
+        #expect(text.contains("PASS compressible text") && !text.contains("FAIL"), "\(text)")
+    }
 }
 
 private func logText(_ path: String) -> String { (try? String(contentsOfFile: path)) ?? "" }
