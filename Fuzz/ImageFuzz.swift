@@ -10,6 +10,15 @@ public func fuzzImage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if let image = try? Image.decode(from: source) {
         _ = try? image.verifyPageData(from: source)
         _ = try? image.verifySignature(from: source, key: Array("fuzz".utf8))
+        // A compressed area's stored pages read back through its blocks (what compact and a chain's
+        // restart do), in two ranges that split a block when it has more than one page.
+        for area in image.memoryAreas where area.isCompressed && area.rawBytes <= 64 << 20 {
+            var reader = StoredPageReader()
+            let page = RecordHeader.pageSize
+            let half = area.rawBytes / page / 2 * page
+            _ = try? reader.read(area, at: 0, count: half, from: source)
+            _ = try? reader.read(area, at: half, count: area.rawBytes - half, from: source)
+        }
         // Every payload was decoded and validated with the image: encoding it again must give the
         // same record (a payload that cannot round-trip is a decoder that accepts more than it keeps).
         // (The path is set aside: invalid UTF-8 in it comes back as U+FFFD, longer than the original.)

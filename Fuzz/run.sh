@@ -74,10 +74,14 @@ SEED
     sleep 0.3
     IMAGE=$(.build/debug/stasis checkpoint "$PID" 2>/dev/null || true)
     CHILD=$(.build/debug/stasis checkpoint "$PID" 2>/dev/null || true)  # incremental: PARENT, inherited runs
+    COMPRESSED=$(.build/debug/stasis checkpoint --full --compress "$PID" 2>/dev/null || true)  # format 4: PAGE_BLOCKS
+    COMPRESSED_CHILD=$(.build/debug/stasis checkpoint --compress "$PID" 2>/dev/null || true)  # PAGE_BLOCKS and inherited runs
     kill -9 "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
     # Keep the seed small: the metadata part (everything but most page data is cut by the fuzzer anyway).
     [ -n "$IMAGE" ] && head -c 65536 "$IMAGE" > "$OUT/corpus/real-prefix" && cp "$IMAGE" "$OUT/corpus/real-full"
     [ -n "$CHILD" ] && cp "$CHILD" "$OUT/corpus/real-incremental"
+    [ -n "$COMPRESSED" ] && head -c 262144 "$COMPRESSED" > "$OUT/corpus/real-compressed-prefix"
+    [ -n "$COMPRESSED_CHILD" ] && cp "$COMPRESSED_CHILD" "$OUT/corpus/real-compressed-incremental"
     # A tree checkpoint (a shell with a child): its manifest (TREE_PROCESS records) and the child's
     # image (SHARED_DESCRIPTION records for the descriptors it shares with the shell).
     .build/debug/stasis run --dir "$WORK" -- /bin/sh -c "\"$WORK/spin\" & wait" & PID=$!

@@ -17,7 +17,9 @@ extension ImageChain {
         try writer.writeHeader(bytes: try source.bytes(at: 0, count: Int(image.header.recordsOffset)))
         var areaIndex = 0
         var segmentIndex = 0
-        var reader = StoredPageReader()
+        // One reader per member: a reader caches its last block by area address and block index, and
+        // two members may both have a compressed area at that address.
+        var readers = [StoredPageReader](repeating: StoredPageReader(), count: members.count)
         for recordOffset in image.recordOffsets where recordOffset != image.endOffset {
             let (header, payload, _) = try Image.readRecord(at: recordOffset, from: source)
             let ownData = [DataPiece(source: source, offset: header.dataOffset, bytes: header.dataBytes)]
@@ -36,7 +38,7 @@ extension ImageChain {
                 let pieces = merge(area, dataOffset: header.dataOffset, segments: segments, from: &segmentIndex, runs: &merged.runs)
                 var w = ByteWriter()
                 merged.encode(into: &w)
-                try copy(kind: header.kind, payload: w.bytes, data: pieces, reader: &reader, into: &writer)
+                try copy(kind: header.kind, payload: w.bytes, data: pieces, readers: &readers, into: &writer)
             default:
                 try copy(kind: header.kind, payload: payload, data: ownData, into: &writer)
             }
@@ -45,8 +47,9 @@ extension ImageChain {
     }
 
     /// Page data read from a member: `bytes` at `offset` of `source`; or, from a compressed area
-    /// (`compressed`), `bytes` at `offset` in its stored pages.
+    /// (`compressed`), `bytes` at `offset` in its stored pages (of `members[member]`).
     private struct DataPiece {
+        var member = 0
         let source: Source
         let offset: UInt64
         let bytes: UInt64
@@ -71,8 +74,8 @@ extension ImageChain {
         }
         while index < segments.count, segments[index].address < area.end {
             let s = segments[index]
-            pieces.append(DataPiece(source: members[Int(s.image) + 1].source, offset: s.file_offset, bytes: s.bytes, address: s.address,
-                                    compressed: compressedArea(of: s)))
+            pieces.append(DataPiece(member: Int(s.image) + 1, source: members[Int(s.image) + 1].source, offset: s.file_offset,
+                                    bytes: s.bytes, address: s.address, compressed: compressedArea(of: s)))
             index += 1
         }
         pieces.sort { $0.address < $1.address }
@@ -92,11 +95,11 @@ extension ImageChain {
     private func copy<Sink: ImageSink>(kind: UInt32, payload: [UInt8], data: [DataPiece], into writer: inout ImageWriter<Sink>)
         throws(ImageError)
     {
-        var reader = StoredPageReader()
-        try copy(kind: kind, payload: payload, data: data, reader: &reader, into: &writer)
+        var readers = [StoredPageReader](repeating: StoredPageReader(), count: members.count)
+        try copy(kind: kind, payload: payload, data: data, readers: &readers, into: &writer)
     }
 
-    private func copy<Sink: ImageSink>(kind: UInt32, payload: [UInt8], data: [DataPiece], reader: inout StoredPageReader,
+    private func copy<Sink: ImageSink>(kind: UInt32, payload: [UInt8], data: [DataPiece], readers: inout [StoredPageReader],
                                        into writer: inout ImageWriter<Sink>) throws(ImageError)
     {
         let chunk: UInt64 = 4 << 20
@@ -106,7 +109,7 @@ extension ImageChain {
             while done < piece.bytes {
                 let count = min(chunk, piece.bytes - done)
                 if let area = piece.compressed {
-                    try writer.writeData(try reader.read(area, at: piece.offset + done, count: count, from: piece.source))
+                    try writer.writeData(try readers[piece.member].read(area, at: piece.offset + done, count: count, from: piece.source))
                 } else {
                     try writer.writeData(try piece.source.bytes(at: piece.offset + done, count: Int(count)))
                 }

@@ -43,13 +43,16 @@ extension RestartCommand {
         let fd = stasis_make_memfd("stasis-parent-pages")
         guard fd >= 0 else { throw LauncherError(.failure, "cannot create memory for a parent's compressed pages: \(Errno(rawValue: -fd))") }
         let file = FileDescriptor(rawValue: fd)
-        var reader = StoredPageReader()
+        // One reader per member: a reader caches its last block by area address and block index, and
+        // two parents may both have a compressed area at that address.
+        var readers = [StoredPageReader](repeating: StoredPageReader(), count: chain.members.count)
         var written: UInt64 = 0
         for i in segments.indices {
             guard let area = chain.compressedArea(of: segments[i]) else { continue }
             let member = chain.members[Int(segments[i].image) + 1]
             do {
-                let pages = try reader.read(area, at: segments[i].file_offset, count: segments[i].bytes, from: member.source)
+                let pages = try readers[Int(segments[i].image) + 1].read(area, at: segments[i].file_offset, count: segments[i].bytes,
+                                                                          from: member.source)
                 try file.writeAll(pages, at: written)
             } catch let error as ImageError {
                 file.closeAfterError()

@@ -55,7 +55,8 @@ final class ProcessTree {
     /// `runAs`: a command prefix, e.g. setpriv to an ordinary user (used for `run` and `restart`; the output
     /// file is then writable by all, for the restored tree to reopen). `newSession`: the root leads a session
     /// and a group of its own (a tree with no group or session outside it, as a PID namespace needs).
-    init(_ arguments: [String], scratch: Scratch, runAs: [String] = [], workingDirectory: String? = nil,
+    /// `runOptions` go to `stasis run` (--compress...).
+    init(_ arguments: [String], scratch: Scratch, runAs: [String] = [], runOptions: [String] = [], workingDirectory: String? = nil,
          newSession: Bool = false, restartsInNamespace: Bool = false) throws {
         self.scratch = scratch
         output = scratch.file("tree.out")
@@ -66,7 +67,7 @@ final class ProcessTree {
             if fd >= 0 { close(fd) }
             chmod(output, 0o666)
         }
-        let command = runAs + [Stasis.launcher, "run", "--dir", scratch.path, "--"] + arguments
+        let command = runAs + [Stasis.launcher, "run", "--dir", scratch.path] + runOptions + ["--"] + arguments
         parent = try ChildProcess(command[0], Array(command.dropFirst()), outputPath: output,
                                   workingDirectory: workingDirectory, newSession: newSession)
         root = parent.pid
