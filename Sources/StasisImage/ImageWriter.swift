@@ -40,6 +40,7 @@ public struct ImageWriter<Sink: ImageSink> {
     private var dataCRC = CRC32C()
     private var dataBytes: UInt64 = 0
     private var dataLeft: UInt64 = 0
+    private var dataChecksummed = true
     private var inRecord = false
 
     public init(sink: Sink, key: [UInt8]? = nil) {
@@ -87,6 +88,7 @@ public struct ImageWriter<Sink: ImageSink> {
         payloadCRC = header.computePayloadCRC(payload)
         dataCRC = CRC32C()
         self.dataBytes = dataBytes
+        dataChecksummed = kind != RecordKind.pageBlocks.rawValue  // blocks carry their own CRCs (IMAGE-FORMAT.md 4.11)
         dataLeft = dataBytes
         inRecord = true
         var w = ByteWriter()
@@ -109,7 +111,7 @@ public struct ImageWriter<Sink: ImageSink> {
         precondition(inRecord && dataLeft == 0, "less page data than the record announced")
         var w = ByteWriter()
         w.write(payloadCRC)
-        w.write(dataBytes > 0 ? dataCRC.value : UInt32(0))
+        w.write(dataBytes > 0 && dataChecksummed ? dataCRC.value : UInt32(0))
         try sink.overwrite(w.bytes, at: recordStart + UInt64(RecordHeader.checkedBytes))
         inRecord = false
         recordCount += 1

@@ -1,4 +1,4 @@
-/* rst_blocks.c: compressed page data (format 4, Docs/IMAGE-FORMAT.md 4.13). A MEMORY_AREA record with
+/* rst_blocks.c: compressed page data (format 4, Docs/IMAGE-FORMAT.md 4.11). A MEMORY_AREA record with
  * STASIS_AREA_COMPRESSED holds no pages itself: rst_restore_area maps it and starts a cursor over its
  * stored runs (rst_blocks_begin), and each PAGE_BLOCKS record after it places its blocks in order,
  * each inside one run: read in now (checked against its CRC, decompressed straight into place), or,

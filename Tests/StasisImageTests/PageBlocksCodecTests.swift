@@ -4,7 +4,7 @@ import StasisImageSamples
 import Testing
 
 /// Format 4's compressed page data: PAGE_BLOCKS records after a MEMORY_AREA with the compressed flag
-/// (Docs/IMAGE-FORMAT.md 4.13), built here by hand the way the agent writes them.
+/// (Docs/IMAGE-FORMAT.md 4.11), built here by hand the way the agent writes them.
 @Suite struct PageBlocksCodecTests {
     static let page = Int(STASIS_PAGE_SIZE)
 
@@ -213,7 +213,6 @@ import Testing
         #expect(area.blocks.map(\.pages) == [64, 6, 5, 64, 64, 2])
         #expect(area.blocks.map(\.firstStoredPage) == [0, 64, 70, 75, 139, 203])
         #expect(area.blocks.map(\.isRaw) == [false, false, false, false, true, false])
-        #expect(area.blockData.count == 2)
         #expect(area.rawBytes == 205 * UInt64(Self.page) && area.fileBytes < area.rawBytes)
         #expect(image.rawPageBytes == area.rawBytes + UInt64(Self.page) && image.storedBytes == area.fileBytes + UInt64(Self.page))
         try image.verifyPageData(from: ByteArraySource(bytes))
@@ -253,8 +252,11 @@ import Testing
         let empty = Block(pages: 4, storedBytes: 0, flags: 0, stored: [])
         expectRefused(Self.image(runs: run, records: [BlocksRecord(firstPage: 0, [empty])]), mentioning: "stored in")
         var unknownFlag = text
-        unknownFlag.flags = 2
-        expectRefused(Self.image(runs: run, records: [BlocksRecord(firstPage: 0, [unknownFlag])]), mentioning: "flags 2")
+        unknownFlag.flags = 4
+        expectRefused(Self.image(runs: run, records: [BlocksRecord(firstPage: 0, [unknownFlag])]), mentioning: "flags 4")
+        var rawAndFiltered = text
+        rawAndFiltered.flags = STASIS_BLOCK_RAW | STASIS_BLOCK_SHUFFLED
+        expectRefused(Self.image(runs: run, records: [BlocksRecord(firstPage: 0, [rawAndFiltered])]), mentioning: "flags 3")
         expectRefused(Self.image(runs: run, records: [BlocksRecord(firstPage: 0, [text], extraPages: 1)]), mentioning: "bytes of data")
     }
 

@@ -1,6 +1,6 @@
 // FREEZE WINDOW: see Freeze/RawSyscall.swift.
 //
-// --compress: an area's stored pages as PAGE_BLOCKS records (Docs/IMAGE-FORMAT.md 4.13) right after
+// --compress: an area's stored pages as PAGE_BLOCKS records (Docs/IMAGE-FORMAT.md 4.11) right after
 // its MEMORY_AREA record. The stored runs are cut into blocks of at most 64 pages that never cross a
 // run; a batch of up to 16 blocks is compressed into arena memory, then written as one record (its
 // header needs their sizes). A block that does not shrink is written raw, straight from its pages.
