@@ -65,12 +65,12 @@ import Testing
 
     /// Version 2 changed INOTIFY's payload (binary watches): a version 1 image gets one clear line.
     @Test func refusesAVersion1ImageWithOneLine() {
-        #expect(ImageHeader.currentVersion == 3 && ImageHeader.currentVersion == UInt32(STASIS_IMAGE_VERSION))
+        #expect(ImageHeader.currentVersion == 4 && ImageHeader.currentVersion == UInt32(STASIS_IMAGE_VERSION))
         var (bytes, _) = sampleImage()
         bytes[8] = 1
         #expect(throws: ImageError.unsupportedVersion(1)) { try Image.decode(from: ByteArraySource(bytes)) }
         #expect(ImageError.unsupportedVersion(1).description
-            == "image format version 1 is not supported by this stasis (it reads versions 2-3)")
+            == "image format version 1 is not supported by this stasis (it reads versions 2-4)")
     }
 
     /// Version 2 images (single processes, before trees) still read.
