@@ -73,7 +73,7 @@ func launcherError(_ body: () throws(LauncherError) -> Void) -> LauncherError? {
         defer { disk.remove() }
         let text = try InspectCommand.render(disk.tree, json: false)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        #expect(lines[0].hasPrefix("tree:       format 3, x86-64, 3 processes (2 images, 1 zombie), "), "\(text)")
+        #expect(lines[0].hasPrefix("tree:       format \(ImageHeader.currentVersion), x86-64, 3 processes (2 images, 1 zombie), "), "\(text)")
         #expect(lines.contains("pid:        1000 (uid 0), checkpoint #2, taken at \(formatTime(0))"), "\(text)")
         let header = try #require(lines.firstIndex { $0.hasPrefix("PID ") })
         #expect(lines[header].hasSuffix("STATE    IMAGE        COMMAND"), "\(lines[header])")
@@ -94,7 +94,7 @@ func launcherError(_ body: () throws(LauncherError) -> Void) -> LauncherError? {
         let disk = try TreeOnDisk()
         defer { disk.remove() }
         let json = try InspectCommand.render(disk.tree, json: true)
-        #expect(json.hasPrefix("{\"format\": 3, \"size\": "), "\(json)")
+        #expect(json.hasPrefix("{\"format\": \(ImageHeader.currentVersion), \"size\": "), "\(json)")
         #expect(json.contains("\"pid\": 1000, \"uid\": 0, \"sequence\": 2, "))
         #expect(json.contains("\"processes\": [{\"pid\": 1000, \"ppid\": 999, \"pgid\": 1000, \"sid\": 900, \"state\": \"running\", "
             + "\"exit_signal\": 17, \"death_signal\": 0, \"command\": \"sh\", \"flags\": [\"root\", \"own_session\"], "
