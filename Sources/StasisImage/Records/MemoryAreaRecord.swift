@@ -65,32 +65,35 @@ public struct MemoryAreaRecord: Equatable, Sendable {
     /// Bytes its stored pages take in the file (compressed or not).
     public var fileBytes: UInt64 { isCompressed ? blocks.reduce(0) { $0 + UInt64($1.storedBytes) } : dataBytes }
     /// Whether the blocks hold every stored page (always, for a plain area).
-    public var hasAllBlocks: Bool { !isCompressed || blocks.reduce(0) { $0 + UInt64($1.pages) } == storedPages }
+    public var hasAllBlocks: Bool { !isCompressed || blockedPages == storedPages }
+    /// append's cursor, so that decoding stays linear in blocks and runs: the stored pages the blocks
+    /// hold so far, the next run to enter, and the stored page where the run being filled ends.
+    private var blockedPages: UInt64 = 0
+    private var nextRun = 0
+    private var runEnd: UInt64 = 0
 
     /// Appends a PAGE_BLOCKS record's blocks: they continue where the last one ended and no block
     /// crosses from one stored run into the next.
     public mutating func append(_ record: PageBlocksRecord, header: RecordHeader, at offset: UInt64) throws(ImageError) {
         func fail(_ why: String) -> ImageError { .invalidRecord(.pageBlocks, at: offset, reason: why) }
         guard isCompressed else { throw fail("blocks for area \(hex(start)), which is not compressed") }
-        let have = blocks.reduce(0) { $0 + UInt64($1.pages) }
-        guard record.firstStoredPage == have else { throw fail("blocks from stored page \(record.firstStoredPage), expected \(have)") }
-        // Where each stored run ends, counted in stored pages.
-        var runEnds: [UInt64] = []
-        var total: UInt64 = 0
-        for run in runs where !run.isInherited {
-            total += run.pageCount
-            runEnds.append(total)
+        guard record.firstStoredPage == blockedPages else {
+            throw fail("blocks from stored page \(record.firstStoredPage), expected \(blockedPages)")
         }
         for block in record.blocks {
             let end = block.firstStoredPage + UInt64(block.pages)
-            guard end <= total else { throw fail("blocks beyond the area's \(total) stored pages") }
             // The run holding the block's first page must hold its last.
-            var low = 0, high = runEnds.count
-            while low < high {
-                let middle = (low + high) / 2
-                if runEnds[middle] <= block.firstStoredPage { low = middle + 1 } else { high = middle }
+            while block.firstStoredPage >= runEnd {
+                while nextRun < runs.count, runs[nextRun].isInherited { nextRun += 1 }
+                guard nextRun < runs.count else { throw fail("blocks beyond the area's \(storedPages) stored pages") }
+                runEnd += runs[nextRun].pageCount
+                nextRun += 1
             }
-            guard end <= runEnds[low] else { throw fail("a block crosses from one page run into the next") }
+            guard end <= runEnd else {
+                throw end > storedPages ? fail("blocks beyond the area's \(storedPages) stored pages")
+                    : fail("a block crosses from one page run into the next")
+            }
+            blockedPages = end
         }
         blocks += record.blocks
     }
