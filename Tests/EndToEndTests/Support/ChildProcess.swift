@@ -19,7 +19,8 @@ final class ChildProcess {
     init(_ path: String, _ arguments: [String], environment: [String] = [], outputPath: String,
          workingDirectory: String? = nil, inputPath: String = "/dev/null", newSession: Bool = false) throws {
         var env = environment
-        for key in ["PATH", "HOME", "LANG", "PYENV_ROOT", "PYENV_VERSION"] {
+        // STASIS_COMPRESS=1 swift test: every fixture under `stasis run` writes compressed images.
+        for key in ["PATH", "HOME", "LANG", "PYENV_ROOT", "PYENV_VERSION", "STASIS_COMPRESS"] {
             if let value = getenv(key), !environment.contains(where: { $0.hasPrefix(key + "=") }) {
                 env.append("\(key)=\(String(cString: value))")
             }
