@@ -224,6 +224,7 @@ struct CheckpointJob {
             return
         }
         if role == .writer {
+            image.progressiveWriteBack = true  // the program runs meanwhile: the writer may wait for the disk
             defer { releaseProgram() }
             try memory.snapshotSharedAreas(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena)
         }
