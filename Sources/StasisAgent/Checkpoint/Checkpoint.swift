@@ -225,6 +225,7 @@ struct CheckpointJob {
         }
         if role == .writer {
             image.progressiveWriteBack = true  // the program runs meanwhile: the writer may wait for the disk
+            image.startCRCHelper(arena: &arena)
             defer { releaseProgram() }
             try memory.snapshotSharedAreas(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena)
         }

@@ -1,5 +1,6 @@
 // FREEZE WINDOW: see RawSyscall.swift.
 import CStasisABI
+import CStasisShim
 
 /// Streams records into an open image file, tracking the offset so that each record's page data
 /// lands on a page boundary (the restorer can map it, Docs/IMAGE-FORMAT.md), and the CRC32C of each
@@ -35,6 +36,10 @@ struct ImageFile {
     /// Start of the bytes not yet handed to write-back, and of the window handed over before them.
     private var writeBackStart: UInt64 = 0
     private var writeBackPrevious: UInt64 = 0
+    /// The copy-on-write writer's CRC thread (stasis_crc_helper.h, `startCRCHelper`): pieces of at least
+    /// `helperMinimum` bytes have their CRC computed there while this thread writes them.
+    private var crcHelper: UnsafeMutablePointer<stasis_crc_helper_t>? = nil
+    static let helperMinimum = 4 << 20
 
     @_noAllocation @_noLocks
     init(fd: Int32, zeros: UnsafeRawPointer) {
@@ -51,6 +56,10 @@ struct ImageFile {
     /// Writes bytes that belong to the current record's payload or data (they count in its CRC).
     @_noAllocation @_noLocks
     mutating func write(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
+        if let helper = crcHelper, count >= Self.helperMinimum {
+            try writeWithHelper(helper, bytes, count)
+            return
+        }
         var done = 0
         repeat {
             let n = min(count - done, Self.chunkBytes)
@@ -68,6 +77,37 @@ struct ImageFile {
     @_noAllocation @_noLocks
     mutating func write(_ base: UnsafeRawPointer, from offset: Int, count: Int) throws(FreezeFailure) {
         try write(base + offset, count)
+    }
+
+    /// The CRC on the helper thread, the write here, both over the same bytes at once.
+    @_noAllocation @_noLocks
+    private mutating func writeWithHelper(_ helper: UnsafeMutablePointer<stasis_crc_helper_t>, _ bytes: UnsafeRawPointer,
+                                          _ count: Int) throws(FreezeFailure) {
+        _unsafePerformance { stasis_crc_helper_post(helper, inData ? dataCRC : payloadCRC, bytes, UInt(count)) }
+        var crc: UInt32 = 0
+        defer {  // also on a failed write: the helper must be idle again before anything else is posted
+            crc = _unsafePerformance { stasis_crc_helper_wait(helper) }
+            if inData { dataCRC = crc } else { payloadCRC = crc }
+        }
+        var done = 0
+        while done < count {
+            let n = min(count - done, Self.chunkBytes)
+            try writeRaw(bytes + done, n)
+            done += n
+        }
+    }
+
+    /// The copy-on-write writer only (a thread in the program would be visible to it): starts the CRC
+    /// thread on 64 KiB of arena stack. Without one (no arena left, clone failed) CRCs stay on this thread.
+    @_noAllocation @_noLocks
+    mutating func startCRCHelper(arena: inout FreezeArena) {
+        let stackBytes = 64 << 10
+        guard let block = arena.take(MemoryLayout<stasis_crc_helper_t>.stride, alignment: 64),
+            let stack = arena.take(stackBytes, alignment: Int(STASIS_PAGE_SIZE))
+        else { return }
+        let helper = block.bindMemory(to: stasis_crc_helper_t.self, capacity: 1)
+        let started = _unsafePerformance { stasis_crc_helper_start(helper, stack + stackBytes) }
+        if started > 0 { crcHelper = helper }
     }
 
     @_noAllocation @_noLocks
