@@ -4,15 +4,17 @@
 # conv=fsync into the same directory, in one run. Per round, for each directory, size and load, in an
 # order that rotates from round to round: dd, then for each build a copy-on-write checkpoint (the
 # default) and an in-place one (--no-fork) of a program holding SIZE MiB of non-zero memory (one
-# program per build and size, checkpointed again each round; the image is removed after each).
-# Before each measurement, --settle (see settle below). "busy": two CPU hogs (`yes > /dev/null`, started and killed by PID) run on the 2 cores meanwhile.
+# program per build and size, checkpointed once unmeasured, then again each round; the image is
+# removed after each).
+# Before each measurement, --settle (see settle below). "busy": two CPU hogs (`yes > /dev/null`,
+# started and killed by PID) run on the 2 cores meanwhile.
 # Prints one line per measurement, then the medians (ms) and each one's ratio to dd (dd_ms / ms:
 # 1.0 = as fast as dd, 0.5 = twice as long).
 #   [STASIS_BIN=DIR] [STASIS_OLD_BIN=DIR] Benchmarks/durable.sh [--runs N] [--sizes "1024 2048"]
-#       [--dirs "/dev/shm /var/tmp"] [--loads "quiet busy"]
+#       [--dirs "/dev/shm /var/tmp"] [--loads "quiet busy"] [--settle warm|cold|none]
 # STASIS_OLD_BIN: another build's bin dir (stasis, libStasisAgent.so, stasis-restorer), measured as
-# "old" interleaved with this build ("new"). Defaults: 5 runs, 1024 and 2048 MiB, /dev/shm (tmpfs)
-# and /var/tmp (the root file system's disk), quiet and busy.
+# "old" interleaved with this build ("new"); STASIS_BUILDS="NAME=DIR ..." adds more. Defaults: 5 runs,
+# 1024 and 2048 MiB, /dev/shm (tmpfs) and /var/tmp (the root file system's disk), quiet and busy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=5; SIZES="1024 2048"; DIRS="/dev/shm /var/tmp"; LOADS="quiet busy"; SETTLE=warm
@@ -28,9 +30,11 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "${STASIS_BIN:-}" ]; then swift build -c release >/dev/null; fi
 NEW=${STASIS_BIN:-$(swift build -c release --show-bin-path)}
-OLD=${STASIS_OLD_BIN:-}
-BUILDS="new"; [ -n "$OLD" ] && BUILDS="new old"
-bin() { if [ "$1" = old ]; then echo "$OLD"; else echo "$NEW"; fi; }
+declare -A BIN_OF=([new]=$NEW)
+BUILDS="new"
+if [ -n "${STASIS_OLD_BIN:-}" ]; then BIN_OF[old]=$STASIS_OLD_BIN; BUILDS="new old"; fi
+for pair in ${STASIS_BUILDS:-}; do BIN_OF[${pair%%=*}]=${pair#*=}; BUILDS="$BUILDS ${pair%%=*}"; done
+bin() { echo "${BIN_OF[$1]}"; }
 FIX=$(mktemp -d /tmp/stasis-durable-XXXXXX)
 declare -A PROG=()
 HOGS=()
@@ -63,6 +67,9 @@ for B in $BUILDS; do  # one program per build and size
         "$(bin "$B")/stasis" run --dir "$FIX" -- "$FIX/memhog" "$S" > "$FIX/out-$B-$S" 2>&1 &
         PROG[$B-$S]=$!
         until grep -q READY "$FIX/out-$B-$S" 2>/dev/null; do sleep 0.05; done
+        # Not measured: a program's first checkpoint also touches the agent's arena for the first time.
+        "$(bin "$B")/stasis" checkpoint --dir "$FIX/warm-up" "${PROG[$B-$S]}" > /dev/null
+        rm -rf "$FIX/warm-up"
     done
 done
 busy() {
@@ -138,7 +145,7 @@ for line in open(sys.argv[1]):
     key = (load, d, int(s))
     if key not in order: order.append(key)
     rows.setdefault(key, {}).setdefault(v, []).append(int(ms))
-variants = sorted({v for k in rows for v in rows[k]}, key=lambda v: (v != "dd", v.split(":")[-1] != "new", v))
+variants = sorted({v for k in rows for v in rows[k]}, key=lambda v: (v != "dd", v.split(":")[-1] != "new", v.split(":")[-1], v))
 print("| load | dir | MiB | " + " | ".join(variants) + " |")
 print("|---|---|---|" + "---|" * len(variants))
 for key in order:

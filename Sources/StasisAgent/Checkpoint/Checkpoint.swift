@@ -224,10 +224,12 @@ struct CheckpointJob {
             return
         }
         if role == .writer {
-            image.progressiveWriteBack = true  // the program runs meanwhile: the writer may wait for the disk
-            image.startCRCHelper(arena: &arena)
             defer { releaseProgram() }
             try memory.snapshotSharedAreas(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena)
+        }
+        if role == .writer {  // the program runs again: the writer may take a second core and wait for the disk
+            image.progressiveWriteBack = true
+            image.startCRCHelper(arena: &arena)
         }
         // A tree's writer starts once every member has captured: an early one would take the CPU
         // from members still capturing, and everyone's pause would wait for the slowest.
