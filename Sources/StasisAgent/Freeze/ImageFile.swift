@@ -81,8 +81,9 @@ struct ImageFile {
 
     /// The CRC on the helper thread, the write here, both over the same bytes at once.
     @_noAllocation @_noLocks
-    private mutating func writeWithHelper(_ helper: UnsafeMutablePointer<stasis_crc_helper_t>, _ bytes: UnsafeRawPointer,
-                                          _ count: Int) throws(FreezeFailure) {
+    private mutating func writeWithHelper(
+        _ helper: UnsafeMutablePointer<stasis_crc_helper_t>, _ bytes: UnsafeRawPointer, _ count: Int
+    ) throws(FreezeFailure) {
         _unsafePerformance { stasis_crc_helper_post(helper, inData ? dataCRC : payloadCRC, bytes, UInt(count)) }
         var crc: UInt32 = 0
         defer {  // also on a failed write: the helper must be idle again before anything else is posted
