@@ -125,7 +125,7 @@ struct ImageFile {
         let written = RawSyscall.writeAll(fd, bytes, count)
         if written < 0 { throw FreezeFailure(step: .writeImage, errno: -written) }
         offset += UInt64(count)
-        if progressiveWriteBack { startWriteBack() }
+        if progressiveWriteBack { try startWriteBack() }
     }
 
     /// Bytes per write-back window (progressiveWriteBack).
@@ -135,17 +135,24 @@ struct ImageFile {
     /// write without waiting, then the writer waits for the window before it (WAIT_BEFORE | WRITE |
     /// WAIT_AFTER). The disk then works while memory is still being written (one fsync at the end
     /// wrote the whole image after the last byte: the sum of both times instead of the larger), and at
-    /// most two windows are dirty at a time. Best effort: errors show in the final fsync. On tmpfs
-    /// nothing is written back and both calls return at once.
+    /// most two windows are dirty at a time. On tmpfs nothing is written back and both calls return at
+    /// once. A write error must fail the checkpoint here: the waiting call reports it and advances the
+    /// file's error cursor, so the final fsync would not report it again. Where the call is not
+    /// supported (EINVAL, ESPIPE, ENOSYS) the writer stops using it and the final fsync does it all.
     @_noAllocation @_noLocks
-    private mutating func startWriteBack() {
+    private mutating func startWriteBack() throws(FreezeFailure) {
         guard offset - writeBackStart >= Self.writeBackWindow else { return }
-        _ = RawSyscall.call(STASIS_NR_sync_file_range, Int(fd), Int(writeBackStart), Int(offset - writeBackStart),
-                            2 /* SYNC_FILE_RANGE_WRITE */)
-        if writeBackPrevious < writeBackStart {
-            _ = RawSyscall.call(STASIS_NR_sync_file_range, Int(fd), Int(writeBackPrevious),
-                                Int(writeBackStart - writeBackPrevious), 7 /* WAIT_BEFORE | WRITE | WAIT_AFTER */)
+        var result = RawSyscall.call(STASIS_NR_sync_file_range, Int(fd), Int(writeBackStart),
+                                     Int(offset - writeBackStart), 2 /* SYNC_FILE_RANGE_WRITE */)
+        if result == 0 && writeBackPrevious < writeBackStart {
+            result = RawSyscall.call(STASIS_NR_sync_file_range, Int(fd), Int(writeBackPrevious),
+                                     Int(writeBackStart - writeBackPrevious), 7 /* WAIT_BEFORE | WRITE | WAIT_AFTER */)
         }
+        if result == -RawErrno.invalid || result == -29 /* ESPIPE */ || result == -38 /* ENOSYS */ {
+            progressiveWriteBack = false
+            return
+        }
+        if result < 0 { throw FreezeFailure(step: .syncImage, errno: -result) }
         writeBackPrevious = writeBackStart
         writeBackStart = offset
     }
