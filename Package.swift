@@ -22,7 +22,9 @@ let package = Package(
     ],
     targets: [
         .target(name: "CStasisABI"),
-        .target(name: "CStasisShim", dependencies: ["CStasisABI"]),
+        // -O2 in debug builds too: the copy-on-write writer compresses and CRCs pages in this C
+        // (--compress at -O0 is ten times slower, and the end-to-end tests run debug builds).
+        .target(name: "CStasisShim", dependencies: ["CStasisABI"], cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "CStasisSpawn", dependencies: ["CStasisABI"]),
         .target(name: "StasisImage", dependencies: ["CStasisABI"]),
         .target(name: "StasisProc", swiftSettings: [.unsafeFlags(["-wmo", "-num-threads", "1"])]),

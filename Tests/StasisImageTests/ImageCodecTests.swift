@@ -316,6 +316,32 @@ enum DescriptorCodec {
         #expect(CRC32C.of(Array("123456789".utf8)) == 0xE306_9283)
     }
 
+    /// The three-stream path (buffers of 3 * STASIS_CRC32C_STRIDE bytes and more) against a bitwise CRC32C,
+    /// at lengths around its block boundaries and from odd starting states; and its shift constant.
+    @Test func crc32cOfLongBuffersMatchesABitwiseCRC() {
+        func bitwise(_ state: UInt32, _ bytes: ArraySlice<UInt8>) -> UInt32 {
+            var crc = state
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+            }
+            return crc
+        }
+        let stride = Int(STASIS_CRC32C_STRIDE)
+        let zeros = [UInt8](repeating: 0, count: stride)
+        #expect(bitwise(0x8000_0000, zeros[...]) == STASIS_CRC32C_SHIFT)
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let data = (0..<(7 * stride + 100)).map { _ -> UInt8 in
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: seed >> 56)
+        }
+        for (offset, count) in [(0, 3 * stride), (1, 3 * stride - 1), (3, 3 * stride + 1), (5, 6 * stride + 13), (0, 7 * stride + 100)] {
+            let slice = data[offset..<min(offset + count, data.count)]
+            let fast = slice.withUnsafeBytes { stasis_crc32c_update(0x1234_5678, $0.baseAddress!, UInt($0.count)) }
+            #expect(fast == bitwise(0x1234_5678, slice), "offset \(offset), \(count) bytes")
+        }
+    }
+
     /// A datagram socket's queued messages: (u32 length, bytes)... after the 160-byte socket state.
     @Test func datagramSocketRecordSplitsIntoItsMessagesAndRejectsAShortOne() throws {
         var state = ByteWriter()

@@ -332,10 +332,44 @@ typedef struct stasis_agent_state {
  * finish with stasis_crc32c_end(). SSE4.2 instructions; every x86-64 CPU since 2008 has them. */
 static inline uint32_t stasis_crc32c_begin(void) { return 0xffffffffu; }
 static inline uint32_t stasis_crc32c_end(uint32_t crc) { return crc ^ 0xffffffffu; }
+
+/* a * b mod P, bit-reflected as the crc32 instruction keeps its state (bit 31 is x^0). */
+static inline uint32_t stasis_crc32c_multiply(uint32_t a, uint32_t b) {
+    uint32_t product = 0;
+    for (int i = 0; i < 32; i++) {
+        product ^= (0u - ((a >> (31 - i)) & 1u)) & b;
+        b = (b >> 1) ^ ((0u - (b & 1u)) & 0x82f63b78u);
+    }
+    return product;
+}
+
+/* Three streams of STASIS_CRC32C_STRIDE bytes at once: the crc32 instruction takes 3 cycles and can
+ * start one a cycle, so one stream runs at a third of its speed (~7 GB/s here, slower than memory).
+ * The streams' states are joined by the linearity of the CRC: feeding n zero bytes multiplies the
+ * state by x^(8n) mod P, STASIS_CRC32C_SHIFT for n = STRIDE (the state after 8192 zero bytes fed
+ * from x^0 = 0x80000000; a test checks it). */
+#define STASIS_CRC32C_STRIDE 8192
+#define STASIS_CRC32C_SHIFT 0x28461564u
 __attribute__((target("sse4.2"))) static inline uint32_t stasis_crc32c_update(uint32_t crc, const void *data,
                                                                                 unsigned long count) {
     const unsigned char *p = (const unsigned char *)data;
     uint64_t c = crc;
+    while (count >= 3 * STASIS_CRC32C_STRIDE) {
+        uint64_t c1 = 0, c2 = 0;
+        for (unsigned long i = 0; i < STASIS_CRC32C_STRIDE; i += 8) {
+            uint64_t v0, v1, v2;
+            __builtin_memcpy(&v0, p + i, 8);
+            __builtin_memcpy(&v1, p + STASIS_CRC32C_STRIDE + i, 8);
+            __builtin_memcpy(&v2, p + 2 * STASIS_CRC32C_STRIDE + i, 8);
+            c = __builtin_ia32_crc32di(c, v0);
+            c1 = __builtin_ia32_crc32di(c1, v1);
+            c2 = __builtin_ia32_crc32di(c2, v2);
+        }
+        uint32_t joined = stasis_crc32c_multiply(STASIS_CRC32C_SHIFT, (uint32_t)c) ^ (uint32_t)c1;
+        c = stasis_crc32c_multiply(STASIS_CRC32C_SHIFT, joined) ^ (uint32_t)c2;
+        p += 3 * STASIS_CRC32C_STRIDE;
+        count -= 3 * STASIS_CRC32C_STRIDE;
+    }
     while (count >= 8) {
         uint64_t v;
         __builtin_memcpy(&v, p, 8);

@@ -97,6 +97,7 @@
 #define STASIS_NR_setsockopt 54
 #define STASIS_NR_getsockopt 55
 #define STASIS_NR_tee 276
+#define STASIS_NR_sync_file_range 277
 #define STASIS_NR_timerfd_gettime 287
 
 static inline long stasis_syscall0(long n) {

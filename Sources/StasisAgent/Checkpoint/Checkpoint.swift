@@ -234,6 +234,10 @@ struct CheckpointJob {
             defer { releaseProgram() }
             try memory.snapshotSharedAreas(maps: maps.assumingMemoryBound(to: UInt8.self), count: mapsCount, arena: &arena)
         }
+        if role == .writer {  // the program runs again: the writer may take a second core and wait for the disk
+            image.progressiveWriteBack = true
+            image.startCRCHelper(arena: &arena)
+        }
         // A tree's writer starts once every member has captured: an early one would take the CPU
         // from members still capturing, and everyone's pause would wait for the slowest.
         if role == .writer, let tree { try waitForTreeThaw(tree) }

@@ -1,5 +1,6 @@
 // FREEZE WINDOW: see RawSyscall.swift.
 import CStasisABI
+import CStasisShim
 
 /// Streams records into an open image file, tracking the offset so that each record's page data
 /// lands on a page boundary (the restorer can map it, Docs/IMAGE-FORMAT.md), and the CRC32C of each
@@ -31,6 +32,16 @@ struct ImageFile {
     var stage: UnsafeMutableRawPointer? = nil
     var stageCapacity = 0
     private var staged = 0
+    /// The copy-on-write writer sets this: the disk write of every window of the file starts as soon as
+    /// the window is written (`startWriteBack`), so that the final fsync waits for the last window only.
+    var progressiveWriteBack = false
+    /// Start of the bytes not yet handed to write-back, and of the window handed over before them.
+    private var writeBackStart: UInt64 = 0
+    private var writeBackPrevious: UInt64 = 0
+    /// The copy-on-write writer's CRC thread (stasis_crc_helper.h, `startCRCHelper`): pieces of at least
+    /// `helperMinimum` bytes have their CRC computed there while this thread writes them.
+    private var crcHelper: UnsafeMutablePointer<stasis_crc_helper_t>? = nil
+    static let helperMinimum = 4 << 20
 
     @_noAllocation @_noLocks
     init(fd: Int32, zeros: UnsafeRawPointer) {
@@ -38,21 +49,69 @@ struct ImageFile {
         self.zeros = zeros
     }
 
+    /// Large writes (page data) go out in pieces of this size, each right after its CRC: the write then
+    /// copies from the CPU cache what the CRC has just read, where one CRC of a whole run followed by one
+    /// write of it read the memory twice (and the copy-on-write writer's first reading of each page is
+    /// the slow one: its page table entries are new, Docs/ARCHITECTURE.md 2.4 step 7).
+    static let chunkBytes = 1 << 20
+
     /// Writes bytes that belong to the current record's payload or data (they count in its CRC).
     @_noAllocation @_noLocks
     mutating func write(_ bytes: UnsafeRawPointer, _ count: Int) throws(FreezeFailure) {
-        if inData {
-            if dataChecksummed { dataCRC = _unsafePerformance { stasis_crc32c_update(dataCRC, bytes, UInt(count)) } }
-        } else {
-            payloadCRC = _unsafePerformance { stasis_crc32c_update(payloadCRC, bytes, UInt(count)) }
+        // PAGE_BLOCKS data is not checksummed as a whole (each block has its CRC): nothing for the helper.
+        if !inData || dataChecksummed, let helper = crcHelper, count >= Self.helperMinimum {
+            try writeWithHelper(helper, bytes, count)
+            return
         }
-        try writeRaw(bytes, count)
+        var done = 0
+        repeat {
+            let n = min(count - done, Self.chunkBytes)
+            if inData {
+                if dataChecksummed { dataCRC = _unsafePerformance { stasis_crc32c_update(dataCRC, bytes + done, UInt(n)) } }
+            } else {
+                payloadCRC = _unsafePerformance { stasis_crc32c_update(payloadCRC, bytes + done, UInt(n)) }
+            }
+            try writeRaw(bytes + done, n)
+            done += n
+        } while done < count
     }
 
     /// `count` bytes starting `offset` bytes into `base`.
     @_noAllocation @_noLocks
     mutating func write(_ base: UnsafeRawPointer, from offset: Int, count: Int) throws(FreezeFailure) {
         try write(base + offset, count)
+    }
+
+    /// The CRC on the helper thread, the write here, both over the same bytes at once.
+    @_noAllocation @_noLocks
+    private mutating func writeWithHelper(
+        _ helper: UnsafeMutablePointer<stasis_crc_helper_t>, _ bytes: UnsafeRawPointer, _ count: Int
+    ) throws(FreezeFailure) {
+        _unsafePerformance { stasis_crc_helper_post(helper, inData ? dataCRC : payloadCRC, bytes, UInt(count)) }
+        var crc: UInt32 = 0
+        defer {  // also on a failed write: the helper must be idle again before anything else is posted
+            crc = _unsafePerformance { stasis_crc_helper_wait(helper) }
+            if inData { dataCRC = crc } else { payloadCRC = crc }
+        }
+        var done = 0
+        while done < count {
+            let n = min(count - done, Self.chunkBytes)
+            try writeRaw(bytes + done, n)
+            done += n
+        }
+    }
+
+    /// The copy-on-write writer only (a thread in the program would be visible to it): starts the CRC
+    /// thread on 64 KiB of arena stack. Without one (no arena left, clone failed) CRCs stay on this thread.
+    @_noAllocation @_noLocks
+    mutating func startCRCHelper(arena: inout FreezeArena) {
+        let stackBytes = 64 << 10
+        guard let block = arena.take(MemoryLayout<stasis_crc_helper_t>.stride, alignment: 64),
+            let stack = arena.take(stackBytes, alignment: Int(STASIS_PAGE_SIZE))
+        else { return }
+        let helper = block.bindMemory(to: stasis_crc_helper_t.self, capacity: 1)
+        let started = _unsafePerformance { stasis_crc_helper_start(helper, stack + stackBytes) }
+        if started > 0 { crcHelper = helper }
     }
 
     @_noAllocation @_noLocks
@@ -69,6 +128,36 @@ struct ImageFile {
         let written = RawSyscall.writeAll(fd, bytes, count)
         if written < 0 { throw FreezeFailure(step: .writeImage, errno: -written) }
         offset += UInt64(count)
+        if progressiveWriteBack { try startWriteBack() }
+    }
+
+    /// Bytes per write-back window (progressiveWriteBack).
+    static let writeBackWindow: UInt64 = 16 << 20
+
+    /// Once a window of the file is written: sync_file_range(SYNC_FILE_RANGE_WRITE) starts its disk
+    /// write without waiting, then the writer waits for the window before it (WAIT_BEFORE | WRITE |
+    /// WAIT_AFTER). The disk then works while memory is still being written (one fsync at the end
+    /// wrote the whole image after the last byte: the sum of both times instead of the larger), and at
+    /// most two windows are dirty at a time. On tmpfs nothing is written back and both calls return at
+    /// once. A write error must fail the checkpoint here: the waiting call reports it and advances the
+    /// file's error cursor, so the final fsync would not report it again. Where the call is not
+    /// supported (EINVAL, ESPIPE, ENOSYS) the writer stops using it and the final fsync does it all.
+    @_noAllocation @_noLocks
+    private mutating func startWriteBack() throws(FreezeFailure) {
+        guard offset - writeBackStart >= Self.writeBackWindow else { return }
+        var result = RawSyscall.call(STASIS_NR_sync_file_range, Int(fd), Int(writeBackStart),
+                                     Int(offset - writeBackStart), 2 /* SYNC_FILE_RANGE_WRITE */)
+        if result == 0 && writeBackPrevious < writeBackStart {
+            result = RawSyscall.call(STASIS_NR_sync_file_range, Int(fd), Int(writeBackPrevious),
+                                     Int(writeBackStart - writeBackPrevious), 7 /* WAIT_BEFORE | WRITE | WAIT_AFTER */)
+        }
+        if result == -RawErrno.invalid || result == -29 /* ESPIPE */ || result == -38 /* ENOSYS */ {
+            progressiveWriteBack = false
+            return
+        }
+        if result < 0 { throw FreezeFailure(step: .syncImage, errno: -result) }
+        writeBackPrevious = writeBackStart
+        writeBackStart = offset
     }
 
     /// Writes the staged bytes.
