@@ -218,8 +218,20 @@ struct ImageFile {
     @_noAllocation @_noLocks
     mutating func endPayload() throws(FreezeFailure) {
         guard offset == pendingPayloadEnd else { throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid) }
+        // Data without a record CRC (PAGE_BLOCKS): the CRCs are known now, while the header is still in
+        // the stage. Patched after the data, the header's page could be under write-back already
+        // (progressive write-back), and the pwrite would wait for the disk: once every 4 MiB.
+        if pendingDataBytes > 0 && !dataChecksummed { try patchCRCs() }
         try pad(to: pendingDataBytes > 0 ? UInt64(STASIS_PAGE_SIZE) : UInt64(STASIS_RECORD_ALIGN))
         inData = true
+    }
+
+    @_noAllocation @_noLocks
+    private func patchCRCs() throws(FreezeFailure) {
+        var crcs: (UInt32, UInt32) = _unsafePerformance {
+            (stasis_crc32c_end(payloadCRC), pendingDataBytes > 0 && dataChecksummed ? stasis_crc32c_end(dataCRC) : 0)
+        }
+        try patch(&crcs, MemoryLayout<(UInt32, UInt32)>.size, at: recordOffset + UInt64(STASIS_RECORD_CRC_OFFSET))
     }
 
     @_noAllocation @_noLocks
@@ -227,10 +239,7 @@ struct ImageFile {
         if pendingDataBytes > 0 && offset != pendingDataOffset + pendingDataBytes {
             throw FreezeFailure(step: .writeImage, errno: RawErrno.invalid)
         }
-        var crcs: (UInt32, UInt32) = _unsafePerformance {
-            (stasis_crc32c_end(payloadCRC), pendingDataBytes > 0 && dataChecksummed ? stasis_crc32c_end(dataCRC) : 0)
-        }
-        try patch(&crcs, MemoryLayout<(UInt32, UInt32)>.size, at: recordOffset + UInt64(STASIS_RECORD_CRC_OFFSET))
+        if !(pendingDataBytes > 0 && !dataChecksummed) { try patchCRCs() }  // else endPayload did
         inData = false
         recordCount += 1
     }
