@@ -267,3 +267,70 @@ struct ImageLink {
         return p == parentBytes ? 1 : -1
     }
 }
+
+extension MemoryDumper {
+    /// Incremental images: classifies every private area's pages while the program is frozen and
+    /// still holds its write-protect bits. Written (or never protected) pages are stored; pages
+    /// still protected are inherited from the parent; zero pages and unmodified file pages are not
+    /// stored. Shared and never-stored areas are left to dumpArea.
+    @_noAllocation @_noLocks
+    mutating func classify(maps: UnsafePointer<UInt8>, count: Int, arena: inout FreezeArena) throws(FreezeFailure) {
+        plannedCapacity = 4 << 20
+        plannedAreaCapacity = 1 << 18
+        guard let runMemory = arena.take(plannedCapacity * MemoryLayout<stasis_page_run_t>.stride),
+            let areaMemory = arena.take(plannedAreaCapacity * 24)
+        else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
+        let plan = runMemory.assumingMemoryBound(to: stasis_page_run_t.self)
+        let areas = areaMemory.assumingMemoryBound(to: (UInt64, UInt64, UInt64).self)
+        planned = plan
+        plannedAreas = areas
+        plannedCount = 0
+        plannedAreaCount = 0
+        let fd = RawSyscall.open(literal: "/proc/self/pagemap", RawFlag.readOnly | RawFlag.closeOnExec)
+        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
+        defer { RawSyscall.close(Int32(fd)) }
+        let page = UInt64(STASIS_PAGE_SIZE)
+        var lines = ByteCursor(maps, count: count)
+        while let line = lines.nextLine() {
+            guard line.count > 0, let area = MapsLine(parsing: line.bytes, count: line.count) else { continue }
+            guard plannedAreaCount < plannedAreaCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
+            let deletedSuffix: StaticString = " (deleted)"
+            let isDeleted = area.pathCount >= deletedSuffix.utf8CodeUnitCount
+                && endsWith(line.bytes + area.pathStart, area.pathCount, deletedSuffix)
+            let flags = flags(of: area, line: line.bytes, isDeleted: isDeleted)
+            let notStored = UInt32(STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK
+                | STASIS_AREA_VSYSCALL | STASIS_AREA_SCRATCH)
+            let isAnonymous = flags & UInt32(STASIS_AREA_ANONYMOUS) != 0
+            let entry = plannedAreaCount
+            plannedAreaCount += 1
+            guard flags & notStored == 0, !area.isShared, !(isAnonymous && isDeleted) else {
+                areas[entry] = (area.start, 0, UInt64.max)
+                continue
+            }
+            let first = plannedCount
+            let anyOf = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
+            let returned = UInt64(STASIS_PAGE_IS_WRITTEN | STASIS_PAGE_IS_PFNZERO | STASIS_PAGE_IS_FILE | STASIS_PAGE_IS_WPALLOWED)
+            try forEachRegion(fd: Int32(fd), area, anyOf: anyOf, excluding: 0, returning: returned) {
+                (start, end, categories) throws(FreezeFailure) in
+                if isAnonymous && categories & UInt64(STASIS_PAGE_IS_PFNZERO) != 0 { return }
+                if !isAnonymous && categories & UInt64(STASIS_PAGE_IS_FILE) != 0 { return }
+                // A page's uffd-wp bit means "unwritten" only while its area is still registered
+                // (PAGE_IS_WPALLOWED): an area that lost its registration keeps stale bits.
+                let tracked = categories & UInt64(STASIS_PAGE_IS_WPALLOWED) != 0
+                let inherited: UInt64 = categories & UInt64(STASIS_PAGE_IS_WRITTEN) != 0 || !tracked ? 0 : STASIS_RUN_INHERITED
+                let firstPage = (start - area.start) / page
+                let pages = (end - start) / page
+                if plannedCount > first, plan[plannedCount - 1].first_page & STASIS_RUN_INHERITED == inherited,
+                    (plan[plannedCount - 1].first_page & ~STASIS_RUN_INHERITED) + plan[plannedCount - 1].page_count == firstPage
+                {
+                    plan[plannedCount - 1].page_count += pages
+                } else {
+                    guard plannedCount < plannedCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
+                    plan[plannedCount] = stasis_page_run_t(first_page: firstPage | inherited, page_count: pages)
+                    plannedCount += 1
+                }
+            }
+            areas[entry] = (area.start, UInt64(first), UInt64(plannedCount - first))
+        }
+    }
+}

@@ -127,73 +127,8 @@ struct MemoryDumper {
         }
     }
 
-    /// Incremental images: classifies every private area's pages while the program is frozen and
-    /// still holds its write-protect bits. Written (or never protected) pages are stored; pages
-    /// still protected are inherited from the parent; zero pages and unmodified file pages are not
-    /// stored. Shared and never-stored areas are left to dumpArea.
     @_noAllocation @_noLocks
-    mutating func classify(maps: UnsafePointer<UInt8>, count: Int, arena: inout FreezeArena) throws(FreezeFailure) {
-        plannedCapacity = 4 << 20
-        plannedAreaCapacity = 1 << 18
-        guard let runMemory = arena.take(plannedCapacity * MemoryLayout<stasis_page_run_t>.stride),
-            let areaMemory = arena.take(plannedAreaCapacity * 24)
-        else { throw FreezeFailure(step: .arenaExhausted, errno: RawErrno.noSpace) }
-        let plan = runMemory.assumingMemoryBound(to: stasis_page_run_t.self)
-        let areas = areaMemory.assumingMemoryBound(to: (UInt64, UInt64, UInt64).self)
-        planned = plan
-        plannedAreas = areas
-        plannedCount = 0
-        plannedAreaCount = 0
-        let fd = RawSyscall.open(literal: "/proc/self/pagemap", RawFlag.readOnly | RawFlag.closeOnExec)
-        if fd < 0 { throw FreezeFailure(step: .readProc, errno: -fd) }
-        defer { RawSyscall.close(Int32(fd)) }
-        let page = UInt64(STASIS_PAGE_SIZE)
-        var lines = ByteCursor(maps, count: count)
-        while let line = lines.nextLine() {
-            guard line.count > 0, let area = MapsLine(parsing: line.bytes, count: line.count) else { continue }
-            guard plannedAreaCount < plannedAreaCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
-            let deletedSuffix: StaticString = " (deleted)"
-            let isDeleted = area.pathCount >= deletedSuffix.utf8CodeUnitCount
-                && endsWith(line.bytes + area.pathStart, area.pathCount, deletedSuffix)
-            let flags = flags(of: area, line: line.bytes, isDeleted: isDeleted)
-            let notStored = UInt32(STASIS_AREA_VDSO | STASIS_AREA_VVAR | STASIS_AREA_VVAR_VCLOCK
-                | STASIS_AREA_VSYSCALL | STASIS_AREA_SCRATCH)
-            let isAnonymous = flags & UInt32(STASIS_AREA_ANONYMOUS) != 0
-            let entry = plannedAreaCount
-            plannedAreaCount += 1
-            guard flags & notStored == 0, !area.isShared, !(isAnonymous && isDeleted) else {
-                areas[entry] = (area.start, 0, UInt64.max)
-                continue
-            }
-            let first = plannedCount
-            let anyOf = UInt64(STASIS_PAGE_IS_PRESENT | STASIS_PAGE_IS_SWAPPED)
-            let returned = UInt64(STASIS_PAGE_IS_WRITTEN | STASIS_PAGE_IS_PFNZERO | STASIS_PAGE_IS_FILE | STASIS_PAGE_IS_WPALLOWED)
-            try forEachRegion(fd: Int32(fd), area, anyOf: anyOf, excluding: 0, returning: returned) {
-                (start, end, categories) throws(FreezeFailure) in
-                if isAnonymous && categories & UInt64(STASIS_PAGE_IS_PFNZERO) != 0 { return }
-                if !isAnonymous && categories & UInt64(STASIS_PAGE_IS_FILE) != 0 { return }
-                // A page's uffd-wp bit means "unwritten" only while its area is still registered
-                // (PAGE_IS_WPALLOWED): an area that lost its registration keeps stale bits.
-                let tracked = categories & UInt64(STASIS_PAGE_IS_WPALLOWED) != 0
-                let inherited: UInt64 = categories & UInt64(STASIS_PAGE_IS_WRITTEN) != 0 || !tracked ? 0 : STASIS_RUN_INHERITED
-                let firstPage = (start - area.start) / page
-                let pages = (end - start) / page
-                if plannedCount > first, plan[plannedCount - 1].first_page & STASIS_RUN_INHERITED == inherited,
-                    (plan[plannedCount - 1].first_page & ~STASIS_RUN_INHERITED) + plan[plannedCount - 1].page_count == firstPage
-                {
-                    plan[plannedCount - 1].page_count += pages
-                } else {
-                    guard plannedCount < plannedCapacity else { throw FreezeFailure(step: .tooManyRuns, errno: RawErrno.tooBig) }
-                    plan[plannedCount] = stasis_page_run_t(first_page: firstPage | inherited, page_count: pages)
-                    plannedCount += 1
-                }
-            }
-            areas[entry] = (area.start, UInt64(first), UInt64(plannedCount - first))
-        }
-    }
-
-    @_noAllocation @_noLocks
-    private func flags(of area: MapsLine, line: UnsafePointer<UInt8>, isDeleted: Bool) -> UInt32 {
+    func flags(of area: MapsLine, line: UnsafePointer<UInt8>, isDeleted: Bool) -> UInt32 {
         var flags: UInt32 = area.isShared ? UInt32(STASIS_AREA_SHARED) : 0
         let isFile = area.pathCount > 0 && line[area.pathStart] == UInt8(ascii: "/") && !isDeleted
         if !isFile { flags |= UInt32(STASIS_AREA_ANONYMOUS) }
@@ -287,45 +222,49 @@ struct MemoryDumper {
         if compressed { try writeBlocks(of: area, protection: record.prot, runs: runs, runCount: runCount, into: &image) }
     }
 
-    /// A compressed area's PAGE_BLOCKS records (made readable for it, as writePages does).
+    /// `body` with the area readable: an unreadable area is made readable for its pages' write and put back.
+    @_noAllocation @_noLocks
+    private mutating func whileReadable(_ area: MapsLine, protection: UInt32, _ body: (inout MemoryDumper) throws(FreezeFailure) -> Void)
+        throws(FreezeFailure)
+    {
+        let needsRead = !area.isReadable
+        if needsRead {
+            _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection) | RawFlag.protRead)
+        }
+        defer {
+            if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection)) }
+        }
+        try body(&self)
+    }
+
+    /// A compressed area's PAGE_BLOCKS records.
     @_noAllocation @_noLocks
     private mutating func writeBlocks(of area: MapsLine, protection: UInt32, runs: UnsafeMutablePointer<stasis_page_run_t>,
                                       runCount: Int, into image: inout ImageFile) throws(FreezeFailure)
     {
-        guard var writer = blockWriter else { return }
-        let needsRead = !area.isReadable
-        if needsRead {
-            _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection) | RawFlag.protRead)
+        try whileReadable(area, protection: protection) { (dumper: inout MemoryDumper) throws(FreezeFailure) in
+            guard var writer = dumper.blockWriter else { return }
+            try writer.write(base: area.start, runs: runs, runCount: runCount, into: &image)
+            dumper.blockWriter = writer
         }
-        defer {
-            if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection)) }
-        }
-        try writer.write(base: area.start, runs: runs, runCount: runCount, into: &image)
-        blockWriter = writer
     }
 
-    /// The stored runs' pages, straight from their addresses (an unreadable area is made readable
-    /// for the write and put back).
+    /// The stored runs' pages, straight from their addresses.
     @_noAllocation @_noLocks
-    private func writePages(of area: MapsLine, protection: UInt32, runs: UnsafeMutablePointer<stasis_page_run_t>,
-                            runCount: Int, into image: inout ImageFile) throws(FreezeFailure)
+    private mutating func writePages(of area: MapsLine, protection: UInt32, runs: UnsafeMutablePointer<stasis_page_run_t>,
+                                     runCount: Int, into image: inout ImageFile) throws(FreezeFailure)
     {
-        let needsRead = !area.isReadable
-        if needsRead {
-            _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection) | RawFlag.protRead)
-        }
-        defer {
-            if needsRead { _ = RawSyscall.call(STASIS_NR_mprotect, Int(area.start), Int(area.end - area.start), Int(protection)) }
-        }
-        // A shared area the writer copied is written from its copy.
-        var base = area.start
-        if let copies = sharedCopies {
-            for i in 0..<sharedCopyCount where copies[i].0 == area.start { base = copies[i].1 }
-        }
-        for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 {
-            let address = base + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
-            guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { continue }
-            try image.write(pointer, Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
+        try whileReadable(area, protection: protection) { (dumper: inout MemoryDumper) throws(FreezeFailure) in
+            // A shared area the writer copied is written from its copy.
+            var base = area.start
+            if let copies = dumper.sharedCopies {
+                for i in 0..<dumper.sharedCopyCount where copies[i].0 == area.start { base = copies[i].1 }
+            }
+            for i in 0..<runCount where runs[i].first_page & STASIS_RUN_INHERITED == 0 {
+                let address = base + runs[i].first_page * UInt64(STASIS_PAGE_SIZE)
+                guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { continue }
+                try image.write(pointer, Int(runs[i].page_count * UInt64(STASIS_PAGE_SIZE)))
+            }
         }
     }
 
@@ -354,7 +293,7 @@ struct MemoryDumper {
     /// region in address order. A call may report pages again that an earlier one ended with (its
     /// walk_end can lie before the last region's end): those are clipped off.
     @_noAllocation @_noLocks
-    private func forEachRegion(fd: Int32, _ area: MapsLine, anyOf: UInt64, excluding: UInt64, returning: UInt64,
+    func forEachRegion(fd: Int32, _ area: MapsLine, anyOf: UInt64, excluding: UInt64, returning: UInt64,
                                _ body: (UInt64, UInt64, UInt64) throws(FreezeFailure) -> Void) throws(FreezeFailure) {
         var cursor = area.start
         var reported = area.start
@@ -412,45 +351,4 @@ func endsWith(_ bytes: UnsafePointer<UInt8>, _ count: Int, _ suffix: StaticStrin
     let s = suffix.utf8Start
     for i in 0..<n where bytes[count - n + i] != s[i] { return false }
     return true
-}
-
-/// Areas marked MADV_DONTFORK, from /proc/self/smaps ("VmFlags: ... dc"). Read only when a child has
-/// shown they exist: smaps walks every page table, which costs milliseconds in a large process.
-enum DontForkAreas {
-    static let dontFork = 10  // MADV_DONTFORK
-    static let doFork = 11    // MADV_DOFORK
-
-    /// (start, end) pairs in arena memory and their count; nil when smaps cannot be read or is too large.
-    @_noAllocation @_noLocks
-    static func find(arena: inout FreezeArena) -> (UnsafeMutablePointer<UInt64>, Int)? {
-        let capacity = 64 << 20
-        let rangeCapacity = 4096
-        guard let text = arena.take(capacity), let raw = arena.take(rangeCapacity * 16) else { return nil }
-        let count = ProcFile.read(literal: "/proc/self/smaps", into: text, capacity: capacity)
-        guard count > 0 else { return nil }
-        let bytes = text.assumingMemoryBound(to: UInt8.self)
-        let ranges = raw.assumingMemoryBound(to: UInt64.self)
-        var found = 0
-        var areaStart: UInt64 = 0, areaEnd: UInt64 = 0
-        var lines = ByteCursor(bytes, count: count)
-        while let line = lines.nextLine() {
-            // An area's maps line starts with a hex digit; its "Key: value" lines with a capital.
-            if let area = MapsLine(parsing: line.bytes, count: line.count) {
-                (areaStart, areaEnd) = (area.start, area.end)
-            } else if SmapsLine.vmFlags(line, contain: "dc") {
-                guard found < rangeCapacity else { return nil }
-                ranges[2 * found] = areaStart
-                ranges[2 * found + 1] = areaEnd
-                found += 1
-            }
-        }
-        return (ranges, found)
-    }
-
-    @_noAllocation @_noLocks
-    static func mark(_ ranges: UnsafeMutablePointer<UInt64>, _ count: Int, advice: Int) {
-        for i in 0..<count {
-            _ = RawSyscall.call(STASIS_NR_madvise, Int(ranges[2 * i]), Int(ranges[2 * i + 1] - ranges[2 * i]), advice)
-        }
-    }
 }

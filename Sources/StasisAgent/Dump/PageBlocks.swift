@@ -39,9 +39,6 @@ struct PageBlockWriter {
     private var unwritten = false
     /// The area's stored page where the next block starts.
     private var nextPage: UInt64 = 0
-    /// Raw and stored bytes of every area written so far.
-    private(set) var rawBytes: UInt64 = 0
-    private(set) var storedBytes: UInt64 = 0
     /// Worker threads' stacks (STASIS_POOL_MAX_WORKERS of them).
     let stacks: UnsafeMutableRawPointer
 
@@ -154,8 +151,6 @@ struct PageBlockWriter {
                         batch.blocks[i].flags = STASIS_BLOCK_RAW
                     }
                     batch.blocks[i].crc = jobs[i].crc
-                    rawBytes += UInt64(raw)
-                    storedBytes += UInt64(batch.blocks[i].stored_bytes)
                     nextPage += UInt64(batch.blocks[i].pages)
                 }
             }
