@@ -65,14 +65,20 @@ int rst_decode_block(const uint8_t *stored, uint32_t stored_bytes, uint32_t crc,
     return stasis_lz_decompress(stored, stored_bytes, pages, raw);
 }
 
+/* A block read in now: its stored bytes into the work region's buffer (a raw block straight into
+ * place), checked and decoded into place. */
+static void read_block_now(struct rst_args *args, uint64_t address, const stasis_page_block_t *block, uint64_t offset) {
+    uint8_t *stored = block->flags & STASIS_BLOCK_RAW ? (uint8_t *)address : args->block_buffer;
+    if (rst_pread_all(args->image_fd, stored, block->stored_bytes, offset) < 0)
+        rst_fail(args, "cannot read page data for area", args->blocks_area.start);
+    if (rst_decode_block(stored, block->stored_bytes, block->crc, block->flags, (uint8_t *)address,
+                         (uint64_t)block->pages * RST_PAGE, args->block_buffer + RST_BLOCK_BYTES) < 0)
+        rst_fail_image(args, "compressed page data damaged (checksum or block) in area", args->blocks_area.start);
+}
+
 void rst_lazy_add_block(struct rst_args *args, uint64_t address, const stasis_page_block_t *block, uint64_t offset, int area) {
-    uint64_t raw = (uint64_t)block->pages * RST_PAGE;
     if (args->lazy_piece_count >= args->lazy_piece_capacity) { /* too fragmented for the table: read it now */
-        uint8_t *stored = block->flags & STASIS_BLOCK_RAW ? (uint8_t *)address : args->block_buffer;
-        if (rst_pread_all(args->image_fd, stored, block->stored_bytes, offset) < 0) rst_fail(args, "cannot read page data at", address);
-        if (rst_decode_block(stored, block->stored_bytes, block->crc, block->flags, (uint8_t *)address, raw,
-                             args->block_buffer + RST_BLOCK_BYTES) < 0)
-            rst_fail_image(args, "compressed page data damaged (checksum or block) in area", args->blocks_area.start);
+        read_block_now(args, address, block, offset);
         return;
     }
     struct rst_lazy_piece *p = &args->lazy_pieces[args->lazy_piece_count++];
@@ -112,15 +118,8 @@ int rst_restore_blocks(struct rst_args *args, const stasis_record_header_t *reco
             return -1;
         uint64_t address;
         if (next_block_address(args, b, k->pages, &address) < 0) return -1;
-        if (b->lazy >= 0) {
-            rst_lazy_add_block(args, address, k, data, b->lazy);
-        } else {
-            uint8_t *stored = is_raw ? (uint8_t *)address : args->block_buffer;
-            if (rst_pread_all(args->image_fd, stored, k->stored_bytes, data) < 0) rst_fail(args, "cannot read page data for area", b->start);
-            if (rst_decode_block(stored, k->stored_bytes, k->crc, k->flags, (uint8_t *)address, raw,
-                                 args->block_buffer + RST_BLOCK_BYTES) < 0)
-                rst_fail_image(args, "compressed page data damaged (checksum or block) in area", b->start);
-        }
+        if (b->lazy >= 0) rst_lazy_add_block(args, address, k, data, b->lazy);
+        else read_block_now(args, address, k, data);
         data += k->stored_bytes;
         b->stored_done += k->pages;
     }
