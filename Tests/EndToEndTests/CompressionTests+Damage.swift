@@ -35,10 +35,7 @@ extension CompressionTests {
     @Test(.timeLimit(.minutes(5))) func aDamagedOrTruncatedCompressedImageIsRefused() throws {
         let scratch = Scratch()
         defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
-        let binary = try compileFixture("compressible", into: scratch.path)
-        let (original, _) = try start([binary, "text", "8"], scratch, output: "compressible.out")
-        let image = try checkpoint(original.pid, scratch, ["--compress"]).image
-        original.killAndReap()
+        let image = try compressedTextImage(scratch)
         let bytes = try readBytes(image)
         let (at, record) = try compressedBlockByte(bytes)
         var damaged = bytes

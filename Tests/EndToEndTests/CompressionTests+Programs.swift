@@ -86,10 +86,7 @@ extension CompressionTests {
     @Test(.timeLimit(.minutes(2))) func inspectJSONCountsThePagesOfCompressedAreas() throws {
         let scratch = Scratch()
         defer { endProcesses(startedFrom: scratch.path) }  // a program a failed restart left behind
-        let binary = try compileFixture("compressible", into: scratch.path)
-        let (original, _) = try start([binary, "text", "8"], scratch, output: "compressible.out")
-        let image = try checkpoint(original.pid, scratch, ["--compress"]).image
-        original.killAndReap()
+        let image = try compressedTextImage(scratch)
         let decoded = try decode(image)
         let (code, output) = try Stasis.run(["inspect", "--json", image], in: scratch.path)
         try #require(code == 0, "\(output)")
@@ -144,16 +141,7 @@ extension CompressionTests {
         let image = try decode(directory + "/" + images[0])
         #expect(image.header.version == 4 && image.memoryAreas.contains(where: \.isCompressed), "format \(image.header.version)")
 
-        unlink(pidFile)
-        let second = try ChildProcess(Stasis.launcher, job, outputPath: log)
-        defer { second.killAndReap() }
-        guard let pid = try waitForPIDFile(pidFile, of: second, log: log, "stasis job (resume)") else {
-            throw TestFailure("the job ended without resuming: \(logText(log))")
-        }
-        usleep(100_000)
-        kill(pid, SIGTERM)
-        #expect(try second.wait() == .exited(0), "\(logText(log))")
-        let text = logText(log)
+        let text = try resumeAndFinish(job, pidFile: pidFile, log: log)
         #expect(text.contains("stasis job: resumed from \(directory)/\(images[0])"), "\(text)")
         #expect(text.contains("PASS compressible text") && !text.contains("FAIL"), "\(text)")
     }
@@ -181,20 +169,26 @@ extension CompressionTests {
         bytes[try compressedBlockByte(bytes).byte] ^= 0x10
         try writeBytes(bytes, to: newest)
 
-        unlink(pidFile)
-        let second = try ChildProcess(Stasis.launcher, job, outputPath: log)
-        defer { second.killAndReap() }
-        guard let pid = try waitForPIDFile(pidFile, of: second, log: log, "stasis job (resume)") else {
-            throw TestFailure("the job ended without resuming: \(logText(log))")
-        }
-        usleep(100_000)
-        kill(pid, SIGTERM)
-        #expect(try second.wait() == .exited(0), "\(logText(log))")
-        let text = logText(log)
+        let text = try resumeAndFinish(job, pidFile: pidFile, log: log)
         #expect(text.contains("stasis job: \(newest) does not verify"), "\(text)")
         #expect(text.contains("stasis job: resumed from \(previous)"), "\(text)")
         #expect(text.contains("PASS compressible text") && !text.contains("FAIL"), "\(text)")
     }
+}
+
+/// Runs `stasis job` again (it resumes), lets the program verify itself (SIGTERM), expects exit 0;
+/// returns the job's log.
+private func resumeAndFinish(_ job: [String], pidFile: String, log: String) throws -> String {
+    unlink(pidFile)
+    let second = try ChildProcess(Stasis.launcher, job, outputPath: log)
+    defer { second.killAndReap() }
+    guard let pid = try waitForPIDFile(pidFile, of: second, log: log, "stasis job (resume)") else {
+        throw TestFailure("the job ended without resuming: \(logText(log))")
+    }
+    usleep(100_000)
+    kill(pid, SIGTERM)
+    #expect(try second.wait() == .exited(0), "\(logText(log))")
+    return logText(log)
 }
 
 private func logText(_ path: String) -> String { (try? String(contentsOfFile: path)) ?? "" }

@@ -36,6 +36,14 @@ struct CompressionTests {
         return (image, Int(jsonValue(line, "chain_length").prefix { $0.isNumber }) ?? -1)
     }
 
+    /// The compressible fixture (8 MiB of text-like heap) checkpointed with --compress and killed: its image.
+    func compressedTextImage(_ scratch: Scratch) throws -> String {
+        let binary = try compileFixture("compressible", into: scratch.path)
+        let (original, _) = try start([binary, "text", "8"], scratch, output: "compressible.out")
+        defer { original.killAndReap() }
+        return try checkpoint(original.pid, scratch, ["--compress"]).image
+    }
+
     /// What follows `"key": ` in a one-line JSON object.
     func jsonValue(_ line: Substring, _ key: String) -> Substring {
         let parts = line.split(separator: "\"" + key + "\": ", maxSplits: 1, omittingEmptySubsequences: false)

@@ -22,6 +22,17 @@ public func appendSampleAgentAndThread(to encoder: inout ImageEncoder, tid: Int3
     encoder.append(kind: .thread, payload: w.bytes)
 }
 
+/// The program's code area the AGENT record's restore tails point into: 0x400000, one page of `path`.
+public func appendSampleCodeArea(to encoder: inout ImageEncoder, path: String = "/usr/bin/sample") {
+    var code = MemoryAreaRecord()
+    code.start = 0x400000
+    code.end = 0x401000
+    code.protection = 5
+    code.path = path
+    code.fileSize = 4096
+    encoder.append(code, pageData: [])
+}
+
 /// A small valid image: header, the records the restorer needs, one area with two stored pages.
 /// With `parent`, an incremental image: PARENT first, and the area's page 1 inherited.
 /// `extra` records go just before END. `pid` is the header's, PROCESS's and the thread's; `key` signs it.
@@ -48,13 +59,7 @@ public func sampleImage(parent: ParentRecord? = nil, parentFirst: Bool = true, e
     process.encode(into: &w)
     encoder.append(kind: .process, payload: w.bytes)
     appendSampleAgentAndThread(to: &encoder, tid: pid)
-    var code = MemoryAreaRecord()
-    code.start = 0x400000
-    code.end = 0x401000
-    code.protection = 5
-    code.path = "/usr/bin/sample"
-    code.fileSize = 4096
-    encoder.append(code, pageData: [])
+    appendSampleCodeArea(to: &encoder)
     var area = MemoryAreaRecord()
     area.start = 0x600000
     area.end = 0x604000

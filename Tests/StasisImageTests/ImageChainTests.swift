@@ -44,13 +44,7 @@ enum ChainFixture {
         encoder.append(kind: .process, payload: w.bytes)
         appendSampleAgentAndThread(to: &encoder)
         if unknownRecord { encoder.append(rawKind: 99, payload: [1, 2, 3]) }  // a kind from a newer writer
-        var code = MemoryAreaRecord()
-        code.start = 0x400000
-        code.end = 0x401000
-        code.protection = 5
-        code.path = "/usr/bin/chain"
-        code.fileSize = 4096
-        encoder.append(code, pageData: [])
+        appendSampleCodeArea(to: &encoder, path: "/usr/bin/chain")
         var area = MemoryAreaRecord()
         area.start = areaStart
         area.end = areaStart + 4 * UInt64(page)

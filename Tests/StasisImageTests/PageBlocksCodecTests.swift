@@ -118,13 +118,7 @@ import Testing
         encoder.append(kind: .process, payload: w.bytes)
         appendSampleAgentAndThread(to: &encoder)
         // the AGENT record's addresses: code at 0x400000, its state at 0x600000 (as in sampleImage)
-        var code = MemoryAreaRecord()
-        code.start = 0x400000
-        code.end = 0x401000
-        code.protection = 5
-        code.path = "/usr/bin/sample"
-        code.fileSize = 4096
-        encoder.append(code, pageData: [])
+        appendSampleCodeArea(to: &encoder)
         var state = MemoryAreaRecord()
         state.start = 0x600000
         state.end = 0x601000
